@@ -1,0 +1,81 @@
+# vibex — build, deps, test, run, bench.
+#
+#   make deps    install every system package (Debian 12; as root or via sudo)
+#   make         build ./vibex
+#   make test    build and run every test; last line: "N passed, N failed"
+#   make asan    the whole suite under AddressSanitizer + UBSan
+#   make run     the paper-trading demo (no network, no keys)
+#   make bench   benchmarks, with baselines measured in the same run
+
+CC      ?= cc
+PKGS    := luajit libuv libcurl libedit
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Werror
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread $(EXTRA_LDLIBS)
+LDFLAGS_ALL = -Wl,-E $(EXTRA_LDFLAGS)
+
+BUILD   ?= build/release
+BIN     ?= vibex
+
+RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+RUNTIME_OBJ := $(patsubst runtime/%.c,$(BUILD)/runtime/%.o,$(RUNTIME_SRC))
+CTEST_SRC   := $(wildcard tests/c/test_*.c)
+CTEST_BIN   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC))
+SUPPORT_BIN := $(BUILD)/tests/httpd
+
+DEB_PACKAGES := build-essential pkg-config ca-certificates curl python3 \
+	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
+	lua-cjson lua-busted libssl-dev libsecp256k1-dev \
+	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \
+	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps test asan run bench clean check-deps
+
+all: $(BIN)
+
+deps:
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+$(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(BUILD)/runtime
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/runtime:
+	mkdir -p $@
+
+$(BUILD)/libvibex.a: $(RUNTIME_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/runtime/main.o $(BUILD)/libvibex.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $(BUILD)/runtime/main.o -Wl,--whole-archive $(BUILD)/libvibex.a -Wl,--no-whole-archive $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/*.h $(BUILD)/libvibex.a
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Iruntime $(LDFLAGS_ALL) -o $@ $< -Wl,--whole-archive $(BUILD)/libvibex.a -Wl,--no-whole-archive $(LDLIBS_ALL) -lcmocka
+
+$(BUILD)/tests/httpd: tests/support/httpd.c
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(shell pkg-config --libs libuv) -lhttp_parser
+
+build-tests: $(BIN) $(CTEST_BIN) $(SUPPORT_BIN)
+
+test: build-tests
+	@VIBEX_BIN=./$(BIN) BUILD=$(BUILD) tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/vibex \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+
+run: $(BIN)
+	./$(BIN) run examples/paper.lua
+
+bench: $(BIN) $(SUPPORT_BIN)
+	@VIBEX_BIN=./$(BIN) BUILD=$(BUILD) ./$(BIN) tests/bench/run.lua
+
+clean:
+	rm -rf build $(BIN)

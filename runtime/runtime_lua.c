@@ -1,0 +1,219 @@
+/*
+ * runtime_lua.c — require "vibex.core.runtime": the process-level things Lua
+ * needs: where the install lives, shutdown and its hooks, exit code, small
+ * file-system queries (stat, list, mkdir -p, realpath) and library versions.
+ */
+
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <luajit.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vx_lua.h"
+
+static int l_home(lua_State *L) {
+    lua_pushstring(L, vx_rt(L)->home);
+    return 1;
+}
+
+static int l_versions(lua_State *L) {
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, VX_VERSION);
+    lua_setfield(L, -2, "vibex");
+    lua_pushliteral(L, LUAJIT_VERSION);
+    lua_setfield(L, -2, "luajit");
+    lua_pushstring(L, uv_version_string());
+    lua_setfield(L, -2, "libuv");
+    curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+    lua_pushstring(L, cv ? cv->version : "?");
+    lua_setfield(L, -2, "libcurl");
+    return 1;
+}
+
+static int l_shutdown(lua_State *L) {
+    vx_runtime_shutdown(vx_rt(L), luaL_optstring(L, 1, "requested"));
+    return 0;
+}
+
+static int l_shutting_down(lua_State *L) {
+    lua_pushboolean(L, vx_rt(L)->shutting_down);
+    return 1;
+}
+
+/* on(event, fn): event is "shutdown" or "sigint". Returns fn for off(). */
+static int l_on(lua_State *L) {
+    vx_runtime *rt = vx_rt(L);
+    const char *event = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (strcmp(event, "shutdown") && strcmp(event, "sigint"))
+        return luaL_error(L, "runtime.on: unknown event '%s' (shutdown, sigint)", event);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+    lua_getfield(L, -1, event);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, event);
+    }
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+    lua_pushvalue(L, 2);
+    return 1;
+}
+
+static int l_off(lua_State *L) {
+    vx_runtime *rt = vx_rt(L);
+    const char *event = luaL_checkstring(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->hooks_ref);
+    lua_getfield(L, -1, event);
+    if (!lua_istable(L, -1)) return 0;
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int same = lua_rawequal(L, -1, 2);
+        lua_pop(L, 1);
+        if (!same) continue;
+        for (int j = i; j < n; j++) {
+            lua_rawgeti(L, -1, j + 1);
+            lua_rawseti(L, -2, j);
+        }
+        lua_pushnil(L);
+        lua_rawseti(L, -2, n);
+        break;
+    }
+    return 0;
+}
+
+static int l_exit_code(lua_State *L) {
+    vx_runtime *rt = vx_rt(L);
+    if (!lua_isnoneornil(L, 1)) rt->exit_code = (int)luaL_checkinteger(L, 1);
+    lua_pushinteger(L, rt->exit_code);
+    return 1;
+}
+
+static int l_set_grace_ms(lua_State *L) {
+    double ms = luaL_checknumber(L, 1);
+    if (ms < 0) return luaL_error(L, "runtime.set_grace_ms: must be >= 0");
+    vx_rt(L)->grace_ms = (uint64_t)ms;
+    return 0;
+}
+
+static int l_set_stall_warn_ms(lua_State *L) {
+    double ms = luaL_checknumber(L, 1);
+    if (ms < 0) return luaL_error(L, "runtime.set_stall_warn_ms: must be >= 0 (0 disables)");
+    vx_rt(L)->stall_warn_ms = (uint64_t)ms;
+    return 0;
+}
+
+static int l_ptr(lua_State *L) {
+    lua_pushlightuserdata(L, vx_rt(L));
+    return 1;
+}
+
+static int l_wall_ms(lua_State *L) {
+    lua_pushnumber(L, (double)vx_wall_ms());
+    return 1;
+}
+
+static int l_pid(lua_State *L) {
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+static int push_errno(lua_State *L, const char *what, const char *path) {
+    int e = errno;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: %s", what, path, strerror(e));
+    return 2;
+}
+
+static int l_stat(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (stat(path, &st) != 0) return push_errno(L, "cannot stat", path);
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (double)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushnumber(L, (double)st.st_mtim.tv_sec * 1000.0 + (double)st.st_mtim.tv_nsec / 1e6);
+    lua_setfield(L, -2, "mtime_ms");
+    lua_pushstring(L, S_ISDIR(st.st_mode) ? "directory" : S_ISREG(st.st_mode) ? "file" : "other");
+    lua_setfield(L, -2, "type");
+    lua_pushnumber(L, (double)st.st_ino);
+    lua_setfield(L, -2, "inode");
+    return 1;
+}
+
+static int l_listdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    DIR *d = opendir(path);
+    if (!d) return push_errno(L, "cannot list", path);
+    lua_newtable(L);
+    int i = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++i);
+    }
+    closedir(d);
+    return 1;
+}
+
+static int l_mkdir_p(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    char path[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path) return luaL_error(L, "mkdir_p: bad path");
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) return push_errno(L, "cannot create", path);
+        path[i] = c;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_realpath(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char out[PATH_MAX];
+    if (!realpath(path, out)) return push_errno(L, "cannot resolve", path);
+    lua_pushstring(L, out);
+    return 1;
+}
+
+static int l_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+int vx_open_runtime(lua_State *L) {
+    static const luaL_Reg fns[] = {{"home", l_home},
+                                   {"versions", l_versions},
+                                   {"shutdown", l_shutdown},
+                                   {"shutting_down", l_shutting_down},
+                                   {"on", l_on},
+                                   {"off", l_off},
+                                   {"exit_code", l_exit_code},
+                                   {"set_grace_ms", l_set_grace_ms},
+                                   {"set_stall_warn_ms", l_set_stall_warn_ms},
+                                   {"ptr", l_ptr},
+                                   {"wall_ms", l_wall_ms},
+                                   {"pid", l_pid},
+                                   {"stat", l_stat},
+                                   {"listdir", l_listdir},
+                                   {"mkdir_p", l_mkdir_p},
+                                   {"realpath", l_realpath},
+                                   {"isatty", l_isatty},
+                                   {NULL, NULL}};
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

@@ -1,0 +1,30 @@
+/*
+ * vx_lua.h — helpers shared by the *_lua.c bindings.
+ */
+#ifndef VX_LUA_H
+#define VX_LUA_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "vx.h"
+
+/* The runtime that owns this Lua state. */
+static inline vx_runtime *vx_rt(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "vibex.rt");
+    vx_runtime *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return rt;
+}
+
+/* The openers of the C modules, preloaded as vibex.core.<name>. */
+int vx_open_task(lua_State *L);
+int vx_open_http(lua_State *L);
+int vx_open_log(lua_State *L);
+int vx_open_metrics(lua_State *L);
+int vx_open_fswatch(lua_State *L);
+int vx_open_process(lua_State *L);
+int vx_open_runtime(lua_State *L);
+int vx_open_repl(lua_State *L);
+
+#endif

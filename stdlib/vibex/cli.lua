@@ -1,0 +1,132 @@
+--- vibex.cli — the command line. `vibex --help` lists the commands.
+local runtime = require "vibex.runtime"
+
+local M = {}
+
+local USAGE = [[
+usage: vibex [--env ENV] COMMAND [ARGS...]
+
+  vibex FILE.lua [ARGS...]   run a script on the loop; exit when its tasks are done
+  vibex -e 'CODE' [ARGS...]  run a chunk of Lua
+  vibex repl                 interactive prompt on the loop (line editing, history, completion)
+  vibex test [PATHS...]      run busted specs inside the runtime (default: tests/spec)
+  vibex run CONFIG           run the configured accounts until SIGINT/SIGTERM
+  vibex --version            print versions
+  vibex --help               this text
+
+Options:
+  --env ENV                  development, testing or production (default: $VIBEX_ENV or development)
+
+Environment:
+  VIBEX_HOME                 where stdlib/ and scripts/ live (default: next to the binary)
+]]
+
+M.commands = {}
+
+local function fail(msg)
+  io.stderr:write("vibex: ", msg, "\n")
+  return 2
+end
+M.fail = fail
+
+local function traceback_handler(err)
+  if type(err) ~= "string" then err = tostring(err) end
+  return debug.traceback(err, 2)
+end
+
+--- Run a loaded chunk in the current (main) task; 0, or 1 after printing the error.
+local function run_chunk(fn, ...)
+  require("vibex.prelude").install()
+  local ok, err = xpcall(fn, traceback_handler, ...)
+  if not ok then
+    -- drop the frames of this runner from the traceback
+    err = err:gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+    io.stderr:write("vibex: ", err, "\n")
+    return 1
+  end
+  return 0
+end
+
+local function set_arg(script, first, ...)
+  local a = { [0] = script }
+  for i = 1, select("#", ...) do a[i] = select(i, ...) end
+  _G.arg = a
+  return a
+end
+
+M.commands["-e"] = function(code, ...)
+  if code == nil then return fail("-e needs a chunk of Lua code (vibex -e 'print(1)')") end
+  local fn, err = load(code, "=(command line)", "t")
+  if not fn then return fail(err) end
+  set_arg("-e", nil, ...)
+  return run_chunk(fn, ...)
+end
+
+M.commands.repl = function(...)
+  if select("#", ...) > 0 then return fail("repl takes no arguments") end
+  return require("vibex.repl").run()
+end
+
+M.commands.test = function(...)
+  return require("vibex.testing").run({ ... })
+end
+
+M.commands.run = function(config, ...)
+  if not config then return fail("run needs a config file (vibex run examples/paper.lua)") end
+  if select("#", ...) > 0 then return fail("run takes one config file, got extra arguments") end
+  if not runtime.stat(config) then return fail(("cannot open %s: No such file or directory"):format(config)) end
+  return require("vibex.app").run(config)
+end
+
+local function run_file(path, ...)
+  local f = io.open(path, "r")
+  if not f then return fail(("cannot open %s: No such file or directory"):format(path)) end
+  f:close()
+  local fn, err = loadfile(path)
+  if not fn then return fail(err) end
+  set_arg(path, nil, ...)
+  return run_chunk(fn, ...)
+end
+
+--- Entry point: vibex.cli.main(argv…) → exit code (also set on the runtime).
+function M.main(...)
+  local args = { ... }
+  local i = 1
+  while args[i] and args[i]:sub(1, 1) == "-" and args[i] ~= "-e" do
+    local a = args[i]
+    if a == "-h" or a == "--help" then
+      io.stdout:write(USAGE)
+      return runtime.exit_code(0)
+    elseif a == "-v" or a == "--version" then
+      local v = runtime.versions()
+      io.stdout:write(("vibex %s\n%s, libuv %s, libcurl %s\n"):format(v.vibex, v.luajit, v.libuv, v.libcurl))
+      return runtime.exit_code(0)
+    elseif a == "--env" or a:match("^%-%-env=") then
+      local env = a:match("^%-%-env=(.*)$")
+      if not env then i = i + 1; env = args[i] end
+      if not env or env == "" then return runtime.exit_code(fail("--env needs a value (development, testing, production)")) end
+      M.env = env
+    else
+      return runtime.exit_code(fail(("unknown option '%s' (see vibex --help)"):format(a)))
+    end
+    i = i + 1
+  end
+  local cmd = args[i]
+  if not cmd then
+    io.stderr:write(USAGE)
+    return runtime.exit_code(2)
+  end
+  local rest = { unpack(args, i + 1, table.maxn(args)) }
+  local handler = M.commands[cmd]
+  local code
+  if handler then
+    code = handler(unpack(rest, 1, table.maxn(rest)))
+  elseif cmd:match("%.lua$") or cmd:find("/") then
+    code = run_file(cmd, unpack(rest, 1, table.maxn(rest)))
+  else
+    code = fail(("unknown command '%s' (see vibex --help)"):format(cmd))
+  end
+  return runtime.exit_code(code or 0)
+end
+
+return M
