@@ -277,7 +277,10 @@ static void set_transport(vx_http_req *r, const vx_http_opts *o) {
                    : o->http_version == 2 ? CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                                           : CURL_HTTP_VERSION_2TLS;
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, version);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* over TLS, wait for a connection that may multiplex (h2) rather than
+     * opening another; plain HTTP/1.1 never multiplexes, so do not wait */
+    if (strncmp(o->url, "https://", 8) == 0 || o->http_version == 2)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (o->cainfo) curl_easy_setopt(e, CURLOPT_CAINFO, o->cainfo);
     if (o->insecure) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);

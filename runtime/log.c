@@ -240,6 +240,8 @@ static void redact_into(const vx_log *log, vx_buf *out, const char *s, size_t n)
         size_t e = i;
         if (quoted) {
             while (e < n && s[e] != '"') e += (s[e] == '\\' && e + 1 < n) ? 2 : 1;
+        } else if (c == ':') { /* "Name: value" header style: the rest of the line */
+            while (e < n && s[e] != '\n' && s[e] != '\r') e++;
         } else {
             while (e < n && !is_value_end(s[e])) e++;
         }
