@@ -29,7 +29,9 @@ local function fail(msg)
 end
 M.fail = fail
 
+local CANCELLED = {}
 local function traceback_handler(err)
+  if require("vibex.task").is_cancelled(err) then return CANCELLED end
   if type(err) ~= "string" then err = tostring(err) end
   return debug.traceback(err, 2)
 end
@@ -38,6 +40,9 @@ end
 local function run_chunk(fn, ...)
   require("vibex.prelude").install()
   local ok, err = xpcall(fn, traceback_handler, ...)
+  if not ok and err == CANCELLED then
+    return runtime.shutting_down() and 0 or 1 -- stopped by SIGINT/SIGTERM: a clean exit
+  end
   if not ok then
     -- drop the frames of this runner from the traceback
     err = err:gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")

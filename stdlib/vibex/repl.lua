@@ -27,7 +27,7 @@ local function compile(src)
 end
 
 local function incomplete(err)
-  return err and (err:match("<eof>$") or err:match("unfinished string") or err:match("unfinished long"))
+  return err and (err:match("<eof>'?$") or err:match("unfinished string") or err:match("unfinished long"))
 end
 
 local function print_results(ok, ...)

@@ -35,10 +35,10 @@ local raw_sleep, raw_join, raw_yield = core.sleep, core.join, core.yield
 M.spawn = core.spawn
 
 --- Suspend the current task for `ms` milliseconds.
-function M.sleep(ms) return await(raw_sleep(ms)) end
+function M.sleep(ms) await(raw_sleep(ms)) end
 
 --- Let other ready tasks, timers and I/O run, then continue.
-function M.yield() return await(raw_yield()) end
+function M.yield() await(raw_yield()) end
 
 --- The running task's handle (nil outside a task).
 M.current = core.current

@@ -1,0 +1,73 @@
+local h = require "helpers"
+
+describe("vibex command line", function()
+  it("prints help and version", function()
+    local out, _, code = h.vibex { "--help" }
+    assert.equal(0, code)
+    assert.matches("vibex repl", out, 1, true)
+    out, _, code = h.vibex { "--version" }
+    assert.equal(0, code)
+    assert.matches("^vibex %d+%.%d+%.%d+", out)
+  end)
+
+  it("rejects unknown flags and missing files with one line and status 2", function()
+    local _, err, code = h.vibex { "--bogus" }
+    assert.equal(2, code)
+    assert.equal("vibex: unknown option '--bogus' (see vibex --help)\n", err)
+    _, err, code = h.vibex { "missing.lua" }
+    assert.equal(2, code)
+    assert.equal("vibex: cannot open missing.lua: No such file or directory\n", err)
+  end)
+
+  it("runs -e on the loop and exits when its tasks are done", function()
+    local out, _, code = h.vibex { "-e", "task.spawn(function() task.sleep(20); print('late') end); print('first')" }
+    assert.equal(0, code)
+    assert.equal("first\nlate\n", out)
+  end)
+
+  it("reports a syntax error in a script with file and line, status 1... or 2", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/bad.lua", "local x = = 1\n")
+    local _, err, code = h.vibex { dir .. "/bad.lua" }
+    assert.is_true(code ~= 0)
+    assert.matches("bad.lua:1:", err, 1, true)
+  end)
+
+  it("keeps running other tasks when one raises", function()
+    local out, err, code = h.vibex { "-e", [[
+      task.spawn(function() error("boom in task") end)
+      task.sleep(20)
+      print("still here")]] , }
+    assert.equal(0, code)
+    assert.equal("still here\n", out)
+    assert.matches("boom in task", err, 1, true)
+  end)
+
+  it("passes arguments to scripts", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/args.lua", "print(arg[0], ...)\n")
+    local out, _, code = h.vibex { dir .. "/args.lua", "a", "b" }
+    assert.equal(0, code)
+    assert.equal(dir .. "/args.lua\ta\tb\n", out)
+  end)
+
+  it("shuts down gracefully on SIGTERM with exit 0", function()
+    local p = assert(require("vibex.process").spawn { file = h.bin, stderr = "pipe",
+      args = { "-e", "print('ready'); io.stdout:flush(); while true do task.sleep(50) end" } })
+    assert.equal("ready", p:read_line())
+    p:kill("TERM")
+    local code = task.timeout(10000, function() return p:wait() end)
+    assert.equal(0, code)
+  end)
+
+  it("runs the REPL on piped input, printing values", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/in.txt", "1 + 2\nlocal t = {a = 1}\nfunction f()\nreturn 42\nend\nf()\ntask.sleep(5)\nreturn 'x', nil\n")
+    local out, _, code = h.vibex { "-e", ("io.stdin:close()") }
+    assert.equal(0, code)
+    local p = assert(require("vibex.process").spawn { file = "/bin/sh", args = { "-c", h.bin .. " repl < " .. dir .. "/in.txt" } })
+    out = p:read_all()
+    assert.equal(0, (p:wait()))
+    assert.equal('3\n42\n"x"\tnil\n', out)
+  end)
+end)

@@ -1,0 +1,62 @@
+local h = require "helpers"
+
+describe("http.request", function()
+  local srv
+  setup(function() srv = h.httpd() end)
+  teardown(function() srv.stop() end)
+
+  it("returns status, headers and body", function()
+    local res = assert(http.request { url = srv.base .. "/hello" })
+    assert.equal(200, res.status)
+    assert.equal("hello", res.body)
+    assert.equal("text/plain", res.headers["content-type"])
+  end)
+
+  it("sends method, headers and body", function()
+    local res = assert(http.request { method = "POST", url = srv.base .. "/echo?x=1",
+      headers = { ["X-Test"] = "yes" }, body = "payload" })
+    local echo = assert(json.decode(res.body))
+    assert.equal("POST", echo.method)
+    assert.equal("/echo?x=1", echo.url)
+    assert.equal("payload", echo.body)
+    assert.equal("yes", echo.headers["x-test"])
+  end)
+
+  it("runs many requests at once without blocking timers", function()
+    local ticks = 0
+    local ticker = task.every(5, function() ticks = ticks + 1 end)
+    local ts = {}
+    for i = 1, 64 do ts[i] = task.spawn(function() return http.request { url = srv.base .. "/delay/100" } end) end
+    local t0 = task.now()
+    for i = 1, 64 do
+      local ok, res = ts[i]:join()
+      assert.is_true(ok)
+      assert.equal(200, res.status)
+    end
+    ticker:cancel()
+    assert.is_true(task.now() - t0 < 2000)
+    assert.is_true(ticks >= 5)
+  end)
+
+  it("returns nil, message, kind on transport errors", function()
+    local res, err, kind = http.request { url = "http://127.0.0.1:1/x?signature=abc" }
+    assert.is_nil(res)
+    assert.equal("connect", kind)
+    assert.matches("GET http://127.0.0.1:1/x", err, 1, true)
+    assert.is_nil(err:find("signature=abc", 1, true))
+    res, err, kind = http.request { url = srv.base .. "/delay/2000", timeout_ms = 50 }
+    assert.is_nil(res)
+    assert.equal("timeout", kind)
+    res, err = task.timeout(30, http.request, { url = srv.base .. "/delay/2000" })
+    assert.is_nil(res)
+    assert.equal("timeout after 30 ms", err)
+    res, err, kind = http.request { url = "ftp://x" }
+    assert.equal("invalid", kind)
+  end)
+
+  it("gives a clear error for a malformed JSON body", function()
+    local v, err = http.json { url = srv.base .. "/json/bad" }
+    assert.is_nil(v)
+    assert.matches("json: .* at character %d+", err)
+  end)
+end)
