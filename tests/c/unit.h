@@ -27,12 +27,10 @@ static inline vx_runtime *unit_runtime(void) {
     return rt;
 }
 
-/* Run a Lua chunk as a task to completion of the loop; returns the global
- * `result` as a string (or NULL) copied into out. */
-static inline void unit_run_lua(vx_runtime *rt, const char *code, char *out, size_t outlen);
-
 #include "task.h"
 
+/* Run a Lua chunk as a task until the loop has no work left; copies the
+ * global `result` (as a string, "(nil)" if unset) into out. */
 static inline void unit_run_lua(vx_runtime *rt, const char *code, char *out, size_t outlen) {
     lua_State *L = rt->L;
     if (luaL_loadstring(L, code) != 0) fail_msg("compile: %s", lua_tostring(L, -1));
