@@ -64,7 +64,7 @@ $(BUILD)/tests/httpd: tests/support/httpd.c
 build-tests: $(BIN) $(CTEST_BIN) $(SUPPORT_BIN)
 
 test: build-tests
-	@VIBEX_BIN=./$(BIN) BUILD=$(BUILD) tests/run.sh
+	@VIBEX_HOME=$(CURDIR) VIBEX_BIN=./$(BIN) BUILD=$(BUILD) tests/run.sh
 
 asan:
 	$(MAKE) BUILD=build/asan BIN=build/asan/vibex \

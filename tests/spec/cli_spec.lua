@@ -68,4 +68,17 @@ describe("vibex command line", function()
     assert.equal(0, (p:wait()))
     assert.equal('3\n42\n"x"\tnil\n', out)
   end)
+  it("frees everything it allocates (valgrind, a -e run with a task, HTTP and JSON)", function()
+    local valgrind = require("vibex.process").which("valgrind")
+    if not valgrind or h.bin:match("asan") then return end -- ASan builds check leaks themselves
+    local srv = h.httpd()
+    local code_ = ("local r = http.get('%s/hello'); local t = task.spawn(function() task.sleep(5) return r.body end); " ..
+                   "print(select(2, t:join()), json.encode{a = 1})"):format(srv.base)
+    local out, err, code = h.vibex({ "--leak-check=full", "--error-exitcode=9", h.bin, "-e", code_ },
+                                   { file = valgrind, timeout_ms = 120000 })
+    srv.stop()
+    assert.equal('hello\t{"a":1}\n', out)
+    assert.equal(0, code, err)
+    assert.matches("All heap blocks were freed", err, 1, true)
+  end)
 end)

@@ -35,7 +35,7 @@ end
 --- Run vibex with args; returns stdout, stderr, exit code.
 function M.vibex(args, opts)
   opts = opts or {}
-  local p = assert(process.spawn { file = M.bin, args = args, stderr = "pipe", env = opts.env, cwd = opts.cwd })
+  local p = assert(process.spawn { file = opts.file or M.bin, args = args, stderr = "pipe", env = opts.env, cwd = opts.cwd })
   local out, err, code
   task.timeout(opts.timeout_ms or 30000, function()
     local errt = task.spawn(function() return p:read_all("stderr") end)

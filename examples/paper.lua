@@ -1,0 +1,5 @@
+-- The paper-trading demo: `make run` (no network, no keys).
+-- A config is a Lua file returning a table; see README "Configuration".
+return {
+  runtime = { log_level = "info", log_dir = "logs" },
+}
