@@ -8,7 +8,7 @@
 #   make bench   benchmarks, with baselines measured in the same run
 
 CC      ?= cc
-PKGS    := luajit libuv libcurl libedit
+PKGS    := luajit libuv libcurl libedit libcrypto
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)

@@ -215,6 +215,7 @@ static int setup_lua(vx_runtime *rt) {
     preload(L, "vibex.core.process", vx_open_process);
     preload(L, "vibex.core.runtime", vx_open_runtime);
     preload(L, "vibex.core.repl", vx_open_repl);
+    preload(L, "vibex.core.crypto", vx_open_crypto);
     return 0;
 }
 

@@ -26,5 +26,6 @@ int vx_open_fswatch(lua_State *L);
 int vx_open_process(lua_State *L);
 int vx_open_runtime(lua_State *L);
 int vx_open_repl(lua_State *L);
+int vx_open_crypto(lua_State *L);
 
 #endif

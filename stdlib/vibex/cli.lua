@@ -11,6 +11,7 @@ usage: vibex [--env ENV] COMMAND [ARGS...]
   vibex repl                 interactive prompt on the loop (line editing, history, completion)
   vibex test [PATHS...]      run busted specs inside the runtime (default: tests/spec)
   vibex run CONFIG           run the configured accounts until SIGINT/SIGTERM
+  vibex check CONFIG         validate a config; print the effective config (secrets masked)
   vibex --version            print versions
   vibex --help               this text
 
@@ -74,6 +75,21 @@ end
 
 M.commands.test = function(...)
   return require("vibex.testing").run({ ... })
+end
+
+M.commands.check = function(path, ...)
+  if not path then return fail("check needs a config file (vibex check examples/paper.lua)") end
+  if select("#", ...) > 0 then return fail("check takes one config file, got extra arguments") end
+  local config = require "vibex.config"
+  local snap, errors = config.load(path)
+  if not snap then
+    io.stderr:write(config.format_errors(errors, path), "\n")
+    io.stderr:write(("vibex: %s: %d error%s (environment %s)\n"):format(path, #errors, #errors == 1 and "" or "s", config.environment()))
+    return 2
+  end
+  io.stdout:write(("-- %s: valid for environment %s, hash %s\n"):format(path, snap.environment, snap.hash))
+  io.stdout:write("return ", config.render(snap.config), "\n")
+  return 0
 end
 
 M.commands.run = function(config, ...)

@@ -1,0 +1,268 @@
+--- vibex.config_schema — the one schema every vibex config is checked
+--- against. Written once, here; `vibex check`, `vibex run` and hot reload
+--- all use it. See README "Configuration" for a commented example.
+local S = require "vibex.schema"
+local secret = require "vibex.secret"
+
+local M = {}
+
+M.ENVIRONMENTS = { "development", "testing", "production" }
+
+--- Per-environment defaults, applied under the config (the config wins,
+--- and its `environments.<name>` table wins over both).
+M.ENV_DEFAULTS = {
+  development = { runtime = { log_level = "debug", log_format = "pretty" } },
+  testing = { runtime = { log_level = "warn", log_format = "json" } },
+  production = { runtime = { log_level = "info", log_format = "json" } },
+}
+
+-- A secret field takes a reference made by env "NAME" (resolved at load),
+-- never a literal string: literals in a config end up in git.
+local function secret_field(o)
+  o = o or {}
+  return S.custom(function(v, path, ctx)
+    if secret.is_secret(v) then return v end
+    if secret.is_ref(v) then
+      local lookup = ctx.data and ctx.data.lookup_secret
+      local value, where = nil, nil
+      if lookup then value, where = lookup(v.name) end
+      if value == nil or value == "" then
+        ctx:error(path, ("secret %s is not set (export %s=… or add it to %s)")
+          :format(v.name, v.name, where or ".env next to the config"))
+        return nil
+      end
+      return secret.new(v.name, value)
+    end
+    if type(v) == "string" then
+      ctx:error(path, ("expected a secret reference like env \"%s\", found a string literal (secrets must not be written in the config)")
+        :format(o.example or "NAME"))
+      return nil
+    end
+    ctx:expected(path, ("a secret reference like env \"%s\""):format(o.example or "NAME"), v)
+  end, { doc = "a secret reference env \"NAME\"", required = o.required })
+end
+M.secret_field = secret_field
+
+local function name_type(required)
+  return S.string { pattern = "^[%a][%w_%-]*$", max_len = 64, required = required,
+    doc = "a name of letters, digits, '_' or '-', starting with a letter" }
+end
+
+local function is_loopback_url(u)
+  local host = u:match("^%a[%w+.-]*://%[?([^/:%]?#]+)")
+  return host == "127.0.0.1" or host == "localhost" or host == "::1"
+end
+
+-- runtime -------------------------------------------------------------------
+local runtime = S.record({
+  log_level = S.enum { "debug", "info", "warn", "error", default = "info" },
+  log_format = S.enum { "pretty", "json", default = "pretty",
+    doc = "\"pretty\" (readable console lines) or \"json\" (JSON lines on the console too)" },
+  log_dir = S.string { min_len = 1, default = "logs" },
+  data_dir = S.string { min_len = 1, default = "data" },
+  shutdown_grace_ms = S.integer { min = 0, max = 600000, default = 10000 },
+}, { default = {} })
+
+-- database --------------------------------------------------------------------
+local database = S.record({
+  -- nil = the local server vibex manages under data_dir/pg
+  url = S.custom(function(v, path, ctx)
+    if type(v) == "string" then
+      if not v:match("^postgres") then return ctx:expected(path, "a postgresql:// connection string or env \"DATABASE_URL\"", v) end
+      if v:match("^postgres[%w]*://[^/@]*:[^/@]*@") then
+        return ctx:error(path, "the connection string carries a password: use env \"DATABASE_URL\" instead")
+      end
+      return v
+    end
+    return S.check(secret_field { example = "DATABASE_URL" }, v, path, ctx)
+  end, { doc = "a postgresql:// connection string or env \"DATABASE_URL\"" }),
+  pool_size = S.integer { min = 1, max = 64, default = 4 },
+  statement_timeout_ms = S.integer { min = 100, max = 3600000, default = 30000 },
+}, { default = {} })
+
+-- api ------------------------------------------------------------------------
+local api = S.record({
+  enabled = S.boolean { default = false },
+  bind = S.string { pattern = "^[%w%.:%-]+$", default = "127.0.0.1", doc = "an address like 127.0.0.1" },
+  port = S.integer { min = 0, max = 65535, default = 8080 },
+  token = secret_field { example = "VIBEX_API_TOKEN" },
+}, {
+  default = {},
+  check = function(v, path, ctx)
+    local loopback = v.bind == "127.0.0.1" or v.bind == "localhost" or v.bind == "::1"
+    if v.enabled and not loopback and not v.token then
+      ctx:error(S.join(path, "token"), ("required when the API listens on %s (not loopback): set token = env \"VIBEX_API_TOKEN\""):format(v.bind))
+    end
+  end,
+})
+
+-- llm ------------------------------------------------------------------------
+local provider = S.record({
+  name = name_type(true),
+  kind = S.enum { "openai", "anthropic", "deepseek", "fake", required = true,
+    doc = "\"openai\" (any OpenAI-compatible API), \"anthropic\", \"deepseek\" or \"fake\" (offline, for demos)" },
+  base_url = S.url {},
+  model = S.string { min_len = 1, required = true },
+  api_key = secret_field { example = "DEEPSEEK_API_KEY" },
+  timeout_ms = S.integer { min = 1000, max = 600000, default = 60000 },
+  connect_timeout_ms = S.integer { min = 100, max = 60000, default = 5000 },
+  max_retries = S.integer { min = 0, max = 10, default = 2 },
+  temperature = S.number { min = 0, max = 2 },
+  max_tokens = S.integer { min = 16, max = 200000, default = 2000 },
+  -- USD per million tokens, so cost per decision can be recorded
+  price = S.record({
+    input_per_mtok = S.number { min = 0, default = 0 },
+    output_per_mtok = S.number { min = 0, default = 0 },
+  }, { default = {} }),
+}, {
+  check = function(v, path, ctx)
+    if v.kind ~= "fake" and not v.base_url then
+      ctx:error(S.join(path, "base_url"), ("required for kind %q"):format(v.kind))
+    end
+    if v.kind ~= "fake" and not v.api_key then
+      ctx:error(S.join(path, "api_key"), ("required for kind %q: api_key = env \"%s_API_KEY\""):format(v.kind, v.kind:upper()))
+    end
+  end,
+})
+
+local llm = S.record({
+  providers = S.list(provider, { unique_by = "name", default = {} }),
+  default = name_type(),
+}, { default = {} })
+
+-- accounts -------------------------------------------------------------------
+local credentials = S.record({
+  api_key = secret_field { example = "ASTER_API_KEY" },       -- V1 (HMAC) keys
+  api_secret = secret_field { example = "ASTER_API_SECRET" },
+  user = secret_field { example = "ASTER_USER" },             -- V3 (EIP-712) keys
+  signer = secret_field { example = "ASTER_SIGNER" },
+  private_key = secret_field { example = "ASTER_PRIVATE_KEY" },
+})
+
+local exchange = S.record({
+  venue = S.enum { "aster", "binance", "sim", required = true,
+    doc = "\"aster\", \"binance\" or \"sim\" (the offline simulated venue)" },
+  base_url = S.url {},
+  ws_url = S.url { schemes = { "ws", "wss" } },
+  testnet = S.boolean { default = false },
+  recv_window_ms = S.integer { min = 1, max = 60000, default = 5000 },
+  credentials = credentials,
+})
+
+local risk = S.record({
+  max_leverage = S.number { min = 1, max = 125, default = 3 },
+  max_position_notional = S.number { gt = 0, default = 1000 },
+  max_total_notional = S.number { gt = 0, default = 3000 },
+  max_open_positions = S.integer { min = 1, max = 200, default = 3 },
+  max_daily_loss = S.number { gt = 0, default = 100 },
+  min_confidence = S.number { min = 0, max = 1, default = 0.6 },
+  max_orders_per_minute = S.integer { min = 1, max = 1200, default = 10 },
+}, {
+  default = {},
+  check = function(v, path, ctx)
+    if v.max_total_notional < v.max_position_notional then
+      ctx:error(S.join(path, "max_total_notional"), ("must be at least max_position_notional (%s), found %s")
+        :format(v.max_position_notional, v.max_total_notional))
+    end
+  end,
+})
+
+local symbol = S.string { pattern = "^[A-Z0-9]+$", max_len = 32, doc = "a symbol like \"BTCUSDT\" (upper case)" }
+
+local account = S.record({
+  name = name_type(true),
+  enabled = S.boolean { default = true },
+  mode = S.enum { "live", "paper", default = "paper" },
+  exchange = exchange,
+  symbols = S.list(symbol, { min = 1, unique = true, required = true }),
+  decision_interval_s = S.number { min = 0.01, max = 86400, default = 300 },
+  llm = name_type(),
+  strategy = S.record({
+    scripts = S.list(S.string { pattern = "^[%w_%-/]+$", doc = "a script name like \"decide\"" }, { min = 1, default = { "strategy" } }),
+    params = S.map(S.any(), { default = {} }),
+  }, { default = {} }),
+  risk = risk,
+  paper = S.record({
+    starting_balance = S.number { gt = 0, default = 10000 },
+    fee_rate = S.number { min = 0, max = 0.01, default = 0.0004 },
+  }, { default = {} }),
+}, {
+  check = function(v, path, ctx)
+    local creds = v.exchange and v.exchange.credentials or {}
+    if v.mode == "live" then
+      if v.exchange.venue == "sim" then
+        ctx:error(S.join(path, "mode"), "live trading needs a real venue; the sim venue only supports mode = \"paper\"")
+      end
+      local v1 = creds.api_key and creds.api_secret
+      local v3 = creds.user and creds.signer and creds.private_key
+      if not (v1 or v3) then
+        ctx:error(path .. ".exchange.credentials", "live mode needs credentials: api_key and api_secret (V1), or user, signer and private_key (V3), each as env \"NAME\"")
+      end
+    end
+  end,
+})
+account.fields.exchange.required = true
+
+-- the whole config ---------------------------------------------------------------
+M.config = S.record({
+  runtime = runtime,
+  database = database,
+  api = api,
+  llm = llm,
+  accounts = S.list(account, { unique_by = "name", default = {} }),
+  allow_live = S.boolean { default = false },
+}, {
+  check = function(v, _, ctx)
+    local envname = ctx.data and ctx.data.environment or "development"
+    local names = {}
+    for _, p in ipairs(v.llm.providers) do names[#names + 1] = p.name end
+    if v.llm.default and #names > 0 then
+      local found = false
+      for _, n in ipairs(names) do if n == v.llm.default then found = true end end
+      if not found then
+        ctx:error("llm.default", ("no provider named %q (providers: %s)"):format(v.llm.default, table.concat(names, ", ")))
+      end
+    end
+    if envname == "production" and v.runtime.log_format ~= "json" then
+      ctx:error("runtime.log_format", ("production logs are JSON only, found %q"):format(v.runtime.log_format))
+    end
+    for i, a in ipairs(v.accounts) do
+      local p = ("accounts[%d]"):format(i)
+      if a.llm then
+        local ok = false
+        for _, n in ipairs(names) do if n == a.llm then ok = true end end
+        if not ok then
+          local hint = S.suggest(a.llm, names)
+          ctx:error(p .. ".llm", ("no LLM provider named %q%s"):format(a.llm,
+            hint and (" (did you mean %q?)"):format(hint) or (#names > 0 and " (providers: " .. table.concat(names, ", ") .. ")" or " (llm.providers is empty)")))
+        end
+      end
+      if a.mode == "live" then
+        if envname == "production" and not v.allow_live then
+          ctx:error(p .. ".mode", "live trading in production needs allow_live = true at the top of the config")
+        elseif envname == "development" and not a.exchange.testnet then
+          ctx:error(p .. ".mode", "live trading on mainnet needs VIBEX_ENV=production (in development only testnet = true may trade live)")
+        elseif envname == "testing" and not a.exchange.testnet then
+          ctx:error(p .. ".mode", "the testing environment never trades live on mainnet (set exchange.testnet = true against a local server)")
+        end
+      end
+    end
+    if envname == "testing" then
+      local function local_only(path, u)
+        if u and not is_loopback_url(u) then
+          ctx:error(path, ("the testing environment is local only: expected a 127.0.0.1/localhost URL, found %q"):format(u))
+        end
+      end
+      for i, p in ipairs(v.llm.providers) do local_only(("llm.providers[%d].base_url"):format(i), p.base_url) end
+      for i, a in ipairs(v.accounts) do
+        local_only(("accounts[%d].exchange.base_url"):format(i), a.exchange.base_url)
+        local_only(("accounts[%d].exchange.ws_url"):format(i), a.exchange.ws_url)
+      end
+      if v.api.enabled and not (v.api.bind == "127.0.0.1" or v.api.bind == "localhost" or v.api.bind == "::1") then
+        ctx:error("api.bind", ("the testing environment is local only: expected 127.0.0.1, found %q"):format(v.api.bind))
+      end
+    end
+  end,
+})
+
+return M
