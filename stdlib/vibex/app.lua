@@ -1,48 +1,241 @@
 --- vibex.app — `vibex run CONFIG`: the long-running mode.
 --
--- Loads the config, configures logging, loads the strategy scripts with hot
--- reload and runs until SIGINT/SIGTERM. The agent loop (per-account decision
--- cycles) plugs in here.
+-- Loads and validates the config, configures logging, starts one runner
+-- per enabled account and watches the config: a valid change is applied
+-- at once and only what changed is touched (a changed risk limit is read
+-- at the account's next decision; a new account starts; a removed or
+-- disabled account stops after its current decision, its open positions
+-- left untouched and logged). An invalid change is logged and the running
+-- config stays. The state of the run is written to <data_dir>/state.json.
+--
+-- The decision itself is `app.decide(app, runner, account)`; the agent
+-- (a later issue) replaces it. Until then a decision records which config
+-- version it ran under and nothing else.
 local runtime = require "vibex.runtime"
-local sandbox = require "vibex.sandbox"
+local config = require "vibex.config"
 local scripts = require "vibex.scripts"
 local task = require "vibex.task"
 local log = require "vibex.log"
+local json = require "vibex.json"
+local metrics = require "vibex.metrics"
 
 local M = {}
 
-local function load_config(path)
-  local source, err = runtime.read_file(path)
-  if not source then return nil, err end
-  local fn, cerr = sandbox.compile(source, "@" .. path, sandbox.env { name = path })
-  if not fn then return nil, cerr end
-  local ok, cfg = pcall(fn)
-  if not ok then return nil, tostring(cfg) end
-  if type(cfg) ~= "table" then return nil, path .. ": a config must return a table" end
-  return cfg
+local App = {}
+App.__index = App
+
+local decisions_total = metrics.counter("vibex_decisions_total", "Decision cycles run", { "account" })
+local accounts_gauge = metrics.gauge("vibex_accounts_running", "Account runners running")
+local config_version_gauge = metrics.gauge("vibex_config_version", "Version number of the applied config")
+
+--- Default decision: nothing to decide with yet (see the agent issue).
+function M.decide(_, _, _) end
+
+local function configure_logging(rt)
+  local ok, err = pcall(log.configure, {
+    dir = rt.log_dir, level = rt.log_level,
+    console = rt.log_format == "json" and "json" or "auto",
+  })
+  if not ok then log.error("log configuration failed", { err = tostring(err) }) end
 end
 
+function App:write_state()
+  local snap = self.store:snapshot()
+  local st = {
+    pid = runtime.pid(), environment = snap.environment, config_path = self.path,
+    config = { version = snap.version, hash = snap.hash, applied_at = snap.applied_at },
+    versions = self.store:list_versions(), accounts = {}, updated_at = runtime.wall_ms(),
+  }
+  for name, r in pairs(self.runners) do
+    st.accounts[name] = {
+      status = r.status, decisions = r.decisions, started_at = r.started_at,
+      last_decision_at = r.last_decision_at, last_config_version = r.last_config_version,
+      risk = r.last_risk, positions = r.positions, mode = r.mode,
+    }
+  end
+  for name, r in pairs(self.stopped) do
+    st.accounts[name] = { status = "stopped", decisions = r.decisions, stopped_at = r.stopped_at,
+                          last_config_version = r.last_config_version, positions = r.positions }
+  end
+  local ok, err = runtime.write_file(self.state_path, json.encode(st))
+  if not ok and not self.state_error_logged then
+    self.state_error_logged = true
+    log.error("cannot write run state", { file = self.state_path, err = tostring(err) })
+  end
+end
+
+--- One decision for a runner: read the account's config now (so changes
+--- apply at the next decision), decide, record under which version.
+function App:decision(r)
+  local acc = self.store:get("accounts." .. r.name)
+  if not acc then return end
+  r.phase = "deciding"
+  r.mode = acc.mode
+  local ok, err = xpcall(M.decide, debug.traceback, self, r, acc)
+  r.phase = "idle"
+  if not ok then
+    if task.is_cancelled(err) then error(err, 0) end
+    log.error("decision failed", { account = r.name, err = tostring(err) })
+  end
+  r.decisions = r.decisions + 1
+  r.last_decision_at = runtime.wall_ms()
+  r.last_config_version = self.store:version()
+  r.last_risk = acc.risk
+  decisions_total:labels(r.name):inc()
+  self:write_state()
+  return acc.decision_interval_s
+end
+
+function App:start_account(acc)
+  local r = { name = acc.name, status = "running", decisions = 0, phase = "idle",
+              started_at = runtime.wall_ms(), positions = {}, mode = acc.mode }
+  self.runners[acc.name] = r
+  self.stopped[acc.name] = nil
+  r.task = task.spawn("account:" .. acc.name, function()
+    while not r.stopping do
+      local interval = self:decision(r)
+      if not interval or r.stopping then break end
+      task.sleep(interval * 1000)
+    end
+  end)
+  accounts_gauge:inc()
+  log.info("account started", { account = acc.name, mode = acc.mode, venue = acc.exchange.venue,
+                                symbols = table.concat(acc.symbols, ","), config_version = self.store:version() })
+end
+
+--- Stop a runner after its current decision. Open positions stay on the
+--- venue; they are logged so a person can see what was left.
+function App:stop_account(name, reason)
+  local r = self.runners[name]
+  if not r then return end
+  r.stopping = true
+  if r.phase == "idle" then r.task:cancel() end
+  pcall(r.task.join, r.task, 60000) -- at shutdown the wait itself may be cancelled
+  r.status = "stopped"
+  r.stopped_at = runtime.wall_ms()
+  self.runners[name] = nil
+  self.stopped[name] = r
+  accounts_gauge:dec()
+  log.info("account stopped", { account = name, reason = reason, decisions = r.decisions,
+                                open_positions = #r.positions, positions_left = "untouched" })
+  for _, p in ipairs(r.positions) do
+    log.warn("open position left untouched", { account = name, symbol = p.symbol, side = p.side, qty = p.qty })
+  end
+end
+
+local function changed_keys(a, b)
+  local keys = {}
+  for k, v in pairs(a) do if not config.deep_equal(v, b[k]) then keys[#keys + 1] = k end end
+  for k in pairs(b) do if a[k] == nil then keys[#keys + 1] = k end end
+  table.sort(keys)
+  return keys
+end
+
+local function by_name(list)
+  local m = {}
+  for _, a in ipairs(list or {}) do if a.enabled ~= false then m[a.name] = a end end
+  return m
+end
+
+--- Apply a new snapshot: touch only what changed.
+function App:reconcile(new, old)
+  local nc, oc = new.config, old and old.config or {}
+  config_version_gauge:set(new.version)
+  if not config.deep_equal(nc.runtime, oc.runtime) then
+    configure_logging(nc.runtime)
+    log.info("runtime settings applied", { changed = table.concat(changed_keys(nc.runtime, oc.runtime or {}), ",") })
+  end
+  for _, section in ipairs { "database", "api" } do
+    if old and not config.deep_equal(nc[section], oc[section]) then
+      log.warn(section .. " settings changed: they take effect after a restart", { section = section })
+    end
+  end
+  local new_accounts, old_accounts = by_name(nc.accounts), by_name(oc.accounts)
+  for name in pairs(old_accounts) do
+    if not new_accounts[name] then self:stop_account(name, "removed from the config or disabled") end
+  end
+  for name, acc in pairs(new_accounts) do
+    local prev = old_accounts[name]
+    if not prev or not self.runners[name] then
+      self:start_account(acc)
+    elseif not config.deep_equal(acc, prev) then
+      local keys = changed_keys(acc, prev)
+      log.info("account config changed; applies at its next decision", { account = name,
+        changed = table.concat(keys, ","), config_version = new.version })
+      local r = self.runners[name]
+      -- a new interval should not wait out the old one
+      if acc.decision_interval_s ~= prev.decision_interval_s and r.phase == "idle" then
+        r.stopping = true
+        r.task:cancel()
+        pcall(r.task.join, r.task, 60000)
+        self.runners[name] = nil
+        accounts_gauge:dec()
+        local decisions = r.decisions
+        self:start_account(acc)
+        self.runners[name].decisions = decisions
+      end
+    end
+  end
+  self:write_state()
+end
+
+--- Start the app on a config file. Returns the app | nil, errors.
+--- opts: store (default: the process's config store), environment.
+function M.start(path, opts)
+  opts = opts or {}
+  local snap, errors = config.load(path, { environment = opts.environment })
+  if not snap then return nil, errors end
+  local self = setmetatable({ path = path, store = opts.store or config.default, runners = {}, stopped = {} }, App)
+  local cfg = snap.config
+  configure_logging(cfg.runtime)
+  local ok, err = runtime.mkdir_p(cfg.runtime.data_dir)
+  if not ok then return nil, { { path = "runtime.data_dir", message = ("cannot create %s: %s"):format(cfg.runtime.data_dir, tostring(err)) } } end
+  self.state_path = cfg.runtime.data_dir .. "/state.json"
+  self.store:apply(snap)
+  runtime.set_grace_ms(cfg.runtime.shutdown_grace_ms)
+  log.info("vibex starting", { config = path, environment = snap.environment, version = snap.version,
+                               hash = snap.hash:sub(1, 12), accounts = #cfg.accounts })
+  local scripts_dir = runtime.home() .. "/scripts"
+  if runtime.exists(scripts_dir) then
+    self.scripts = scripts.registry { dir = scripts_dir }
+    self.scripts:load_all()
+    self.scripts:watch()
+  end
+  self:reconcile(snap, nil)
+  self.watcher = self.store:watch(path, {
+    environment = opts.environment,
+    on_applied = function(new, old) self:reconcile(new, old) end,
+  })
+  return self
+end
+
+function App:stop()
+  if self.watcher then self.watcher.close() end
+  if self.scripts then self.scripts:close() end
+  local names = {}
+  for name in pairs(self.runners) do names[#names + 1] = name end
+  for _, name in ipairs(names) do self:stop_account(name, "shutdown") end
+  self:write_state()
+end
+
+--- `vibex run CONFIG`: start, run until SIGINT/SIGTERM, stop cleanly.
 function M.run(path)
-  local cfg, err = load_config(path)
-  if not cfg then
-    io.stderr:write("vibex: ", err, "\n")
+  local app, errors = M.start(path)
+  if not app then
+    io.stderr:write(config.format_errors(errors, path), "\n")
+    io.stderr:write(("vibex: %s: not started (%d error%s)\n"):format(path, #errors, #errors == 1 and "" or "s"))
     return 2
   end
-  local rt = cfg.runtime or {}
-  log.configure { dir = rt.log_dir, level = rt.log_level }
-  local reg = scripts.registry { dir = runtime.home() .. "/scripts" }
-  reg:load_all()
-  reg:watch()
-  log.info("vibex running", { config = path })
-  local alive = require("vibex.metrics").gauge("vibex_up", "1 while vibex run is running")
-  alive:set(1)
+  local up = metrics.gauge("vibex_up", "1 while vibex run is running")
+  up:set(1)
   local done = false
-  runtime.on("shutdown", function() done = true; reg:close() end)
+  runtime.on("shutdown", function() done = true end)
   while not done do
     local ok = pcall(task.sleep, 1000)
     if not ok then break end
   end
-  alive:set(0)
+  app:stop()
+  up:set(0)
   log.info("vibex stopped")
   return 0
 end

@@ -90,7 +90,7 @@ local api = S.record({
   default = {},
   check = function(v, path, ctx)
     local loopback = v.bind == "127.0.0.1" or v.bind == "localhost" or v.bind == "::1"
-    if v.enabled and not loopback and not v.token then
+    if v.enabled and not loopback and not v.token and not ctx:has_error(S.join(path, "token")) then
       ctx:error(S.join(path, "token"), ("required when the API listens on %s (not loopback): set token = env \"VIBEX_API_TOKEN\""):format(v.bind))
     end
   end,
@@ -116,10 +116,10 @@ local provider = S.record({
   }, { default = {} }),
 }, {
   check = function(v, path, ctx)
-    if v.kind ~= "fake" and not v.base_url then
+    if v.kind ~= "fake" and not v.base_url and not ctx:has_error(S.join(path, "base_url")) then
       ctx:error(S.join(path, "base_url"), ("required for kind %q"):format(v.kind))
     end
-    if v.kind ~= "fake" and not v.api_key then
+    if v.kind ~= "fake" and not v.api_key and not ctx:has_error(S.join(path, "api_key")) then
       ctx:error(S.join(path, "api_key"), ("required for kind %q: api_key = env \"%s_API_KEY\""):format(v.kind, v.kind:upper()))
     end
   end,
@@ -195,7 +195,7 @@ local account = S.record({
       end
       local v1 = creds.api_key and creds.api_secret
       local v3 = creds.user and creds.signer and creds.private_key
-      if not (v1 or v3) then
+      if not (v1 or v3) and not ctx:has_error(path .. ".exchange.credentials") then
         ctx:error(path .. ".exchange.credentials", "live mode needs credentials: api_key and api_secret (V1), or user, signer and private_key (V3), each as env \"NAME\"")
       end
     end

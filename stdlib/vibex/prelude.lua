@@ -7,7 +7,8 @@ M.modules = {
   task = "vibex.task", http = "vibex.http", json = "vibex.json", log = "vibex.log",
   metrics = "vibex.metrics", breaker = "vibex.breaker", inspect = "vibex.inspect",
   runtime = "vibex.runtime", process = "vibex.process", fswatch = "vibex.fswatch",
-  scripts = "vibex.scripts", sandbox = "vibex.sandbox",
+  scripts = "vibex.scripts", sandbox = "vibex.sandbox", config = "vibex.config",
+  crypto = "vibex.crypto",
 }
 
 --- Install the globals into `env` (default _G). Modules load on first use.

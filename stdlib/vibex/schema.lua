@@ -95,6 +95,15 @@ function Ctx:error(path, msg)
   self.errors[#self.errors + 1] = { path = path, message = msg }
 end
 
+--- True when an error was reported at path or below it (so a cross-field
+--- rule does not pile a second error onto a field that already failed).
+function Ctx:has_error(path)
+  for _, e in ipairs(self.errors) do
+    if e.path == path or e.path:sub(1, #path + 1) == path .. "." or e.path:sub(1, #path + 1) == path .. "[" then return true end
+  end
+  return false
+end
+
 function Ctx:expected(path, what, v)
   self:error(path, ("expected %s, found %s"):format(what, describe(v)))
 end
