@@ -14,9 +14,12 @@ local M = {}
 local proto
 --- spawn{file=, args={}, env={NAME=value} (added to the inherited env), cwd=,
 --- stdout="pipe"|"inherit"|"ignore" (pipe), stderr=… (inherit)}
+local live = setmetatable({}, { __mode = "k" })
+
 function M.spawn(opts)
   local p, err = core.spawn(opts)
   if not p then return nil, err end
+  live[p] = true
   if not proto then
     proto = getmetatable(p).__index
     local read_line, read_all, wait = proto.read_line, proto.read_all, proto.wait
@@ -25,6 +28,12 @@ function M.spawn(opts)
     proto.wait = function(self) return await(wait(self)) end
   end
   return p
+end
+
+--- Signal every child this runtime spawned that may still run (the test
+--- runner does this at the end, so a failed spec leaves no server behind).
+function M.kill_all(sig)
+  for p in pairs(live) do pcall(p.kill, p, sig or "TERM") end
 end
 
 --- Run a command to completion: stdout, exit code, signal (stderr inherited

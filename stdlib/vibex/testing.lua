@@ -23,6 +23,7 @@ function M.run(args)
   local ok, err = pcall(function() require("busted.runner")({ standalone = false }) end)
   os.exit = real_exit
   io.stdout:flush()
+  require("vibex.process").kill_all("KILL")
   if ok then return exit_code end
   if type(err) == "table" and err.busted_exit then return exit_code end
   if err == nil then return 1 end -- busted signals failures with error() under Lua 5.1
