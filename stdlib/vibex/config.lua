@@ -203,27 +203,25 @@ local function sort_errors(errors)
   return errors
 end
 
---- Build a snapshot from config source text.
---- opts: environment, path (for .env and messages), dotenv (map),
---- getenv (function; default os.getenv), dotenv_path (for messages).
---- Returns snapshot | nil, errors.
-function M.load_string(source, opts)
+local function check_environment_name(envname)
+  for _, e in ipairs(M.ENVIRONMENTS) do if e == envname then return nil end end
+  local hint = S.suggest(envname, M.ENVIRONMENTS)
+  return { err("", ("unknown environment %q (VIBEX_ENV or --env): expected development, testing or production%s")
+    :format(tostring(envname), hint and (" (did you mean %q?)"):format(hint) or "")) }
+end
+
+--- Build a snapshot from the table a config returned (merging environment
+--- defaults and overrides, validating, resolving secrets). Same opts as
+--- load_string. Returns snapshot | nil, errors.
+function M.from_table(raw, opts)
   opts = opts or {}
   local envname = M.environment(opts.environment)
-  local path = opts.path or "config"
-  local errors = {}
-  local known_env = false
-  for _, e in ipairs(M.ENVIRONMENTS) do if e == envname then known_env = true end end
-  if not known_env then
-    local hint = S.suggest(envname, M.ENVIRONMENTS)
-    return nil, { err("", ("unknown environment %q (VIBEX_ENV or --env): expected development, testing or production%s")
-      :format(envname, hint and (" (did you mean %q?)"):format(hint) or "")) }
-  end
-  local raw, rerr = run_chunk(source, "@" .. path, envname)
-  if rerr then return nil, { err("", rerr) } end
+  local bad_env = check_environment_name(envname)
+  if bad_env then return nil, bad_env end
   if not is_plain_table(raw) then
     return nil, { err("", ("a config must return a table, found %s"):format(S.describe(raw))) }
   end
+  local errors = {}
   local envs = check_environments(raw.environments, errors)
   local base = {}
   for k, v in pairs(raw) do if k ~= "environments" then base[k] = v end end
@@ -244,9 +242,22 @@ function M.load_string(source, opts)
     config = cfg,
     hash = M.hash(cfg),
     environment = envname,
-    path = path,
-    loaded_at = runtime.wall_ms and runtime.wall_ms() or os.time() * 1000,
+    path = opts.path or "config",
+    loaded_at = runtime.wall_ms(),
   }
+end
+
+--- Build a snapshot from config source text.
+--- opts: environment, path (for messages), dotenv (map), dotenv_path,
+--- getenv (function; default os.getenv). Returns snapshot | nil, errors.
+function M.load_string(source, opts)
+  opts = opts or {}
+  local envname = M.environment(opts.environment)
+  local bad_env = check_environment_name(envname)
+  if bad_env then return nil, bad_env end
+  local raw, rerr = run_chunk(source, "@" .. (opts.path or "config"), envname)
+  if rerr then return nil, { err("", rerr) } end
+  return M.from_table(raw, opts)
 end
 
 --- Load a config file (and the .env beside it). Returns snapshot | nil, errors.

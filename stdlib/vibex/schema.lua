@@ -195,14 +195,14 @@ function checkers.list(t, v, path, ctx)
   for i, item in ipairs(v) do
     local p = join(path, i)
     out[i] = M.check(t.item, item, p, ctx)
-    if t.unique_by and type(item) == "table" and item[t.unique_by] ~= nil then
-      local key = item[t.unique_by]
+    local key = t.unique_by and type(item) == "table" and rawget(item, t.unique_by)
+    if key ~= nil and key == key and key ~= false then -- NaN cannot be a table key
       if seen[key] then
         ctx:error(join(p, t.unique_by), ("duplicate %s %q (also at %s)"):format(t.unique_by, tostring(key), join(path, seen[key])))
       else
         seen[key] = i
       end
-    elseif t.unique and item ~= nil then
+    elseif t.unique and item ~= nil and item == item then -- NaN cannot be a table key
       if seen[item] then ctx:error(p, ("duplicate %s (also at %s)"):format(describe(item), join(path, seen[item]))) end
       seen[item] = seen[item] or i
     end
