@@ -144,9 +144,45 @@ local function bench_calls()
   row("breaker call (closed, success)", ("%.2f"):format(brdt / bn * 1e9), "ns/op", ("plain call: %.2f ns"):format(fdt / bn * 1e9))
 end
 
+-- 5. config reload latency: file saved -> new value visible ------------------
+local function bench_reload()
+  local config = require "vibex.config"
+  local dir = ("/tmp/vibex-bench-%d"):format(runtime.pid())
+  assert(runtime.mkdir_p(dir))
+  local path = dir .. "/cfg.lua"
+  local function text(lev)
+    return ([[return { accounts = { { name = "a", exchange = { venue = "sim" }, symbols = { "BTCUSDT" },
+      risk = { max_leverage = %d } } } }]]):format(lev)
+  end
+  assert(runtime.write_file(path, text(1)))
+  local store = config.store()
+  store:apply(assert(config.load(path, { environment = "development" })))
+  local seen_at
+  store:subscribe("accounts.a.risk.max_leverage", function() seen_at = task.hrtime() end)
+  local w = store:watch(path, { environment = "development" })
+  local samples = {}
+  local n = quick and 5 or 30
+  for i = 1, n do
+    seen_at = nil
+    local t0 = task.hrtime()
+    assert(runtime.write_file(path, text(1 + i % 100)))
+    local deadline = task.now() + 5000
+    while not seen_at and task.now() < deadline do task.sleep(1) end
+    assert(seen_at, "config reload not seen within 5 s")
+    samples[#samples + 1] = tonumber(seen_at - t0) / 1e6
+  end
+  w.close()
+  os.remove(path); os.remove(dir)
+  table.sort(samples)
+  local med, max = samples[math.ceil(#samples / 2)], samples[#samples]
+  row("config reload (save -> value visible)", ("%.1f"):format(med), "ms median",
+      ("max %.1f ms over %d saves (target < 100 ms): %s"):format(max, n, max < 100 and "ok" or "MISSED"))
+end
+
 print(("vibex bench — %s, %s%s"):format(runtime.versions and runtime.versions().luajit or "LuaJIT",
   os.date("!%Y-%m-%dT%H:%M:%SZ"), quick and " (quick)" or ""))
 bench_tasks()
 bench_timers()
 bench_http()
 bench_calls()
+bench_reload()

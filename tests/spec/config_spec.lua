@@ -283,3 +283,26 @@ describe("config: the store", function()
     assert.equal(2, store:version())
   end)
 end)
+
+describe("config: examples", function()
+  it("examples/paper.lua is valid in every environment without any secret", function()
+    for _, env in ipairs { "development", "testing", "production" } do
+      local snap, errors = config.load("examples/paper.lua", { environment = env, getenv = NOENV })
+      assert.truthy(snap, errors and config.format_errors(errors))
+      assert.equal(2, #snap.config.accounts)
+    end
+  end)
+
+  it("examples/live-aster.lua is valid in production with its secrets set, and names them when not", function()
+    local vars = { ASTER_API_KEY = "k-123456", ASTER_API_SECRET = "s-123456", DEEPSEEK_API_KEY = "d-123456",
+                   DATABASE_URL = "postgresql:///vibex", VIBEX_API_TOKEN = "t-123456" }
+    local snap = assert(config.load("examples/live-aster.lua", { environment = "production", getenv = function(n) return vars[n] end }))
+    assert.equal("live", snap.config.accounts[1].mode)
+    assert.is_false(snap.config.accounts[1].exchange.testnet)
+    local dev = assert(config.load("examples/live-aster.lua", { environment = "development", getenv = function(n) return vars[n] end }))
+    assert.is_true(dev.config.accounts[1].exchange.testnet)
+    local _, errors = config.load("examples/live-aster.lua", { environment = "production", getenv = NOENV })
+    assert.equal(5, #errors)
+    assert.matches("secret ASTER_API_SECRET is not set", config.format_errors(errors), 1, true)
+  end)
+end)
