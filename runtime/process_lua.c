@@ -294,7 +294,13 @@ static int l_spawn(lua_State *L) {
     return 1;
 }
 
-static proc *check_proc(lua_State *L) { return ((lproc *)luaL_checkudata(L, 1, PROC_MT))->p; }
+/* A handle already finalized (reachable again through a weak table while
+ * the collector runs) has no proc behind it: an error, not a crash. */
+static proc *check_proc(lua_State *L) {
+    proc *p = ((lproc *)luaL_checkudata(L, 1, PROC_MT))->p;
+    if (!p) luaL_error(L, "process: handle already collected");
+    return p;
+}
 
 static void stream_cancel(vx_task *t, void *op) {
     stream *st = op;
