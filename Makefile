@@ -24,7 +24,7 @@ CTEST_SRC   := $(wildcard tests/c/test_*.c)
 CTEST_BIN   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC))
 SUPPORT_BIN := $(BUILD)/tests/httpd
 
-DEB_PACKAGES := build-essential pkg-config ca-certificates curl python3 \
+DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 \
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
 	lua-cjson lua-busted libssl-dev libsecp256k1-dev \
 	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \

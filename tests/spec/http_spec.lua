@@ -60,3 +60,51 @@ describe("http.request", function()
     assert.matches("json: .* at character %d+", err)
   end)
 end)
+
+describe("http.request over TLS", function()
+  local process = require "vibex.process"
+
+  --- nghttpd (HTTP/2 only, TLS) on a free port with a fresh self-signed cert.
+  local function start_h2(dir)
+    local _, code = process.run(assert(process.which("openssl"), "openssl missing: run make deps"), {
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir .. "/key.pem", "-out", dir .. "/cert.pem",
+      "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost" },
+      { stderr = "ignore" })
+    assert.equal(0, code)
+    h.write(dir .. "/index.html", "hello over h2\n")
+    local nghttpd = assert(process.which("nghttpd") or process.which("/usr/sbin/nghttpd"), "nghttpd missing: run make deps")
+    for _ = 1, 20 do
+      local port = math.random(20000, 60000)
+      local p = assert(process.spawn { file = nghttpd, stderr = "pipe",
+        args = { "-v", "-d", dir, tostring(port), dir .. "/key.pem", dir .. "/cert.pem" } })
+      local line = task.timeout(5000, function() return p:read_line() end)
+      if line and line:match("listen") then return p, port end
+      p:kill("KILL")
+    end
+    error("could not start nghttpd on any port")
+  end
+
+  it("negotiates HTTP/2 and multiplexes requests", function()
+    local dir = h.tmpdir()
+    local srv, port = start_h2(dir)
+    local url = ("https://127.0.0.1:%d/index.html"):format(port)
+    local tasks = {}
+    for i = 1, 10 do
+      tasks[i] = task.spawn(function() return http.request { url = url, cainfo = dir .. "/cert.pem", timeout_ms = 10000 } end)
+    end
+    for i = 1, 10 do
+      local ok, res, err = tasks[i]:join()
+      assert.is_true(ok)
+      assert.truthy(res, err)
+      assert.equal(200, res.status)
+      assert.equal(2, res.http_version)
+      assert.equal("hello over h2\n", res.body)
+    end
+    -- an untrusted certificate is a TLS error, not a response
+    local res, err, kind = http.request { url = url, timeout_ms = 10000 }
+    assert.is_nil(res)
+    assert.equal("tls", kind, err)
+    srv:kill("TERM")
+    srv:wait()
+  end)
+end)
