@@ -184,14 +184,17 @@ static void free_req(vx_http_req *r) {
     h->in_flight--;
 }
 
+/* The timer is the last handle to close; its callback owns the struct. */
+static void on_timer_closed(uv_handle_t *t) { free(t->data); }
+
 void vx_http_free(vx_http *h) {
     if (!h) return;
     while (h->reqs) free_req(h->reqs);
     curl_multi_cleanup(h->multi);
     while (h->socks) close_sock(h, h->socks); /* any curl did not remove */
-    uv_close((uv_handle_t *)&h->timer, NULL);
     curl_global_cleanup();
-    /* h itself is freed by the runtime after the loop ran the closes */
+    /* h is freed when the loop has run the close (next uv_run) */
+    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
 }
 
 size_t vx_http_in_flight(const vx_http *h) { return h->in_flight; }

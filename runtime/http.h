@@ -45,7 +45,8 @@ typedef struct vx_http_result {
 typedef void (*vx_http_done_fn)(vx_http_req *req, vx_http_result *res, void *ud);
 
 vx_http *vx_http_new(vx_runtime *rt);
-/* Abort everything in flight (callbacks are not called) and free. */
+/* Abort everything in flight (callbacks are not called) and free; the
+ * memory goes when the loop next runs the handle closes. */
 void vx_http_free(vx_http *h);
 
 /* Start a request; done(req, res, ud) is called once from the loop unless the

@@ -291,7 +291,6 @@ void vx_runtime_free(vx_runtime *rt) {
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&rt->loop) != 0) fprintf(stderr, "vibex: event loop closed with handles still open\n");
     free(rt->sched);
-    free(rt->http);
     vx_log_free(rt->log);
     vx_metrics_free(rt->metrics);
     free(rt->home);

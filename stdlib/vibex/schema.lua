@@ -269,17 +269,6 @@ end
 
 function checkers.custom(t, v, path, ctx) return t.fn(v, path, ctx) end
 
-function checkers.one_of(t, v, path, ctx)
-  local first
-  for _, alt in ipairs(t.alternatives) do
-    local sub = setmetatable({ errors = {}, data = ctx.data }, Ctx)
-    local out = M.check(alt, v, path, sub)
-    if #sub.errors == 0 then return out end
-    first = first or sub
-  end
-  ctx:expected(path, t.doc, v)
-end
-
 --- Validate v against type t at path; returns the normalized value.
 function M.check(t, v, path, ctx)
   local fn = checkers[t.kind]
@@ -337,14 +326,6 @@ function M.custom(fn, o)
   o = o or {}
   o.fn = fn
   return new_type("custom", o)
-end
-
---- The first alternative that validates wins; doc says what is expected.
-function M.one_of(alternatives, o)
-  o = o or {}
-  o.alternatives = alternatives
-  o.doc = o.doc or "one of several forms"
-  return new_type("one_of", o)
 end
 
 --- Validate a value: normalized, errors ({path, message} list, sorted by path).
