@@ -286,12 +286,15 @@ function M.load(path, opts)
 end
 
 --- Format errors for a person: one "path: message" line each, prefixed by file.
-function M.format_errors(errors, file)
+--- sep (default ": ") goes between path and message; logs use " -> ",
+--- because the redactor masks whatever follows "api_key: " in a log line.
+function M.format_errors(errors, file, sep)
+  sep = sep or ": "
   local lines = {}
   for i, e in ipairs(errors) do
     local where = e.path ~= "" and e.path or nil
     if file and where and not where:find(":%d+$") then where = file .. ": " .. where end
-    lines[i] = where and (where .. ": " .. e.message) or ((file and not e.message:find(file, 1, true)) and (file .. ": " .. e.message) or e.message)
+    lines[i] = where and (where .. sep .. e.message) or ((file and not e.message:find(file, 1, true)) and (file .. ": " .. e.message) or e.message)
   end
   return table.concat(lines, "\n")
 end
@@ -367,7 +370,12 @@ end
 --- the hash equals the current one nothing changes (returns nil, "unchanged").
 function Store:apply(snap)
   local old = self.current
-  if old and old.hash == snap.hash and old.environment == snap.environment then return nil, "unchanged" end
+  -- the hash names secrets without their values, so a rotated key in .env
+  -- keeps the hash: compare the values too, or the new key would be ignored
+  if old and old.hash == snap.hash and old.environment == snap.environment
+     and deep_equal(old.config, snap.config) then
+    return nil, "unchanged"
+  end
   snap.version = self.next_version
   snap.applied_at = runtime.wall_ms()
   self.next_version = self.next_version + 1
@@ -410,7 +418,7 @@ function Store:watch(path, opts)
     if not snap then
       local msg = runtime.exists(path) and "config change rejected; keeping the running config"
         or "config file is gone; keeping the running config"
-      log.error(msg, { file = path, version = store:version(), errors = M.format_errors(errors) })
+      log.error(msg, { file = path, version = store:version(), errors = M.format_errors(errors, nil, " -> ") })
       if opts.on_error then opts.on_error(errors) end
       return
     end

@@ -73,7 +73,7 @@ describe("config hot reload under vibex run", function()
     h.write(cfg, config_text(dir, { account("main", 500) }))
     wait(function() return has_log(dir, "config change rejected; keeping the running config") end, "rejection logged")
     local rej = has_log(dir, "config change rejected; keeping the running config")
-    assert.matches("accounts[1].risk.max_leverage: expected a number >= 1 and <= 125, found number 500", rej.errors, 1, true)
+    assert.matches("accounts[1].risk.max_leverage -> expected a number >= 1 and <= 125, found number 500", rej.errors, 1, true)
     assert.equal(2, rej.version)
     local before = state().accounts.main.decisions
     wait(function(s) return s.accounts.main.decisions > before + 2 end, "decisions go on after a bad edit")
@@ -125,5 +125,37 @@ describe("config hot reload under vibex run", function()
     assert.matches(dir .. "/bad.lua: runtime.log_level: expected one of", err, 1, true)
     assert.matches(dir .. "/bad.lua: accounts[1].exchange: required field is missing", err, 1, true)
     assert.matches("not started (3 errors)", err, 1, true)
+  end)
+end)
+
+describe("config hot reload of .env", function()
+  it("applies a rotated secret, and keeps the running config when one goes missing", function()
+    local dir = h.tmpdir()
+    local cfg = dir .. "/vibex.lua"
+    h.write(cfg, ([[return {
+  runtime = { log_dir = %q, data_dir = %q },
+  llm = { providers = { { name = "p", kind = "openai", base_url = "http://127.0.0.1:9/v1", model = "m", api_key = env "VX_SPEC_KEY" } } },
+  accounts = { { name = "a", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 0.05, llm = "p" } },
+}]]):format(dir .. "/logs", dir .. "/data"))
+    h.write(dir .. "/.env", "VX_SPEC_KEY=first-key-value\n")
+    local p = assert(process.spawn { file = h.bin, args = { "run", cfg }, stdout = "ignore", stderr = "ignore" })
+    local function version()
+      local s = read_state(dir)
+      return s and s.config and s.config.version
+    end
+    assert.is_true(h.wait_until(function() return version() == 1 end, 15000, 20))
+    h.write(dir .. "/.env", "# key removed\n")
+    assert.is_true(h.wait_until(function() return has_log(dir, "config change rejected; keeping the running config") end, 15000, 20))
+    local rej = has_log(dir, "config change rejected; keeping the running config")
+    assert.matches("llm.providers[1].api_key -> secret VX_SPEC_KEY is not set", rej.errors, 1, true)
+    h.write(dir .. "/.env", "VX_SPEC_KEY=second-key-value\n")
+    assert.is_true(h.wait_until(function() return version() == 2 end, 15000, 20))
+    p:kill("TERM")
+    assert.equal(0, (task.timeout(15000, function() return p:wait() end)))
+    for _, name in ipairs { "app.log", "errors.log" } do
+      local text = runtime.read_file(dir .. "/logs/" .. name) or ""
+      assert.is_nil(text:find("first-key-value", 1, true))
+      assert.is_nil(text:find("second-key-value", 1, true))
+    end
   end)
 end)
