@@ -103,19 +103,25 @@ function App:start_account(acc)
                                 symbols = table.concat(acc.symbols, ","), config_version = self.store:version() })
 end
 
+--- End a runner's task after its current decision (at once when it is
+--- between decisions) and forget it.
+function App:halt_runner(r)
+  r.stopping = true
+  if r.phase == "idle" then r.task:cancel() end
+  pcall(r.task.join, r.task, 60000) -- at shutdown the wait itself may be cancelled
+  self.runners[r.name] = nil
+  accounts_gauge:dec()
+end
+
 --- Stop a runner after its current decision. Open positions stay on the
 --- venue; they are logged so a person can see what was left.
 function App:stop_account(name, reason)
   local r = self.runners[name]
   if not r then return end
-  r.stopping = true
-  if r.phase == "idle" then r.task:cancel() end
-  pcall(r.task.join, r.task, 60000) -- at shutdown the wait itself may be cancelled
+  self:halt_runner(r)
   r.status = "stopped"
   r.stopped_at = runtime.wall_ms()
-  self.runners[name] = nil
   self.stopped[name] = r
-  accounts_gauge:dec()
   log.info("account stopped", { account = name, reason = reason, decisions = r.decisions,
                                 open_positions = #r.positions, positions_left = "untouched" })
   for _, p in ipairs(r.positions) do
@@ -165,11 +171,7 @@ function App:reconcile(new, old)
       local r = self.runners[name]
       -- a new interval should not wait out the old one
       if acc.decision_interval_s ~= prev.decision_interval_s and r.phase == "idle" then
-        r.stopping = true
-        r.task:cancel()
-        pcall(r.task.join, r.task, 60000)
-        self.runners[name] = nil
-        accounts_gauge:dec()
+        self:halt_runner(r)
         local decisions = r.decisions
         self:start_account(acc)
         self.runners[name].decisions = decisions

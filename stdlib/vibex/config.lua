@@ -269,7 +269,7 @@ function M.load(path, opts)
   end
   local dotenv_path = runtime.dirname(path) .. "/.env"
   local dotenv, derrors = {}, {}
-  local dsource = runtime.exists(dotenv_path) and runtime.read_file(dotenv_path)
+  local dsource = runtime.read_file(dotenv_path) -- nil when there is no .env
   if dsource then dotenv, derrors = M.parse_dotenv(dsource, dotenv_path) end
   local snap, errors = M.load_string(source, {
     environment = opts.environment, path = path, dotenv = dotenv,

@@ -48,9 +48,12 @@ local function name_type(required)
     doc = "a name of letters, digits, '_' or '-', starting with a letter" }
 end
 
-local function is_loopback_url(u)
-  local host = u:match("^%a[%w+.-]*://%[?([^/:%]?#]+)")
+local function is_loopback_host(host)
   return host == "127.0.0.1" or host == "localhost" or host == "::1"
+end
+
+local function is_loopback_url(u)
+  return is_loopback_host(u:match("^%a[%w+.-]*://%[?([^/:%]?#]+)"))
 end
 
 -- runtime -------------------------------------------------------------------
@@ -89,8 +92,7 @@ local api = S.record({
 }, {
   default = {},
   check = function(v, path, ctx)
-    local loopback = v.bind == "127.0.0.1" or v.bind == "localhost" or v.bind == "::1"
-    if v.enabled and not loopback and not v.token and not ctx:has_error(S.join(path, "token")) then
+    if v.enabled and not is_loopback_host(v.bind) and not v.token and not ctx:has_error(S.join(path, "token")) then
       ctx:error(S.join(path, "token"), ("required when the API listens on %s (not loopback): set token = env \"VIBEX_API_TOKEN\""):format(v.bind))
     end
   end,
@@ -258,7 +260,7 @@ M.config = S.record({
         local_only(("accounts[%d].exchange.base_url"):format(i), a.exchange.base_url)
         local_only(("accounts[%d].exchange.ws_url"):format(i), a.exchange.ws_url)
       end
-      if v.api.enabled and not (v.api.bind == "127.0.0.1" or v.api.bind == "localhost" or v.api.bind == "::1") then
+      if v.api.enabled and not is_loopback_host(v.api.bind) then
         ctx:error("api.bind", ("the testing environment is local only: expected 127.0.0.1, found %q"):format(v.api.bind))
       end
     end

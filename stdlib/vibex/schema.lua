@@ -247,7 +247,7 @@ function checkers.record(t, v, path, ctx)
     if fv == nil then
       if ft.default ~= nil then
         local d = ft.default
-        if type(d) == "function" then d = d(out, ctx) end
+        -- a table default goes through the type, so nested defaults fill in
         if type(d) == "table" then d = M.check(ft, d, p, ctx) end
         out[name] = d
       elseif ft.required then
@@ -336,17 +336,5 @@ function M.validate(t, v, opts)
   local out = M.check(t, v, opts.root or "", ctx)
   return out, ctx.errors
 end
-
---- Format an error list as lines "path: message".
-function M.format_errors(errors)
-  local lines = {}
-  for i, e in ipairs(errors) do
-    lines[i] = (e.path ~= "" and (e.path .. ": ") or "") .. e.message
-  end
-  return table.concat(lines, "\n")
-end
-
-M.is_list = is_list
-M.Ctx = Ctx
 
 return M
