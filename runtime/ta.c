@@ -1,0 +1,1105 @@
+/*
+ * ta.c — indicator kernels. See ta.h for the contract.
+ *
+ * Shape of every indicator: a state struct, an init that carves its ring
+ * buffers out of one allocation, and a step
+ *
+ *     step(state, v[slots], o[outputs], commit)
+ *
+ * that computes the outputs for one more bar from the committed state without
+ * touching it, then, only if commit is set, folds the bar in. A forming
+ * candle is a step with commit = 0; the batch loop is the same step with
+ * commit = 1 inlined into a loop, so batch and stream agree bit for bit.
+ *
+ * Running sums are re-summed exactly from their ring every time the ring
+ * wraps (amortised O(1)) and count their non-zero members, so a window of
+ * zeros sums to exactly zero and rounding never accumulates over millions of
+ * bars. Divisions by a zero denominator give 0 as in TA-Lib, but with an exact
+ * zero test: TA-Lib's "below 1e-8 is zero" breaks sub-cent prices.
+ */
+#include "ta.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PERIOD 100000
+
+/* ---- rings and running sums ------------------------------------------ */
+
+typedef struct {
+    double *buf;
+    int n;
+    int pos;      /* next slot to write; the oldest value once full */
+    int full;
+} ring_t;
+
+static inline void ring_init(ring_t *r, double *mem, int n) {
+    r->buf = mem;
+    r->n = n;
+    r->pos = 0;
+    r->full = 0;
+}
+
+/* The value the next push evicts (0 while not yet full). */
+static inline double ring_oldest(const ring_t *r) {
+    return r->full ? r->buf[r->pos] : 0.0;
+}
+
+/* Returns 1 when this push wrapped the ring. */
+static inline int ring_push(ring_t *r, double x) {
+    r->buf[r->pos] = x;
+    if (++r->pos == r->n) {
+        r->pos = 0;
+        r->full = 1;
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    ring_t r;
+    double sum;
+    int nz;       /* non-zero members of the window */
+} rsum_t;
+
+static inline double rsum_peek(const rsum_t *s, double x, int *nz) {
+    double old = ring_oldest(&s->r);
+    int z = s->nz + (x != 0.0) - (old != 0.0);
+    *nz = z;
+    return z ? s->sum + (x - old) : 0.0;
+}
+
+static inline void rsum_commit(rsum_t *s, double x, double sum, int nz) {
+    s->sum = sum;
+    s->nz = nz;
+    if (ring_push(&s->r, x) && nz) {
+        double t = 0.0;
+        for (int i = 0; i < s->r.n; i++) t += s->r.buf[i];
+        s->sum = t;
+    }
+}
+
+/* ---- moving-average building blocks ------------------------------------ */
+
+typedef struct {       /* simple moving average of the last n values */
+    rsum_t rs;
+    int64_t cnt;
+    int n;
+} sma_t;
+
+static void sma_init(sma_t *s, double **mem, int n) {
+    ring_init(&s->rs.r, *mem, n);
+    *mem += n;
+    s->n = n;
+}
+
+static inline double sma_step(sma_t *s, double x, int commit) {
+    int nz;
+    double sum = rsum_peek(&s->rs, x, &nz);
+    double v = s->cnt >= s->n - 1 ? sum / s->n : NAN;
+    if (commit) {
+        rsum_commit(&s->rs, x, sum, nz);
+        s->cnt++;
+    }
+    return v;
+}
+
+typedef struct {       /* EMA seeded with the SMA of its first n values */
+    int64_t cnt;
+    double k, sum, val;
+    int n;
+} ema_t;
+
+static void ema_init(ema_t *e, int n) {
+    e->n = n;
+    e->k = 2.0 / (n + 1.0);
+}
+
+static inline double ema_step(ema_t *e, double x, int commit) {
+    double v;
+    if (e->cnt >= e->n) v = (x - e->val) * e->k + e->val;
+    else if (e->cnt == e->n - 1) v = (e->sum + x) / e->n;
+    else v = NAN;
+    if (commit) {
+        if (e->cnt < e->n - 1) e->sum += x;
+        else e->val = v;
+        e->cnt++;
+    }
+    return v;
+}
+
+typedef struct {       /* Wilder average: seed SMA(n), then (prev*(n-1)+x)/n */
+    int64_t cnt;
+    double sum, val;
+    int n;
+} wilder_t;
+
+static inline double wilder_step(wilder_t *w, double x, int commit) {
+    double v;
+    if (w->cnt >= w->n) v = (w->val * (w->n - 1) + x) / w->n;
+    else if (w->cnt == w->n - 1) v = (w->sum + x) / w->n;
+    else v = NAN;
+    if (commit) {
+        if (w->cnt < w->n - 1) w->sum += x;
+        else w->val = v;
+        w->cnt++;
+    }
+    return v;
+}
+
+typedef struct {       /* Wilder running sum (ADX): sum of n-1, then s - s/n + x */
+    int64_t cnt;
+    double val;
+    int n;
+} wsum_t;
+
+static inline double wsum_step(wsum_t *w, double x, int commit) {
+    double v;
+    if (w->cnt >= w->n - 1) v = w->val - w->val / w->n + x;
+    else v = w->val + x;
+    if (commit) {
+        w->val = v;
+        w->cnt++;
+    }
+    return w->cnt + !commit >= w->n ? v : NAN;
+}
+
+/* Sliding max over the last n values: a monotonic deque in a ring. For the
+ * minimum, feed negated values. deque[1] is the max of everything after
+ * deque[0], which is what lets a peek skip the value about to expire. */
+typedef struct {
+    double *val, *idx;
+    int n, head, size;
+    int64_t i;           /* index of the next value */
+} mono_t;
+
+static void mono_init(mono_t *m, double **mem, int n) {
+    m->val = *mem;
+    m->idx = *mem + n;
+    *mem += 2 * n;
+    m->n = n;
+}
+
+static inline double mono_step(mono_t *m, double x, int commit) {
+    double best = x;
+    int h = m->head, size = m->size;
+    if (size > 0 && m->idx[h] <= (double)(m->i - m->n)) {
+        h = h + 1 == m->n ? 0 : h + 1;
+        size--;
+    }
+    if (size > 0 && m->val[h] > best) best = m->val[h];
+    if (commit) {
+        m->head = h;
+        while (size > 0) {
+            int back = h + size - 1;
+            if (back >= m->n) back -= m->n;
+            if (m->val[back] > x) break;
+            size--;
+        }
+        int slot = h + size;
+        if (slot >= m->n) slot -= m->n;
+        m->val[slot] = x;
+        m->idx[slot] = (double)m->i;
+        m->size = size + 1;
+        m->i++;
+    }
+    return best;
+}
+
+/* Population variance over a sliding window: Welford updates, re-anchored
+ * with an exact two-pass sum every time the ring wraps. */
+typedef struct {
+    ring_t r;
+    int64_t cnt;
+    double mean, m2;
+    int n;
+} var_t;
+
+static void var_init(var_t *s, double **mem, int n) {
+    ring_init(&s->r, *mem, n);
+    *mem += n;
+    s->n = n;
+}
+
+static inline void var_step(var_t *s, double x, int commit, double *mean_out, double *var_out) {
+    double mean, m2;
+    if (s->cnt < s->n) {
+        double d = x - s->mean;
+        mean = s->mean + d / (double)(s->cnt + 1);
+        m2 = s->m2 + d * (x - mean);
+    } else {
+        double old = s->r.buf[s->r.pos];
+        double d = x - old;
+        mean = s->mean + d / s->n;
+        m2 = s->m2 + d * (x - mean + old - s->mean);
+    }
+    if (s->cnt >= s->n - 1) {
+        *mean_out = mean;
+        *var_out = m2 > 0.0 ? m2 / s->n : 0.0;
+    } else {
+        *mean_out = NAN;
+        *var_out = NAN;
+    }
+    if (commit) {
+        s->mean = mean;
+        s->m2 = m2;
+        s->cnt++;
+        if (ring_push(&s->r, x)) {
+            double t = 0.0, q = 0.0;
+            for (int i = 0; i < s->n; i++) t += s->r.buf[i];
+            t /= s->n;
+            for (int i = 0; i < s->n; i++) q += (s->r.buf[i] - t) * (s->r.buf[i] - t);
+            s->mean = t;
+            s->m2 = q;
+        }
+    }
+}
+
+/* True range; the first bar has none (TA-Lib starts ATR at bar 1). */
+typedef struct {
+    double prev_close;
+    int64_t cnt;
+} tr_t;
+
+static inline double tr_step(tr_t *t, double h, double l, double c, int commit) {
+    double v = NAN;
+    if (t->cnt > 0) {
+        double a = h - l, b = fabs(h - t->prev_close), d = fabs(l - t->prev_close);
+        v = a;
+        if (b > v) v = b;
+        if (d > v) v = d;
+    }
+    if (commit) {
+        t->prev_close = c;
+        t->cnt++;
+    }
+    return v;
+}
+
+typedef struct {
+    tr_t tr;
+    wilder_t w;
+} atr_t;
+
+static inline double atr_step(atr_t *a, double h, double l, double c, int commit) {
+    double tr = tr_step(&a->tr, h, l, c, commit);
+    if (isnan(tr)) return NAN;
+    return wilder_step(&a->w, tr, commit);
+}
+
+/* ---- the indicators --------------------------------------------------- */
+
+typedef struct { sma_t s; } sma_s;
+typedef struct { ema_t e; } ema_s;
+typedef struct { ring_t r; int64_t cnt; double w, sum; int n; double div; } wma_s;
+typedef struct { ema_t e1, e2, e3; } xema_s;      /* DEMA, TEMA */
+typedef struct { double prev; int64_t cnt; wilder_t g, l; } rsi_s;
+typedef struct { ema_t fast, slow, sig; int64_t cnt; int skip; } macd_s;
+typedef struct { var_t v; double up, dn; } bb_s;
+typedef struct { atr_t a; } atr_s;
+typedef struct {
+    double ph, pl;
+    int64_t cnt;
+    wsum_t dmp, dmm, tr;
+    tr_t t;
+    wilder_t adx;
+} adx_s;
+typedef struct { mono_t hi, lo; int64_t cnt; int fk; sma_t sk, sd; } stoch_s;
+typedef struct { rsi_s rsi; mono_t hi, lo; int64_t kcnt; int fk; sma_t fd; } stochrsi_s;
+typedef struct { rsum_t sum; int64_t cnt; int n; } cci_s;   /* sum.r holds the TPs */
+typedef struct { double prev; int64_t cnt; rsum_t pos, neg; int n; } mfi_s;
+typedef struct { double prev, obv; int64_t cnt; } obv_s;
+typedef struct { double session, pv, vol; int64_t cnt; double anchor; } vwap_s;
+typedef struct { ring_t r; int64_t cnt; int n; } roc_s;
+typedef struct { mono_t hi, lo; int64_t cnt; int n; } hl_s;    /* WILLR, Donchian */
+typedef struct { ema_t e; atr_t a; double mult; } kelt_s;
+typedef struct {
+    atr_t a;
+    double mult, fu, fl, prev_close;
+    int dir, has;
+} st_s;
+typedef struct { var_t v; double nbdev; } std_s;
+typedef struct { double prev; int64_t cnt; rsum_t rs; int n; double ann; } rv_s;
+
+enum {
+    K_SMA, K_EMA, K_WMA, K_DEMA, K_TEMA, K_RSI, K_MACD, K_BBANDS, K_ATR, K_NATR,
+    K_ADX, K_STOCH, K_STOCHRSI, K_CCI, K_MFI, K_OBV, K_VWAP, K_ROC, K_WILLR,
+    K_DONCHIAN, K_KELTNER, K_SUPERTREND, K_STDDEV, K_RVOL, K_COUNT
+};
+
+typedef union {
+    sma_s sma; ema_s ema; wma_s wma; xema_s xema; rsi_s rsi; macd_s macd;
+    bb_s bb; atr_s atr; adx_s adx; stoch_s stoch; stochrsi_s stochrsi;
+    cci_s cci; mfi_s mfi; obv_s obv; vwap_s vwap; roc_s roc; hl_s hl;
+    kelt_s kelt; st_s st; std_s std; rv_s rv;
+} ta_state;
+
+#define H VX_TA_HIGH
+#define L VX_TA_LOW
+#define C VX_TA_CLOSE
+#define V VX_TA_VOLUME
+#define T VX_TA_TIME
+#define BIT(s) (1u << (s))
+#define HLC (BIT(H) | BIT(L) | BIT(C))
+
+static const vx_ta_info KINDS[K_COUNT] = {
+    [K_SMA] = {"sma", "Simple moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"sma"}},
+    [K_EMA] = {"ema", "Exponential moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"ema"}},
+    [K_WMA] = {"wma", "Weighted moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"wma"}},
+    [K_DEMA] = {"dema", "Double exponential moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"dema"}},
+    [K_TEMA] = {"tema", "Triple exponential moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"tema"}},
+    [K_RSI] = {"rsi", "Relative strength index", BIT(C), 1, 1, {"period"}, {14}, 1, {"rsi"}},
+    [K_MACD] = {"macd", "Moving average convergence/divergence", BIT(C), 3, 3,
+                {"fast", "slow", "signal"}, {12, 26, 9}, 7, {"macd", "signal", "hist"}},
+    [K_BBANDS] = {"bbands", "Bollinger bands", BIT(C), 3, 3, {"period", "up", "down"},
+                  {5, 2, 2}, 1, {"upper", "middle", "lower"}},
+    [K_ATR] = {"atr", "Average true range", HLC, 1, 1, {"period"}, {14}, 1, {"atr"}},
+    [K_NATR] = {"natr", "Normalized average true range", HLC, 1, 1, {"period"}, {14}, 1, {"natr"}},
+    [K_ADX] = {"adx", "Average directional index", HLC, 1, 3, {"period"}, {14}, 1,
+               {"adx", "plus_di", "minus_di"}},
+    [K_STOCH] = {"stoch", "Stochastic oscillator", HLC, 3, 2, {"fastk", "slowk", "slowd"},
+                 {5, 3, 3}, 7, {"k", "d"}},
+    [K_STOCHRSI] = {"stochrsi", "Stochastic RSI", BIT(C), 3, 2, {"period", "fastk", "fastd"},
+                    {14, 5, 3}, 7, {"k", "d"}},
+    [K_CCI] = {"cci", "Commodity channel index", HLC, 1, 1, {"period"}, {14}, 1, {"cci"}},
+    [K_MFI] = {"mfi", "Money flow index", HLC | BIT(V), 1, 1, {"period"}, {14}, 1, {"mfi"}},
+    [K_OBV] = {"obv", "On-balance volume", BIT(C) | BIT(V), 0, 1, {0}, {0}, 0, {"obv"}},
+    [K_VWAP] = {"vwap", "Volume-weighted average price (session-anchored)", HLC | BIT(V) | BIT(T),
+                1, 1, {"session_ms"}, {86400000}, 0, {"vwap"}},
+    [K_ROC] = {"roc", "Rate of change (percent)", BIT(C), 1, 1, {"period"}, {10}, 1, {"roc"}},
+    [K_WILLR] = {"willr", "Williams %R", HLC, 1, 1, {"period"}, {14}, 1, {"willr"}},
+    [K_DONCHIAN] = {"donchian", "Donchian channels", BIT(H) | BIT(L), 1, 3, {"period"}, {20}, 1,
+                    {"upper", "middle", "lower"}},
+    [K_KELTNER] = {"keltner", "Keltner channels (EMA +- mult x ATR)", HLC, 3, 3,
+                   {"period", "mult", "atr_period"}, {20, 2, 10}, 5, {"upper", "middle", "lower"}},
+    [K_SUPERTREND] = {"supertrend", "SuperTrend", HLC, 2, 2, {"period", "mult"}, {10, 3}, 1,
+                      {"supertrend", "direction"}},
+    [K_STDDEV] = {"stddev", "Standard deviation (population)", BIT(C), 2, 1, {"period", "nbdev"},
+                  {5, 1}, 1, {"stddev"}},
+    [K_RVOL] = {"rvol", "Realized volatility of log returns", BIT(C), 2, 1,
+                {"period", "annualize"}, {20, 1}, 1, {"rvol"}},
+};
+
+const vx_ta_info *vx_ta_kinds(int *count) {
+    *count = K_COUNT;
+    return KINDS;
+}
+
+/* ---- parameters and lookbacks ------------------------------------------ */
+
+static int check_params(int kind, const double *p, char *err, size_t errlen) {
+    const vx_ta_info *in = &KINDS[kind];
+    for (int i = 0; i < in->nparams; i++) {
+        double v = p[i];
+        if (!isfinite(v)) {
+            snprintf(err, errlen, "%s: %s must be a finite number", in->name, in->param_names[i]);
+            return -1;
+        }
+        if ((in->period_params >> i) & 1u) {
+            if (v != floor(v) || v < 1 || v > MAX_PERIOD) {
+                snprintf(err, errlen, "%s: %s must be a whole number from 1 to %d, got %g",
+                         in->name, in->param_names[i], MAX_PERIOD, v);
+                return -1;
+            }
+        }
+    }
+    if (kind == K_VWAP && !(p[0] >= 1000)) {
+        snprintf(err, errlen, "vwap: session_ms must be at least 1000 (a day is 86400000), got %g", p[0]);
+        return -1;
+    }
+    if (kind == K_RVOL && !(p[1] > 0)) {
+        snprintf(err, errlen, "rvol: annualize must be positive (bars per year, or 1), got %g", p[1]);
+        return -1;
+    }
+    return 0;
+}
+
+static int lookback_of(int kind, const double *p) {
+    int a = (int)p[0], b = (int)p[1], c = (int)p[2];
+    switch (kind) {
+    case K_SMA: case K_EMA: case K_WMA: case K_BBANDS: case K_CCI: case K_WILLR:
+    case K_DONCHIAN: case K_STDDEV:
+        return a - 1;
+    case K_DEMA: return 2 * (a - 1);
+    case K_TEMA: return 3 * (a - 1);
+    case K_RSI: case K_ATR: case K_NATR: case K_MFI: case K_ROC: case K_SUPERTREND: case K_RVOL:
+        return a;
+    case K_MACD: return (a > b ? a : b) - 1 + c - 1;
+    case K_ADX: return 2 * a - 1;
+    case K_STOCH: return a - 1 + b - 1 + c - 1;
+    case K_STOCHRSI: return a + b - 1 + c - 1;
+    case K_KELTNER: return a - 1 > c ? a - 1 : c;
+    default: return 0;   /* OBV, VWAP */
+    }
+}
+
+int vx_ta_lookback(int kind, const double *params, char *err, size_t errlen) {
+    if (kind < 0 || kind >= K_COUNT) {
+        snprintf(err, errlen, "unknown indicator kind %d", kind);
+        return -1;
+    }
+    if (check_params(kind, params, err, errlen)) return -1;
+    return lookback_of(kind, params);
+}
+
+/* Doubles of ring memory a state needs. */
+static size_t mem_of(int kind, const double *p) {
+    size_t a = (size_t)p[0], b = (size_t)p[1];
+    switch (kind) {
+    case K_SMA: case K_WMA: case K_BBANDS: case K_ROC: case K_STDDEV: case K_RVOL: return a;
+    case K_STOCH: return 4 * a + b + (size_t)p[2];
+    case K_STOCHRSI: return 4 * b + (size_t)p[2];
+    case K_CCI: return a;
+    case K_MFI: return 2 * a;
+    case K_WILLR: case K_DONCHIAN: return 4 * a;
+    default: return 0;
+    }
+}
+
+static void state_init(int kind, ta_state *u, const double *p, double *mem) {
+    int a = (int)p[0], b = (int)p[1], c = (int)p[2];
+    memset(u, 0, sizeof *u);
+    switch (kind) {
+    case K_SMA: sma_init(&u->sma.s, &mem, a); break;
+    case K_EMA: ema_init(&u->ema.e, a); break;
+    case K_WMA:
+        ring_init(&u->wma.r, mem, a > 1 ? a - 1 : 1);
+        u->wma.n = a;
+        u->wma.div = a * (a + 1.0) / 2.0;
+        break;
+    case K_DEMA: case K_TEMA:
+        ema_init(&u->xema.e1, a); ema_init(&u->xema.e2, a); ema_init(&u->xema.e3, a);
+        break;
+    case K_RSI: case K_STOCHRSI:
+        u->rsi.g.n = a;
+        u->rsi.l.n = a;
+        if (kind == K_STOCHRSI) {
+            mono_init(&u->stochrsi.hi, &mem, b);
+            mono_init(&u->stochrsi.lo, &mem, b);
+            u->stochrsi.fk = b;
+            sma_init(&u->stochrsi.fd, &mem, c);
+        }
+        break;
+    case K_MACD: {
+        int fast = a < b ? a : b, slow = a < b ? b : a;   /* TA-Lib swaps them */
+        ema_init(&u->macd.fast, fast);
+        ema_init(&u->macd.slow, slow);
+        ema_init(&u->macd.sig, c);
+        u->macd.skip = slow - fast;  /* the fast EMA is seeded where the slow one is */
+        break;
+    }
+    case K_BBANDS: var_init(&u->bb.v, &mem, a); u->bb.up = p[1]; u->bb.dn = p[2]; break;
+    case K_STDDEV: var_init(&u->std.v, &mem, a); u->std.nbdev = p[1]; break;
+    case K_ATR: case K_NATR: u->atr.a.w.n = a; break;
+    case K_ADX:
+        u->adx.dmp.n = a; u->adx.dmm.n = a; u->adx.tr.n = a; u->adx.adx.n = a;
+        break;
+    case K_STOCH:
+        mono_init(&u->stoch.hi, &mem, a);
+        mono_init(&u->stoch.lo, &mem, a);
+        u->stoch.fk = a;
+        sma_init(&u->stoch.sk, &mem, b);
+        sma_init(&u->stoch.sd, &mem, c);
+        break;
+    case K_CCI:
+        ring_init(&u->cci.sum.r, mem, a);
+        u->cci.n = a;
+        break;
+    case K_MFI:
+        ring_init(&u->mfi.pos.r, mem, a);
+        ring_init(&u->mfi.neg.r, mem + a, a);
+        u->mfi.n = a;
+        break;
+    case K_VWAP: u->vwap.anchor = p[0]; u->vwap.session = NAN; break;
+    case K_ROC: ring_init(&u->roc.r, mem, a); u->roc.n = a; break;
+    case K_WILLR: case K_DONCHIAN:
+        mono_init(&u->hl.hi, &mem, a);
+        mono_init(&u->hl.lo, &mem, a);
+        u->hl.n = a;
+        break;
+    case K_KELTNER: ema_init(&u->kelt.e, a); u->kelt.mult = p[1]; u->kelt.a.w.n = c; break;
+    case K_SUPERTREND: u->st.a.w.n = a; u->st.mult = p[1]; break;
+    case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.ann = p[1]; break;
+    default: break;
+    }
+}
+
+/* ---- steps ------------------------------------------------------------ */
+
+static inline void step_sma(ta_state *u, const double *v, double *o, int commit) {
+    o[0] = sma_step(&u->sma.s, v[C], commit);
+}
+
+static inline void step_ema(ta_state *u, const double *v, double *o, int commit) {
+    o[0] = ema_step(&u->ema.e, v[C], commit);
+}
+
+static inline void step_wma(ta_state *u, const double *v, double *o, int commit) {
+    wma_s *s = &u->wma;
+    double x = v[C];
+    if (s->n == 1) {
+        o[0] = x;
+        if (commit) s->cnt++;
+        return;
+    }
+    double wsum = s->w + s->n * x;
+    o[0] = s->cnt >= s->n - 1 ? wsum / s->div : NAN;
+    if (!commit) return;
+    if (s->cnt < s->n - 1) {
+        s->w += (double)(s->cnt + 1) * x;
+        s->sum += x;
+    } else {
+        double all = s->sum + x;
+        s->w = wsum - all;
+        s->sum = all - s->r.buf[s->r.pos];
+    }
+    ring_push(&s->r, x);
+    s->cnt++;
+}
+
+static inline void step_dema(ta_state *u, const double *v, double *o, int commit) {
+    double a = ema_step(&u->xema.e1, v[C], commit);
+    double b = isnan(a) ? NAN : ema_step(&u->xema.e2, a, commit);
+    o[0] = isnan(b) ? NAN : 2.0 * a - b;
+}
+
+static inline void step_tema(ta_state *u, const double *v, double *o, int commit) {
+    double a = ema_step(&u->xema.e1, v[C], commit);
+    double b = isnan(a) ? NAN : ema_step(&u->xema.e2, a, commit);
+    double c = isnan(b) ? NAN : ema_step(&u->xema.e3, b, commit);
+    o[0] = isnan(c) ? NAN : 3.0 * a - 3.0 * b + c;
+}
+
+static inline double rsi_value(rsi_s *s, double x, int commit) {
+    double r = NAN;
+    if (s->cnt > 0) {
+        double d = x - s->prev;
+        double g = wilder_step(&s->g, d > 0 ? d : 0.0, commit);
+        double l = wilder_step(&s->l, d < 0 ? -d : 0.0, commit);
+        if (!isnan(g)) {
+            double t = g + l;
+            r = t != 0.0 ? 100.0 * (g / t) : 0.0;
+        }
+    }
+    if (commit) {
+        s->prev = x;
+        s->cnt++;
+    }
+    return r;
+}
+
+static inline void step_rsi(ta_state *u, const double *v, double *o, int commit) {
+    o[0] = rsi_value(&u->rsi, v[C], commit);
+}
+
+static inline void step_macd(ta_state *u, const double *v, double *o, int commit) {
+    macd_s *s = &u->macd;
+    double x = v[C];
+    double slow = ema_step(&s->slow, x, commit);
+    double fast = s->cnt >= s->skip ? ema_step(&s->fast, x, commit) : NAN;
+    if (commit) s->cnt++;
+    o[0] = o[1] = o[2] = NAN;
+    if (isnan(slow) || isnan(fast)) return;
+    double line = fast - slow;
+    double sig = ema_step(&s->sig, line, commit);
+    if (isnan(sig)) return;
+    o[0] = line;
+    o[1] = sig;
+    o[2] = line - sig;
+}
+
+static inline void step_bbands(ta_state *u, const double *v, double *o, int commit) {
+    double mean, var;
+    var_step(&u->bb.v, v[C], commit, &mean, &var);
+    double sd = sqrt(var);
+    o[0] = mean + u->bb.up * sd;
+    o[1] = mean;
+    o[2] = mean - u->bb.dn * sd;
+}
+
+static inline void step_stddev(ta_state *u, const double *v, double *o, int commit) {
+    double mean, var;
+    var_step(&u->std.v, v[C], commit, &mean, &var);
+    o[0] = sqrt(var) * u->std.nbdev;
+}
+
+static inline void step_atr(ta_state *u, const double *v, double *o, int commit) {
+    o[0] = atr_step(&u->atr.a, v[H], v[L], v[C], commit);
+}
+
+static inline void step_natr(ta_state *u, const double *v, double *o, int commit) {
+    double a = atr_step(&u->atr.a, v[H], v[L], v[C], commit);
+    o[0] = isnan(a) ? NAN : v[C] != 0.0 ? (a / v[C]) * 100.0 : 0.0;
+}
+
+static inline void step_adx(ta_state *u, const double *v, double *o, int commit) {
+    adx_s *s = &u->adx;
+    double h = v[H], l = v[L];
+    double tr = tr_step(&s->t, h, l, v[C], commit);
+    o[0] = o[1] = o[2] = NAN;
+    if (s->cnt > 0) {
+        double up = h - s->ph, down = s->pl - l;
+        double pdm = 0.0, mdm = 0.0;
+        if (down > 0 && up < down) mdm = down;
+        else if (up > 0 && up > down) pdm = up;
+        double sp = wsum_step(&s->dmp, pdm, commit);
+        double sm = wsum_step(&s->dmm, mdm, commit);
+        double st = wsum_step(&s->tr, tr, commit);
+        if (!isnan(st)) {
+            double pdi = 0.0, mdi = 0.0, dx = 0.0;
+            if (st != 0.0) {
+                pdi = 100.0 * (sp / st);
+                mdi = 100.0 * (sm / st);
+                double t = pdi + mdi;
+                if (t != 0.0) dx = 100.0 * (fabs(mdi - pdi) / t);
+            }
+            o[0] = wilder_step(&s->adx, dx, commit);
+            o[1] = pdi;
+            o[2] = mdi;
+        }
+    }
+    if (commit) {
+        s->ph = h;
+        s->pl = l;
+        s->cnt++;
+    }
+}
+
+/* %K of value x against the window's extremes, as TA-Lib writes it. */
+static inline double stoch_k(double x, double hh, double ll) {
+    double diff = (hh - ll) / 100.0;
+    return diff != 0.0 ? (x - ll) / diff : 0.0;
+}
+
+static inline void step_stoch(ta_state *u, const double *v, double *o, int commit) {
+    stoch_s *s = &u->stoch;
+    double hh = mono_step(&s->hi, v[H], commit);
+    double ll = -mono_step(&s->lo, -v[L], commit);
+    double k = NAN, d = NAN;
+    if (s->cnt >= s->fk - 1) {
+        k = sma_step(&s->sk, stoch_k(v[C], hh, ll), commit);
+        if (!isnan(k)) d = sma_step(&s->sd, k, commit);
+    }
+    if (commit) s->cnt++;
+    o[0] = isnan(d) ? NAN : k;
+    o[1] = d;
+}
+
+static inline void step_stochrsi(ta_state *u, const double *v, double *o, int commit) {
+    stochrsi_s *s = &u->stochrsi;
+    double r = rsi_value(&s->rsi, v[C], commit);
+    o[0] = o[1] = NAN;
+    if (isnan(r)) return;
+    double hh = mono_step(&s->hi, r, commit);
+    double ll = -mono_step(&s->lo, -r, commit);
+    if (s->kcnt >= s->fk - 1) {
+        double k = stoch_k(r, hh, ll);
+        double d = sma_step(&s->fd, k, commit);
+        if (!isnan(d)) {
+            o[0] = k;
+            o[1] = d;
+        }
+    }
+    if (commit) s->kcnt++;
+}
+
+/* Sum of |x - m| over a run, four accumulators to break the add chain. */
+static inline double absdev(const double *x, int n, double m) {
+    double a = 0, b = 0, c = 0, d = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a += fabs(x[i] - m);
+        b += fabs(x[i + 1] - m);
+        c += fabs(x[i + 2] - m);
+        d += fabs(x[i + 3] - m);
+    }
+    for (; i < n; i++) a += fabs(x[i] - m);
+    return (a + b) + (c + d);
+}
+
+static inline void step_cci(ta_state *u, const double *v, double *o, int commit) {
+    cci_s *s = &u->cci;
+    double tp = (v[H] + v[L] + v[C]) / 3.0;
+    int nz;
+    double sum = rsum_peek(&s->sum, tp, &nz);
+    o[0] = NAN;
+    if (s->cnt >= s->n - 1) {
+        double avg = sum / s->n;
+        /* the window: every committed slot but the one tp replaces, plus tp */
+        const ring_t *r = &s->sum.r;
+        double dev = absdev(r->buf, r->pos, avg) + fabs(tp - avg);
+        if (r->full) dev += absdev(r->buf + r->pos + 1, s->n - r->pos - 1, avg);
+        double dist = tp - avg;
+        o[0] = dist != 0.0 && dev != 0.0 ? dist / (0.015 * (dev / s->n)) : 0.0;
+    }
+    if (commit) {
+        rsum_commit(&s->sum, tp, sum, nz);
+        s->cnt++;
+    }
+}
+
+static inline void step_mfi(ta_state *u, const double *v, double *o, int commit) {
+    mfi_s *s = &u->mfi;
+    double tp = (v[H] + v[L] + v[C]) / 3.0;
+    o[0] = NAN;
+    if (s->cnt > 0) {
+        double mf = tp * v[V];
+        double up = tp > s->prev ? mf : 0.0, dn = tp < s->prev ? mf : 0.0;
+        int zp, zn;
+        double ps = rsum_peek(&s->pos, up, &zp), ns = rsum_peek(&s->neg, dn, &zn);
+        if (s->cnt >= s->n) {
+            double t = ps + ns;
+            o[0] = t != 0.0 ? 100.0 * (ps / t) : 0.0;
+        }
+        if (commit) {
+            rsum_commit(&s->pos, up, ps, zp);
+            rsum_commit(&s->neg, dn, ns, zn);
+        }
+    }
+    if (commit) {
+        s->prev = tp;
+        s->cnt++;
+    }
+}
+
+static inline void step_obv(ta_state *u, const double *v, double *o, int commit) {
+    obv_s *s = &u->obv;
+    double x = v[C], obv;
+    if (s->cnt == 0) obv = v[V];
+    else if (x > s->prev) obv = s->obv + v[V];
+    else if (x < s->prev) obv = s->obv - v[V];
+    else obv = s->obv;
+    o[0] = obv;
+    if (commit) {
+        s->obv = obv;
+        s->prev = x;
+        s->cnt++;
+    }
+}
+
+static inline void step_vwap(ta_state *u, const double *v, double *o, int commit) {
+    vwap_s *s = &u->vwap;
+    double tp = (v[H] + v[L] + v[C]) / 3.0;
+    double session = floor(v[T] / s->anchor);
+    double pv = tp * v[V], vol = v[V];
+    if (session == s->session) {
+        pv += s->pv;
+        vol += s->vol;
+    }
+    o[0] = vol > 0.0 ? pv / vol : tp;
+    if (commit) {
+        s->session = session;
+        s->pv = pv;
+        s->vol = vol;
+        s->cnt++;
+    }
+}
+
+static inline void step_roc(ta_state *u, const double *v, double *o, int commit) {
+    roc_s *s = &u->roc;
+    double x = v[C];
+    o[0] = NAN;
+    if (s->cnt >= s->n) {
+        double old = s->r.buf[s->r.pos];
+        o[0] = old != 0.0 ? ((x / old) - 1.0) * 100.0 : 0.0;
+    }
+    if (commit) {
+        ring_push(&s->r, x);
+        s->cnt++;
+    }
+}
+
+static inline void step_willr(ta_state *u, const double *v, double *o, int commit) {
+    hl_s *s = &u->hl;
+    double hh = mono_step(&s->hi, v[H], commit);
+    double ll = -mono_step(&s->lo, -v[L], commit);
+    o[0] = NAN;
+    if (s->cnt >= s->n - 1) {
+        double diff = (hh - ll) / -100.0;
+        o[0] = diff != 0.0 ? (hh - v[C]) / diff : 0.0;
+    }
+    if (commit) s->cnt++;
+}
+
+static inline void step_donchian(ta_state *u, const double *v, double *o, int commit) {
+    hl_s *s = &u->hl;
+    double hh = mono_step(&s->hi, v[H], commit);
+    double ll = -mono_step(&s->lo, -v[L], commit);
+    o[0] = o[1] = o[2] = NAN;
+    if (s->cnt >= s->n - 1) {
+        o[0] = hh;
+        o[1] = (hh + ll) / 2.0;
+        o[2] = ll;
+    }
+    if (commit) s->cnt++;
+}
+
+static inline void step_keltner(ta_state *u, const double *v, double *o, int commit) {
+    kelt_s *s = &u->kelt;
+    double mid = ema_step(&s->e, v[C], commit);
+    double atr = atr_step(&s->a, v[H], v[L], v[C], commit);
+    o[0] = o[1] = o[2] = NAN;
+    if (isnan(mid) || isnan(atr)) return;
+    o[0] = mid + s->mult * atr;
+    o[1] = mid;
+    o[2] = mid - s->mult * atr;
+}
+
+static inline void step_supertrend(ta_state *u, const double *v, double *o, int commit) {
+    st_s *s = &u->st;
+    double c = v[C];
+    double atr = atr_step(&s->a, v[H], v[L], c, commit);
+    o[0] = o[1] = NAN;
+    if (!isnan(atr)) {
+        double hl2 = (v[H] + v[L]) / 2.0;
+        double bu = hl2 + s->mult * atr, bl = hl2 - s->mult * atr;
+        double fu = bu, fl = bl;
+        int dir = -1;    /* the first bar starts in a downtrend (upper band) */
+        if (s->has) {
+            if (!(bu < s->fu || s->prev_close > s->fu)) fu = s->fu;
+            if (!(bl > s->fl || s->prev_close < s->fl)) fl = s->fl;
+            if (s->dir < 0) dir = c > fu ? 1 : -1;
+            else dir = c < fl ? -1 : 1;
+        }
+        o[0] = dir > 0 ? fl : fu;
+        o[1] = dir;
+        if (commit) {
+            s->fu = fu;
+            s->fl = fl;
+            s->dir = dir;
+            s->has = 1;
+        }
+    }
+    if (commit) s->prev_close = c;
+}
+
+static inline void step_rvol(ta_state *u, const double *v, double *o, int commit) {
+    rv_s *s = &u->rv;
+    double x = v[C];
+    o[0] = NAN;
+    if (s->cnt > 0) {
+        double r = log(x / s->prev);
+        int nz;
+        double sum = rsum_peek(&s->rs, r * r, &nz);
+        if (s->cnt >= s->n) o[0] = sqrt((sum > 0.0 ? sum / s->n : 0.0) * s->ann);
+        if (commit) rsum_commit(&s->rs, r * r, sum, nz);
+    }
+    if (commit) {
+        s->prev = x;
+        s->cnt++;
+    }
+}
+
+/* ---- input checks ------------------------------------------------------ */
+
+static const char *const SLOT_NAMES[VX_TA_NSLOTS] = {"high", "low", "close", "volume", "time"};
+
+/* 0 if the bar is acceptable; otherwise the slot that is not. */
+static inline int bad_slot(int kind, unsigned mask, const double *v) {
+    for (int i = 0; i < VX_TA_NSLOTS; i++)
+        if (((mask >> i) & 1u) && !isfinite(v[i])) return i + 1;
+    if (((mask >> V) & 1u) && v[V] < 0) return V + 1;
+    if (kind == K_RVOL && !(v[C] > 0)) return C + 1;
+    return 0;
+}
+
+static void describe_bad(int kind, int slot, const double *v, int64_t index, char *err, size_t errlen) {
+    const char *what = KINDS[kind].inputs == BIT(C) ? "value" : SLOT_NAMES[slot];
+    const char *why = !isfinite(v[slot]) ? "is not a finite number"
+                    : slot == V ? "is negative"
+                    : "must be positive (log returns)";
+    if (index >= 0)
+        snprintf(err, errlen, "%s: %s at bar %lld %s (%g); clean or drop that bar first",
+                 KINDS[kind].name, what, (long long)index + 1, why, v[slot]);
+    else
+        snprintf(err, errlen, "%s: %s %s (%g); the update was ignored",
+                 KINDS[kind].name, what, why, v[slot]);
+}
+
+/* ---- batch ---------------------------------------------------------------- */
+
+#define BATCH(KIND, STEP, MASK, NOUT)                                              \
+    case KIND:                                                                     \
+        for (size_t i = 0; i < n; i++) {                                           \
+            double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                         \
+            for (int j = 0; j < VX_TA_NSLOTS; j++)                                 \
+                if (((MASK) >> j) & 1u) v[j] = in[j][i];                           \
+            int bad = bad_slot(KIND, MASK, v);                                     \
+            if (bad) {                                                             \
+                describe_bad(KIND, bad - 1, v, (int64_t)i, err, errlen);           \
+                rc = -1;                                                           \
+                break;                                                             \
+            }                                                                      \
+            STEP(u, v, o, 1);                                                      \
+            for (int k = 0; k < (NOUT); k++) out[k][i] = o[k];                     \
+        }                                                                          \
+        break;
+
+static int run_batch(int kind, ta_state *u, size_t n, const double *const *in,
+                     double *const *out, char *err, size_t errlen) {
+    int rc = 0;
+    switch (kind) {
+    BATCH(K_SMA, step_sma, BIT(C), 1)
+    BATCH(K_EMA, step_ema, BIT(C), 1)
+    BATCH(K_WMA, step_wma, BIT(C), 1)
+    BATCH(K_DEMA, step_dema, BIT(C), 1)
+    BATCH(K_TEMA, step_tema, BIT(C), 1)
+    BATCH(K_RSI, step_rsi, BIT(C), 1)
+    BATCH(K_MACD, step_macd, BIT(C), 3)
+    BATCH(K_BBANDS, step_bbands, BIT(C), 3)
+    BATCH(K_ATR, step_atr, HLC, 1)
+    BATCH(K_NATR, step_natr, HLC, 1)
+    BATCH(K_ADX, step_adx, HLC, 3)
+    BATCH(K_STOCH, step_stoch, HLC, 2)
+    BATCH(K_STOCHRSI, step_stochrsi, BIT(C), 2)
+    BATCH(K_CCI, step_cci, HLC, 1)
+    BATCH(K_MFI, step_mfi, HLC | BIT(V), 1)
+    BATCH(K_OBV, step_obv, BIT(C) | BIT(V), 1)
+    BATCH(K_VWAP, step_vwap, HLC | BIT(V) | BIT(T), 1)
+    BATCH(K_ROC, step_roc, BIT(C), 1)
+    BATCH(K_WILLR, step_willr, HLC, 1)
+    BATCH(K_DONCHIAN, step_donchian, BIT(H) | BIT(L), 3)
+    BATCH(K_KELTNER, step_keltner, HLC, 3)
+    BATCH(K_SUPERTREND, step_supertrend, HLC, 2)
+    BATCH(K_STDDEV, step_stddev, BIT(C), 1)
+    BATCH(K_RVOL, step_rvol, BIT(C), 1)
+    default: rc = -1; break;
+    }
+    return rc;
+}
+
+static void format_call(int kind, const double *p, char *buf, size_t len) {
+    const vx_ta_info *in = &KINDS[kind];
+    size_t used = (size_t)snprintf(buf, len, "%s(", in->name);
+    for (int i = 0; i < in->nparams && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%g", i ? ", " : "", p[i]);
+    if (used < len) snprintf(buf + used, len - used, ")");
+}
+
+typedef struct {
+    vx_ta_stream pub;
+    double params[VX_TA_MAXPARAM];
+    size_t nmem;
+    ta_state u;
+    double mem[];
+} ta_impl;
+
+static ta_impl *impl_new(int kind, const double *params, char *err, size_t errlen) {
+    int lb = vx_ta_lookback(kind, params, err, errlen);
+    if (lb < 0) return NULL;
+    size_t nmem = mem_of(kind, params);
+    ta_impl *s = calloc(1, sizeof *s + nmem * sizeof(double));
+    if (!s) {
+        snprintf(err, errlen, "%s: out of memory", KINDS[kind].name);
+        return NULL;
+    }
+    memcpy(s->params, params, (size_t)KINDS[kind].nparams * sizeof(double));
+    s->nmem = nmem;
+    s->pub.kind = kind;
+    s->pub.noutputs = KINDS[kind].noutputs;
+    s->pub.lookback = lb;
+    for (int k = 0; k < VX_TA_MAXOUT; k++) s->pub.out[k] = NAN;
+    state_init(kind, &s->u, s->params, s->mem);
+    return s;
+}
+
+int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
+                double *const *out, char *err, size_t errlen) {
+    ta_impl *s = impl_new(kind, params, err, errlen);
+    if (!s) return -1;
+    const vx_ta_info *info = &KINDS[kind];
+    char call[96];
+    format_call(kind, params, call, sizeof call);
+    int rc = 0;
+    for (int j = 0; j < VX_TA_NSLOTS && !rc; j++)
+        if (((info->inputs >> j) & 1u) && !in[j]) {
+            snprintf(err, errlen, "%s: the %s input is missing", call, SLOT_NAMES[j]);
+            rc = -1;
+        }
+    for (int k = 0; k < info->noutputs && !rc; k++)
+        if (!out[k]) {
+            snprintf(err, errlen, "%s: output %s has no buffer", call, info->output_names[k]);
+            rc = -1;
+        }
+    if (!rc && n == 0) {
+        snprintf(err, errlen, "%s: no input values", call);
+        rc = -1;
+    } else if (!rc && n <= (size_t)s->pub.lookback) {
+        snprintf(err, errlen, "%s needs at least %d values (its lookback is %d), got %zu",
+                 call, s->pub.lookback + 1, s->pub.lookback, n);
+        rc = -1;
+    }
+    if (!rc) rc = run_batch(kind, &s->u, n, in, out, err, errlen);
+    free(s);
+    return rc;
+}
+
+/* ---- streams ----------------------------------------------------------------- */
+
+vx_ta_stream *vx_ta_stream_new(int kind, const double *params, char *err, size_t errlen) {
+    ta_impl *s = impl_new(kind, params, err, errlen);
+    return s ? &s->pub : NULL;
+}
+
+void vx_ta_reset(vx_ta_stream *pub) {
+    ta_impl *s = (ta_impl *)pub;
+    memset(s->mem, 0, s->nmem * sizeof(double));
+    state_init(pub->kind, &s->u, s->params, s->mem);
+    pub->count = 0;
+    pub->failed = 0;
+    pub->err[0] = 0;
+    for (int k = 0; k < VX_TA_MAXOUT; k++) pub->out[k] = NAN;
+}
+
+#define STREAM(KIND, STEP) \
+    case KIND: STEP(u, v, o, commit); break;
+
+double vx_ta_update(vx_ta_stream *pub, double high, double low, double close,
+                    double volume, double time, int commit) {
+    ta_impl *s = (ta_impl *)pub;
+    ta_state *u = &s->u;
+    double v[VX_TA_NSLOTS] = {high, low, close, volume, time};
+    double *o = pub->out;
+    int bad = bad_slot(pub->kind, KINDS[pub->kind].inputs, v);
+    if (bad) {
+        describe_bad(pub->kind, bad - 1, v, -1, pub->err, sizeof pub->err);
+        pub->failed = 1;
+        return NAN;
+    }
+    pub->failed = 0;
+    switch (pub->kind) {
+    STREAM(K_SMA, step_sma)
+    STREAM(K_EMA, step_ema)
+    STREAM(K_WMA, step_wma)
+    STREAM(K_DEMA, step_dema)
+    STREAM(K_TEMA, step_tema)
+    STREAM(K_RSI, step_rsi)
+    STREAM(K_MACD, step_macd)
+    STREAM(K_BBANDS, step_bbands)
+    STREAM(K_ATR, step_atr)
+    STREAM(K_NATR, step_natr)
+    STREAM(K_ADX, step_adx)
+    STREAM(K_STOCH, step_stoch)
+    STREAM(K_STOCHRSI, step_stochrsi)
+    STREAM(K_CCI, step_cci)
+    STREAM(K_MFI, step_mfi)
+    STREAM(K_OBV, step_obv)
+    STREAM(K_VWAP, step_vwap)
+    STREAM(K_ROC, step_roc)
+    STREAM(K_WILLR, step_willr)
+    STREAM(K_DONCHIAN, step_donchian)
+    STREAM(K_KELTNER, step_keltner)
+    STREAM(K_SUPERTREND, step_supertrend)
+    STREAM(K_STDDEV, step_stddev)
+    STREAM(K_RVOL, step_rvol)
+    default: break;
+    }
+    if (commit) pub->count++;
+    return o[0];
+}
+
+void vx_ta_stream_free(vx_ta_stream *s) {
+    free(s);
+}

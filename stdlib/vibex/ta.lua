@@ -1,0 +1,544 @@
+-- vibex.ta — indicators and candle series, computed in C (runtime/ta.c,
+-- runtime/candles.c) and reached through LuaJIT FFI.
+--
+--   local ta = require("vibex.ta")
+--   local rsi = ta.rsi(closes, 14)              -- a series (1-based, #rsi)
+--   local m = ta.macd(closes)                   -- {macd=, signal=, hist=}
+--   closes:ema(20):last(10)                     -- last 10 values, oldest first
+--   local s = ta.stream.rsi(14); s:push(x); s:peek(forming_close)
+--   local c1 = ta.candles{interval = "1m"}; local c5 = c1:resample("5m")
+--
+-- Expected failures (too few values, a NaN in the input, a bad period) come
+-- back as nil, err; passing the wrong kind of argument is an error().
+local ffi = require("ffi")
+
+ffi.cdef [[
+typedef struct vx_ta_info {
+    const char *name; const char *title; unsigned inputs; int nparams; int noutputs;
+    const char *param_names[4]; double param_defaults[4]; unsigned period_params;
+    const char *output_names[4];
+} vx_ta_info;
+typedef struct vx_ta_stream {
+    double out[4]; int64_t count; int kind; int noutputs; int lookback; int failed; char err[160];
+} vx_ta_stream;
+const vx_ta_info *vx_ta_kinds(int *count);
+int vx_ta_lookback(int kind, const double *params, char *err, size_t errlen);
+int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
+                double *const *out, char *err, size_t errlen);
+vx_ta_stream *vx_ta_stream_new(int kind, const double *params, char *err, size_t errlen);
+double vx_ta_update(vx_ta_stream *s, double h, double l, double c, double v, double t, int commit);
+void vx_ta_reset(vx_ta_stream *s);
+void vx_ta_stream_free(vx_ta_stream *s);
+
+typedef struct vx_candles_agg { int64_t t; double o, h, l, c, v, vcomp, qv, qvcomp, n; } vx_candles_agg;
+typedef struct vx_candles vx_candles;
+struct vx_candles {
+    double *t, *o, *h, *l, *c, *v, *qv, *n;
+    int cap, len, start, closed;
+    int64_t interval_ms, offset_ms, appended, gaps, missing, gap_from, gap_to;
+    char err[200];
+    vx_candles *child[8]; int nchild;
+    vx_candles_agg acc, pend; int64_t src_interval_ms;
+};
+vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t errlen);
+void vx_candles_free(vx_candles *c);
+int vx_candles_update(vx_candles *c, double t, double o, double h, double l, double cl,
+                      double v, double qv, double n, int closed);
+int vx_candles_trade(vx_candles *c, double t, double price, double qty);
+int vx_candles_close_due(vx_candles *c, double now_ms);
+int vx_candles_link(vx_candles *fine, vx_candles *coarse);
+int vx_candles_find(const vx_candles *c, double t);
+
+typedef struct vx_series { double *p; int64_t n; } vx_series;
+]]
+
+local C = ffi.C
+local M = {}
+
+local SLOT = {high = 0, low = 1, close = 2, volume = 3, time = 4}
+local SLOT_NAMES = {[0] = "high", "low", "close", "volume", "time"}
+local errbuf = ffi.new("char[256]")
+local dbl = ffi.typeof("double[?]")
+local isnan = function(x) return x ~= x end
+
+-- ---- series ---------------------------------------------------------------
+
+-- A series is a cdata {p, n}: 1-based indexing, #s, methods. What keeps its
+-- memory alive (a double[] or a candle buffer) hangs off a weak-keyed table.
+local keep = setmetatable({}, {__mode = "k"})
+local Series = {}
+local series_t
+
+local function new_series(ptr, n, owner)
+  local s = series_t(ptr, n)
+  keep[s] = owner
+  return s
+end
+
+local function alloc_series(n)
+  local buf = dbl(n > 0 and n or 1)
+  return new_series(buf, n, buf)
+end
+
+--- A series from a Lua list of numbers (copied), or n zeros.
+function M.series(src)
+  if type(src) == "number" then return alloc_series(src) end
+  if ffi.istype(series_t, src) then return src end
+  if type(src) ~= "table" then error("ta.series: expected a list of numbers or a length, got " .. type(src), 2) end
+  local n = #src
+  local s = alloc_series(n)
+  for i = 1, n do
+    local v = src[i]
+    if type(v) ~= "number" then
+      v = tonumber(v)
+      if not v then error(("ta.series: element %d is %s, not a number"):format(i, type(src[i])), 2) end
+    end
+    s.p[i - 1] = v
+  end
+  return s
+end
+
+function M.is_series(x) return ffi.istype(series_t, x) end
+
+function Series:len() return tonumber(self.n) end
+
+--- The last value (NaN when empty).
+function Series:lastv() return self.n > 0 and self.p[self.n - 1] or 0 / 0 end
+
+--- The last n values, oldest first, as a plain Lua list; NaN becomes nil-free
+--- by skipping warm-up values. decimals rounds them (for prompts).
+function Series:last(n, decimals)
+  local len = tonumber(self.n)
+  n = math.min(n or len, len)
+  local out, scale = {}, decimals and 10 ^ decimals
+  for i = len - n, len - 1 do
+    local v = self.p[i]
+    if v == v then
+      if scale then v = math.floor(v * scale + 0.5) / scale end
+      out[#out + 1] = v
+    end
+  end
+  return out
+end
+
+function Series:totable() return self:last(tonumber(self.n)) end
+
+--- A view of elements i..j (1-based, inclusive), sharing memory.
+function Series:sub(i, j)
+  local len = tonumber(self.n)
+  j = math.min(j or len, len)
+  i = math.max(i or 1, 1)
+  if j < i then return new_series(self.p, 0, keep[self]) end
+  return new_series(self.p + (i - 1), j - i + 1, keep[self] or self)
+end
+
+--- A copy that no longer shares memory with its source.
+function Series:copy()
+  local s = alloc_series(tonumber(self.n))
+  ffi.copy(s.p, self.p, 8 * tonumber(self.n))
+  return s
+end
+
+local function fmt(v) return v ~= v and "nan" or ("%.10g"):format(v) end
+
+series_t = ffi.metatype("vx_series", {
+  __index = function(s, k)
+    if type(k) == "number" then
+      if k < 1 or k > s.n or k % 1 ~= 0 then return nil end
+      return s.p[k - 1]
+    end
+    return Series[k]
+  end,
+  __newindex = function(s, k, v)
+    if type(k) ~= "number" or k < 1 or k > s.n or k % 1 ~= 0 then
+      error(("series index %s out of range 1..%d"):format(tostring(k), tonumber(s.n)), 2)
+    end
+    s.p[k - 1] = v
+  end,
+  __len = function(s) return tonumber(s.n) end,
+  __tostring = function(s)
+    local n, parts = tonumber(s.n), {}
+    local from = math.max(0, n - 8)
+    for i = from, n - 1 do parts[#parts + 1] = fmt(s.p[i]) end
+    return ("series(%d)[%s%s]"):format(n, from > 0 and "..., " or "", table.concat(parts, ", "))
+  end,
+})
+
+-- ---- indicator table from C -------------------------------------------------
+
+local KINDS, BY_NAME = {}, {}
+do
+  local cnt = ffi.new("int[1]")
+  local info = C.vx_ta_kinds(cnt)
+  for k = 0, cnt[0] - 1 do
+    local i = info[k]
+    local spec = {kind = k, name = ffi.string(i.name), title = ffi.string(i.title),
+                  params = {}, defaults = {}, outputs = {}, inputs = {}}
+    for p = 0, i.nparams - 1 do
+      spec.params[p + 1] = ffi.string(i.param_names[p])
+      spec.defaults[p + 1] = i.param_defaults[p]
+    end
+    for o = 0, i.noutputs - 1 do spec.outputs[o + 1] = ffi.string(i.output_names[o]) end
+    for s = 0, 4 do
+      if bit.band(i.inputs, bit.lshift(1, s)) ~= 0 then spec.inputs[#spec.inputs + 1] = SLOT_NAMES[s] end
+    end
+    spec.single = #spec.inputs == 1 and spec.inputs[1] == "close"
+    KINDS[k] = spec
+    BY_NAME[spec.name] = spec
+  end
+end
+
+--- What indicators exist: name -> {title, inputs, params, defaults, outputs}.
+function M.indicators()
+  local out = {}
+  for _, s in pairs(BY_NAME) do
+    out[s.name] = {title = s.title, inputs = s.inputs, params = s.params,
+                   defaults = s.defaults, outputs = s.outputs}
+  end
+  return out
+end
+
+-- params: positional numbers, or one table of named values; defaults fill in
+local function read_params(spec, args, first)
+  local p = ffi.new("double[4]")
+  local named = type(args[first]) == "table" and not ffi.istype(series_t, args[first]) and args[first]
+  for i = 1, #spec.params do
+    local v
+    if named then v = named[spec.params[i]] else v = args[first + i - 1] end
+    if v == nil then v = spec.defaults[i] end
+    if type(v) ~= "number" then
+      error(("ta.%s: %s must be a number, got %s"):format(spec.name, spec.params[i], type(v)), 3)
+    end
+    p[i - 1] = v
+  end
+  return p
+end
+
+-- An input column as (pointer, length, anchor-to-keep-alive).
+local function column(x, what, spec)
+  if ffi.istype(series_t, x) then return x.p, tonumber(x.n), x end
+  if type(x) == "table" then
+    local s = M.series(x)
+    return s.p, tonumber(s.n), s
+  end
+  error(("ta.%s: %s must be a series or a list of numbers, got %s"):format(spec.name, what, type(x)), 4)
+end
+
+-- bars: a candle series, or a table with high/low/close/volume/time fields
+local function bar_field(bars, name)
+  if name == "time" then return bars.time or bars.t end
+  return bars[name] or bars[name:sub(1, 1)]
+end
+
+local function is_bars(x)
+  return type(x) == "table" and (x.close ~= nil or x.c ~= nil or x.is_candles)
+end
+
+local function run(spec, ...)
+  local args = {...}
+  local nargs = select("#", ...)
+  local ins = ffi.new("const double *[5]")
+  local anchors, n, first = {}, nil, nil
+  local function take(slot_name, x)
+    if x == nil then
+      error(("ta.%s: missing input %s (inputs: %s)"):format(spec.name, slot_name,
+        table.concat(spec.inputs, ", ")), 4)
+    end
+    local p, len, a = column(x, slot_name, spec)
+    if n and len ~= n then
+      return ("ta.%s: input %s has %d values but %s has %d; all inputs must be the same length")
+        :format(spec.name, slot_name, len, spec.inputs[1], n)
+    end
+    n = n or len
+    ins[SLOT[slot_name]] = p
+    anchors[#anchors + 1] = a
+  end
+  if is_bars(args[1]) then
+    local bars = args[1]
+    if bars.is_candles then bars = bars:view() end
+    for _, name in ipairs(spec.inputs) do
+      local err = take(name, bar_field(bars, name))
+      if err then return nil, err end
+    end
+    first = 2
+  else
+    for i, name in ipairs(spec.inputs) do
+      local err = take(name, args[i])
+      if err then return nil, err end
+    end
+    first = #spec.inputs + 1
+  end
+  if nargs > first + #spec.params then
+    error(("ta.%s: too many arguments (parameters: %s)"):format(spec.name, table.concat(spec.params, ", ")), 3)
+  end
+  local p = read_params(spec, args, first)
+  local outs, outp = {}, ffi.new("double *[4]")
+  for k, name in ipairs(spec.outputs) do
+    outs[name] = alloc_series(n)
+    outp[k - 1] = outs[name].p
+  end
+  if C.vx_ta_batch(spec.kind, p, n, ins, outp, errbuf, 256) ~= 0 then
+    return nil, ffi.string(errbuf)
+  end
+  if #spec.outputs == 1 then return outs[spec.outputs[1]] end
+  return outs
+end
+
+--- Lookback (first valid index, 0-based) of an indicator with its params.
+function M.lookback(name, ...)
+  local spec = BY_NAME[name] or error("ta.lookback: no indicator named " .. tostring(name), 2)
+  local lb = C.vx_ta_lookback(spec.kind, read_params(spec, {...}, 1), errbuf, 256)
+  if lb < 0 then return nil, ffi.string(errbuf) end
+  return lb
+end
+
+for name, spec in pairs(BY_NAME) do
+  M[name] = function(...) return run(spec, ...) end
+  if spec.single then
+    Series[name] = function(self, ...) return run(spec, self, ...) end
+  end
+end
+
+-- ---- streams ---------------------------------------------------------------
+
+local Stream = {}
+local stream_t
+
+-- per kind: map positional arguments (in the indicator's input order), or a
+-- bar table with named fields, to the five C slots
+local function make_updater(spec)
+  local order = {}
+  for i, name in ipairs(spec.inputs) do order[i] = SLOT[name] + 1 end
+  return function(s, commit, a, ...)
+    local v = {0, 0, 0, 0, 0}
+    if type(a) == "table" then
+      for _, name in ipairs(spec.inputs) do v[SLOT[name] + 1] = bar_field(a, name) or 0 / 0 end
+    else
+      local args = {a, ...}
+      for i, slot in ipairs(order) do
+        local x = args[i]
+        if type(x) ~= "number" then
+          error(("%s stream: %s must be a number, got %s"):format(spec.name, spec.inputs[i], type(x)), 3)
+        end
+        v[slot] = x
+      end
+    end
+    return C.vx_ta_update(s, v[1], v[2], v[3], v[4], v[5], commit)
+  end
+end
+
+local UPDATERS = {}
+for k, spec in pairs(KINDS) do UPDATERS[k] = make_updater(spec) end
+
+local function results(s, v)
+  if v ~= v and s.failed ~= 0 then return nil, ffi.string(s.err) end
+  local n = s.noutputs
+  if n == 1 then return v end
+  if n == 2 then return v, s.out[1] end
+  return v, s.out[1], s.out[2]
+end
+
+--- Commit one closed value (or bar: positional inputs, or a table with
+--- high/low/close/volume/time); returns the outputs (NaN while warming up).
+function Stream:push(a, ...)
+  if KINDS[self.kind].single and type(a) == "number" then
+    return results(self, C.vx_ta_update(self, 0, 0, a, 0, 0, 1))
+  end
+  return results(self, UPDATERS[self.kind](self, 1, a, ...))
+end
+
+--- Outputs for a forming (not yet closed) value or bar; commits nothing.
+function Stream:peek(a, ...)
+  if KINDS[self.kind].single and type(a) == "number" then
+    return results(self, C.vx_ta_update(self, 0, 0, a, 0, 0, 0))
+  end
+  return results(self, UPDATERS[self.kind](self, 0, a, ...))
+end
+
+--- Outputs of the last push or peek, by name.
+function Stream:value()
+  local spec, out = KINDS[self.kind], {}
+  for i, name in ipairs(spec.outputs) do out[name] = self.out[i - 1] end
+  return out
+end
+
+function Stream:ready() return self.count > self.lookback end
+function Stream:reset() C.vx_ta_reset(self) end
+function Stream:name() return KINDS[self.kind].name end
+
+stream_t = ffi.metatype("vx_ta_stream", {
+  __index = Stream,
+  __tostring = function(s)
+    return ("%s stream (%d values, lookback %d, last %s)"):format(
+      KINDS[s.kind].name, tonumber(s.count), s.lookback, fmt(s.out[0]))
+  end,
+})
+
+M.stream = {}
+for name, spec in pairs(BY_NAME) do
+  M.stream[name] = function(...)
+    local p = read_params(spec, {...}, 1)
+    local s = C.vx_ta_stream_new(spec.kind, p, errbuf, 256)
+    if s == nil then return nil, ffi.string(errbuf) end
+    return ffi.gc(s, C.vx_ta_stream_free)
+  end
+end
+
+-- The fast path for single-input streams, for hot loops: no argument mapping.
+function M.stream_update(s, x, commit)
+  return C.vx_ta_update(s, 0, 0, x, 0, 0, commit and 1 or 0)
+end
+
+-- ---- candles ---------------------------------------------------------------
+
+local UNIT = {s = 1000, m = 60000, h = 3600000, d = 86400000, w = 604800000}
+
+--- "1m", "4h", "1d", "1w" -> milliseconds; nil, err for anything else.
+function M.interval_ms(iv)
+  if type(iv) == "number" then return iv end
+  local n, u = tostring(iv):match("^(%d+)([smhdw])$")
+  if not n or tonumber(n) == 0 then
+    return nil, ("interval %q is not one of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, 3d, 1w")
+      :format(tostring(iv))
+  end
+  return tonumber(n) * UNIT[u]
+end
+
+local Candles = {}
+Candles.__index = function(self, k)
+  local m = Candles[k]
+  if m ~= nil then return m end
+  local col = Candles.columns[k]
+  if col then return self:column(col) end
+  return nil
+end
+Candles.columns = {time = "t", t = "t", open = "o", o = "o", high = "h", h = "h", low = "l", l = "l",
+                   close = "c", c = "c", volume = "v", v = "v", quote_volume = "qv", trades = "n"}
+Candles.is_candles = true
+
+--- A candle series for one symbol/interval: ta.candles{interval = "1m", capacity = 5000}.
+function M.candles(opts)
+  opts = opts or {}
+  local ms, err = M.interval_ms(opts.interval or "1m")
+  if not ms then return nil, err end
+  local ptr = C.vx_candles_new(ms, opts.capacity or 5000, errbuf, 256)
+  if ptr == nil then return nil, ffi.string(errbuf) end
+  return setmetatable({ptr = ffi.gc(ptr, C.vx_candles_free), interval = opts.interval or "1m",
+                       symbol = opts.symbol, children = {}}, Candles)
+end
+
+function Candles:len() return self.ptr.len end
+
+--- A view (no copy) of one column: "t", "o", "h", "l", "c", "v", "qv", "n".
+function Candles:column(col)
+  local c = self.ptr
+  return new_series(c[col] + c.start, c.len, self)
+end
+
+--- All columns as series views, named like a bars table.
+function Candles:view()
+  return {time = self:column("t"), open = self:column("o"), high = self:column("h"),
+          low = self:column("l"), close = self:column("c"), volume = self:column("v"),
+          quote_volume = self:column("qv"), trades = self:column("n")}
+end
+
+local UPDATE_RESULT = {[0] = "appended", "updated", "corrected"}
+
+local function num(x) if x == nil then return 0 / 0 end return tonumber(x) or 0 / 0 end
+
+--- Apply one candle: a table {t|time, o|open, h|high, l|low, c|close, v|volume,
+--- qv, n, closed} or an exchange kline row {t, o, h, l, c, v, ...}.
+--- Returns "appended" | "updated" | "corrected", or nil, err.
+function Candles:update(k, closed)
+  local t, o, h, l, c, v, qv, n
+  if k[1] ~= nil then
+    t, o, h, l, c, v, qv, n = num(k[1]), num(k[2]), num(k[3]), num(k[4]), num(k[5]), num(k[6]), num(k[8]), num(k[9])
+  else
+    t, o, h, l, c = num(k.t or k.time), num(k.o or k.open), num(k.h or k.high), num(k.l or k.low), num(k.c or k.close)
+    v, qv, n = num(k.v or k.volume), num(k.qv or k.quote_volume), num(k.n or k.trades)
+    if closed == nil then closed = k.closed end
+  end
+  if closed == nil then closed = true end
+  local rc = C.vx_candles_update(self.ptr, t, o, h, l, c, v, qv, n, closed and 1 or 0)
+  if rc < 0 then return nil, ffi.string(self.ptr.err) end
+  return UPDATE_RESULT[rc]
+end
+
+--- Apply many closed candles (kline rows or tables), oldest first.
+function Candles:load(rows)
+  for i = 1, #rows do
+    local ok, err = self:update(rows[i], true)
+    if not ok then return nil, ("row %d: %s"):format(i, err) end
+  end
+  return #rows
+end
+
+--- Fold one trade (time ms, price, quantity) into the forming candle.
+function Candles:trade(t, price, qty)
+  local rc = C.vx_candles_trade(self.ptr, t, price, qty)
+  if rc < 0 then return nil, ffi.string(self.ptr.err) end
+  return UPDATE_RESULT[rc]
+end
+
+--- Close the forming candle if its period ended by now_ms (a boundary timer).
+function Candles:close_due(now_ms) return C.vx_candles_close_due(self.ptr, now_ms) == 1 end
+
+--- A coarser series that follows this one ("5m", "1h", ...).
+function Candles:resample(interval, capacity)
+  local coarse, err = M.candles{interval = interval, capacity = capacity or self.ptr.cap, symbol = self.symbol}
+  if not coarse then return nil, err end
+  if C.vx_candles_link(self.ptr, coarse.ptr) ~= 0 then return nil, ffi.string(self.ptr.err) end
+  self.children[#self.children + 1] = coarse
+  return coarse
+end
+
+--- The i-th candle (1 = oldest, -1 = newest) as a table.
+function Candles:at(i)
+  local c = self.ptr
+  if i < 0 then i = c.len + 1 + i end
+  if i < 1 or i > c.len then return nil end
+  local j = c.start + i - 1
+  return {t = c.t[j], o = c.o[j], h = c.h[j], l = c.l[j], c = c.c[j], v = c.v[j],
+          qv = c.qv[j] == c.qv[j] and c.qv[j] or nil, n = c.n[j] == c.n[j] and c.n[j] or nil,
+          closed = i < c.len or c.closed == 1}
+end
+
+--- The last n candles, oldest first, as tables.
+function Candles:last(n)
+  local len = self.ptr.len
+  n = math.min(n or len, len)
+  local out = {}
+  for i = len - n + 1, len do out[#out + 1] = self:at(i) end
+  return out
+end
+
+--- Holes seen so far: {count, missing, from, to} (open times around the last).
+function Candles:gaps()
+  local c = self.ptr
+  return {count = tonumber(c.gaps), missing = tonumber(c.missing),
+          from = c.gaps > 0 and tonumber(c.gap_from) or nil, to = c.gaps > 0 and tonumber(c.gap_to) or nil}
+end
+
+Candles.__tostring = function(self)
+  local c = self.ptr
+  local last = self:at(-1)
+  return ("candles(%s%s, %d/%d%s)"):format(self.symbol and (self.symbol .. " ") or "", self.interval,
+    c.len, c.cap, last and (", last close " .. fmt(last.c) .. (last.closed and "" or " forming")) or "")
+end
+
+for name, spec in pairs(BY_NAME) do
+  Candles[name] = function(self, ...)
+    if spec.single then return run(spec, self:column("c"), ...) end
+    return run(spec, self, ...)
+  end
+end
+
+--- The helper LLM prompts use: the last n values of a series (or list),
+--- oldest first, rounded to `decimals`, warm-up NaNs dropped.
+function M.last(x, n, decimals)
+  if not ffi.istype(series_t, x) then x = M.series(x) end
+  return x:last(n, decimals)
+end
+
+M.isnan = isnan
+return M

@@ -1,0 +1,597 @@
+-- vibex.ta: reference values, stream == batch, bad input, candles and resampling.
+local ta = require("vibex.ta")
+
+local NAN = 0 / 0
+local function isnan(x) return x ~= x end
+
+-- deterministic random walk bars (LCG so every run sees the same data)
+local function bars(n, seed)
+  local state = seed or 12345
+  local function rnd()
+    state = (state * 1103515245 + 12345) % 2147483648
+    return state / 2147483648
+  end
+  local t, h, l, c, v, o = {}, {}, {}, {}, {}, {}
+  local price = 100
+  for i = 1, n do
+    local open = price
+    price = math.max(1, price * (1 + (rnd() - 0.5) * 0.02))
+    local hi = math.max(open, price) * (1 + rnd() * 0.005)
+    local lo = math.min(open, price) * (1 - rnd() * 0.005)
+    t[i], o[i], h[i], l[i], c[i] = (i - 1) * 60000, open, hi, lo, price
+    -- some flat, zero-volume stretches exercise the exact-zero paths
+    v[i] = (i % 97 < 5) and 0 or math.floor(rnd() * 1000) / 10
+    if i % 211 < 3 then h[i], l[i], c[i] = open, open, open; price = open end
+  end
+  return {time = t, open = o, high = h, low = l, close = c, volume = v}
+end
+
+local function close_to(got, want, rel, where)
+  if isnan(want) then
+    assert(isnan(got), ("%s: expected NaN, got %s"):format(where, tostring(got)))
+    return
+  end
+  local d = math.abs(got - want)
+  local scale = math.max(math.abs(want), 1e-300)
+  assert(d <= rel * scale or d < 1e-12,
+    ("%s: got %.17g want %.17g (rel %.3g)"):format(where, got, want, d / scale))
+end
+
+local function check_series(got, want, rel, what)
+  assert.equal(#want, #got, what .. ": length")
+  for i = 1, #want do close_to(got[i], want[i], rel, what .. "[" .. i .. "]") end
+end
+
+-- ---- textbook references: direct windows, no running sums ---------------
+
+local R = {}
+local function win(x, i, n) local s = 0 for j = i - n + 1, i do s = s + x[j] end return s end
+local function fill(n, lb) local o = {} for i = 1, n do o[i] = NAN end return o, lb end
+
+function R.sma(x, n) local o = fill(#x) for i = n, #x do o[i] = win(x, i, n) / n end return o end
+function R.ema(x, n, start)   -- seeded with the SMA of x[start .. start+n-1]
+  start = start or 1
+  local o = fill(#x)
+  local k = 2 / (n + 1)
+  local first = start + n - 1
+  if first > #x then return o end
+  local e = win(x, first, n) / n
+  o[first] = e
+  for i = first + 1, #x do
+    if isnan(x[i]) then break end
+    e = x[i] * k + e * (1 - k)
+    o[i] = e
+  end
+  return o
+end
+function R.wma(x, n)
+  local o = fill(#x)
+  for i = n, #x do
+    local s = 0
+    for j = 1, n do s = s + j * x[i - n + j] end
+    o[i] = s / (n * (n + 1) / 2)
+  end
+  return o
+end
+local function valid_tail(x) -- the part of x after its NaN prefix, plus offset
+  local off = 0
+  while off < #x and isnan(x[off + 1]) do off = off + 1 end
+  local t = {}
+  for i = off + 1, #x do t[#t + 1] = x[i] end
+  return t, off
+end
+local function shift(x, off, n)
+  local o = fill(n)
+  for i = 1, #x do o[i + off] = x[i] end
+  return o
+end
+function R.dema(x, n)
+  local e1 = R.ema(x, n)
+  local t, off = valid_tail(e1)
+  local e2 = shift(R.ema(t, n), off, #x)
+  local o = fill(#x)
+  for i = 1, #x do if not isnan(e2[i]) then o[i] = 2 * e1[i] - e2[i] end end
+  return o
+end
+function R.tema(x, n)
+  local e1 = R.ema(x, n)
+  local t1, off1 = valid_tail(e1)
+  local e2 = shift(R.ema(t1, n), off1, #x)
+  local t2, off2 = valid_tail(e2)
+  local e3 = shift(R.ema(t2, n), off2, #x)
+  local o = fill(#x)
+  for i = 1, #x do if not isnan(e3[i]) then o[i] = 3 * e1[i] - 3 * e2[i] + e3[i] end end
+  return o
+end
+local function wilder(x, n, first) -- x[first..first+n-1] seed, then Wilder
+  local o = fill(#x)
+  local s = 0
+  for j = first, first + n - 1 do s = s + x[j] end
+  local a = s / n
+  o[first + n - 1] = a
+  for i = first + n, #x do a = (a * (n - 1) + x[i]) / n; o[i] = a end
+  return o
+end
+function R.rsi(x, n)
+  local g, l = {0}, {0}
+  for i = 2, #x do
+    local d = x[i] - x[i - 1]
+    g[i], l[i] = math.max(d, 0), math.max(-d, 0)
+  end
+  local ag, al = wilder(g, n, 2), wilder(l, n, 2)
+  local o = fill(#x)
+  for i = n + 1, #x do
+    local t = ag[i] + al[i]
+    o[i] = t == 0 and 0 or 100 * ag[i] / t
+  end
+  return o
+end
+function R.macd(x, f, s, sig)
+  local slow = R.ema(x, s)
+  local fast = R.ema(x, f, s - f + 1)     -- TA-Lib seeds both at the slow start
+  local line = fill(#x)
+  for i = s, #x do line[i] = fast[i] - slow[i] end
+  local t, off = valid_tail(line)
+  local sg = shift(R.ema(t, sig), off, #x)
+  local o = {macd = fill(#x), signal = fill(#x), hist = fill(#x)}
+  for i = 1, #x do
+    if not isnan(sg[i]) then o.macd[i], o.signal[i], o.hist[i] = line[i], sg[i], line[i] - sg[i] end
+  end
+  return o
+end
+local function stdev(x, i, n)
+  local m = win(x, i, n) / n
+  local q = 0
+  for j = i - n + 1, i do q = q + (x[j] - m) ^ 2 end
+  return math.sqrt(q / n), m
+end
+function R.bbands(x, n, up, dn)
+  local o = {upper = fill(#x), middle = fill(#x), lower = fill(#x)}
+  for i = n, #x do
+    local sd, m = stdev(x, i, n)
+    o.upper[i], o.middle[i], o.lower[i] = m + up * sd, m, m - dn * sd
+  end
+  return o
+end
+function R.stddev(x, n, k) local o = fill(#x) for i = n, #x do o[i] = stdev(x, i, n) * k end return o end
+local function trs(b)
+  local tr = {NAN}
+  for i = 2, #b.close do
+    local pc = b.close[i - 1]
+    tr[i] = math.max(b.high[i] - b.low[i], math.abs(b.high[i] - pc), math.abs(b.low[i] - pc))
+  end
+  return tr
+end
+function R.atr(b, n) return wilder(trs(b), n, 2) end
+function R.natr(b, n)
+  local a = R.atr(b, n)
+  for i = 1, #a do if not isnan(a[i]) then a[i] = b.close[i] == 0 and 0 or a[i] / b.close[i] * 100 end end
+  return a
+end
+function R.adx(b, n)
+  local tr, pdm, mdm = trs(b), {0}, {0}
+  for i = 2, #b.high do
+    local up, down = b.high[i] - b.high[i - 1], b.low[i - 1] - b.low[i]
+    pdm[i] = (up > 0 and up > down) and up or 0
+    mdm[i] = (down > 0 and down > up) and down or 0
+  end
+  local function smooth(x)   -- Wilder sum: n-1 values summed, then s - s/n + x
+    local o = fill(#x)
+    local s = 0
+    for j = 2, n do s = s + x[j] end
+    for i = n + 1, #x do s = s - s / n + x[i]; o[i] = s end
+    return o
+  end
+  local st, sp, sm = smooth(tr), smooth(pdm), smooth(mdm)
+  local o = {adx = fill(#tr), plus_di = fill(#tr), minus_di = fill(#tr)}
+  local dx = {}
+  for i = n + 1, #tr do
+    local p = st[i] == 0 and 0 or 100 * sp[i] / st[i]
+    local m = st[i] == 0 and 0 or 100 * sm[i] / st[i]
+    o.plus_di[i], o.minus_di[i] = p, m
+    dx[i] = (p + m) == 0 and 0 or 100 * math.abs(p - m) / (p + m)
+  end
+  for i = 1, n do dx[i] = 0 end
+  local a = wilder(dx, n, n + 1)
+  for i = 2 * n, #tr do o.adx[i] = a[i] end
+  return o
+end
+local function hh(x, i, n) local m = -math.huge for j = i - n + 1, i do m = math.max(m, x[j]) end return m end
+local function ll(x, i, n) local m = math.huge for j = i - n + 1, i do m = math.min(m, x[j]) end return m end
+local function kval(c, h, l) return h - l == 0 and 0 or (c - l) / (h - l) * 100 end
+function R.stoch(b, fk, sk, sd)
+  local k = fill(#b.close)
+  for i = fk, #b.close do k[i] = kval(b.close[i], hh(b.high, i, fk), ll(b.low, i, fk)) end
+  local t, off = valid_tail(k)
+  local slowk = shift(R.sma(t, sk), off, #k)
+  local t2, off2 = valid_tail(slowk)
+  local slowd = shift(R.sma(t2, sd), off2, #k)
+  local o = {k = fill(#k), d = fill(#k)}
+  for i = 1, #k do if not isnan(slowd[i]) then o.k[i], o.d[i] = slowk[i], slowd[i] end end
+  return o
+end
+function R.stochrsi(x, n, fk, fd)
+  local r = R.rsi(x, n)
+  local t, off = valid_tail(r)
+  local k = fill(#t)
+  for i = fk, #t do k[i] = kval(t[i], hh(t, i, fk), ll(t, i, fk)) end
+  local kt, koff = valid_tail(k)
+  local d = shift(R.sma(kt, fd), koff, #t)
+  local o = {k = fill(#x), d = fill(#x)}
+  for i = 1, #t do if not isnan(d[i]) then o.k[i + off], o.d[i + off] = k[i], d[i] end end
+  return o
+end
+local function tp(b, i) return (b.high[i] + b.low[i] + b.close[i]) / 3 end
+function R.cci(b, n)
+  local p = {}
+  for i = 1, #b.close do p[i] = tp(b, i) end
+  local o = fill(#p)
+  for i = n, #p do
+    local m = win(p, i, n) / n
+    local md = 0
+    for j = i - n + 1, i do md = md + math.abs(p[j] - m) end
+    md = md / n
+    o[i] = (md == 0 or p[i] == m) and 0 or (p[i] - m) / (0.015 * md)
+  end
+  return o
+end
+function R.mfi(b, n)
+  local o = fill(#b.close)
+  for i = n + 1, #b.close do
+    local pos, neg = 0, 0
+    for j = i - n + 1, i do
+      local a, z = tp(b, j), tp(b, j - 1)
+      if a > z then pos = pos + a * b.volume[j] elseif a < z then neg = neg + a * b.volume[j] end
+    end
+    o[i] = pos + neg == 0 and 0 or 100 * pos / (pos + neg)
+  end
+  return o
+end
+function R.obv(b)
+  local o, s = {}, b.volume[1]
+  o[1] = s
+  for i = 2, #b.close do
+    if b.close[i] > b.close[i - 1] then s = s + b.volume[i]
+    elseif b.close[i] < b.close[i - 1] then s = s - b.volume[i] end
+    o[i] = s
+  end
+  return o
+end
+function R.vwap(b, session)
+  local o, pv, vv, cur = {}, 0, 0, nil
+  for i = 1, #b.close do
+    local s = math.floor(b.time[i] / session)
+    if s ~= cur then pv, vv, cur = 0, 0, s end
+    pv, vv = pv + tp(b, i) * b.volume[i], vv + b.volume[i]
+    o[i] = vv > 0 and pv / vv or tp(b, i)
+  end
+  return o
+end
+function R.roc(x, n)
+  local o = fill(#x)
+  for i = n + 1, #x do o[i] = x[i - n] == 0 and 0 or (x[i] / x[i - n] - 1) * 100 end
+  return o
+end
+function R.willr(b, n)
+  local o = fill(#b.close)
+  for i = n, #b.close do
+    local h, l = hh(b.high, i, n), ll(b.low, i, n)
+    o[i] = h == l and 0 or -100 * (h - b.close[i]) / (h - l)
+  end
+  return o
+end
+function R.donchian(b, n)
+  local o = {upper = fill(#b.close), middle = fill(#b.close), lower = fill(#b.close)}
+  for i = n, #b.close do
+    local h, l = hh(b.high, i, n), ll(b.low, i, n)
+    o.upper[i], o.middle[i], o.lower[i] = h, (h + l) / 2, l
+  end
+  return o
+end
+function R.keltner(b, n, mult, an)
+  local e, a = R.ema(b.close, n), R.atr(b, an)
+  local o = {upper = fill(#e), middle = fill(#e), lower = fill(#e)}
+  for i = 1, #e do
+    if not isnan(e[i]) and not isnan(a[i]) then
+      o.upper[i], o.middle[i], o.lower[i] = e[i] + mult * a[i], e[i], e[i] - mult * a[i]
+    end
+  end
+  return o
+end
+function R.supertrend(b, n, mult)
+  local a = R.atr(b, n)
+  local o = {supertrend = fill(#a), direction = fill(#a)}
+  local fu, fl, dir
+  for i = n + 1, #a do
+    local mid = (b.high[i] + b.low[i]) / 2
+    local bu, bl = mid + mult * a[i], mid - mult * a[i]
+    if not fu then
+      fu, fl, dir = bu, bl, -1
+    else
+      local pc = b.close[i - 1]
+      if not (bu < fu or pc > fu) then bu = fu end
+      if not (bl > fl or pc < fl) then bl = fl end
+      fu, fl = bu, bl
+      if dir < 0 then dir = b.close[i] > fu and 1 or -1 else dir = b.close[i] < fl and -1 or 1 end
+    end
+    o.supertrend[i], o.direction[i] = dir > 0 and fl or fu, dir
+  end
+  return o
+end
+function R.rvol(x, n, ann)
+  local o = fill(#x)
+  for i = n + 1, #x do
+    local s = 0
+    for j = i - n + 1, i do s = s + math.log(x[j] / x[j - 1]) ^ 2 end
+    o[i] = math.sqrt(s / n * ann)
+  end
+  return o
+end
+
+-- what each indicator is called with in these tests (non-default params too)
+local CASES = {
+  {"sma", {14}}, {"ema", {10}}, {"wma", {9}}, {"dema", {7}}, {"tema", {5}}, {"rsi", {14}},
+  {"macd", {12, 26, 9}}, {"bbands", {20, 2, 1.5}}, {"atr", {14}}, {"natr", {14}}, {"adx", {14}},
+  {"stoch", {14, 3, 3}}, {"stochrsi", {14, 14, 3}}, {"cci", {20}}, {"mfi", {14}}, {"obv", {}},
+  {"vwap", {3600000}}, {"roc", {10}}, {"willr", {14}}, {"donchian", {20}}, {"keltner", {20, 2, 10}},
+  {"supertrend", {10, 3}}, {"stddev", {20, 2}}, {"rvol", {20, 8760}},
+}
+
+local function reference(name, b, p)
+  local single = ta.indicators()[name].inputs
+  if #single == 1 and single[1] == "close" then return R[name](b.close, unpack(p)) end
+  return R[name](b, unpack(p))
+end
+
+local function totable(x)
+  if ta.is_series(x) then local t = {} for i = 1, #x do t[i] = x[i] end return t end
+  local t = {}
+  for k, s in pairs(x) do t[k] = totable(s) end
+  return t
+end
+
+describe("vibex.ta", function()
+  describe("reference values", function()
+    local b = bars(600, 7)
+    for _, case in ipairs(CASES) do
+      local name, p = case[1], case[2]
+      it(name .. " matches the textbook definition to 1e-9 relative", function()
+        local got, err = ta[name](b, unpack(p))
+        assert(got, err)
+        local want = reference(name, b, p)
+        if ta.is_series(got) then
+          check_series(totable(got), want, 1e-9, name)
+        else
+          for out, s in pairs(got) do check_series(totable(s), want[out], 1e-9, name .. "." .. out) end
+        end
+      end)
+    end
+
+    -- the published table rounds its running averages, so it is good to 0.01
+    it("RSI reproduces Wilder's worked example (StockCharts table, 2 decimals)", function()
+      local closes = {44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245, 45.8433,
+        46.0826, 45.8931, 46.0328, 45.6140, 46.2820, 46.2820, 46.0028, 46.0328, 46.4116, 46.2222,
+        45.6439, 46.2122, 46.2521, 45.7137, 46.4515, 45.7835, 45.3548, 44.0288, 44.1783, 44.2181,
+        44.5672, 43.4205, 42.6628, 43.1314}
+      local want = {70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71,
+        50.42, 39.99, 41.46, 41.87, 45.46, 37.30, 33.09, 37.79}
+      local r = ta.rsi(closes, 14)
+      for i = 1, 14 do assert.is_true(isnan(r[i])) end
+      for i, w in ipairs(want) do
+        assert(math.abs(r[14 + i] - w) <= 0.0101, ("rsi[%d] = %.4f, published %.2f"):format(14 + i, r[14 + i], w))
+      end
+    end)
+
+    it("hand-computed small cases: SMA, EMA seed, WMA, ROC, OBV", function()
+      local x = {1, 2, 3, 4, 5, 6}
+      assert.same({2, 3, 4, 5}, ta.sma(x, 3):last(4))
+      -- EMA(3): seed SMA(1,2,3) = 2, then k = 0.5: (4-2)/2+2 = 3, 4, 5
+      assert.same({2, 3, 4, 5}, ta.ema(x, 3):last(4))
+      -- WMA(3) at 3: (1*1 + 2*2 + 3*3)/6 = 14/6
+      close_to(ta.wma(x, 3)[3], 14 / 6, 1e-15, "wma")
+      close_to(ta.roc(x, 2)[3], 200, 1e-15, "roc")
+      assert.same({10, 30, 30, 0}, ta.obv({1, 2, 2, 1}, {10, 20, 5, 30}):totable())
+    end)
+
+    it("uses TA-Lib's lookbacks", function()
+      local want = {sma = 29, ema = 29, rsi = 14, macd = 33, bbands = 4, atr = 14, adx = 27,
+        stoch = 8, stochrsi = 20, cci = 13, mfi = 14, obv = 0, roc = 10, willr = 13, dema = 58,
+        tema = 87, wma = 29, natr = 14, stddev = 4}
+      for name, lb in pairs(want) do assert.equal(lb, ta.lookback(name), name) end
+      local m = ta.macd(bars(100).close)
+      assert.is_true(isnan(m.macd[33]) and not isnan(m.macd[34]))
+      local a = ta.adx(bars(100))
+      assert.is_true(isnan(a.plus_di[14]) and not isnan(a.plus_di[15]))
+      assert.is_true(isnan(a.adx[27]) and not isnan(a.adx[28]))
+    end)
+  end)
+
+  describe("streaming", function()
+    local N = 100000
+    local b = bars(N, 99)
+    for _, case in ipairs(CASES) do
+      local name, p = case[1], case[2]
+      it(name .. ": push and forming-candle peek equal batch at every index over 100k bars", function()
+        local batch = ta[name](b, unpack(p))
+        local outs = ta.is_series(batch) and {batch} or {}
+        local names = ta.indicators()[name].outputs
+        if not ta.is_series(batch) then for i, o in ipairs(names) do outs[i] = batch[o] end end
+        local s = assert(ta.stream[name](unpack(p)))
+        local inputs = ta.indicators()[name].inputs
+        local cols = {}
+        for i, f in ipairs(inputs) do cols[i] = b[f] end
+        local ni = #inputs
+        local function eq(got, want, i, what)
+          if got ~= want and not (got ~= got and want ~= want) then
+            error(("%s %s at %d: stream %.17g, batch %.17g"):format(name, what, i, got, want))
+          end
+        end
+        for i = 1, N do
+          local a1, a2, a3, a4, a5 = cols[1] and cols[1][i], cols[2] and cols[2][i],
+            cols[3] and cols[3][i], cols[4] and cols[4][i], cols[5] and cols[5][i]
+          -- a forming candle: first a wrong price, then the real one, uncommitted
+          if ni == 1 then s:peek(a1 * 1.01) else s:peek(a1, a2, a3, a4, a5) end
+          local pk, got
+          if ni == 1 then
+            pk, got = {s:peek(a1)}, {s:push(a1)}
+          else
+            pk, got = {s:peek(a1, a2, a3, a4, a5)}, {s:push(a1, a2, a3, a4, a5)}
+          end
+          for k = 1, #outs do
+            local want = outs[k].p[i - 1]
+            eq(pk[k], want, i, names[k] .. " peek")
+            eq(got[k], want, i, names[k])
+          end
+        end
+        assert.equal(N, tonumber(s.count))
+      end)
+    end
+  end)
+
+  describe("bad input", function()
+    it("gives a clear error, never a crash", function()
+      local ok, err = ta.sma({}, 3)
+      assert.is_nil(ok); assert.matches("no input values", err)
+      ok, err = ta.rsi({1, 2, 3}, 14)
+      assert.is_nil(ok); assert.matches("needs at least 15 values", err)
+      ok, err = ta.sma({1, 2, 0 / 0, 4}, 2)
+      assert.is_nil(ok); assert.matches("bar 3", err); assert.matches("not a finite", err)
+      ok, err = ta.ema({1, 2, math.huge, 4}, 2)
+      assert.is_nil(ok); assert.matches("bar 3", err)
+      for _, period in ipairs({0, -3, 2.5, 1e9}) do
+        ok, err = ta.sma({1, 2, 3}, period)
+        assert.is_nil(ok); assert.matches("period must be a whole number", err)
+      end
+      ok, err = ta.atr({1, 2, 3}, {1, 2}, {1, 2, 3}, 1)
+      assert.is_nil(ok); assert.matches("same length", err)
+      ok, err = ta.mfi({2, 2}, {1, 1}, {1.5, 1.5}, {1, -1}, 1)
+      assert.is_nil(ok); assert.matches("volume at bar 2 is negative", err)
+      ok, err = ta.rvol({1, 2, 0, 3}, 2)
+      assert.is_nil(ok); assert.matches("must be positive", err)
+      assert.has_error(function() ta.sma("abc", 3) end)
+      assert.has_error(function() ta.sma({1, 2, 3}, "x") end)
+      assert.has_error(function() ta.atr({1}, {1}) end, nil)
+    end)
+
+    it("a refused stream update leaves the state untouched", function()
+      local s = ta.stream.ema(3)
+      for _, x in ipairs({1, 2, 3}) do s:push(x) end
+      local v, err = s:push(0 / 0)
+      assert.is_nil(v); assert.matches("not a finite number", err)
+      assert.equal(3, tonumber(s.count))
+      assert.equal(3, s:push(4))
+      assert.is_nil(ta.stream.rsi(0))
+    end)
+  end)
+
+  describe("series", function()
+    it("is 1-based, has a length, views share memory, last() is oldest first", function()
+      local s = ta.series({1, 2, 3, 4, 5})
+      assert.equal(5, #s); assert.equal(1, s[1]); assert.is_nil(s[6])
+      local v = s:sub(2, 4)
+      assert.equal(3, #v); v[1] = 20; assert.equal(20, s[2])
+      assert.same({4, 5}, s:last(2))
+      assert.same({1.23, 2.35}, ta.last({1.2345, 2.3456}, 2, 2))
+      assert.same({2, 3, 4}, ta.sma({1, 2, 3, 4, 5}, 3):last(5))   -- warm-up NaNs dropped
+      assert.matches("series%(5%)", tostring(s))
+    end)
+  end)
+
+  describe("candles", function()
+    local MIN = 60000
+    local function feed(c, b, from, to)
+      for i = from, to do
+        assert(c:update({t = b.time[i], o = b.open[i], h = b.high[i], l = b.low[i], c = b.close[i],
+                         v = b.volume[i]}, true))
+      end
+    end
+
+    it("keeps the newest candles in a ring, views without copying", function()
+      local b = bars(50)
+      local c = assert(ta.candles{interval = "1m", capacity = 16})
+      feed(c, b, 1, 50)
+      assert.equal(16, c:len())
+      local close = c.close
+      assert.equal(16, #close)
+      for i = 1, 16 do assert.equal(b.close[34 + i], close[i]) end
+      assert.equal(b.time[50], c:at(-1).t)
+      -- indicators run on the view in place
+      local r = c:rsi(5)
+      local want = ta.rsi({unpack(b.close, 35, 50)}, 5)
+      assert.equal(want[16], r[16])
+    end)
+
+    it("updates the forming candle, detects gaps, refuses bad candles", function()
+      local c = ta.candles{interval = "1m"}
+      assert.equal("appended", c:update({t = 0, o = 1, h = 1, l = 1, c = 1, v = 1}, false))
+      assert.equal("updated", c:update({t = 0, o = 1, h = 2, l = 1, c = 2, v = 3}, false))
+      assert.equal(1, c:len()); assert.equal(2, c:at(1).c); assert.is_false(c:at(1).closed)
+      assert.equal("appended", c:update({t = 4 * MIN, o = 2, h = 2, l = 2, c = 2, v = 1}))
+      local g = c:gaps()
+      assert.equal(1, g.count); assert.equal(3, g.missing); assert.equal(0, g.from); assert.equal(4 * MIN, g.to)
+      assert.equal("corrected", c:update({t = 0, o = 1, h = 3, l = 1, c = 2, v = 4}))
+      local ok, err = c:update({t = 30000, o = 1, h = 1, l = 1, c = 1, v = 1})
+      assert.is_nil(ok); assert.matches("not on a 60000 ms boundary", err)
+      ok, err = c:update({t = 5 * MIN, o = 1, h = 0.5, l = 1, c = 1, v = 1})
+      assert.is_nil(ok); assert.matches("inconsistent", err)
+      ok, err = c:update({t = 5 * MIN, o = 1, h = 1, l = 1, c = 0 / 0, v = 1})
+      assert.is_nil(ok); assert.matches("non%-finite", err)
+      assert.is_nil(ta.candles{interval = "7x"})
+    end)
+
+    it("aggregates trades and closes on the boundary", function()
+      local c = ta.candles{interval = "1m"}
+      c:trade(1000, 10, 1); c:trade(2000, 12, 2); c:trade(59999, 9, 1)
+      local k = c:at(-1)
+      assert.same({0, 10, 12, 9, 9, 4}, {k.t, k.o, k.h, k.l, k.c, k.v})
+      assert.equal(3, k.n); assert.is_false(k.closed)
+      assert.is_false(c:close_due(59999)); assert.is_true(c:close_due(60000))
+      c:trade(60001, 11, 1)
+      assert.equal(2, c:len()); assert.equal(11, c:at(-1).o)
+    end)
+
+    it("resampled 1m candles equal candles aggregated directly, forming ones included", function()
+      local b = bars(3 * 1440 + 37, 5)
+      local one = ta.candles{interval = "1m", capacity = 5000}
+      local out = {}
+      for _, iv in ipairs({"5m", "15m", "1h", "4h", "1d"}) do out[iv] = assert(one:resample(iv)) end
+      for i = 1, #b.close do
+        -- the forming minute is sent twice (mid-minute, then final) before it closes
+        local k = {t = b.time[i], o = b.open[i], h = b.high[i], l = b.low[i], c = b.close[i], v = b.volume[i]}
+        assert(one:update({t = k.t, o = k.o, h = k.o, l = k.o, c = k.o, v = 0}, false))
+        assert(one:update(k, true))
+      end
+      for iv, c in pairs(out) do
+        local ms = ta.interval_ms(iv)
+        local agg = {}
+        for i = 1, #b.close do
+          local open = math.floor(b.time[i] / ms) * ms
+          local a = agg[#agg]
+          if not a or a.t ~= open then
+            agg[#agg + 1] = {t = open, o = b.open[i], h = b.high[i], l = b.low[i], c = b.close[i], v = b.volume[i]}
+          else
+            a.h, a.l, a.c, a.v = math.max(a.h, b.high[i]), math.min(a.l, b.low[i]), b.close[i], a.v + b.volume[i]
+          end
+        end
+        assert.equal(#agg, c:len(), iv)
+        for i, a in ipairs(agg) do
+          local k = c:at(i)
+          assert.same({a.t, a.o, a.h, a.l, a.c}, {k.t, k.o, k.h, k.l, k.c}, iv .. " candle " .. i)
+          close_to(k.v, a.v, 1e-12, iv .. " volume " .. i)
+          assert.equal(i < #agg or (b.time[#b.time] + MIN) % ms == 0, k.closed, iv .. " closed " .. i)
+        end
+      end
+      local ok, err = out["5m"]:resample("7m")
+      assert.is_nil(ok); assert.matches("not a whole multiple", err)
+    end)
+
+    it("weekly candles open on Monday 00:00 UTC", function()
+      local c = ta.candles{interval = "1w"}
+      -- 2024-01-03 (a Wednesday) belongs to the week that opened 2024-01-01
+      local wed = 1704240000000
+      assert.equal("appended", c:update({t = 1704067200000, o = 1, h = 1, l = 1, c = 1, v = 1}))
+      local ok, err = c:update({t = wed, o = 1, h = 1, l = 1, c = 1, v = 1})
+      assert.is_nil(ok); assert.matches("boundary", err)
+    end)
+  end)
+end)
