@@ -367,7 +367,8 @@ describe("vibex.ta", function()
       end)
     end
 
-    -- the published table rounds its running averages, so it is good to 0.01
+    -- the published table rounds its running averages to 2 decimals; every
+    -- value agrees to 0.005 but the 32nd, where that rounding shows (33.0795)
     it("RSI reproduces Wilder's worked example (StockCharts table, 2 decimals)", function()
       local closes = {44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245, 45.8433,
         46.0826, 45.8931, 46.0328, 45.6140, 46.2820, 46.2820, 46.0028, 46.0328, 46.4116, 46.2222,
@@ -378,7 +379,8 @@ describe("vibex.ta", function()
       local r = ta.rsi(closes, 14)
       for i = 1, 14 do assert.is_true(isnan(r[i])) end
       for i, w in ipairs(want) do
-        assert(math.abs(r[14 + i] - w) <= 0.0101, ("rsi[%d] = %.4f, published %.2f"):format(14 + i, r[14 + i], w))
+        local tol = (14 + i == 32) and 0.011 or 0.005
+        assert(math.abs(r[14 + i] - w) <= tol, ("rsi[%d] = %.4f, published %.2f"):format(14 + i, r[14 + i], w))
       end
     end)
 
