@@ -58,10 +58,15 @@ static inline int ring_push(ring_t *r, double x) {
     return 0;
 }
 
+/* Re-sum a running sum exactly at the first wrap after this many commits:
+ * often enough that rounding never builds up, rare enough to cost nothing. */
+#define RESUM_EVERY 1024
+
 typedef struct {
     ring_t r;
     double sum;
     int nz;       /* non-zero members of the window */
+    int since;    /* commits since the last exact re-sum */
 } rsum_t;
 
 static inline double rsum_peek(const rsum_t *s, double x, int *nz) {
@@ -71,13 +76,19 @@ static inline double rsum_peek(const rsum_t *s, double x, int *nz) {
     return z ? s->sum + (x - old) : 0.0;
 }
 
+static inline double exact_sum(const double *x, int n) {
+    double t = 0.0;
+    for (int i = 0; i < n; i++) t += x[i];
+    return t;
+}
+
 static inline void rsum_commit(rsum_t *s, double x, double sum, int nz) {
     s->sum = sum;
     s->nz = nz;
-    if (ring_push(&s->r, x) && nz) {
-        double t = 0.0;
-        for (int i = 0; i < s->r.n; i++) t += s->r.buf[i];
-        s->sum = t;
+    s->since++;
+    if (ring_push(&s->r, x) && s->since >= RESUM_EVERY) {
+        s->since = 0;
+        if (nz) s->sum = exact_sum(s->r.buf, s->r.n);
     }
 }
 
@@ -87,18 +98,20 @@ typedef struct {       /* simple moving average of the last n values */
     rsum_t rs;
     int64_t cnt;
     int n;
+    double nd;
 } sma_t;
 
 static void sma_init(sma_t *s, double **mem, int n) {
     ring_init(&s->rs.r, *mem, n);
     *mem += n;
     s->n = n;
+    s->nd = n;
 }
 
 static inline double sma_step(sma_t *s, double x, int commit) {
     int nz;
     double sum = rsum_peek(&s->rs, x, &nz);
-    double v = s->cnt >= s->n - 1 ? sum / s->n : NAN;
+    double v = s->cnt >= s->n - 1 ? sum / s->nd : NAN;
     if (commit) {
         rsum_commit(&s->rs, x, sum, nz);
         s->cnt++;
@@ -106,20 +119,24 @@ static inline double sma_step(sma_t *s, double x, int commit) {
     return v;
 }
 
-typedef struct {       /* EMA seeded with the SMA of its first n values */
+/* EMA seeded with the SMA of its first n values. prev*(1-k) + x*k is
+ * TA-Lib's (x-prev)*k + prev rearranged so that only one multiply and one add
+ * sit on the dependency chain from one bar to the next. */
+typedef struct {
     int64_t cnt;
-    double k, sum, val;
+    double k, a, sum, val;
     int n;
 } ema_t;
 
 static void ema_init(ema_t *e, int n) {
     e->n = n;
     e->k = 2.0 / (n + 1.0);
+    e->a = 1.0 - e->k;
 }
 
 static inline double ema_step(ema_t *e, double x, int commit) {
     double v;
-    if (e->cnt >= e->n) v = (x - e->val) * e->k + e->val;
+    if (e->cnt >= e->n) v = e->val * e->a + x * e->k;
     else if (e->cnt == e->n - 1) v = (e->sum + x) / e->n;
     else v = NAN;
     if (commit) {
@@ -130,15 +147,23 @@ static inline double ema_step(ema_t *e, double x, int commit) {
     return v;
 }
 
-typedef struct {       /* Wilder average: seed SMA(n), then (prev*(n-1)+x)/n */
+/* Wilder average: seed SMA(n), then (prev*(n-1)+x)/n, written as
+ * prev*((n-1)/n) + x*(1/n) to keep the divide off the chain. */
+typedef struct {
     int64_t cnt;
-    double sum, val;
+    double sum, val, a, b;
     int n;
 } wilder_t;
 
+static void wilder_init(wilder_t *w, int n) {
+    w->n = n;
+    w->a = (n - 1.0) / n;
+    w->b = 1.0 / n;
+}
+
 static inline double wilder_step(wilder_t *w, double x, int commit) {
     double v;
-    if (w->cnt >= w->n) v = (w->val * (w->n - 1) + x) / w->n;
+    if (w->cnt >= w->n) v = w->val * w->a + x * w->b;
     else if (w->cnt == w->n - 1) v = (w->sum + x) / w->n;
     else v = NAN;
     if (commit) {
@@ -215,6 +240,7 @@ typedef struct {
     int64_t cnt;
     double mean, m2;
     int n;
+    int since;
 } var_t;
 
 static void var_init(var_t *s, double **mem, int n) {
@@ -246,7 +272,9 @@ static inline void var_step(var_t *s, double x, int commit, double *mean_out, do
         s->mean = mean;
         s->m2 = m2;
         s->cnt++;
-        if (ring_push(&s->r, x)) {
+        s->since++;
+        if (ring_push(&s->r, x) && s->since >= RESUM_EVERY) {
+            s->since = 0;
             double t = 0.0, q = 0.0;
             for (int i = 0; i < s->n; i++) t += s->r.buf[i];
             t /= s->n;
@@ -473,8 +501,8 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         ema_init(&u->xema.e1, a); ema_init(&u->xema.e2, a); ema_init(&u->xema.e3, a);
         break;
     case K_RSI: case K_STOCHRSI:
-        u->rsi.g.n = a;
-        u->rsi.l.n = a;
+        wilder_init(&u->rsi.g, a);
+        wilder_init(&u->rsi.l, a);
         if (kind == K_STOCHRSI) {
             mono_init(&u->stochrsi.hi, &mem, b);
             mono_init(&u->stochrsi.lo, &mem, b);
@@ -492,9 +520,9 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
     }
     case K_BBANDS: var_init(&u->bb.v, &mem, a); u->bb.up = p[1]; u->bb.dn = p[2]; break;
     case K_STDDEV: var_init(&u->std.v, &mem, a); u->std.nbdev = p[1]; break;
-    case K_ATR: case K_NATR: u->atr.a.w.n = a; break;
+    case K_ATR: case K_NATR: wilder_init(&u->atr.a.w, a); break;
     case K_ADX:
-        u->adx.dmp.n = a; u->adx.dmm.n = a; u->adx.tr.n = a; u->adx.adx.n = a;
+        u->adx.dmp.n = a; u->adx.dmm.n = a; u->adx.tr.n = a; wilder_init(&u->adx.adx, a);
         break;
     case K_STOCH:
         mono_init(&u->stoch.hi, &mem, a);
@@ -519,8 +547,8 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         mono_init(&u->hl.lo, &mem, a);
         u->hl.n = a;
         break;
-    case K_KELTNER: ema_init(&u->kelt.e, a); u->kelt.mult = p[1]; u->kelt.a.w.n = c; break;
-    case K_SUPERTREND: u->st.a.w.n = a; u->st.mult = p[1]; break;
+    case K_KELTNER: ema_init(&u->kelt.e, a); u->kelt.mult = p[1]; wilder_init(&u->kelt.a.w, c); break;
+    case K_SUPERTREND: wilder_init(&u->st.a.w, a); u->st.mult = p[1]; break;
     case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.ann = p[1]; break;
     default: break;
     }
@@ -766,11 +794,9 @@ static inline void step_mfi(ta_state *u, const double *v, double *o, int commit)
 
 static inline void step_obv(ta_state *u, const double *v, double *o, int commit) {
     obv_s *s = &u->obv;
-    double x = v[C], obv;
-    if (s->cnt == 0) obv = v[V];
-    else if (x > s->prev) obv = s->obv + v[V];
-    else if (x < s->prev) obv = s->obv - v[V];
-    else obv = s->obv;
+    double x = v[C];
+    double up = x > s->prev ? v[V] : 0.0, down = x < s->prev ? v[V] : 0.0;
+    double obv = s->cnt ? s->obv + (up - down) : v[V];   /* up - down is exact */
     o[0] = obv;
     if (commit) {
         s->obv = obv;
@@ -920,8 +946,11 @@ static void describe_bad(int kind, int slot, const double *v, int64_t index, cha
 
 /* ---- batch ---------------------------------------------------------------- */
 
+/* The state is copied into a local for the loop: the output stores could
+ * otherwise alias it, and every field would round-trip through memory. */
 #define BATCH(KIND, STEP, MASK, NOUT)                                              \
-    case KIND:                                                                     \
+    case KIND: {                                                                   \
+        ta_state local = *u0, *u = &local;                                        \
         for (size_t i = 0; i < n; i++) {                                           \
             double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                         \
             for (int j = 0; j < VX_TA_NSLOTS; j++)                                 \
@@ -935,9 +964,11 @@ static void describe_bad(int kind, int slot, const double *v, int64_t index, cha
             STEP(u, v, o, 1);                                                      \
             for (int k = 0; k < (NOUT); k++) out[k][i] = o[k];                     \
         }                                                                          \
-        break;
+        *u0 = local;                                                               \
+        break;                                                                     \
+    }
 
-static int run_batch(int kind, ta_state *u, size_t n, const double *const *in,
+static int run_batch(int kind, ta_state *u0, size_t n, const double *const *in,
                      double *const *out, char *err, size_t errlen) {
     int rc = 0;
     switch (kind) {
@@ -976,6 +1007,47 @@ static void format_call(int kind, const double *p, char *buf, size_t len) {
     for (int i = 0; i < in->nparams && used < len; i++)
         used += (size_t)snprintf(buf + used, len - used, "%s%g", i ? ", " : "", p[i]);
     if (used < len) snprintf(buf + used, len - used, ")");
+}
+
+/* SMA over arrays: the same arithmetic as sma_step/rsum_* (so it matches a
+ * stream bit for bit), with the running sums for a block computed first and
+ * the divisions done afterwards in a loop the compiler vectorises. */
+static int sma_batch(const double *x, size_t n, int p, double *out, char *err, size_t errlen) {
+    enum { BLOCK = 256 };
+    double tmp[BLOCK], sum = 0.0, nd = p;
+    int nz = 0, since = 0, pos = 0, full = 0, bad = 0;
+    for (size_t b0 = 0; b0 < n; b0 += BLOCK) {
+        size_t m = n - b0 < BLOCK ? n - b0 : BLOCK;
+        for (size_t j = 0; j < m; j++) {
+            size_t i = b0 + j;
+            double xi = x[i], old = full ? x[i - (size_t)p] : 0.0;
+            bad |= (xi - xi) != 0.0;
+            nz += (xi != 0.0) - (old != 0.0);
+            sum = nz ? sum + (xi - old) : 0.0;
+            tmp[j] = sum;
+            since++;
+            if (++pos == p) {
+                pos = 0;
+                full = 1;
+                if (since >= RESUM_EVERY) {
+                    since = 0;
+                    if (nz) sum = exact_sum(x + i + 1 - (size_t)p, p);
+                }
+            }
+        }
+        for (size_t j = 0; j < m; j++) out[b0 + j] = tmp[j] / nd;
+        if (bad) break;
+    }
+    if (bad) {
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i])) {
+                double v[VX_TA_NSLOTS] = {0, 0, x[i], 0, 0};
+                describe_bad(K_SMA, C, v, (int64_t)i, err, errlen);
+                return -1;
+            }
+    }
+    for (size_t i = 0; i + 1 < (size_t)p && i < n; i++) out[i] = NAN;
+    return 0;
 }
 
 typedef struct {
@@ -1031,7 +1103,8 @@ int vx_ta_batch(int kind, const double *params, size_t n, const double *const *i
                  call, s->pub.lookback + 1, s->pub.lookback, n);
         rc = -1;
     }
-    if (!rc) rc = run_batch(kind, &s->u, n, in, out, err, errlen);
+    if (!rc && kind == K_SMA) rc = sma_batch(in[C], n, (int)params[0], out[0], err, errlen);
+    else if (!rc) rc = run_batch(kind, &s->u, n, in, out, err, errlen);
     free(s);
     return rc;
 }

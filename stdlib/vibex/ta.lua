@@ -304,27 +304,24 @@ end
 local Stream = {}
 local stream_t
 
--- per kind: map positional arguments (in the indicator's input order), or a
--- bar table with named fields, to the five C slots
+-- per kind: positional inputs (in the indicator's input order) straight to
+-- the five C slots. Generated once per kind so a push allocates nothing.
 local function make_updater(spec)
-  local order = {}
-  for i, name in ipairs(spec.inputs) do order[i] = SLOT[name] + 1 end
-  return function(s, commit, a, ...)
-    local v = {0, 0, 0, 0, 0}
-    if type(a) == "table" then
-      for _, name in ipairs(spec.inputs) do v[SLOT[name] + 1] = bar_field(a, name) or 0 / 0 end
-    else
-      local args = {a, ...}
-      for i, slot in ipairs(order) do
-        local x = args[i]
-        if type(x) ~= "number" then
-          error(("%s stream: %s must be a number, got %s"):format(spec.name, spec.inputs[i], type(x)), 3)
-        end
-        v[slot] = x
-      end
-    end
-    return C.vx_ta_update(s, v[1], v[2], v[3], v[4], v[5], commit)
+  local args, slots = {}, {"0", "0", "0", "0", "0"}
+  for i, name in ipairs(spec.inputs) do
+    args[i] = "a" .. i
+    slots[SLOT[name] + 1] = "a" .. i
   end
+  local src = ("local C = ... return function(s, commit, %s) return C.vx_ta_update(s, %s, commit) end")
+    :format(table.concat(args, ", "), table.concat(slots, ", "))
+  return assert(loadstring(src, "=ta." .. spec.name .. ".update"))(C)
+end
+
+-- a bar table {high=, low=, close=, volume=, time=} (or h/l/c/v/t)
+local function update_bar(s, spec, commit, bar)
+  local v = {0, 0, 0, 0, 0}
+  for _, name in ipairs(spec.inputs) do v[SLOT[name] + 1] = bar_field(bar, name) or 0 / 0 end
+  return C.vx_ta_update(s, v[1], v[2], v[3], v[4], v[5], commit)
 end
 
 local UPDATERS = {}
@@ -341,17 +338,13 @@ end
 --- Commit one closed value (or bar: positional inputs, or a table with
 --- high/low/close/volume/time); returns the outputs (NaN while warming up).
 function Stream:push(a, ...)
-  if KINDS[self.kind].single and type(a) == "number" then
-    return results(self, C.vx_ta_update(self, 0, 0, a, 0, 0, 1))
-  end
+  if type(a) == "table" then return results(self, update_bar(self, KINDS[self.kind], 1, a)) end
   return results(self, UPDATERS[self.kind](self, 1, a, ...))
 end
 
 --- Outputs for a forming (not yet closed) value or bar; commits nothing.
 function Stream:peek(a, ...)
-  if KINDS[self.kind].single and type(a) == "number" then
-    return results(self, C.vx_ta_update(self, 0, 0, a, 0, 0, 0))
-  end
+  if type(a) == "table" then return results(self, update_bar(self, KINDS[self.kind], 0, a)) end
   return results(self, UPDATERS[self.kind](self, 0, a, ...))
 end
 

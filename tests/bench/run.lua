@@ -1,6 +1,6 @@
 --- make bench — runtime core figures, each beside a baseline measured in
 --- the same run (plain Lua loop, plain coroutines, curl --parallel).
---- Usage: vibex tests/bench/run.lua [--quick]
+--- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta]
 local task = require "vibex.task"
 local http = require "vibex.http"
 local metrics = require "vibex.metrics"
@@ -8,8 +8,10 @@ local breaker = require "vibex.breaker"
 local process = require "vibex.process"
 local runtime = require "vibex.runtime"
 
-local quick = false
-for _, a in ipairs(arg or {}) do if a == "--quick" then quick = true end end
+local quick, only = false, nil
+for _, a in ipairs(arg or {}) do
+  if a == "--quick" then quick = true elseif a:match("^%-%-only=") then only = a:sub(8) end
+end
 local scale = quick and 0.1 or 1
 
 local function now_s() return tonumber(task.hrtime()) / 1e9 end
@@ -181,8 +183,10 @@ end
 
 print(("vibex bench — %s, %s%s"):format(runtime.versions and runtime.versions().luajit or "LuaJIT",
   os.date("!%Y-%m-%dT%H:%M:%SZ"), quick and " (quick)" or ""))
-bench_tasks()
-bench_timers()
-bench_http()
-bench_calls()
-bench_reload()
+local sections = {
+  {"core", function() bench_tasks(); bench_timers(); bench_http(); bench_calls(); bench_reload() end},
+  {"ta", function() dofile("tests/bench/ta.lua").run(row, fmt, quick) end},
+}
+for _, s in ipairs(sections) do
+  if not only or only == s[1] then s[2]() end
+end

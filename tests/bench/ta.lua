@@ -1,0 +1,143 @@
+--- Indicator throughput for `make bench`: every indicator on 10,000,000 bars
+--- and on 4,000 bars, beside a plain streaming copy measured in the same run,
+--- plus the cost of one streaming update called from Lua.
+local ffi = require "ffi"
+local ta = require "vibex.ta"
+local task = require "vibex.task"
+
+local C = ffi.C
+local M = {}
+
+local function now_s() return tonumber(task.hrtime()) / 1e9 end
+
+local function best(runs, fn)
+  local b = math.huge
+  for _ = 1, runs do
+    local t0 = now_s(); fn(); local dt = now_s() - t0
+    if dt < b then b = dt end
+  end
+  return b
+end
+
+-- a seeded random walk, as five C columns (high, low, close, volume, time)
+local function make_bars(n)
+  local cols = {}
+  for k = 0, 4 do cols[k] = ffi.new("double[?]", n) end
+  local state, price = 42, 100
+  for i = 0, n - 1 do
+    state = (state * 1103515245 + 12345) % 2147483648
+    local r = state / 2147483648
+    price = price * (1 + (r - 0.5) * 0.01)
+    cols[0][i] = price * 1.002
+    cols[1][i] = price * 0.998
+    cols[2][i] = price
+    cols[3][i] = 100 + r * 50
+    cols[4][i] = i * 60000
+  end
+  return cols
+end
+
+-- the 4,000-bar set: real ETH/BTC 1m candles when ../shared/data is there
+local function real_bars(n)
+  local f = io.open("../shared/data/ETH_BTC-1m.json")
+  if not f then return nil end
+  local rows = require("vibex.json").decode(f:read("*a"))
+  f:close()
+  if #rows < n then return nil end
+  local cols = {}
+  for k = 0, 4 do cols[k] = ffi.new("double[?]", n) end
+  for i = 1, n do
+    local r = rows[i]
+    cols[0][i - 1], cols[1][i - 1], cols[2][i - 1] = r[3], r[4], r[5]
+    cols[3][i - 1], cols[4][i - 1] = r[6], r[1]
+  end
+  return cols
+end
+
+local MULTI = {adx = true, stoch = true, supertrend = true}
+
+local function floor_for(name)
+  if name == "cci" then return 30e6 end
+  if MULTI[name] then return 100e6 end
+  return 250e6
+end
+
+function M.run(row, fmt, quick)
+  local big = quick and 1000000 or 10000000
+  local small = 4000
+  local bars = make_bars(big)
+  local real = real_bars(small)
+  local sbars = real or make_bars(small)
+  local out = {}
+  for k = 0, 3 do out[k] = ffi.new("double[?]", big) end
+  local outp = ffi.new("double *[4]", out[0], out[1], out[2], out[3])
+  local err = ffi.new("char[256]")
+
+  -- baselines: memcpy and a plain element loop, one array in, one out
+  local src, dst = bars[2], out[0]
+  local t_memcpy = best(5, function() ffi.copy(dst, src, 8 * big) end)
+  local t_loop = best(5, function() for i = 0, big - 1 do dst[i] = src[i] end end)
+  local copy_rate = big / t_loop
+  row(("streaming copy, %s doubles (plain loop)"):format(fmt(big)), fmt(copy_rate), "elem/s",
+      ("%.1f GB/s read+write; memcpy %s elem/s"):format(copy_rate * 16 / 1e9, fmt(big / t_memcpy)))
+  local scopy = best(5, function()
+    for _ = 1, 200 do ffi.copy(out[1], sbars[2], 8 * small) end
+  end)
+  local small_copy = small * 200 / scopy
+  row("streaming copy, 4,000 doubles (memcpy, in cache)", fmt(small_copy), "elem/s")
+
+  local names = {}
+  for name in pairs(ta.indicators()) do names[#names + 1] = name end
+  table.sort(names)
+  local missed = {}
+  for _, name in ipairs(names) do
+    local spec = ta.indicators()[name]
+    local kind
+    local p = ffi.new("double[4]", spec.defaults[1] or 0, spec.defaults[2] or 0, spec.defaults[3] or 0)
+    local kinds = ffi.new("int[1]")
+    local info = C.vx_ta_kinds(kinds)
+    for k = 0, kinds[0] - 1 do if ffi.string(info[k].name) == name then kind = k end end
+    local ins = ffi.new("const double *[5]", bars[0], bars[1], bars[2], bars[3], bars[4])
+    local sins = ffi.new("const double *[5]", sbars[0], sbars[1], sbars[2], sbars[3], sbars[4])
+    local t_big = best(quick and 1 or 3, function()
+      assert(C.vx_ta_batch(kind, p, big, ins, outp, err, 256) == 0, ffi.string(err))
+    end)
+    local reps = quick and 100 or 500
+    local t_small = best(5, function()
+      for _ = 1, reps do assert(C.vx_ta_batch(kind, p, small, sins, outp, err, 256) == 0) end
+    end)
+    local rate_big, rate_small = big / t_big, small * reps / t_small
+    local ratio = copy_rate / rate_big
+    local fl = floor_for(name)
+    local notes = {}
+    notes[#notes + 1] = ("%.2fx copy time"):format(ratio)
+    if name == "sma" or name == "ema" or name == "obv" then
+      notes[#notes + 1] = ratio <= 1.5 and "(<= 1.5x: ok)" or "(> 1.5x: MISSED)"
+      if ratio > 1.5 then missed[#missed + 1] = name .. " 10M" end
+    end
+    notes[#notes + 1] = ("4k: %s/s (floor %s: %s)"):format(fmt(rate_small), fmt(fl), rate_small >= fl and "ok" or "MISSED")
+    if rate_small < fl then missed[#missed + 1] = name .. " 4k" end
+    row(("ta.%s, %s bars"):format(name, fmt(big)), fmt(rate_big), "bars/s",
+        table.concat(notes, " "))
+  end
+
+  -- one streaming update from Lua: the method call and the bare FFI call
+  local n = quick and 1000000 or 20000000
+  local s = assert(ta.stream.ema(20))
+  local t_push = best(3, function() for i = 1, n do s:push(100 + (i % 7)) end end)
+  local t_ffi = best(3, function() for i = 1, n do C.vx_ta_update(s, 0, 0, 100 + (i % 7), 0, 0, 1) end end)
+  local t_plain = best(3, function() local acc = 0 for i = 1, n do acc = acc + (i % 7) end return acc end)
+  local per = t_push / n * 1e9
+  row("stream update from Lua (ema:push)", ("%.1f"):format(per), "ns",
+      ("bare FFI %.1f ns; plain Lua loop step %.2f ns (target < 20 ns: %s)"):format(
+        t_ffi / n * 1e9, t_plain / n * 1e9, per < 20 and "ok" or "MISSED"))
+  local a = assert(ta.stream.atr(14))
+  local t_bar = best(3, function()
+    for i = 1, n do local x = 100 + (i % 7) a:push(x + 1, x - 1, x) end
+  end)
+  row("stream update from Lua (atr:push h,l,c)", ("%.1f"):format(t_bar / n * 1e9), "ns")
+  if #missed > 0 then row("indicator targets missed", table.concat(missed, ", "), "") end
+  row("4,000-bar set", real and "ETH/BTC 1m (real)" or "random walk", "")
+end
+
+return M
