@@ -168,8 +168,12 @@ local function run_chunk(source, chunkname, envname)
   if not fn then return nil, cerr end
   jit.off(fn, true) -- count hooks do not fire in compiled traces
   local co = coroutine.create(fn)
+  -- LuaJIT hooks belong to the whole VM, not the coroutine: put back what was
+  -- there, or the limit keeps firing in whatever runs long afterwards
+  local old_hook, old_mask, old_count = debug.gethook()
   debug.sethook(co, function() error("the config ran too long (an endless loop?)", 2) end, "", INSTRUCTION_LIMIT)
   local ok, res = coroutine.resume(co)
+  if old_hook then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
   if not ok then return nil, tostring(res) end
   if coroutine.status(co) ~= "dead" then return nil, "a config must not yield" end
   return res

@@ -29,7 +29,8 @@ end
 --- the process). Later issues extend this list.
 M.allowed_modules = {
   ["vibex.json"] = true, ["vibex.log"] = true, ["vibex.inspect"] = true,
-  ["vibex.metrics"] = true, ["vibex.task"] = false, -- decided per sandbox (see opts.allow)
+  ["vibex.metrics"] = true, ["vibex.ta"] = true,
+  ["vibex.task"] = false, -- decided per sandbox (see opts.allow)
 }
 
 local safe_string = readonly(copy(string, { dump = true }), "string")
@@ -64,7 +65,7 @@ function M.env(opts)
     if M.allowed_modules[name] or allow[name] then
       return readonly(require(name), name)
     end
-    error(("require '%s' is not allowed in %s (allowed: vibex.json, vibex.log, vibex.inspect, vibex.metrics%s)")
+    error(("require '%s' is not allowed in %s (allowed: vibex.json, vibex.log, vibex.inspect, vibex.metrics, vibex.ta%s)")
       :format(tostring(name), opts.name or "a sandboxed script", next(allow) and ", …" or ""), 2)
   end
   env.print = function(...)

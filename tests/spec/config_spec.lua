@@ -169,6 +169,11 @@ describe("config: validation", function()
     assert.matches("ran too long", msg)
     _, msg = load("return { runtime = io.open('/etc/passwd') }")
     assert.matches("t.lua:1: attempt to index global 'io'", msg, 1, true)
+    -- the limit must not outlive the config: long code afterwards still runs
+    assert.is_nil(debug.gethook())
+    local f = loadstring("local n = 0 for i = 1, 3e7 do n = n + i % 3 end return n")
+    jit.off(f)
+    assert.equal(30000000, f())
   end)
 end)
 

@@ -485,6 +485,13 @@ describe("vibex.ta", function()
     end)
   end)
 
+  it("is available to sandboxed strategy scripts and as a REPL global", function()
+    local env = require("vibex.sandbox").env({name = "context.lua"})
+    local f = assert(load("local ta = require('vibex.ta') return ta.ema({1, 2, 3, 4}, 3):last(2)", "=s", "t", env))
+    assert.same({2, 3}, f())
+    assert.equal("vibex.ta", require("vibex.prelude").modules.ta)
+  end)
+
   describe("series", function()
     it("is 1-based, has a length, views share memory, last() is oldest first", function()
       local s = ta.series({1, 2, 3, 4, 5})
