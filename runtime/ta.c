@@ -1077,6 +1077,96 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
     return s;
 }
 
+/* Sliding maximum of sign*x over windows of p ending at each index (shorter
+ * at the very start), van Herk/Gil-Werman style: per block of p values a
+ * running prefix max plus the previous block's suffix maxima. No
+ * data-dependent branches, and max is exact, so the result equals the
+ * stream's deque bit for bit. Called chunk by chunk (chunks are whole
+ * blocks); `prev` (p doubles) carries the suffix maxima across calls and
+ * `cur` is scratch of p doubles. x and out point at the chunk; `first` says
+ * whether this is the start of the series. */
+static void sliding_max(const double *x, size_t n, int p, double sign, double *out,
+                        double *prev, double *cur, int first) {
+    size_t P = (size_t)p;
+    for (size_t s = 0; s < n; s += P) {
+        size_t m = n - s < P ? n - s : P;
+        int has_prev = !first || s > 0;
+        double g = -INFINITY;
+        for (size_t k = 0; k < m; k++) {
+            double v = sign * x[s + k];
+            g = v > g ? v : g;
+            double best = g;
+            if (has_prev && k + 1 < P) {
+                double h = prev[k + 1];   /* suffix max of the previous block */
+                best = h > best ? h : best;
+            }
+            out[s + k] = sign * best;
+        }
+        double h = -INFINITY;
+        for (size_t k = m; k-- > 0;) {
+            double v = sign * x[s + k];
+            h = v > h ? v : h;
+            cur[k] = h;
+        }
+        memcpy(prev, cur, m * sizeof(double));
+    }
+}
+
+/* Donchian, Williams %R and Stochastic over arrays: extremes from
+ * sliding_max, in cache-sized chunks, then the same per-bar arithmetic as
+ * their step functions. */
+static int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
+                          double *const *out, char *err, size_t errlen) {
+    int w = (int)p[0];
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < (kind == K_DONCHIAN ? 2 : 3); j++)
+            if (!isfinite(in[j][i])) {
+                double v[VX_TA_NSLOTS] = {0};
+                v[j] = in[j][i];
+                describe_bad(kind, j, v, (int64_t)i, err, errlen);
+                return -1;
+            }
+    size_t W = (size_t)w, chunk = (4096 / W + 1) * W;
+    double *hh = malloc(sizeof(double) * (2 * chunk + 4 * W));
+    ta_impl *st = kind == K_STOCH ? impl_new(kind, p, err, errlen) : NULL;
+    if (!hh || (kind == K_STOCH && !st)) {
+        free(hh);
+        free(st);
+        if (!hh) snprintf(err, errlen, "%s: out of memory", KINDS[kind].name);
+        return -1;
+    }
+    double *ll = hh + chunk, *hprev = ll + chunk, *lprev = hprev + W, *scratch = lprev + W;
+    for (size_t c0 = 0; c0 < n; c0 += chunk) {
+        size_t m = n - c0 < chunk ? n - c0 : chunk;
+        sliding_max(in[H] + c0, m, w, 1.0, hh, hprev, scratch, c0 == 0);
+        sliding_max(in[L] + c0, m, w, -1.0, ll, lprev, scratch, c0 == 0);
+        for (size_t j = 0; j < m; j++) {
+            size_t i = c0 + j;
+            int ok = i + 1 >= W;
+            if (kind == K_DONCHIAN) {
+                out[0][i] = ok ? hh[j] : NAN;
+                out[1][i] = ok ? (hh[j] + ll[j]) / 2.0 : NAN;
+                out[2][i] = ok ? ll[j] : NAN;
+            } else if (kind == K_WILLR) {
+                double diff = (hh[j] - ll[j]) / -100.0;
+                out[0][i] = !ok ? NAN : diff != 0.0 ? (hh[j] - in[C][i]) / diff : 0.0;
+            } else {
+                stoch_s *s = &st->u.stoch;
+                double k = NAN, d = NAN;
+                if (ok) {
+                    k = sma_step(&s->sk, stoch_k(in[C][i], hh[j], ll[j]), 1);
+                    if (!isnan(k)) d = sma_step(&s->sd, k, 1);
+                }
+                out[0][i] = isnan(d) ? NAN : k;
+                out[1][i] = d;
+            }
+        }
+    }
+    free(st);
+    free(hh);
+    return 0;
+}
+
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
                 double *const *out, char *err, size_t errlen) {
     ta_impl *s = impl_new(kind, params, err, errlen);
@@ -1104,6 +1194,8 @@ int vx_ta_batch(int kind, const double *params, size_t n, const double *const *i
         rc = -1;
     }
     if (!rc && kind == K_SMA) rc = sma_batch(in[C], n, (int)params[0], out[0], err, errlen);
+    else if (!rc && (kind == K_DONCHIAN || kind == K_WILLR || kind == K_STOCH))
+        rc = extremes_batch(kind, params, n, in, out, err, errlen);
     else if (!rc) rc = run_batch(kind, &s->u, n, in, out, err, errlen);
     free(s);
     return rc;
