@@ -185,7 +185,7 @@ print(("vibex bench — %s, %s%s"):format(runtime.versions and runtime.versions(
   os.date("!%Y-%m-%dT%H:%M:%SZ"), quick and " (quick)" or ""))
 local sections = {
   {"core", function() bench_tasks(); bench_timers(); bench_http(); bench_calls(); bench_reload() end},
-  {"ta", function() dofile("tests/bench/ta.lua").run(row, fmt, quick) end},
+  {"ta", function() dofile("tests/bench/ta.lua").run(row, fmt, best, quick) end},
 }
 for _, s in ipairs(sections) do
   if not only or only == s[1] then s[2]() end

@@ -3,21 +3,10 @@
 --- plus the cost of one streaming update called from Lua.
 local ffi = require "ffi"
 local ta = require "vibex.ta"
-local task = require "vibex.task"
 
 local C = ffi.C
 local M = {}
 
-local function now_s() return tonumber(task.hrtime()) / 1e9 end
-
-local function best(runs, fn)
-  local b = math.huge
-  for _ = 1, runs do
-    local t0 = now_s(); fn(); local dt = now_s() - t0
-    if dt < b then b = dt end
-  end
-  return b
-end
 
 -- a seeded random walk, as five C columns (high, low, close, volume, time)
 local function make_bars(n)
@@ -62,7 +51,8 @@ local function floor_for(name)
   return 250e6
 end
 
-function M.run(row, fmt, quick)
+--- row, fmt and best are run.lua's printing and timing helpers.
+function M.run(row, fmt, best, quick)
   local big = quick and 1000000 or 10000000
   local small = 4000
   local bars = make_bars(big)
