@@ -20,9 +20,9 @@
 
 enum { COL_T, COL_O, COL_H, COL_L, COL_C, COL_V, COL_QV, COL_N, NCOLS };
 
-static double **column(vx_candles *c, int k) {
-    double **cols[NCOLS] = {&c->t, &c->o, &c->h, &c->l, &c->c, &c->v, &c->qv, &c->n};
-    return cols[k];
+static void columns(const vx_candles *c, double *cols[NCOLS]) {
+    double *all[NCOLS] = {c->t, c->o, c->h, c->l, c->c, c->v, c->qv, c->n};
+    memcpy(cols, all, sizeof all);
 }
 
 vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t errlen) {
@@ -41,7 +41,8 @@ vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t 
         snprintf(err, errlen, "candles: out of memory for %d candles", capacity);
         return NULL;
     }
-    for (int k = 0; k < NCOLS; k++) *column(c, k) = mem + (size_t)k * 2 * (size_t)capacity;
+    double **cols[NCOLS] = {&c->t, &c->o, &c->h, &c->l, &c->c, &c->v, &c->qv, &c->n};
+    for (int k = 0; k < NCOLS; k++) *cols[k] = mem + (size_t)k * 2 * (size_t)capacity;
     c->cap = capacity;
     c->interval_ms = interval_ms;
     /* the epoch was a Thursday; weekly candles open on Mondays */
@@ -81,11 +82,18 @@ static int check_candle(vx_candles *c, double t, double o, double h, double l, d
 }
 
 static void write_slot(vx_candles *c, int slot, const double *vals) {
+    double *cols[NCOLS];
+    columns(c, cols);
     for (int k = 0; k < NCOLS; k++) {
-        double *col = *column(c, k);
-        col[slot] = vals[k];
-        col[slot + c->cap] = vals[k];
+        cols[k][slot] = vals[k];
+        cols[k][slot + c->cap] = vals[k];
     }
+}
+
+static void read_slot(const vx_candles *c, int slot, double *vals) {
+    double *cols[NCOLS];
+    columns(c, cols);
+    for (int k = 0; k < NCOLS; k++) vals[k] = cols[k][slot];
 }
 
 static int slot_of(const vx_candles *c, int index) {
@@ -168,8 +176,7 @@ int vx_candles_trade(vx_candles *c, double t, double price, double qty) {
         double q[NCOLS] = {open, price, price, price, price, qty, price * qty, 1};
         memcpy(vals, q, sizeof q);
     } else {
-        int s = slot_of(c, i);
-        for (int k = 0; k < NCOLS; k++) vals[k] = (*column(c, k))[s];
+        read_slot(c, slot_of(c, i), vals);
         if (price > vals[COL_H]) vals[COL_H] = price;
         if (price < vals[COL_L]) vals[COL_L] = price;
         vals[COL_C] = price;
@@ -185,7 +192,7 @@ int vx_candles_close_due(vx_candles *c, double now_ms) {
     int s = slot_of(c, c->len - 1);
     if (c->t[s] + (double)c->interval_ms > now_ms) return 0;
     double vals[NCOLS];
-    for (int k = 0; k < NCOLS; k++) vals[k] = (*column(c, k))[s];
+    read_slot(c, s, vals);
     c->closed = 1;
     forward(c, vals, 1);
     return 1;
@@ -228,10 +235,9 @@ static void agg_start(vx_candles_agg *a, double t, const double *f) {
     a->l = f[COL_L];
     a->c = f[COL_C];
     a->v = a->vcomp = a->qv = a->qvcomp = 0;
-    a->n = isnan(f[COL_N]) ? NAN : 0;
+    a->n = f[COL_N];
     kadd(&a->v, &a->vcomp, f[COL_V]);
     kadd(&a->qv, &a->qvcomp, f[COL_QV]);
-    if (!isnan(f[COL_N])) a->n = f[COL_N];
     if (isnan(f[COL_QV])) a->qv = NAN;
 }
 

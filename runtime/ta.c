@@ -275,9 +275,7 @@ static inline void var_step(var_t *s, double x, int commit, double *mean_out, do
         s->since++;
         if (ring_push(&s->r, x) && s->since >= RESUM_EVERY) {
             s->since = 0;
-            double t = 0.0, q = 0.0;
-            for (int i = 0; i < s->n; i++) t += s->r.buf[i];
-            t /= s->n;
+            double t = exact_sum(s->r.buf, s->n) / s->n, q = 0.0;
             for (int i = 0; i < s->n; i++) q += (s->r.buf[i] - t) * (s->r.buf[i] - t);
             s->mean = t;
             s->m2 = q;

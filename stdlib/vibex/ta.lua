@@ -59,7 +59,6 @@ local SLOT = {high = 0, low = 1, close = 2, volume = 3, time = 4}
 local SLOT_NAMES = {[0] = "high", "low", "close", "volume", "time"}
 local errbuf = ffi.new("char[256]")
 local dbl = ffi.typeof("double[?]")
-local isnan = function(x) return x ~= x end
 
 -- ---- series ---------------------------------------------------------------
 
@@ -335,18 +334,17 @@ local function results(s, v)
   return v, s.out[1], s.out[2]
 end
 
---- Commit one closed value (or bar: positional inputs, or a table with
---- high/low/close/volume/time); returns the outputs (NaN while warming up).
-function Stream:push(a, ...)
-  if type(a) == "table" then return results(self, update_bar(self, KINDS[self.kind], 1, a)) end
-  return results(self, UPDATERS[self.kind](self, 1, a, ...))
+local function feed(self, commit, a, ...)
+  if type(a) == "table" then return results(self, update_bar(self, KINDS[self.kind], commit, a)) end
+  return results(self, UPDATERS[self.kind](self, commit, a, ...))
 end
 
+--- Commit one closed value (or bar: positional inputs, or a table with
+--- high/low/close/volume/time); returns the outputs (NaN while warming up).
+function Stream:push(...) return feed(self, 1, ...) end
+
 --- Outputs for a forming (not yet closed) value or bar; commits nothing.
-function Stream:peek(a, ...)
-  if type(a) == "table" then return results(self, update_bar(self, KINDS[self.kind], 0, a)) end
-  return results(self, UPDATERS[self.kind](self, 0, a, ...))
-end
+function Stream:peek(...) return feed(self, 0, ...) end
 
 --- Outputs of the last push or peek, by name.
 function Stream:value()
@@ -375,11 +373,6 @@ for name, spec in pairs(BY_NAME) do
     if s == nil then return nil, ffi.string(errbuf) end
     return ffi.gc(s, C.vx_ta_stream_free)
   end
-end
-
--- The fast path for single-input streams, for hot loops: no argument mapping.
-function M.stream_update(s, x, commit)
-  return C.vx_ta_update(s, 0, 0, x, 0, 0, commit and 1 or 0)
 end
 
 -- ---- candles ---------------------------------------------------------------
@@ -533,5 +526,4 @@ function M.last(x, n, decimals)
   return x:last(n, decimals)
 end
 
-M.isnan = isnan
 return M

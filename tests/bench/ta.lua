@@ -76,17 +76,17 @@ function M.run(row, fmt, best, quick)
   local small_copy = small * 200 / scopy
   row("streaming copy, 4,000 doubles (memcpy, in cache)", fmt(small_copy), "elem/s")
 
-  local names = {}
+  local names, kind_of = {}, {}
+  local nkinds = ffi.new("int[1]")
+  local info = C.vx_ta_kinds(nkinds)
+  for k = 0, nkinds[0] - 1 do kind_of[ffi.string(info[k].name)] = k end
   for name in pairs(ta.indicators()) do names[#names + 1] = name end
   table.sort(names)
   local missed = {}
   for _, name in ipairs(names) do
     local spec = ta.indicators()[name]
-    local kind
+    local kind = kind_of[name]
     local p = ffi.new("double[4]", spec.defaults[1] or 0, spec.defaults[2] or 0, spec.defaults[3] or 0)
-    local kinds = ffi.new("int[1]")
-    local info = C.vx_ta_kinds(kinds)
-    for k = 0, kinds[0] - 1 do if ffi.string(info[k].name) == name then kind = k end end
     local ins = ffi.new("const double *[5]", bars[0], bars[1], bars[2], bars[3], bars[4])
     local sins = ffi.new("const double *[5]", sbars[0], sbars[1], sbars[2], sbars[3], sbars[4])
     local t_big = best(quick and 1 or 3, function()
