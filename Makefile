@@ -8,7 +8,7 @@
 #   make bench   benchmarks, with baselines measured in the same run
 
 CC      ?= cc
-PKGS    := luajit libuv libcurl libedit libcrypto
+PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
@@ -26,7 +26,7 @@ SUPPORT_BIN := $(BUILD)/tests/httpd
 
 DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 \
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
-	lua-cjson lua-busted libssl-dev libsecp256k1-dev \
+	lua-cjson lua-busted libssl-dev libsecp256k1-dev nettle-dev \
 	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \
 	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine
 

@@ -216,6 +216,7 @@ static int setup_lua(vx_runtime *rt) {
     preload(L, "vibex.core.runtime", vx_open_runtime);
     preload(L, "vibex.core.repl", vx_open_repl);
     preload(L, "vibex.core.crypto", vx_open_crypto);
+    preload(L, "vibex.core.eth", vx_open_eth);
     return 0;
 }
 
