@@ -1,0 +1,127 @@
+--- vibex.decimal — exact decimal strings for prices and quantities.
+--
+-- Values go in as strings ("0.00010000") or Lua numbers (read as the shortest
+-- decimal that round-trips, so 0.1 + 0.2 is 0.30000000000000004 and 0.3 is
+-- 0.3) and come out as plain decimal strings. All arithmetic is on scaled
+-- 64-bit integers in C (runtime/decimal.c), so a price rounded to a tick is
+-- exactly on the venue's grid.
+--
+--   dec.round("0.123456", "0.001", "down")       --> "0.123"
+--   dec.round(27123.456, "0.1", "nearest")       --> "27123.5"
+--   dec.round("5.05", "0.1", "down", "0.05")     --> "5.05" (grid from a base)
+--   dec.cmp("1.10", "1.1")                       --> 0
+--   dec.cmp_product("0.5", "20", "10")           --> 0   (sign of a*b - c)
+--   dec.normalize("100.0000")                    --> "100"
+local ffi = require "ffi"
+
+ffi.cdef [[
+typedef struct vx_dec { int64_t m; int scale; } vx_dec;
+int vx_dec_parse(const char *s, vx_dec *out);
+int vx_dec_from_double(double x, vx_dec *out);
+void vx_dec_format(vx_dec d, char *out, size_t outlen);
+int vx_dec_cmp(vx_dec a, vx_dec b);
+int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out);
+int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c);
+int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d);
+]]
+
+local C = ffi.C
+local M = {}
+
+local MODES = { down = 0, up = 1, nearest = 2, exact = 3 }
+local outbuf = ffi.new("char[48]")
+
+--- Parse v (string or number) into a fresh vx_dec; nil, err when it is not
+-- a finite decimal within 18 fractional digits.
+local function parse(v, what)
+  local d = ffi.new("vx_dec")
+  local rc
+  if type(v) == "number" then
+    rc = C.vx_dec_from_double(v, d)
+  elseif type(v) == "string" then
+    rc = C.vx_dec_parse(v, d)
+  else
+    return nil, ("%s: expected a decimal string or a number, got %s"):format(what or "value", type(v))
+  end
+  if rc ~= 0 then
+    return nil, ("%s: %s is not a finite decimal with at most 18 decimal places")
+      :format(what or "value", type(v) == "string" and ("%q"):format(v) or tostring(v))
+  end
+  return d
+end
+M.parse = parse
+
+local function format(d)
+  C.vx_dec_format(d, outbuf, 48)
+  return ffi.string(outbuf)
+end
+
+--- The canonical string of v ("100.0000" -> "100", 1e-8 -> "0.00000001").
+function M.normalize(v, what)
+  local d, err = parse(v, what)
+  if not d then return nil, err end
+  return format(d)
+end
+
+--- Round v onto the grid base + k*step. mode: "down" (toward -inf), "up",
+-- "nearest" (ties away from zero) or "exact" (nil, err unless on the grid).
+function M.round(v, step, mode, base, what)
+  local m = MODES[mode or "nearest"]
+  if not m then error(("decimal.round: mode must be down, up, nearest or exact, got %s"):format(tostring(mode)), 2) end
+  local x, err = parse(v, what)
+  if not x then return nil, err end
+  local s, serr = parse(step, "step")
+  if not s then return nil, serr end
+  if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
+  local b = ffi.new("vx_dec")
+  if base ~= nil then
+    local berr
+    b, berr = parse(base, "base")
+    if not b then return nil, berr end
+  end
+  local out = ffi.new("vx_dec")
+  local rc = C.vx_dec_round_step(x, b, s, m, out)
+  if rc == 1 then
+    return nil, ("%s %s is not a multiple of %s"):format(what or "value", format(x), format(s))
+  elseif rc ~= 0 then
+    return nil, ("%s %s is out of range for step %s"):format(what or "value", format(x), format(s))
+  end
+  return format(out)
+end
+
+--- -1, 0 or 1 as a <, =, > b; errors on non-decimals (programmer mistake).
+function M.cmp(a, b)
+  local x = assert(parse(a, "a"))
+  local y = assert(parse(b, "b"))
+  return C.vx_dec_cmp(x, y)
+end
+
+--- Sign of a*b - c, exact. nil, err on bad input or overflow.
+function M.cmp_product(a, b, c)
+  local x, e1 = parse(a, "a")
+  local y, e2 = parse(b, "b")
+  local z, e3 = parse(c, "c")
+  if not (x and y and z) then return nil, e1 or e2 or e3 end
+  local r = C.vx_dec_cmp_product(x, y, z)
+  if r == -2 then return nil, "decimal product out of range" end
+  return r
+end
+
+--- Sign of a*b - c*d, exact. nil, err on bad input or overflow.
+function M.cmp_products(a, b, c, d)
+  local w, e1 = parse(a, "a")
+  local x, e2 = parse(b, "b")
+  local y, e3 = parse(c, "c")
+  local z, e4 = parse(d, "d")
+  if not (w and x and y and z) then return nil, e1 or e2 or e3 or e4 end
+  local r = C.vx_dec_cmp_products(w, x, y, z)
+  if r == -2 then return nil, "decimal product out of range" end
+  return r
+end
+
+function M.is_zero(v)
+  local d = parse(v)
+  return d ~= nil and d.m == 0
+end
+
+return M
