@@ -8,7 +8,7 @@ M.modules = {
   metrics = "vibex.metrics", breaker = "vibex.breaker", inspect = "vibex.inspect",
   runtime = "vibex.runtime", process = "vibex.process", fswatch = "vibex.fswatch",
   scripts = "vibex.scripts", sandbox = "vibex.sandbox", config = "vibex.config",
-  crypto = "vibex.crypto", ta = "vibex.ta",
+  crypto = "vibex.crypto", ta = "vibex.ta", exchange = "vibex.exchange", decimal = "vibex.decimal",
 }
 
 --- Install the globals into `env` (default _G). Modules load on first use.
