@@ -116,34 +116,12 @@ void vx_dec_format(vx_dec d, char *out, size_t outlen) {
                  (unsigned long long)fp);
 }
 
-int vx_dec_rescale(vx_dec d, int scale, vx_dec *out) {
-    if (scale < 0 || scale > VX_DEC_MAX_SCALE) return -1;
-    i128 m = d.m;
-    if (scale >= d.scale) {
-        m *= POW10[scale - d.scale];
-    } else {
-        int64_t f = POW10[d.scale - scale];
-        if (m % f != 0) return -1;
-        m /= f;
-    }
-    if (m > INT64_MAX || m < -INT64_MAX) return -1;
-    out->m = (int64_t)m;
-    out->scale = scale;
-    return 0;
-}
-
 static i128 at_scale(vx_dec d, int scale) { return (i128)d.m * POW10[scale - d.scale]; }
 
 int vx_dec_cmp(vx_dec a, vx_dec b) {
     int s = a.scale > b.scale ? a.scale : b.scale;
     i128 x = at_scale(a, s), y = at_scale(b, s);
     return (x > y) - (x < y);
-}
-
-double vx_dec_to_double(vx_dec d) {
-    char buf[48];
-    vx_dec_format(d, buf, sizeof buf);
-    return strtod(buf, NULL);
 }
 
 static i128 div_floor(i128 a, i128 b) {

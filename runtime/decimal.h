@@ -31,11 +31,7 @@ int vx_dec_parse(const char *s, vx_dec *out);
 int vx_dec_from_double(double x, vx_dec *out);
 /* Plain notation, no exponent, trailing zeros trimmed ("0.0001", "25"). */
 void vx_dec_format(vx_dec d, char *out, size_t outlen);
-/* The same value written with exactly `scale` fractional digits; -1 on
- * overflow or when that would lose digits. */
-int vx_dec_rescale(vx_dec d, int scale, vx_dec *out);
 int vx_dec_cmp(vx_dec a, vx_dec b);
-double vx_dec_to_double(vx_dec d);
 
 /* Round x onto the grid base + k*step (step > 0) in the given direction
  * (DOWN/UP are toward -inf/+inf; NEAREST breaks ties away from zero;

@@ -72,9 +72,8 @@ function M.new(o)
     weight_limit = o.weight_limit or 2400, order_limit = o.order_limit or 1200, pace = o.pace or 0.9,
     used_weight = 0, weight_minute = 0, order_count = 0,
     paused_until = 0, banned_until = 0,
-    rules = nil, max_unknown_attempts = o.max_unknown_attempts or 3,
+    max_unknown_attempts = o.max_unknown_attempts or 3,
     lookup_delay_ms = o.lookup_delay_ms or 250, max_wait_ms = o.max_wait_ms or 65000,
-    sent = 0,
   }, Client)
   local cr = o.credentials or {}
   if cr.private_key or cr.signer then
@@ -209,7 +208,6 @@ function Client:_send(method, path, params, opts)
   local what = ("%s %s%s %s"):format(method, prefix, path, masked(query))
   if is_order then self.order_count = self.order_count + 1 end
   self.used_weight = self.used_weight + (opts.weight or 1)
-  self.sent = self.sent + 1
   local t0 = task.hrtime()
   local res, terr, tkind = http.request { method = method, url = url, headers = headers, body = body,
                                           timeout_ms = opts.timeout_ms or self.timeout_ms }
@@ -263,8 +261,8 @@ function Client:_send(method, path, params, opts)
     self.breaker:record(token, false)
     requests_total:labels(self.venue, "5xx"):inc()
     local e = code and errors.from_code(code, msg, fields) or errors.new("retry", msg, fields)
-    if is_order or status == 503 then e.kind = "unknown" end
-    if not is_order and e.kind == "unknown" then e.kind = "retry" end
+    -- a failed order may still exist; a failed read can simply be repeated
+    if is_order then e.kind = "unknown" elseif status == 503 or e.kind == "unknown" then e.kind = "retry" end
     return nil, e
   end
   self.breaker:record(token, true)
@@ -458,7 +456,7 @@ function Client:prepare(order)
   local p = self:order_params(order)
   local rules, err = self:symbol_rules(p.symbol)
   if not rules then return nil, err end
-  return rules:format(p, order.mark_price or self.marks and self.marks[p.symbol])
+  return rules:format(p, order.mark_price)
 end
 
 --- Look an order up by client order id (or order id). nil, err with
@@ -491,11 +489,9 @@ function Client:place(order)
     if perr.kind ~= "unknown" then return nil, perr end
     tlog:warn("order outcome unknown; looking it up before anything else",
       { venue = self.venue, client_id = p.newClientOrderId, error = tostring(perr) })
-    local found
     for lookup = 1, 5 do
       task.sleep(self.lookup_delay_ms * lookup)
-      local ferr
-      found, ferr = self:_resolve(p)
+      local found, ferr = self:_resolve(p)
       if found then return found end
       if not ferr then break end
       if lookup == 5 then return nil, perr end

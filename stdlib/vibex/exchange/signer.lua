@@ -25,8 +25,6 @@ local function reveal(v, what)
   return v
 end
 
-local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
-
 --- Percent-encode a parameter value (RFC 3986 unreserved characters stay).
 function M.encode(v)
   return (tostring(v):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
@@ -83,7 +81,7 @@ function M.v3(o)
       list[#list + 1] = { "user", user }
       list[#list + 1] = { "signer", signer_addr }
       local s = M.join(list)
-      return s .. "&signature=0x" .. hex(key:sign_message(domain, s))
+      return s .. "&signature=0x" .. crypto.hex(key:sign_message(domain, s))
     end,
   }
 end

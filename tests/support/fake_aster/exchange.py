@@ -388,7 +388,7 @@ class Exchange:
     def finish(self, o, status):
         o["status"] = status
         o["updateTime"] = self.clock()
-        self.order_event(self.accounts[o["_account"]], o, status if status != "CANCELED" else "CANCELED")
+        self.order_event(self.accounts[o["_account"]], o, status)
 
     def order_event(self, a, o, execution, trade=None):
         ev = {"e": "ORDER_TRADE_UPDATE", "T": o["updateTime"], "o": {

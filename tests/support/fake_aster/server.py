@@ -211,7 +211,7 @@ class Server:
             if route is None:
                 raise VenueError(404, -1000, "Not found: %s %s" % (method, path))
             handler, security, weight = route
-            limited = self.limits.check(t, weight if not callable(weight) else 1)
+            limited = self.limits.check(t, weight)
             if limited:
                 st, code, msg, retry = limited
                 return st, {"code": code, "msg": msg}, {"Retry-After": str(retry)}
