@@ -27,6 +27,7 @@
 #include <lualib.h>
 
 #include "http.h"
+#include "ws.h"
 #include "log.h"
 #include "metrics.h"
 #include "task.h"
@@ -209,6 +210,7 @@ static int setup_lua(vx_runtime *rt) {
     set_package_path(L, rt->home);
     preload(L, "vibex.core.task", vx_open_task);
     preload(L, "vibex.core.http", vx_open_http);
+    preload(L, "vibex.core.ws", vx_open_ws);
     preload(L, "vibex.core.log", vx_open_log);
     preload(L, "vibex.core.metrics", vx_open_metrics);
     preload(L, "vibex.core.fswatch", vx_open_fswatch);
@@ -287,6 +289,12 @@ void vx_runtime_free(vx_runtime *rt) {
     if (rt->sched) vx_sched_free(rt->sched);
     if (rt->http) vx_http_free(rt->http);
     if (rt->L) lua_close(rt->L); /* __gc of handles closes their libuv side */
+    if (rt->ws) { /* lws closes its handles through the loop: let it turn in between */
+        vx_ws_free_begin(rt->ws);
+        for (int i = 0; i < 8; i++) uv_run(&rt->loop, UV_RUN_NOWAIT);
+        vx_ws_free_end(rt->ws);
+        rt->ws = NULL;
+    }
     /* anything still open belongs to us (signals, timers, marks) */
     uv_walk(&rt->loop, close_walk, NULL);
     uv_run(&rt->loop, UV_RUN_DEFAULT);

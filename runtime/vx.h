@@ -23,6 +23,7 @@ typedef struct vx_log vx_log;
 typedef struct vx_metrics vx_metrics;
 typedef struct vx_sched vx_sched;
 typedef struct vx_http vx_http;
+typedef struct vx_ws vx_ws;
 
 typedef struct vx_runtime {
     uv_loop_t loop;
@@ -31,6 +32,7 @@ typedef struct vx_runtime {
     vx_metrics *metrics;
     vx_sched *sched;
     vx_http *http;          /* created on first request */
+    vx_ws *ws;              /* WebSocket context, created on first connect */
     char *home;             /* VIBEX_HOME: where stdlib/ and scripts/ live */
     int exit_code;
     int shutting_down;      /* 1 after the first SIGINT/SIGTERM */

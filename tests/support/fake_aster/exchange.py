@@ -129,7 +129,9 @@ class Exchange:
         return s
 
     def emit(self, acct, event):
-        event.setdefault("E", self.clock())
+        # event times strictly increase per venue, so E orders every pair
+        self.last_event_ms = max(self.clock(), getattr(self, "last_event_ms", 0) + 1)
+        event.setdefault("E", self.last_event_ms)
         acct.events.append(event)
         for f in self.listeners:
             f(acct.name, event)

@@ -265,6 +265,8 @@ class Server:
             return 200, "{}", {}
         if path == "/_fake/state":
             return 200, json.dumps(self.ex.snapshot(), default=str), {}
+        if path == "/_fake/ws" and self.ws:
+            return self.ws.control(req)
         if path == "/_fake/log":
             return 200, json.dumps(self.recv_log), {}
         return 404, '{"error":"unknown control path"}', {}
