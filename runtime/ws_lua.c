@@ -123,12 +123,22 @@ static void on_closed(vx_ws_conn *c, int code, const char *reason, void *ud) {
 static const vx_ws_events events = {on_open, on_message, on_closed};
 
 static void close_conn(lconn *lc, int code) {
-    if (lc->c) vx_ws_close(lc->c, code, NULL);
+    if (lc->c) vx_ws_close(lc->c, code, NULL); /* no callback comes after this */
     lc->c = NULL;
     if (lc->state != ST_CLOSED) {
         lc->state = ST_CLOSED;
         lc->close_code = code;
         snprintf(lc->close_reason, sizeof lc->close_reason, "closed by us (%d)", code);
+    }
+    if (lc->waiter) { /* a task in recv() (closing from another task) ends its wait now */
+        vx_task *t = lc->waiter;
+        lc->waiter = NULL;
+        lua_State *co = vx_task_wake_begin(t);
+        lua_pushnil(co);
+        lua_pushstring(co, lc->close_reason);
+        lua_pushliteral(co, "closed");
+        lua_pushinteger(co, code);
+        vx_task_wake_end(t, 4);
     }
     release_self(lc);
 }
@@ -344,12 +354,16 @@ int vx_open_ws(lua_State *L) {
     luaL_newmetatable(L, CONN_MT);
     lua_newtable(L);
     luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_insert(L, -2); /* methods below the metatable, for the module table */
     lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"connect", l_connect}, {"open_count", l_open_count}, {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "methods"); /* the Lua wrapper puts task.await around recv */
     return 1;
 }

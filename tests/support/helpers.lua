@@ -17,6 +17,31 @@ function M.httpd()
            stop = function() p:kill("TERM"); task.timeout(5000, function() return p:wait() end) end }
 end
 
+--- Start the fake Aster venue (tests/support/fake_aster) with `setup` (the
+-- body of POST /_fake/setup). Returns {port, base, ws, proc, ctl(path, body),
+-- state(), log(), stop()}.
+function M.fake_aster(setup)
+  local http = require "vibex.http"
+  local json = require "vibex.json"
+  local p = assert(process.spawn { file = "python3", args = { "tests/support/fake_aster/server.py" } })
+  local line = assert(task.timeout(15000, function() return p:read_line() end))
+  local port = assert(tonumber(line:match("LISTENING (%d+)")), "fake venue did not start: " .. tostring(line))
+  local f = { port = port, base = "http://127.0.0.1:" .. port, ws = "ws://127.0.0.1:" .. port, proc = p }
+  function f.ctl(path, body)
+    local res = assert(http.request { method = "POST", url = f.base .. "/_fake/" .. path, body = json.encode(body or {}) })
+    assert(res.status == 200, "fake control " .. path .. " failed: " .. res.body)
+    return json.decode(res.body)
+  end
+  function f.state() return json.decode(assert(http.get(f.base .. "/_fake/state")).body) end
+  function f.log() return json.decode(assert(http.get(f.base .. "/_fake/log")).body) end
+  function f.stop()
+    p:kill("TERM")
+    task.timeout(5000, function() return p:wait() end)
+  end
+  if setup then f.ctl("setup", setup) end
+  return f
+end
+
 local counter = 0
 function M.tmpdir()
   counter = counter + 1

@@ -65,6 +65,7 @@ function M.new(o)
   local c = setmetatable({
     venue = o.venue or "aster",
     base_url = assert(o.base_url, "exchange: base_url is required"):gsub("/+$", ""),
+    ws_url = o.ws_url and o.ws_url:gsub("/+$", ""),
     account = o.account or "default",
     timeout_ms = o.timeout_ms or 10000,
     order_timeout_ms = o.order_timeout_ms or 5000,
@@ -515,6 +516,41 @@ end
 function Client:cancel(o)
   return signed(self, "DELETE", "/order", { symbol = o.symbol, orderId = o.order_id, origClientOrderId = o.client_id })
 end
+
+-- ---- streams -------------------------------------------------------------------
+
+-- V1 keys authenticate user-stream calls with the API key header only;
+-- V3 signs them like everything else.
+local function user_stream_call(self, method)
+  if self.signer and self.signer.kind == "v3" then return signed(self, method, "/listenKey") end
+  if not self.signer then
+    return nil, errors.new("auth", "the user data stream needs credentials", { venue = self.venue })
+  end
+  return self:request(method, "/listenKey", nil, { api_key = true })
+end
+
+--- Create (or extend) the user-data stream's listen key: key | nil, err.
+function Client:listen_key()
+  local r, err = user_stream_call(self, "POST")
+  if not r then return nil, err end
+  return r.listenKey
+end
+function Client:keepalive_listen_key() return user_stream_call(self, "PUT") end
+function Client:close_listen_key() return user_stream_call(self, "DELETE") end
+
+local function stream_opts(self, o)
+  local opts = {}
+  for k, v in pairs(o or {}) do opts[k] = v end
+  opts.url = opts.url or self.ws_url
+  if not opts.url then error("exchange: no WebSocket URL for this venue (pass ws_url to the client)", 3) end
+  opts.client, opts.venue = self, self.venue
+  return opts
+end
+
+--- Market streams with reconnect, resubscribe and gap backfill (vibex.exchange.streams).
+function Client:market_stream(o) return require("vibex.exchange.streams").market(stream_opts(self, o)) end
+--- The user-data stream: orders, fills, balances, positions, margin calls.
+function Client:user_stream(o) return require("vibex.exchange.streams").user(stream_opts(self, o)) end
 
 function Client:cancel_all(symbol) return signed(self, "DELETE", "/allOpenOrders", { symbol = symbol }) end
 

@@ -14,6 +14,9 @@
 --                 set_position_mode, position_mode
 --   orders        prepare (round + check filters), place, place_batch,
 --                 modify, cancel, cancel_all, get_order
+--   streams       market_stream{on_kline, …}, user_stream{on_order, …}
+--                 (vibex.exchange.streams), listen_key,
+--                 keepalive_listen_key, close_listen_key
 -- Results are the venue's JSON (money as exact decimal strings; klines as
 -- numbers); failures are nil, err with err a vibex.exchange.errors value.
 local aster = require "vibex.exchange.aster"
@@ -39,6 +42,7 @@ local function make(venue, o)
   for k, v in pairs(o) do opts[k] = v end
   opts.venue = venue
   opts.base_url = o.base_url or (o.testnet and d.testnet_url or d.base_url)
+  opts.ws_url = o.ws_url or (not o.base_url and not o.testnet and d.ws_url) or nil
   opts.chain_id = o.chain_id or (o.testnet and d.testnet_chain_id or d.chain_id)
   return aster.new(opts)
 end
@@ -60,7 +64,7 @@ function M.from_config(account)
   if ex.venue ~= "aster" and ex.venue ~= "binance" then
     return nil, ("exchange.from_config: venue %q has no REST client"):format(tostring(ex.venue))
   end
-  return make(ex.venue, { base_url = ex.base_url, testnet = ex.testnet, recv_window_ms = ex.recv_window_ms,
+  return make(ex.venue, { base_url = ex.base_url, ws_url = ex.ws_url, testnet = ex.testnet, recv_window_ms = ex.recv_window_ms,
                           credentials = ex.credentials, account = account.name })
 end
 

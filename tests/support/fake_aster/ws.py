@@ -19,7 +19,9 @@ same deterministic generator as REST /klines, so a gap seen on the stream can
 be backfilled over REST and the two agree.
 
 Faults (POST /_fake/ws {"faults": [...]} or {"clear": true}):
-  {"kind": "drop", "target": "market"|"user"|"all"}     close sockets, no close frame
+  {"kind": "drop", "target": "market"|"user"|"all", "advance_ms": n}
+                                      close sockets, no close frame (and move the clock)
+  {"kind": "forget_key", "account": name}   the key silently stops existing
   {"kind": "reorder", "count": n}     user events: hold one, send it after the next
   {"kind": "expire_key", "account": name}   listenKeyExpired, then the key is gone
   {"kind": "malformed", "count": n}   market streams send n broken JSON frames
@@ -160,6 +162,9 @@ class Streams:
         for f in req.get("faults", []):
             kind = f.get("kind")
             if kind == "drop":
+                # advance_ms moves the venue clock in the same instant, so the
+                # client comes back to candles it never saw on the stream
+                self.srv.clock_offset += int(f.get("advance_ms", 0))
                 target = f.get("target", "all")
                 for c in list(self.conns):
                     if target in ("all", c.kind):
@@ -172,6 +177,9 @@ class Streams:
                 self.reorder += f.get("count", 1)
             elif kind == "expire_key":
                 self.expire_key(f["account"])
+            elif kind == "forget_key":
+                for k in [k for k, v in self.keys.items() if v["account"] == f["account"]]:
+                    del self.keys[k]
             elif kind == "malformed":
                 self.malformed += f.get("count", 1)
             else:
