@@ -5,8 +5,122 @@ local crypto = require "vibex.core.crypto"
 local filters = require "vibex.exchange.filters"
 local signer = require "vibex.exchange.signer"
 local task = require "vibex.task"
+local json = require "vibex.json"
+local process = require "vibex.process"
+local http = require "vibex.http"
+local ws = require "vibex.ws"
+local streams = require "vibex.exchange.streams"
+local exchange = require "vibex.exchange"
 
 local M = {}
+
+local function spawn_server(file)
+  local p = assert(process.spawn { file = "python3", args = { file } })
+  local line = assert(task.timeout(15000, function() return p:read_line() end))
+  return p, assert(tonumber(line:match("LISTENING (%d+)")))
+end
+
+local function stop(p)
+  p:kill("TERM")
+  task.timeout(5000, function() return p:wait() end)
+end
+
+--- Drain a firehose connection, handing each message to fn; messages/s
+-- from the first message to the last.
+local function drain(port, n, fn)
+  local c = assert(ws.connect { url = ("ws://127.0.0.1:%d/firehose?n=%d"):format(port, n), max_queue = 64 * 2 ^ 20 })
+  local got, t0 = 0, nil
+  while true do
+    local msg = c:recv()
+    if not msg then break end
+    if not t0 then t0 = task.hrtime() end
+    got = got + 1
+    fn(msg)
+  end
+  local dt = tonumber(task.hrtime() - t0) / 1e9
+  assert(got == n, ("firehose: got %d of %d messages"):format(got, n))
+  return n / dt
+end
+
+--- WebSocket kline messages: socket -> C scanner -> Lua callback.
+local function bench_stream(row, fmt, best, quick)
+  local p, port = spawn_server("tests/support/fake_aster/server.py")
+  local n = quick and 50000 or 300000
+  -- the production path: Market:_dispatch (C scan, table, handler via xpcall)
+  local calls = 0
+  local md = streams.market { url = "ws://127.0.0.1:" .. port, on_kline = function() calls = calls + 1 end }
+  local best_full, best_raw = 0, 0
+  for _ = 1, 3 do
+    best_raw = math.max(best_raw, drain(port, n, function() end))
+    best_full = math.max(best_full, drain(port, n, function(msg) md:_dispatch(msg) end))
+  end
+  assert(calls == 3 * n, "every kline reached the callback")
+  -- the split, on the same messages held in memory
+  local sample = {}
+  drain(port, 1000, function(msg) sample[#sample + 1] = msg end)
+  stop(p)
+  local reps = quick and 20 or 200
+  local k = 0
+  local tparse = best(3, function()
+    for _ = 1, reps do for i = 1, #sample do if streams.parse_kline(sample[i]) then k = k + 1 end end end
+  end)
+  local ffi = require "ffi"
+  local kbuf = ffi.new("vx_kline_msg")
+  local C = ffi.C
+  local tscan = best(3, function()
+    for _ = 1, reps do for i = 1, #sample do local m = sample[i]; C.vx_kline_msg_parse(m, #m, kbuf) end end
+  end)
+  local tjson = best(3, function()
+    for _ = 1, reps do for i = 1, #sample do json.decode(sample[i]) end end
+  end)
+  local tdispatch = best(3, function()
+    for _ = 1, reps do for i = 1, #sample do md:_dispatch(sample[i]) end end
+  end)
+  local per = #sample * reps
+  row("ws kline msgs -> Lua callback", fmt(best_full), "msg/s",
+    ("target >= 200k/s on one core: %s"):format(best_full >= 2e5 and "ok" or "MISSED"))
+  row("  baseline: ws receive only, no parse", fmt(best_raw), "msg/s", ("ratio %.2fx"):format(best_full / best_raw))
+  row("  split: parse (C scanner into a struct)", ("%.2f"):format(tscan / per * 1e6), "us/msg")
+  row("  split: + Lua table of the candle", ("%.2f"):format((tparse - tscan) / per * 1e6), "us/msg")
+  row("  split: + dispatch (gap tracking, handler)", ("%.2f"):format(math.max(0, tdispatch - tparse) / per * 1e6), "us/msg",
+    ("whole path in memory %.2f us/msg"):format(tdispatch / per * 1e6))
+  row("  baseline: lua-cjson decode of the same", ("%.2f"):format(tjson / per * 1e6), "us/msg",
+    ("C scanner %.1fx faster"):format(tjson / tparse))
+end
+
+--- Strategy call -> order bytes on the socket, stamped by a local sink.
+local function bench_order_latency(row, quick)
+  local p, port = spawn_server("tests/bench/order_sink.py")
+  local base = "http://127.0.0.1:" .. port
+  local n = quick and 200 or 2000
+  local function run(credentials)
+    local ex = exchange.aster { base_url = base, credentials = credentials, account = "bench" }
+    assert(ex:symbol_rules("BTCUSDT"))
+    for i = 1, 20 do assert(ex:place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 60000, quantity = 0.01,
+                                       decision = "warm", leg = i }) end
+    assert(http.get(base .. "/_stamps"))
+    local starts = {}
+    for i = 1, n do
+      starts[i] = task.hrtime()
+      assert(ex:place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 60000.04, quantity = 0.0123,
+                        decision = "lat", leg = i })
+    end
+    local stamps = json.decode(assert(http.get(base .. "/_stamps")).body)
+    assert(#stamps == n, "one stamp per order")
+    local lat = {}
+    for i = 1, n do lat[i] = (stamps[i] - tonumber(starts[i])) / 1e3 end
+    table.sort(lat)
+    return lat[math.floor(n * 0.5)], lat[math.floor(n * 0.99)]
+  end
+  local p50v3, p99v3 = run { user = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e", signer = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0",
+                             private_key = "4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1" }
+  local p50v1, p99v1 = run { api_key = "k", api_secret = ("s"):rep(64) }
+  stop(p)
+  row("order call -> bytes on socket, V3 p50", ("%.0f"):format(p50v3), "us", ("p99 %.0f us (target p99 < 1 ms): %s"):format(
+    p99v3, p99v3 < 1000 and "ok" or "MISSED"))
+  row("order call -> bytes on socket, V1 p50", ("%.0f"):format(p50v1), "us", ("p99 %.0f us (target p99 < 1 ms): %s"):format(
+    p99v1, p99v1 < 1000 and "ok" or "MISSED"))
+end
 
 local ORDER = { { "symbol", "BTCUSDT" }, { "side", "BUY" }, { "type", "LIMIT" }, { "timeInForce", "GTC" },
                 { "quantity", "0.012" }, { "price", "60000.1" }, { "newClientOrderId", "vx348bb5122d716ae135c49d378b135a" } }
@@ -44,6 +158,8 @@ function M.run(row, fmt, best, quick)
     end
   end)
   row("order rounding + filter checks", ("%.2f"):format(tf / (n1 / 4) * 1e6), "us/order")
+  bench_stream(row, fmt, best, quick)
+  bench_order_latency(row, quick)
 end
 
 return M
