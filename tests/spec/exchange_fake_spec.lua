@@ -250,4 +250,32 @@ describe("exchange client against the fake venue", function()
     assert.is_nil(r)
     assert.equal("BAD_SYMBOL", err.name)
   end)
+  it("paces requests under the weight limit instead of running into 429", function()
+    -- a one-second window with room for 20 weight stands in for the venue's minute
+    ctl("setup", { weight_limit = 20, window_ms = 1000 })
+    local function burst(ex, n)
+      local t0 = task.now()
+      for _ = 1, n do assert(ex:ping()) end
+      return task.now() - t0
+    end
+    local function count_429()
+      local n = 0
+      for _, r in ipairs(venue_log()) do if r[3] == 429 then n = n + 1 end end
+      return n
+    end
+    local ok, err = pcall(function()
+      local before = count_429()
+      local paced = v3 { window_ms = 1000, weight_limit = 20 }
+      local took = burst(paced, 45)
+      assert.equal(before, count_429()) -- not one 429: the client waited for the next window itself
+      assert.is_true(took >= 1000, "45 requests at 18 per window need at least two window turns")
+      -- the same burst without pacing runs into the venue's limit (the test can fail)
+      task.sleep(1000 - task.now() % 1000) -- a fresh window
+      local unpaced = v3 { window_ms = 1000, weight_limit = 1e6 }
+      burst(unpaced, 45)
+      assert.is_true(count_429() > before)
+    end)
+    ctl("setup", { weight_limit = 2400, window_ms = 60000 })
+    assert(ok, err)
+  end)
 end)

@@ -77,6 +77,30 @@ describe("exchange streams against the fake venue", function()
       assert.truthy(uerr:find("URL", 1, true), uerr)
     end)
 
+    it("answers the venue's pings and pings a quiet line itself", function()
+      local c = assert(ws.connect { url = fake.ws .. "/ws", ping_s = 1 })
+      local before = fake.ctl("ws")
+      fake.ctl("ws", { faults = { { kind = "ping" } } })
+      wait("our pong", function() return fake.ctl("ws").pongs == before.pongs + 1 end)
+      -- nothing is subscribed, so the line is quiet: lws sends a ping after ping_s
+      wait("our ping", function() return fake.ctl("ws").pings > before.pings end, 5000)
+      assert.equal("open", c:status())
+      c:close()
+    end)
+
+    it("hangs up on a line that went silent", function()
+      local c = assert(ws.connect { url = fake.ws .. "/ws/btcusdt@bookTicker", ping_s = 1, hangup_s = 2 })
+      assert(c:recv())
+      fake.ctl("ws", { faults = { { kind = "mute" } } })
+      local msg, why, kind
+      assert(task.timeout(15000, function()
+        repeat msg, why, kind = c:recv() until not msg
+        return true
+      end))
+      assert.equal("closed", kind)
+      assert.truthy(why:find("connection lost", 1, true), why)
+    end)
+
     it("tells a server close frame apart from a lost line", function()
       local c = assert(ws.connect { url = fake.ws .. "/ws/btcusdt@bookTicker" })
       assert(c:recv())

@@ -70,6 +70,7 @@ function M.new(o)
     timeout_ms = o.timeout_ms or 10000,
     order_timeout_ms = o.order_timeout_ms or 5000,
     offset_ms = 0, synced_at = nil,
+    window_ms = o.window_ms or 60000, -- the venue's limits are per minute; tests shorten it
     weight_limit = o.weight_limit or 2400, order_limit = o.order_limit or 1200, pace = o.pace or 0.9,
     used_weight = 0, weight_minute = 0, order_count = 0,
     paused_until = 0, banned_until = 0,
@@ -127,7 +128,7 @@ local function masked(s)
 end
 
 function Client:_roll_window()
-  local minute = math.floor(self:now() / 60000)
+  local minute = math.floor(self:now() / self.window_ms)
   if minute ~= self.weight_minute then
     self.weight_minute, self.used_weight, self.order_count = minute, 0, 0
   end
@@ -149,7 +150,7 @@ function Client:_pace(weight, is_order)
       local over_weight = self.used_weight + weight > self.weight_limit * self.pace
       local over_orders = is_order and self.order_count + 1 > self.order_limit * self.pace
       if not (over_weight or over_orders) then return true end
-      local wait = 60000 - self:now() % 60000 + 5
+      local wait = self.window_ms - self:now() % self.window_ms + 5
       tlog:warn("pacing requests to stay under the venue's limits",
         { venue = self.venue, used_weight = self.used_weight, limit = self.weight_limit, wait_ms = wait })
       task.sleep(wait)

@@ -26,6 +26,8 @@ Faults (POST /_fake/ws {"faults": [...]} or {"clear": true}):
   {"kind": "expire_key", "account": name}   listenKeyExpired, then the key is gone
   {"kind": "malformed", "count": n}   market streams send n broken JSON frames
   {"kind": "close", "code": 1001}     close with a close frame (server going away)
+  {"kind": "ping"}                    ping every connection; answers count in "pongs"
+  {"kind": "mute"}                    open connections go silent and stop answering pings
 Bench: /firehose?n=N sends N kline frames as fast as the socket takes them,
 then closes with 1000.
 """
@@ -90,6 +92,7 @@ class Conn:
         self.incoming = []   # arrival times of the last second's messages
         self.held = None     # a user event held back by the reorder fault
         self.forming = {}    # stream -> open time of the candle being sent
+        self.mute = False    # a half-dead line: nothing sent, pings unanswered
 
     def send_text(self, s):
         if self.open:
@@ -117,7 +120,7 @@ class Streams:
         self.keys = {}        # listen key -> {"account": name, "expires": ms}
         self.reorder = 0
         self.malformed = 0
-        self.stats = {"connections": 0, "subscribe": 0, "user_events_sent": 0}
+        self.stats = {"connections": 0, "subscribe": 0, "user_events_sent": 0, "pings": 0, "pongs": 0}
         server.ex.listeners.append(self.on_event)
 
     # ---- listen keys (called from the REST routes) --------------------------
@@ -173,6 +176,13 @@ class Streams:
                 for c in list(self.conns):
                     if f.get("target", "all") in ("all", c.kind):
                         c.close(f.get("code", 1001), "server going away")
+            elif kind == "ping":  # the venue pings every 5 minutes and drops who does not answer
+                for c in list(self.conns):
+                    if c.open:
+                        c.writer.write(frame(9, b"vibex-fake-ping"))
+            elif kind == "mute":
+                for c in list(self.conns):
+                    c.mute = True
             elif kind == "reorder":
                 self.reorder += f.get("count", 1)
             elif kind == "expire_key":
@@ -265,9 +275,13 @@ class Streams:
                 conn.close(code if code not in (1005, 1006) else 1000)
                 return
             if op == 9:
-                conn.writer.write(frame(10, data))
+                self.stats["pings"] += 1
+                if not conn.mute:
+                    conn.writer.write(frame(10, data))
                 continue
             if op == 10:
+                if data == b"vibex-fake-ping":
+                    self.stats["pongs"] += 1
                 continue
             if op in (1, 2):
                 parts, part_op = [data], op
@@ -346,7 +360,7 @@ class Streams:
             await asyncio.sleep(0.25)
             tick += 1
             for c in list(self.conns):
-                if c.kind == "market" and c.open:
+                if c.kind == "market" and c.open and not c.mute:
                     for s in sorted(c.subs):
                         self.emit(c, s, tick)
                     if self.malformed and c.subs:
