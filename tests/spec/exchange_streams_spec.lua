@@ -278,7 +278,27 @@ describe("exchange streams against the fake venue", function()
       end
       assert.equal(1, fills)
       assert.equal("0.1", us.orders[o.clientOrderId].executed)
+      -- the stream's last account update agrees with REST
+      local last
+      for _, ev in ipairs(events) do if ev.e == "ACCOUNT_UPDATE" then last = ev.a end end
+      local pos
+      for _, p in ipairs(assert(ex:positions("ETHUSDT"))) do if p.symbol == "ETHUSDT" then pos = p end end
+      assert.equal(last.P[1].pa, pos.positionAmt)
+      local usdt
+      for _, b in ipairs(assert(ex:balances())) do if b.asset == "USDT" then usdt = b end end
+      assert.equal(last.B[1].wb, usdt.balance)
       us:close()
+    end)
+
+    it("passes margin calls on", function()
+      local ex = client()
+      local calls = {}
+      local us = track(ex:user_stream { on_margin_call = function(ev) calls[#calls + 1] = ev end })
+      wait("the user stream", function() return us:connected() end)
+      fake.ctl("ws", { faults = { { kind = "margin_call", account = "v3acct" } } })
+      wait("the margin call", function() return #calls == 1 end)
+      assert.equal("1.614445", calls[1].p[1].mm)
+      assert.is_number(calls[1].E)
     end)
 
     it("works with V1 keys too", function()

@@ -27,6 +27,7 @@ Faults (POST /_fake/ws {"faults": [...]} or {"clear": true}):
   {"kind": "malformed", "count": n}   market streams send n broken JSON frames
   {"kind": "close", "code": 1001}     close with a close frame (server going away)
   {"kind": "ping"}                    ping every connection; answers count in "pongs"
+  {"kind": "margin_call", "account": name}   a MARGIN_CALL event on the user stream
   {"kind": "mute"}                    open connections go silent and stop answering pings
 Bench: /firehose?n=N sends N kline frames as fast as the socket takes them,
 then closes with 1000.
@@ -180,6 +181,11 @@ class Streams:
                 for c in list(self.conns):
                     if c.open:
                         c.writer.write(frame(9, b"vibex-fake-ping"))
+            elif kind == "margin_call":  # the venue's warning before liquidation
+                acct = self.srv.ex.acct(f["account"])
+                self.srv.ex.emit(acct, {"e": "MARGIN_CALL", "cw": market.dstr(acct.wallet), "p": [
+                    {"s": "ETHUSDT", "ps": "LONG", "pa": "1.327", "mt": "CROSSED", "iw": "0", "mp": "187.17127",
+                     "up": "-1.166074", "mm": "1.614445"}]})
             elif kind == "mute":
                 for c in list(self.conns):
                     c.mute = True
