@@ -176,6 +176,9 @@ double vx_breaker_retry_in(vx_breaker *b) {
     return left > 0 ? left : 0;
 }
 
-void vx_breaker_reset(vx_breaker *b) { transition(b, VX_BREAKER_CLOSED, "reset by hand"); }
+void vx_breaker_reset(vx_breaker *b) {
+    transition(b, VX_BREAKER_CLOSED, "reset by hand");
+    clear_window(b); /* also when it was closed already: a reset forgets past failures */
+}
 
 int vx_breaker_state(const vx_breaker *b) { return b->state; }

@@ -81,46 +81,6 @@ static void on_cancel(vx_task *t, void *op) {
     vx_http_cancel(op);
 }
 
-static long opt_long(lua_State *L, const char *key, long dflt) {
-    lua_getfield(L, 1, key);
-    long v = lua_isnil(L, -1) ? dflt : (long)luaL_checknumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Collect headers {Name = value} or {"Name: value", …} as strings kept alive
- * in a table at stack index `keep`. */
-static int collect_headers(lua_State *L, int keep, const char **out) {
-    int n = 0;
-    lua_getfield(L, 1, "headers");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        out[0] = NULL;
-        return 0;
-    }
-    if (!lua_istable(L, -1)) luaL_error(L, "http.request: 'headers' must be a table");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        if (n == MAX_HEADERS) luaL_error(L, "http.request: more than %d headers", MAX_HEADERS);
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            lua_pushvalue(L, -2);
-            lua_pushliteral(L, ": ");
-            lua_pushvalue(L, -3);
-            lua_concat(L, 3);
-        } else {
-            lua_pushvalue(L, -1);
-        }
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "http.request: header values must be strings");
-        out[n] = lua_tostring(L, -1);
-        lua_rawseti(L, keep, ++n); /* keep the string alive */
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    out[n] = NULL;
-    return n;
-}
-
 static int l_request(lua_State *L) {
     vx_runtime *rt = vx_rt(L);
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -142,12 +102,12 @@ static int l_request(lua_State *L) {
     lua_getfield(L, 1, "insecure");
     o.insecure = lua_toboolean(L, -1);
     if (!o.url) return luaL_error(L, "http.request: 'url' (a string) is required");
-    collect_headers(L, 2, headers);
+    vx_opt_headers(L, 1, 2, headers, MAX_HEADERS, "http.request");
     o.headers = headers;
-    o.timeout_ms = opt_long(L, "timeout_ms", 0);
-    o.connect_timeout_ms = opt_long(L, "connect_timeout_ms", 0);
-    o.max_body_bytes = (size_t)opt_long(L, "max_body_bytes", 0);
-    o.http_version = (int)opt_long(L, "http_version", 0);
+    o.timeout_ms = vx_opt_long(L, 1, "timeout_ms", 0);
+    o.connect_timeout_ms = vx_opt_long(L, 1, "connect_timeout_ms", 0);
+    o.max_body_bytes = (size_t)vx_opt_long(L, 1, "max_body_bytes", 0);
+    o.http_version = (int)vx_opt_long(L, 1, "http_version", 0);
     if (rt->shutting_down) {
         lua_pushnil(L);
         lua_pushliteral(L, "http: the runtime is shutting down; request not sent");

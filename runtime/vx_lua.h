@@ -17,6 +17,12 @@ static inline vx_runtime *vx_rt(lua_State *L) {
     return rt;
 }
 
+/* Option tables: t[key] as a number (dflt when absent; a clear error when
+ * not a number), and t.headers ({Name = value} or {"Name: value"}) as
+ * NULL-terminated "Name: value" strings kept alive in the table at `keep`. */
+long vx_opt_long(lua_State *L, int tbl, const char *key, long dflt);
+int vx_opt_headers(lua_State *L, int tbl, int keep, const char **out, int max, const char *what);
+
 /* The openers of the C modules, preloaded as vibex.core.<name>. */
 int vx_open_task(lua_State *L);
 int vx_open_http(lua_State *L);

@@ -151,35 +151,6 @@ static void on_cancel(vx_task *t, void *op) {
     if (connecting) close_conn(lc, 1001);
 }
 
-static long opt_num(lua_State *L, const char *key, long dflt) {
-    lua_getfield(L, 1, key);
-    long v = lua_isnil(L, -1) ? dflt : (long)luaL_checknumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static void collect_headers(lua_State *L, int keep, const char **out) {
-    int n = 0;
-    lua_getfield(L, 1, "headers");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (n == MAX_HEADERS) luaL_error(L, "ws.connect: more than %d headers", MAX_HEADERS);
-            lua_pushvalue(L, -2);
-            lua_pushliteral(L, ": ");
-            lua_pushvalue(L, -3);
-            lua_concat(L, 3);
-            out[n] = lua_tostring(L, -1);
-            lua_rawseti(L, keep, ++n);
-            lua_pop(L, 1);
-        }
-    } else if (!lua_isnil(L, -1)) {
-        luaL_error(L, "ws.connect: 'headers' must be a table {Name = value}");
-    }
-    lua_pop(L, 1);
-    out[n] = NULL;
-}
-
 static int l_connect(lua_State *L) {
     vx_runtime *rt = vx_rt(L);
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -193,12 +164,12 @@ static int l_connect(lua_State *L) {
     if (!o.url) return luaL_error(L, "ws.connect: 'url' (a string) is required");
     lua_getfield(L, 1, "insecure");
     o.insecure = lua_toboolean(L, -1);
-    collect_headers(L, 2, headers);
+    vx_opt_headers(L, 1, 2, headers, MAX_HEADERS, "ws.connect");
     o.headers = headers;
-    o.ping_s = (unsigned)opt_num(L, "ping_s", 0);
-    o.hangup_s = (unsigned)opt_num(L, "hangup_s", 0);
-    o.max_message = (size_t)opt_num(L, "max_message", 0);
-    long max_queue = opt_num(L, "max_queue", 8L << 20);
+    o.ping_s = (unsigned)vx_opt_long(L, 1, "ping_s", 0);
+    o.hangup_s = (unsigned)vx_opt_long(L, 1, "hangup_s", 0);
+    o.max_message = (size_t)vx_opt_long(L, 1, "max_message", 0);
+    long max_queue = vx_opt_long(L, 1, "max_queue", 8L << 20);
     if (rt->shutting_down) {
         lua_pushnil(L);
         lua_pushliteral(L, "ws.connect: the runtime is shutting down");

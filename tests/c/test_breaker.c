@@ -85,6 +85,11 @@ static void test_window_forgets(void **state) {
     assert_int_equal(vx_breaker_state(b), VX_BREAKER_OPEN);
     vx_breaker_reset(b);
     assert_int_equal(vx_breaker_state(b), VX_BREAKER_CLOSED);
+    /* a reset of a closed breaker forgets its failures too */
+    vx_breaker_record(b, vx_breaker_allow(b), 0);
+    vx_breaker_reset(b);
+    vx_breaker_record(b, vx_breaker_allow(b), 0);
+    assert_int_equal(vx_breaker_state(b), VX_BREAKER_CLOSED);
     vx_breaker_free(b);
     vx_runtime_free(rt);
 }

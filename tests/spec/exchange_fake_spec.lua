@@ -6,9 +6,8 @@ local http = require "vibex.http"
 local json = require "vibex.json"
 local exchange = require "vibex.exchange"
 
-local USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
-local SIGNER = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0"
-local KEY = "4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1"
+local h = require "helpers"
+local USER, SIGNER, KEY = h.ASTER_V3.user, h.ASTER_V3.signer, h.ASTER_V3.private_key
 local V1_SECRET = "v1-secret-never-logged-8c1f"
 
 describe("exchange client against the fake venue", function()
@@ -277,5 +276,24 @@ describe("exchange client against the fake venue", function()
     end)
     ctl("setup", { weight_limit = 2400, window_ms = 60000 })
     assert(ok, err)
+  end)
+  it("waits out a slow venue within the timeout and retries a read that overran it", function()
+    ctl("faults", { faults = { { method = "GET", path = "/fapi/v3/ticker/price", latency_ms = 300, count = 1 } } })
+    local ex = v3 { timeout_ms = 2000 }
+    local t0 = task.now()
+    assert.equal("60000", assert(ex:ticker("BTCUSDT")).price)
+    assert.is_true(task.now() - t0 >= 300)
+    -- slower than the timeout: the read times out, is retried, and the retry answers
+    ctl("faults", { faults = { { method = "GET", path = "/fapi/v3/ticker/price", latency_ms = 1500, count = 1 } } })
+    local quick = v3 { timeout_ms = 500 }
+    quick.breaker:reset() -- earlier tests' injected failures count against the venue's breaker
+    assert.equal("60000", assert(quick:ticker("BTCUSDT")).price)
+    -- every attempt overruns: a clear retry-later error naming the timeout
+    ctl("faults", { faults = { { method = "GET", path = "/fapi/v3/ticker/price", latency_ms = 1500, count = 3 } } })
+    quick.breaker:reset()
+    local r, err = quick:ticker("BTCUSDT")
+    assert.is_nil(r)
+    assert.equal("retry", err.kind)
+    assert.matches("timeout", tostring(err))
   end)
 end)

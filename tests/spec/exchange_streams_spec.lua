@@ -8,9 +8,7 @@ local streams = require "vibex.exchange.streams"
 local task = require "vibex.task"
 local ws = require "vibex.ws"
 
-local USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
-local SIGNER = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0"
-local KEY = "4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1"
+local USER, SIGNER, KEY = h.ASTER_V3.user, h.ASTER_V3.signer, h.ASTER_V3.private_key
 
 local function wait(what, pred, ms)
   assert(h.wait_until(pred, ms or 10000, 10), "timed out waiting for " .. what)

@@ -17,6 +17,10 @@ function M.httpd()
            stop = function() p:kill("TERM"); task.timeout(5000, function() return p:wait() end) end }
 end
 
+--- A V3 agent-wallet test identity for the fake venue (a throwaway key).
+M.ASTER_V3 = { user = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e", signer = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0",
+               private_key = "4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1" }
+
 --- Start the fake Aster venue (tests/support/fake_aster) with `setup` (the
 -- body of POST /_fake/setup). Returns {port, base, ws, proc, ctl(path, body),
 -- state(), log(), stop()}.
