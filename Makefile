@@ -8,7 +8,7 @@
 #   make bench   benchmarks, with baselines measured in the same run
 
 CC      ?= cc
-PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1 libwebsockets
+PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1 libwebsockets libpq
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)

@@ -5,6 +5,7 @@
  */
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +22,11 @@ static int l_home(lua_State *L) {
     return 1;
 }
 
+static int l_uid(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)getuid());
+    return 1;
+}
+
 static int l_versions(lua_State *L) {
     lua_createtable(L, 0, 4);
     lua_pushliteral(L, VX_VERSION);
@@ -32,6 +38,8 @@ static int l_versions(lua_State *L) {
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     lua_pushstring(L, cv ? cv->version : "?");
     lua_setfield(L, -2, "libcurl");
+    lua_pushinteger(L, PQlibVersion()); /* also keeps libpq linked for the FFI database layer */
+    lua_setfield(L, -2, "libpq");
     return 1;
 }
 
@@ -207,6 +215,7 @@ int vx_open_runtime(lua_State *L) {
                                    {"ptr", l_ptr},
                                    {"wall_ms", l_wall_ms},
                                    {"pid", l_pid},
+                                   {"uid", l_uid},
                                    {"stat", l_stat},
                                    {"listdir", l_listdir},
                                    {"mkdir_p", l_mkdir_p},

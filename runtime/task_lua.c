@@ -76,6 +76,39 @@ static int l_sleep(lua_State *L) {
     return vx_task_wait(L, t, VX_WAIT_SOFT, sleep_cancel, op);
 }
 
+/* park()/unpark(t, ...): the building block of queues and conditions in
+ * Lua (a pool's waiters, a channel's readers). A parked task waits until
+ * another task unparks it, passing values; cancel and deadlines apply. The
+ * tag's address marks the wait as a park, so unpark never wakes a task that
+ * waits on something else. */
+static const char PARK_TAG = 'p';
+
+static void park_cancel(vx_task *t, void *op) {
+    (void)t;
+    (void)op;
+}
+
+static int l_park(lua_State *L) {
+    vx_task *t = vx_task_prepare_wait(L, "task.park");
+    return vx_task_wait(L, t, lua_toboolean(L, 1) ? VX_WAIT_IO : VX_WAIT_SOFT, park_cancel, (void *)&PARK_TAG);
+}
+
+static int l_unpark(lua_State *L) {
+    vx_task *t = check_task(L, 1);
+    if (t->state != T_WAITING || t->wait_op != (void *)&PARK_TAG) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int n = lua_gettop(L) - 1;
+    lua_State *co = vx_task_wake_begin(t);
+    lua_checkstack(co, n + 1);
+    for (int i = 2; i <= n + 1; i++) lua_pushvalue(L, i);
+    lua_xmove(L, co, n);
+    vx_task_wake_end(t, n);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* Give other ready tasks, timers and I/O a turn. */
 static int l_yield(lua_State *L) {
     vx_task *t = vx_task_prepare_wait(L, "task.yield");
@@ -255,6 +288,8 @@ int vx_open_task(lua_State *L) {
     static const luaL_Reg fns[] = {{"spawn", l_spawn},
                                    {"sleep", l_sleep},
                                    {"yield", l_yield},
+                                   {"park", l_park},
+                                   {"unpark", l_unpark},
                                    {"current", l_current},
                                    {"join", l_join},
                                    {"cancel", l_cancel},

@@ -35,5 +35,6 @@ int vx_open_repl(lua_State *L);
 int vx_open_crypto(lua_State *L);
 int vx_open_eth(lua_State *L);
 int vx_open_ws(lua_State *L);
+int vx_open_fdwait(lua_State *L);
 
 #endif

@@ -1,0 +1,426 @@
+--- vibex.db.pg — one PostgreSQL connection, asynchronous on the loop.
+--
+-- libpq in non-blocking mode, called through LuaJIT FFI; the waiting is a
+-- libuv poll on the connection's socket (vibex.core.fdwait), so a query
+-- yields its task and the loop runs on. One command in flight per
+-- connection: use vibex.db's pool for concurrency.
+--
+--   local c, err = pg.connect("host=/path dbname=vibex user=vibex", {timeout_ms = 10000})
+--   local rows, err = c:query("select $1::numeric as x, now() as t", "0.10")
+--   rows[1].x   --> "0.10"   (NUMERIC stays an exact decimal string)
+--   rows[1].t   --> 1795531234567.123  (timestamps: epoch ms, µs as the fraction)
+--   rows.count, rows.fields, rows.command
+--   c:copy("COPY t (a, b) FROM STDIN", {"1\tx\n", "2\ty\n"})  -- or a function returning chunks
+--   c:listen("ch"); local n = c:notification()  -- {channel, payload, pid}
+--
+-- Values convert by type: bool → boolean; int2/4/8, oid, float4/8 → number
+-- (int8 beyond 2^53 stays a string); numeric, money → string; date,
+-- timestamp, timestamptz → epoch ms; bytea → raw bytes; NULL → nil (a
+-- missing field); everything else (text, json, uuid, …) → string.
+-- Parameters: nil → NULL, booleans, numbers (integers printed exactly),
+-- strings (pass decimals as strings). Never build SQL from values.
+--
+-- Failures are nil, err with err.kind: "connect", "query" (the server
+-- refused this statement; err.sqlstate, err.detail, err.hint), "lost" (the
+-- connection broke mid-command: a write's outcome is unknown), "invalid".
+-- err names the database (user@host/dbname), never the password.
+local ffi = require "ffi"
+local fdwait = require "vibex.core.fdwait"
+local task = require "vibex.task"
+
+ffi.cdef [[
+typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
+typedef struct pgNotify { char *relname; int be_pid; char *extra; struct pgNotify *next; } PGnotify;
+PGconn *PQconnectStart(const char *conninfo);
+int PQconnectPoll(PGconn *conn);
+int PQstatus(const PGconn *conn);
+int PQsocket(const PGconn *conn);
+char *PQerrorMessage(const PGconn *conn);
+void PQfinish(PGconn *conn);
+int PQsetnonblocking(PGconn *conn, int arg);
+int PQsendQueryParams(PGconn *conn, const char *command, int nParams, const unsigned int *paramTypes,
+                      const char *const *paramValues, const int *paramLengths, const int *paramFormats, int resultFormat);
+int PQsendQuery(PGconn *conn, const char *command);
+int PQflush(PGconn *conn);
+int PQconsumeInput(PGconn *conn);
+int PQisBusy(PGconn *conn);
+PGresult *PQgetResult(PGconn *conn);
+int PQresultStatus(const PGresult *res);
+char *PQresultErrorMessage(const PGresult *res);
+char *PQresultErrorField(const PGresult *res, int fieldcode);
+int PQntuples(const PGresult *res);
+int PQnfields(const PGresult *res);
+char *PQfname(const PGresult *res, int field_num);
+unsigned int PQftype(const PGresult *res, int field_num);
+char *PQgetvalue(const PGresult *res, int tup_num, int field_num);
+int PQgetlength(const PGresult *res, int tup_num, int field_num);
+int PQgetisnull(const PGresult *res, int tup_num, int field_num);
+char *PQcmdTuples(PGresult *res);
+char *PQcmdStatus(PGresult *res);
+void PQclear(PGresult *res);
+PGnotify *PQnotifies(PGconn *conn);
+void PQfreemem(void *ptr);
+int PQputCopyData(PGconn *conn, const char *buffer, int nbytes);
+int PQputCopyEnd(PGconn *conn, const char *errormsg);
+int PQtransactionStatus(const PGconn *conn);
+char *PQdb(const PGconn *conn);
+char *PQuser(const PGconn *conn);
+char *PQhost(const PGconn *conn);
+unsigned char *PQunescapeBytea(const unsigned char *strtext, size_t *retbuflength);
+double vx_pg_timestamp_ms(const char *s, int *ok);
+double strtod(const char *nptr, char **endptr);
+]]
+
+local C = ffi.C
+local M = {}
+
+local POLL_FAILED, POLL_READING, POLL_WRITING, POLL_OK = 0, 1, 2, 3
+local CONNECTION_OK, CONNECTION_BAD = 0, 1
+local RES = { EMPTY = 0, COMMAND_OK = 1, TUPLES_OK = 2, COPY_OUT = 3, COPY_IN = 4, BAD_RESPONSE = 5,
+              NONFATAL = 6, FATAL = 7 }
+local TX = { [0] = "idle", "active", "in_transaction", "in_error", "unknown" }
+
+-- ---- errors ---------------------------------------------------------------------
+
+local Err = {}
+Err.__index = Err
+Err.__tostring = function(e)
+  local s = ("database %s: %s"):format(e.db or "?", e.message)
+  if e.sqlstate then s = s .. (" (SQLSTATE %s)"):format(e.sqlstate) end
+  if e.detail then s = s .. "; " .. e.detail end
+  if e.hint then s = s .. "; hint: " .. e.hint end
+  return s
+end
+
+--- libpq's messages are multi-line; logs and errors want one line.
+local function clean(msg) return (tostring(msg or ""):gsub("%s+$", ""):gsub("\n%s*", "; ")) end
+
+--- Strip passwords from anything that might echo a connection string.
+local function mask(s)
+  s = tostring(s or "")
+  s = s:gsub("(password%s*=%s*)'[^']*'", "%1***"):gsub("(password%s*=%s*)[^%s']+", "%1***")
+  s = s:gsub("(://[^:/@]*:)[^@]*@", "%1***@")
+  return s
+end
+M.mask = mask
+
+local function new_err(kind, message, db, fields)
+  local e = setmetatable({ kind = kind, message = mask(clean(message)), db = db }, Err)
+  for k, v in pairs(fields or {}) do e[k] = v end
+  return e
+end
+M.is_error = function(v) return getmetatable(v) == Err end
+
+--- "user@host/dbname" from a conninfo string or URI, for messages.
+local function describe(conninfo)
+  local s = tostring(conninfo)
+  if s:match("^postgres") then
+    local user, host, db = s:match("^postgres%w*://([^:@/]*)[^@/]*@([^/?]*)/?([^?]*)")
+    if not user then host, db = s:match("^postgres%w*://([^/?]*)/?([^?]*)") end
+    return ("%s@%s/%s"):format(user or "?", host ~= "" and host or "localhost", db ~= "" and db or "?")
+  end
+  local kv = {}
+  for k, v in s:gmatch("(%w+)%s*=%s*'?([^%s']*)'?") do kv[k] = v end
+  return ("%s@%s/%s"):format(kv.user or os.getenv("USER") or "?", kv.host or "localhost", kv.dbname or kv.user or "?")
+end
+M.describe = describe
+
+-- ---- values ---------------------------------------------------------------------------
+
+local int_box = ffi.new("int[1]")
+
+local function to_number(p) return C.strtod(p, nil) end
+
+local CONVERT = {
+  [16] = function(p) return p[0] == 116 end, -- bool: 't'
+  [20] = function(p, n)                      -- int8: exact below 2^53
+    if n > 15 then
+      local s = ffi.string(p, n)
+      local v = tonumber(s)
+      if v and math.abs(v) < 2 ^ 53 then return v end
+      return s
+    end
+    return to_number(p)
+  end,
+  [21] = to_number, [23] = to_number, [26] = to_number, -- int2, int4, oid
+  [700] = function(p) return tonumber(ffi.string(p)) end, -- float4/8 (NaN, Infinity spelled out)
+  [701] = function(p) return tonumber(ffi.string(p)) end,
+  [1082] = function(p, n) local v = C.vx_pg_timestamp_ms(p, int_box); return int_box[0] == 1 and v or ffi.string(p, n) end,
+  [1114] = function(p, n) local v = C.vx_pg_timestamp_ms(p, int_box); return int_box[0] == 1 and v or ffi.string(p, n) end,
+  [1184] = function(p, n) local v = C.vx_pg_timestamp_ms(p, int_box); return int_box[0] == 1 and v or ffi.string(p, n) end,
+  [17] = function(p)                          -- bytea, hex output
+    local len = ffi.new("size_t[1]")
+    local raw = C.PQunescapeBytea(p, len)
+    if raw == nil then return nil end
+    local s = ffi.string(raw, len[0])
+    C.PQfreemem(raw)
+    return s
+  end,
+}
+
+local function param_text(v, i)
+  local t = type(v)
+  if v == nil then return nil end
+  if t == "string" then return v end
+  if t == "boolean" then return v and "true" or "false" end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then
+      return v ~= v and "NaN" or (v > 0 and "Infinity" or "-Infinity")
+    end
+    if v == math.floor(v) and math.abs(v) < 2 ^ 63 then return ("%d"):format(v) end
+    return ("%.17g"):format(v)
+  end
+  error(("query parameter $%d: cannot send a %s (use nil, boolean, number or string)"):format(i, t), 4)
+end
+
+-- ---- connection ----------------------------------------------------------------------------
+
+local Conn = {}
+Conn.__index = Conn
+Conn.__tostring = function(c) return ("<postgres %s%s>"):format(c.db, c.conn and "" or " (closed)") end
+
+function Conn:_wait(what, soft)
+  local fd = C.PQsocket(self.conn)
+  if fd < 0 then return nil, "no socket" end
+  if not self.watch or self.watch:fd() ~= fd then
+    if self.watch then self.watch:close() end
+    local w, err = fdwait.new(fd)
+    if not w then return nil, err end
+    self.watch = w
+  end
+  return task.await(self.watch:wait(what, soft))
+end
+
+--- Connect: waits in the task. o.timeout_ms (10000).
+function M.connect(conninfo, o)
+  o = o or {}
+  if type(conninfo) ~= "string" or conninfo == "" then
+    return nil, new_err("invalid", "a connection string is required (\"host=… dbname=… user=…\" or postgresql://…)", "?")
+  end
+  local db = describe(conninfo)
+  local pc = C.PQconnectStart(conninfo)
+  if pc == nil then return nil, new_err("connect", "out of memory", db) end
+  pc = ffi.gc(pc, C.PQfinish) -- a connection dropped without close() is still finished
+  local self = setmetatable({ conn = pc, db = db, conninfo = conninfo }, Conn)
+  if C.PQstatus(pc) == CONNECTION_BAD then
+    local e = new_err("connect", "cannot connect: " .. ffi.string(C.PQerrorMessage(pc)), db)
+    self:close()
+    return nil, e
+  end
+  local ok, res, err = task.timeout(o.timeout_ms or 10000, function()
+    while true do
+      local st = C.PQconnectPoll(pc)
+      if st == POLL_OK then return true end
+      if st == POLL_FAILED then return nil, ffi.string(C.PQerrorMessage(pc)) end
+      local _, werr = self:_wait(st == POLL_READING and "r" or "w")
+      if werr then return nil, werr end
+    end
+  end)
+  if not ok then
+    local msg = res or err
+    if err == "timeout" then msg = ("no answer within %d ms"):format(o.timeout_ms or 10000) end
+    self:close()
+    return nil, new_err("connect", "cannot connect: " .. tostring(msg), db)
+  end
+  C.PQsetnonblocking(pc, 1)
+  local _, serr = self:query("SET TIME ZONE 'UTC'")
+  if serr then
+    self:close()
+    return nil, serr
+  end
+  return self
+end
+
+--- Send everything queued; read meanwhile so the server never blocks on us.
+function Conn:_flush()
+  while true do
+    local r = C.PQflush(self.conn)
+    if r == 0 then return true end
+    if r < 0 then return nil end
+    local ev = self:_wait("rw")
+    if not ev then return nil end
+    if ev:find("r") and C.PQconsumeInput(self.conn) == 0 then return nil end
+  end
+end
+
+function Conn:_lost(what)
+  local msg = ffi.string(C.PQerrorMessage(self.conn))
+  self.broken = true
+  return nil, new_err("lost", ("connection lost during %s: %s"):format(what, msg ~= "" and msg or "no answer"), self.db)
+end
+
+local function result_error(res, db)
+  local function field(code)
+    local p = C.PQresultErrorField(res, code)
+    return p ~= nil and ffi.string(p) or nil
+  end
+  return new_err("query", field(77) or ffi.string(C.PQresultErrorMessage(res)), db,
+    { sqlstate = field(67), detail = field(68), hint = field(72), severity = field(86) })
+end
+
+--- Convert a TUPLES_OK / COMMAND_OK result into rows.
+local function rows_of(res)
+  local nf, nt = C.PQnfields(res), C.PQntuples(res)
+  local names, convs = {}, {}
+  for j = 0, nf - 1 do
+    names[j] = ffi.string(C.PQfname(res, j))
+    convs[j] = CONVERT[tonumber(C.PQftype(res, j))]
+  end
+  local rows = {}
+  for i = 0, nt - 1 do
+    local row = {}
+    for j = 0, nf - 1 do
+      if C.PQgetisnull(res, i, j) == 0 then
+        local p, conv = C.PQgetvalue(res, i, j), convs[j]
+        if conv then row[names[j]] = conv(p, C.PQgetlength(res, i, j))
+        else row[names[j]] = ffi.string(p, C.PQgetlength(res, i, j)) end
+      end
+    end
+    rows[i + 1] = row
+  end
+  local fields = {}
+  for j = 0, nf - 1 do fields[j + 1] = names[j] end
+  rows.fields = fields
+  rows.count = tonumber(ffi.string(C.PQcmdTuples(res))) or nt
+  rows.command = ffi.string(C.PQcmdStatus(res))
+  return rows
+end
+
+--- Read results until the command is done. on_copy_in(res) handles COPY IN.
+function Conn:_results(what, on_copy_in)
+  local out, first_err
+  while true do
+    while C.PQisBusy(self.conn) == 0 do
+      local res = C.PQgetResult(self.conn)
+      if res == nil then
+        if first_err then return nil, first_err end
+        return out or {}
+      end
+      local st = C.PQresultStatus(res)
+      if st == RES.TUPLES_OK or st == RES.COMMAND_OK or st == RES.EMPTY then
+        out = rows_of(res)
+      elseif st == RES.COPY_IN then
+        C.PQclear(res)
+        res = nil
+        local ok, err = on_copy_in()
+        if not ok then return nil, err end
+      elseif not first_err then
+        first_err = result_error(res, self.db)
+      end
+      if res ~= nil then C.PQclear(res) end
+    end
+    local ev = self:_wait("r")
+    if not ev or C.PQconsumeInput(self.conn) == 0 then return self:_lost(what) end
+  end
+end
+
+--- Run one statement with parameters $1…$n: rows | nil, err.
+function Conn:query(sql, ...)
+  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
+  if self.busy then error("db: one command at a time per connection (use a pool)", 2) end
+  local n = select("#", ...)
+  local vals = ffi.new("const char *[?]", math.max(n, 1))
+  local keep = {}
+  for i = 1, n do
+    local s = param_text((select(i, ...)), i)
+    keep[i] = s
+    vals[i - 1] = s
+  end
+  self.busy = true
+  local ok = C.PQsendQueryParams(self.conn, sql, n, nil, vals, nil, nil, 0)
+  local res, err
+  if ok == 0 then
+    res, err = self:_lost("send")
+  elseif not self:_flush() then
+    res, err = self:_lost("send")
+  else
+    res, err = self:_results("query")
+  end
+  self.busy = false
+  keep = nil
+  return res, err
+end
+
+--- COPY … FROM STDIN with `data`: a string, a list of strings, or a function
+-- returning the next chunk (nil at the end). Rows are in COPY text format.
+function Conn:copy(sql, data)
+  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
+  local next_chunk
+  if type(data) == "string" then
+    local done = false
+    next_chunk = function() if done then return nil end done = true return data end
+  elseif type(data) == "table" then
+    local i = 0
+    next_chunk = function() i = i + 1 return data[i] end
+  elseif type(data) == "function" then
+    next_chunk = data
+  else
+    error("db copy: data must be a string, a list of strings or a function", 2)
+  end
+  local function feed()
+    while true do
+      local chunk = next_chunk()
+      if chunk == nil then break end
+      while true do
+        local r = C.PQputCopyData(self.conn, chunk, #chunk)
+        if r == 1 then break end
+        if r < 0 then return self:_lost("copy") end
+        if not self:_wait("w") then return self:_lost("copy") end
+      end
+    end
+    while true do
+      local r = C.PQputCopyEnd(self.conn, nil)
+      if r == 1 then break end
+      if r < 0 then return self:_lost("copy") end
+      if not self:_wait("w") then return self:_lost("copy") end
+    end
+    if not self:_flush() then return self:_lost("copy") end
+    return true
+  end
+  self.busy = true
+  local res, err
+  if C.PQsendQuery(self.conn, sql) == 0 or not self:_flush() then
+    res, err = self:_lost("copy")
+  else
+    res, err = self:_results("copy", feed)
+  end
+  self.busy = false
+  return res, err
+end
+
+--- LISTEN on a channel (the name is quoted as an identifier).
+function Conn:listen(channel)
+  return self:query('LISTEN "' .. tostring(channel):gsub('"', '""') .. '"')
+end
+
+--- The next notification, waiting for it (soft: ends at shutdown):
+-- {channel, payload, pid} | nil, err.
+function Conn:notification()
+  while true do
+    local n = C.PQnotifies(self.conn)
+    if n ~= nil then
+      local out = { channel = ffi.string(n.relname), payload = ffi.string(n.extra), pid = n.be_pid }
+      C.PQfreemem(n)
+      return out
+    end
+    local ev = self:_wait("r", true)
+    if not ev or C.PQconsumeInput(self.conn) == 0 then return self:_lost("listen") end
+  end
+end
+
+--- "idle", "in_transaction", "in_error", "active" or "unknown" (connection bad).
+function Conn:tx_status() return self.conn and TX[C.PQtransactionStatus(self.conn)] or "unknown" end
+
+function Conn:ok() return self.conn ~= nil and not self.broken and C.PQstatus(self.conn) == CONNECTION_OK end
+
+function Conn:close()
+  if self.watch then self.watch:close() self.watch = nil end
+  if self.conn then
+    local pc = ffi.gc(self.conn, nil)
+    self.conn = nil
+    C.PQfinish(pc)
+  end
+end
+
+return M
