@@ -46,6 +46,22 @@ function M.fake_aster(setup)
   return f
 end
 
+--- A private PostgreSQL server for one spec file, in a fresh temporary
+-- directory (fsync off: tests only). Returns the vibex.db.cluster handle
+-- (conninfo, stop, restart); stop it in teardown.
+function M.postgres()
+  local cluster = require "vibex.db.cluster"
+  local dir = M.tmpdir()
+  local c = assert(cluster.start { dir = dir .. "/pg", fast = true })
+  local stop = c.stop
+  function c.stop(self, mode)
+    local ok, err = stop(self, mode)
+    if not mode then process.run("rm", { "-rf", dir }) end
+    return ok, err
+  end
+  return c
+end
+
 local counter = 0
 function M.tmpdir()
   counter = counter + 1

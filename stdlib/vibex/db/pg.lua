@@ -70,6 +70,8 @@ char *PQhost(const PGconn *conn);
 unsigned char *PQunescapeBytea(const unsigned char *strtext, size_t *retbuflength);
 double vx_pg_timestamp_ms(const char *s, int *ok);
 double strtod(const char *nptr, char **endptr);
+struct pollfd { int fd; short events; short revents; };
+int poll(struct pollfd *fds, unsigned long nfds, int timeout);
 ]]
 
 local C = ffi.C
@@ -111,6 +113,7 @@ local function new_err(kind, message, db, fields)
   return e
 end
 M.is_error = function(v) return getmetatable(v) == Err end
+M.error = new_err
 
 --- "user@host/dbname" from a conninfo string or URI, for messages.
 local function describe(conninfo)
@@ -293,6 +296,7 @@ function Conn:_results(what, on_copy_in)
   while true do
     while C.PQisBusy(self.conn) == 0 do
       local res = C.PQgetResult(self.conn)
+      if res ~= nil then self.answered = true end
       if res == nil then
         if first_err then return nil, first_err end
         return out or {}
@@ -307,6 +311,12 @@ function Conn:_results(what, on_copy_in)
         if not ok then return nil, err end
       elseif not first_err then
         first_err = result_error(res, self.db)
+        -- the server ending the session (shutdown, terminate) or a broken link: not this statement's fault
+        local st5 = first_err.sqlstate or ""
+        if st5:match("^08") or st5:match("^57P0") then
+          first_err.kind = "lost"
+          self.broken = true
+        end
       end
       if res ~= nil then C.PQclear(res) end
     end
@@ -327,7 +337,7 @@ function Conn:query(sql, ...)
     keep[i] = s
     vals[i - 1] = s
   end
-  self.busy = true
+  self.busy, self.answered = true, false
   local ok = C.PQsendQueryParams(self.conn, sql, n, nil, vals, nil, nil, 0)
   local res, err
   if ok == 0 then
@@ -378,7 +388,7 @@ function Conn:copy(sql, data)
     if not self:_flush() then return self:_lost("copy") end
     return true
   end
-  self.busy = true
+  self.busy, self.answered = true, false
   local res, err
   if C.PQsendQuery(self.conn, sql) == 0 or not self:_flush() then
     res, err = self:_lost("copy")
@@ -411,6 +421,27 @@ end
 
 --- "idle", "in_transaction", "in_error", "active" or "unknown" (connection bad).
 function Conn:tx_status() return self.conn and TX[C.PQtransactionStatus(self.conn)] or "unknown" end
+
+--- For a connection taken from a pool's idle list: read whatever the server
+-- sent meanwhile (a restart sends a FATAL and closes) and say if it lives.
+local pfd = ffi.new("struct pollfd[1]")
+local POLLIN = 1
+
+function Conn:alive()
+  if not self:ok() then return false end
+  -- with no command in flight, anything readable is a notice, a NOTIFY, or
+  -- the server's FATAL followed by end of file: read until quiet
+  pfd[0].fd = C.PQsocket(self.conn)
+  for _ = 1, 4 do
+    pfd[0].events, pfd[0].revents = POLLIN, 0
+    if C.poll(pfd, 1, 0) <= 0 then break end
+    if C.PQconsumeInput(self.conn) == 0 then
+      self.broken = true
+      return false
+    end
+  end
+  return C.PQstatus(self.conn) == CONNECTION_OK
+end
 
 function Conn:ok() return self.conn ~= nil and not self.broken and C.PQstatus(self.conn) == CONNECTION_OK end
 

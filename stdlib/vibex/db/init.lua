@@ -1,0 +1,217 @@
+--- vibex.db — PostgreSQL through a small pool of asynchronous connections.
+--
+--   local db = require "vibex.db"
+--   local pool = db.pool{conninfo = "host=… dbname=vibex user=vibex", size = 4}
+--   local rows, err = pool:query("select * from orders where account_id = $1", id)
+--   local ok, err = pool:tx(function(c)
+--     c:query("insert into a values ($1)", 1)
+--     return c:query("update b set n = n + 1")
+--   end)                                           -- BEGIN … COMMIT, ROLLBACK on error
+--   pool:copy("COPY candles (…) FROM STDIN", chunks)
+--   local l = pool:listen("orders", function(n) … end)   -- n = {channel, payload, pid}
+--   pool:close()
+--
+-- A query waits (in its task) for a free connection, then for its result;
+-- other tasks run meanwhile. Connections are opened on demand up to `size`.
+-- A connection that died while idle (server restart) is noticed before use
+-- and replaced; opening one retries with backoff for `reconnect_ms`, then
+-- fails clearly. A statement whose connection breaks mid-flight fails with
+-- err.kind == "lost" — except that one taken from the idle pool and lost
+-- before any answer is re-sent once on a fresh connection. Nothing is
+-- dropped silently: every call returns rows or an error.
+-- Results and errors: see vibex.db.pg.
+local log = require "vibex.log"
+local metrics = require "vibex.metrics"
+local pg = require "vibex.db.pg"
+local task = require "vibex.task"
+
+local M = {}
+M.pg = pg
+M.is_error = pg.is_error
+
+local dlog = log.channel("app")
+local queries_total = metrics.counter("vibex_db_queries_total", "Database statements by outcome", { "outcome" })
+local query_seconds = metrics.histogram("vibex_db_query_seconds", "Database statement latency, pool wait included", {})
+
+local Pool = {}
+Pool.__index = Pool
+Pool.__tostring = function(p)
+  return ("<db pool %s: %d open, %d idle, %d waiting>"):format(p.db, p.open, #p.idle, #p.waiters)
+end
+
+--- o: conninfo, size (4), connect_timeout_ms (5000), reconnect_ms (5000),
+-- min_backoff_ms (100), max_backoff_ms (2000).
+function M.pool(o)
+  if type(o) ~= "table" or type(o.conninfo) ~= "string" then
+    error("db.pool{conninfo = …}: a connection string is required", 2)
+  end
+  return setmetatable({
+    conninfo = o.conninfo, db = pg.describe(o.conninfo), size = o.size or 4,
+    connect_timeout_ms = o.connect_timeout_ms or 5000, reconnect_ms = o.reconnect_ms or 5000,
+    min_backoff_ms = o.min_backoff_ms or 100, max_backoff_ms = o.max_backoff_ms or 2000,
+    idle = {}, waiters = {}, open = 0, listeners = {},
+  }, Pool)
+end
+
+--- Open a connection, retrying with backoff for reconnect_ms.
+function Pool:_connect()
+  local deadline, attempt = task.now() + self.reconnect_ms, 0
+  while true do
+    local c, err = pg.connect(self.conninfo, { timeout_ms = self.connect_timeout_ms })
+    if c then
+      if attempt > 0 then dlog:info("database connection re-established", { db = self.db, attempts = attempt + 1 }) end
+      return c
+    end
+    attempt = attempt + 1
+    local wait = math.min(self.max_backoff_ms, self.min_backoff_ms * 2 ^ (attempt - 1)) * (0.5 + math.random() / 2)
+    if self.closed or task.now() + wait > deadline then return nil, err end
+    if attempt == 1 then dlog:warn("database unreachable; retrying", { db = self.db, error = tostring(err) }) end
+    task.sleep(wait)
+  end
+end
+
+--- A connection for one command; waits when all `size` are busy.
+function Pool:_acquire()
+  while true do
+    if self.closed then return nil, pg.error("invalid", "the pool is closed", self.db) end
+    local c = table.remove(self.idle)
+    if c then
+      if c:alive() then return c, true end
+      c:close()
+      self.open = self.open - 1
+    elseif self.open < self.size then
+      self.open = self.open + 1
+      local nc, err = self:_connect()
+      if nc then return nc, false end
+      self.open = self.open - 1
+      self:_wake()
+      return nil, err
+    else
+      self.waiters[#self.waiters + 1] = task.current()
+      task.park(true)
+    end
+  end
+end
+
+function Pool:_wake()
+  while #self.waiters > 0 do
+    if task.unpark(table.remove(self.waiters, 1)) then return end
+  end
+end
+
+function Pool:_release(c)
+  if self.closed or not c:ok() or c:tx_status() ~= "idle" then
+    c:close()
+    self.open = self.open - 1
+  else
+    self.idle[#self.idle + 1] = c
+  end
+  self:_wake()
+end
+
+--- Run fn(conn) on a pooled connection; an idle connection that turns out
+-- dead before answering is replaced and fn tried once more.
+function Pool:_with(fn)
+  local t0 = task.hrtime()
+  for attempt = 1, 2 do
+    local c, reused = self:_acquire()
+    if not c then
+      queries_total:labels("connect"):inc()
+      return nil, reused
+    end
+    local ok, res, err = pcall(fn, c)
+    self:_release(c)
+    if not ok then error(res, 0) end
+    if res ~= nil or not (err and err.kind == "lost" and reused and attempt == 1 and not c.answered) then
+      query_seconds:observe(tonumber(task.hrtime() - t0) / 1e9)
+      queries_total:labels(res ~= nil and "ok" or err.kind):inc()
+      return res, err
+    end
+    dlog:warn("idle database connection was dead; sending again on a new one", { db = self.db })
+  end
+end
+
+function Pool:query(sql, ...)
+  local n, args = select("#", ...), { ... }
+  return self:_with(function(c) return c:query(sql, unpack(args, 1, n)) end)
+end
+
+function Pool:copy(sql, data)
+  return self:_with(function(c) return c:copy(sql, data) end)
+end
+
+--- BEGIN; fn(conn); COMMIT. fn returning nil, err — or raising — rolls back
+-- and gives nil, err (a raise is re-raised after the rollback).
+function Pool:tx(fn)
+  local c, err = self:_acquire()
+  if not c then return nil, err end
+  local res = { c:query("BEGIN") }
+  if res[1] == nil then
+    self:_release(c)
+    return nil, res[2]
+  end
+  local out = { pcall(fn, c) }
+  local failed = not out[1] or (out[2] == nil and out[3] ~= nil)
+  if failed then
+    c:query("ROLLBACK")
+    self:_release(c)
+    if not out[1] then error(out[2], 0) end
+    return nil, out[3]
+  end
+  local _, cerr = c:query("COMMIT")
+  self:_release(c)
+  if cerr then return nil, cerr end
+  return unpack(out, 2, table.maxn(out))
+end
+
+--- Call fn(notification) for every NOTIFY on `channel`, on a connection of
+-- its own (outside the pool's size), re-listening after a reconnect;
+-- o.on_reconnect() is called then (notifications sent meanwhile are gone:
+-- re-read what they announce). Returns a handle with :close().
+function Pool:listen(channel, fn, o)
+  o = o or {}
+  local h = { channel = channel }
+  local pool = self
+  h.task = task.spawn("db-listen", function()
+    local first = true
+    while not h.closed do
+      local c = pool:_connect()
+      if c and c:listen(channel) then
+        h.conn = c
+        if not first and o.on_reconnect then o.on_reconnect() end
+        first = false
+        while true do
+          local n = c:notification()
+          if not n then break end
+          local ok, err = xpcall(fn, debug.traceback, n)
+          if not ok then dlog:error("db listener failed", { channel = channel, error = tostring(err) }) end
+        end
+        h.conn = nil
+      end
+      if c then c:close() end
+      if not h.closed then task.sleep(pool.min_backoff_ms) end
+    end
+  end)
+  function h.close()
+    h.closed = true
+    if h.conn then h.conn:close() end
+    h.task:cancel()
+  end
+  self.listeners[#self.listeners + 1] = h
+  return h
+end
+
+function Pool:stats()
+  return { size = self.size, open = self.open, idle = #self.idle, waiting = #self.waiters }
+end
+
+function Pool:close()
+  self.closed = true
+  for _, c in ipairs(self.idle) do c:close() end
+  self.open = self.open - #self.idle
+  self.idle = {}
+  for _, h in ipairs(self.listeners) do h.close() end
+  while #self.waiters > 0 do task.unpark(table.remove(self.waiters, 1)) end
+end
+
+return M
