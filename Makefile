@@ -72,6 +72,7 @@ asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test
 
 run: $(BIN)
+	./$(BIN) migrate up examples/paper.lua
 	./$(BIN) run examples/paper.lua
 
 bench: $(BIN) $(SUPPORT_BIN)

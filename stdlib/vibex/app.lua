@@ -193,6 +193,16 @@ function M.start(path, opts)
   local ok, err = runtime.mkdir_p(cfg.runtime.data_dir)
   if not ok then return nil, { { path = "runtime.data_dir", message = ("cannot create %s: %s"):format(cfg.runtime.data_dir, tostring(err)) } } end
   self.state_path = cfg.runtime.data_dir .. "/state.json"
+  -- the database must answer and be at the latest migration before anything trades
+  local db = require "vibex.db"
+  local h, derr = db.open { url = cfg.database.url, data_dir = cfg.runtime.data_dir, pool_size = cfg.database.pool_size }
+  if not h then return nil, { { path = "database", message = derr } } end
+  local behind_ok, behind = require("vibex.db.migrate").check(h.pool, nil, "vibex migrate up " .. path)
+  if not behind_ok then
+    h.close()
+    return nil, { { path = "database", message = behind } }
+  end
+  self.db = h
   self.store:apply(snap)
   runtime.set_grace_ms(cfg.runtime.shutdown_grace_ms)
   log.info("vibex starting", { config = path, environment = snap.environment, version = snap.version,
@@ -218,6 +228,9 @@ function App:stop()
   for name in pairs(self.runners) do names[#names + 1] = name end
   for _, name in ipairs(names) do self:stop_account(name, "shutdown") end
   self:write_state()
+  -- the task is unwinding from the shutdown and cannot wait: stop the
+  -- local server without waiting for pg_ctl (it finishes on its own)
+  if self.db then self.db.close { nowait = true } end
 end
 
 --- `vibex run CONFIG`: start, run until SIGINT/SIGTERM, stop cleanly.

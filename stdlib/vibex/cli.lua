@@ -12,6 +12,9 @@ usage: vibex [--env ENV] COMMAND [ARGS...]
   vibex test [PATHS...]      run busted specs inside the runtime (default: tests/spec)
   vibex run CONFIG           run the configured accounts until SIGINT/SIGTERM
   vibex check CONFIG         validate a config; print the effective config (secrets masked)
+  vibex migrate [status|up|up --dry-run] [CONFIG]
+                             database migrations (migrations/NNNN_name.sql); the database is
+                             the config's database.url, or the local one under data_dir/pg
   vibex --version            print versions
   vibex --help               this text
 
@@ -97,6 +100,59 @@ M.commands.run = function(config, ...)
   if select("#", ...) > 0 then return fail("run takes one config file, got extra arguments") end
   if not runtime.stat(config) then return fail(("cannot open %s: No such file or directory"):format(config)) end
   return require("vibex.app").run(config)
+end
+
+--- vibex migrate [status|up] [--dry-run] [CONFIG]
+M.commands.migrate = function(...)
+  local action, path, dry = "status", nil, false
+  for _, a in ipairs { ... } do
+    if a == "status" or a == "up" then action = a
+    elseif a == "--dry-run" then dry = true
+    elseif a:sub(1, 1) == "-" then return fail(("migrate: unknown option '%s'"):format(a))
+    elseif not path then path = a
+    else return fail("migrate takes one config file, got more") end
+  end
+  local o = {}
+  if path then
+    local config = require "vibex.config"
+    local snap, errors = config.load(path)
+    if not snap then
+      io.stderr:write(config.format_errors(errors, path), "\n")
+      return 2
+    end
+    o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
+  end
+  local db = require "vibex.db"
+  local migrate = require "vibex.db.migrate"
+  local h, err = db.open(o)
+  if not h then return fail("migrate: " .. tostring(err)) end
+  local code = 0
+  if action == "status" then
+    local st, serr = migrate.status(h.pool)
+    if not st then
+      code = fail("migrate: " .. tostring(serr))
+    else
+      io.stdout:write(("database %s\n"):format(h.describe))
+      for _, s in ipairs(st) do
+        local at = s.applied_at and os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(s.applied_at / 1000)) or ""
+        io.stdout:write(("  %04d  %-28s %-8s %s\n"):format(s.version, s.name, s.state, at))
+        if s.state == "changed" then code = 2 end
+      end
+      local ok, why = migrate.check(h.pool, nil, "vibex migrate up" .. (path and " " .. path or ""))
+      io.stdout:write(ok and "up to date\n" or (why .. "\n"))
+    end
+  else
+    local done, uerr = migrate.up(h.pool, nil, { dry_run = dry })
+    if not done then
+      code = fail("migrate: " .. tostring(uerr))
+    elseif #done == 0 then
+      io.stdout:write(("database %s is up to date\n"):format(h.describe))
+    else
+      for _, d in ipairs(done) do io.stdout:write((dry and "would apply %s\n" or "applied %s\n"):format(d.file)) end
+    end
+  end
+  h.close()
+  return code
 end
 
 local function run_file(path, ...)

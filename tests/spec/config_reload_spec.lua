@@ -51,6 +51,7 @@ describe("config hot reload under vibex run", function()
     local dir = h.tmpdir()
     local cfg = dir .. "/vibex.lua"
     h.write(cfg, config_text(dir, { account("main", 3) }))
+    h.migrate(cfg)
     local p = assert(process.spawn { file = h.bin, args = { "run", cfg }, stdout = "ignore", stderr = "ignore",
                                      env = { VIBEX_ENV = "development" } })
     local function state() return read_state(dir) or { accounts = {}, config = {} } end
@@ -138,6 +139,7 @@ describe("config hot reload of .env", function()
   accounts = { { name = "a", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 0.05, llm = "p" } },
 }]]):format(dir .. "/logs", dir .. "/data"))
     h.write(dir .. "/.env", "VX_SPEC_KEY=first-key-value\n")
+    h.migrate(cfg)
     local p = assert(process.spawn { file = h.bin, args = { "run", cfg }, stdout = "ignore", stderr = "ignore" })
     local function version()
       local s = read_state(dir)

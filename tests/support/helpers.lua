@@ -93,6 +93,13 @@ function M.vibex(args, opts)
   return out or "", err or "", code
 end
 
+--- `vibex migrate up CONFIG` (creates the config's local database), asserting success.
+function M.migrate(cfg)
+  local out, err, code = M.vibex { "migrate", "up", cfg }
+  assert(code == 0, "vibex migrate up failed: " .. tostring(err) .. tostring(out))
+  return out
+end
+
 --- Wait until pred() is true, polling every `every` ms, up to timeout_ms.
 function M.wait_until(pred, timeout_ms, every)
   local deadline = task.now() + (timeout_ms or 5000)

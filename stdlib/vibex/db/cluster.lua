@@ -80,8 +80,15 @@ function M.start(o)
 end
 
 --- Stop the server: mode "fast" (default; ends sessions cleanly) or
--- "immediate" (like a crash: the tests use it).
-function M:stop(mode)
+-- "immediate" (like a crash: the tests use it). nowait: start pg_ctl and
+-- return at once (for a task unwinding at shutdown, which cannot wait).
+function M:stop(mode, nowait)
+  if nowait then
+    local cmd = ("%s -D %s -m %s -W stop >/dev/null 2>&1"):format(sh_quote(self.bin .. "/pg_ctl"), sh_quote(self.dir), mode or "fast")
+    if self.root then cmd = "runuser -u postgres -- sh -c " .. sh_quote(cmd) end
+    local p = process.spawn { file = "sh", args = { "-c", cmd }, stdout = "ignore" }
+    return p ~= nil
+  end
   local out, ok = tool(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-w", "stop" }, self.root)
   if not ok then return nil, out end
   return true

@@ -201,6 +201,43 @@ function Pool:listen(channel, fn, o)
   return h
 end
 
+--- The database a config names, or the private one vibex manages:
+-- o.url (a string or a vibex.secret), o.data_dir (the local cluster lives
+-- in <data_dir>/pg), o.pool_size. Returns {pool, cluster (when local),
+-- describe, close()} | nil, err. The local server is started when needed
+-- and stopped by close() only if this call started it.
+function M.open(o)
+  o = o or {}
+  local url = o.url
+  if type(url) == "table" and url.reveal then url = url:reveal() end
+  local h = {}
+  if url then
+    h.conninfo = url
+  else
+    local cluster = require "vibex.db.cluster"
+    local runtime = require "vibex.runtime"
+    local dir = (o.data_dir or "data") .. "/pg"
+    local was_running = runtime.exists(dir .. "/postmaster.pid")
+    local c, err = cluster.start { dir = dir }
+    if not c then return nil, err end
+    h.cluster, h.started = c, not was_running
+    h.conninfo = c.conninfo
+  end
+  h.pool = M.pool { conninfo = h.conninfo, size = o.pool_size or 4 }
+  h.describe = h.pool.db
+  function h.close(co)
+    h.pool:close()
+    if h.cluster and h.started then h.cluster:stop(nil, co and co.nowait) end
+  end
+  -- a first statement proves the database answers (and says why not)
+  local _, err = h.pool:query("SELECT 1")
+  if err then
+    h.close()
+    return nil, tostring(err)
+  end
+  return h
+end
+
 function Pool:stats()
   return { size = self.size, open = self.open, idle = #self.idle, waiting = #self.waiters }
 end

@@ -227,7 +227,8 @@ function M.connect(conninfo, o)
     return nil, new_err("connect", "cannot connect: " .. tostring(msg), db)
   end
   C.PQsetnonblocking(pc, 1)
-  local _, serr = self:query("SET TIME ZONE 'UTC'")
+  -- times in UTC; notices (CREATE … IF NOT EXISTS) stay out of the terminal
+  local _, serr = self:exec("SET TIME ZONE 'UTC'; SET client_min_messages TO warning")
   if serr then
     self:close()
     return nil, serr
@@ -349,6 +350,21 @@ function Conn:query(sql, ...)
   end
   self.busy = false
   keep = nil
+  return res, err
+end
+
+--- Run a script of several statements (no parameters: migrations, DDL)
+-- with the simple query protocol; the last statement's rows | nil, err.
+function Conn:exec(sql)
+  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
+  self.busy, self.answered = true, false
+  local res, err
+  if C.PQsendQuery(self.conn, sql) == 0 or not self:_flush() then
+    res, err = self:_lost("exec")
+  else
+    res, err = self:_results("exec")
+  end
+  self.busy = false
   return res, err
 end
 
