@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <luajit.h>
 #include <stdlib.h>
@@ -20,6 +21,37 @@
 static int l_home(lua_State *L) {
     lua_pushstring(L, vx_rt(L)->home);
     return 1;
+}
+
+/* append_sync(path, data): append and fdatasync before returning, so a
+ * journal line that was acknowledged survives a crash or power loss. */
+static int l_append_sync(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) goto fail;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            close(fd);
+            goto fail;
+        }
+        off += (size_t)w;
+    }
+    if (fdatasync(fd) != 0) {
+        close(fd);
+        goto fail;
+    }
+    if (close(fd) != 0) goto fail;
+    lua_pushboolean(L, 1);
+    return 1;
+fail:
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
 }
 
 static int l_uid(lua_State *L) {
@@ -216,6 +248,7 @@ int vx_open_runtime(lua_State *L) {
                                    {"wall_ms", l_wall_ms},
                                    {"pid", l_pid},
                                    {"uid", l_uid},
+                                   {"append_sync", l_append_sync},
                                    {"stat", l_stat},
                                    {"listdir", l_listdir},
                                    {"mkdir_p", l_mkdir_p},

@@ -81,6 +81,9 @@ local database = S.record({
   end, { doc = "a postgresql:// connection string or env \"DATABASE_URL\"" }),
   pool_size = S.integer { min = 1, max = 64, default = 4 },
   statement_timeout_ms = S.integer { min = 100, max = 3600000, default = 30000 },
+  -- while the database is unreachable writes are journaled locally; trading either goes on
+  -- or opens no new positions (exits and stops still work)
+  on_outage = S.enum { "continue", "no_new_positions", default = "no_new_positions" },
 }, { default = {} })
 
 -- api ------------------------------------------------------------------------

@@ -62,7 +62,9 @@ function M.start(o)
     if not ok then return nil, "initdb failed in " .. dir .. ": " .. out end
   end
   local opts = ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_connections=50"):format(dir)
-  if o.fast then opts = opts .. " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" end
+  -- fast (tests): no fsync, but commits still wait for the WAL write, so a
+  -- killed server (pg_ctl stop -m immediate) loses nothing acknowledged
+  if o.fast then opts = opts .. " -c fsync=off -c full_page_writes=off" end
   local out, ok = tool(bin, "pg_ctl", { "-D", dir, "-l", dir .. "/server.log", "-w", "-t", tostring(o.timeout_s or 60),
                                         "-o", opts, "start" }, root)
   if not ok and not out:find("another server might be running", 1, true) then

@@ -1,0 +1,199 @@
+--- vibex.db.journal — writes that survive a database outage.
+--
+--   local w = journal.writer{pool = pool, path = "data/journal/db.jsonl", on_outage = "continue"}
+--   local res, err = w:write("insert into fills (…) values ($1, …)", …)
+--   -- res: the rows, or {journaled = true} while the database is away
+--   w:pending(), w:outage(), w:flush() (replay now), w:close()
+--
+-- Every write carries an id and runs in a transaction that also records
+-- the id in journal_applied. When the database cannot be reached (connect
+-- failure or a connection lost mid-write), the write is appended to the
+-- journal file and fsynced before write() returns; from then on every write
+-- goes to the journal, in order, until a background task has replayed it.
+-- A replayed entry whose id is already recorded is skipped, so replays after
+-- a crash, or of a write whose answer was lost but which did commit, apply
+-- nothing twice. A write the database refuses (a constraint, bad SQL) is
+-- returned as an error and never journaled; one refused during replay is
+-- moved to <path>.rejected with the reason, and replay goes on.
+--
+-- on_outage ("continue" | "no_new_positions") is the config's choice of
+-- trading behaviour while writes are being journaled; w:outage() returns it
+-- (nil when the database is fine) and the change is logged both ways.
+local crypto = require "vibex.crypto"
+local json = require "vibex.json"
+local log = require "vibex.log"
+local runtime = require "vibex.runtime"
+local task = require "vibex.task"
+
+local M = {}
+
+local dlog = log.channel("app")
+
+local W = {}
+W.__index = W
+
+local function count_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local n = 0
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  return n
+end
+
+local function read_lines(path)
+  local f = io.open(path, "rb")
+  if not f then return {} end
+  local out = {}
+  for line in f:lines() do out[#out + 1] = line end
+  f:close()
+  return out
+end
+
+function M.writer(o)
+  assert(o and o.pool and o.path, "journal.writer{pool = …, path = …}")
+  runtime.mkdir_p(runtime.dirname(o.path))
+  local w = setmetatable({
+    pool = o.pool, path = o.path, on_outage = o.on_outage or "continue", retry_ms = o.retry_ms or 1000,
+    boot = (crypto.random_bytes(8):gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)),
+    seq = 0, n_pending = count_lines(o.path), stats = { direct = 0, journaled = 0, replayed = 0, skipped = 0, rejected = 0 },
+  }, W)
+  if w.n_pending > 0 then
+    dlog:warn("database journal has writes from before; replaying", { journal = w.path, pending = w.n_pending })
+    w:_enter_outage()
+  end
+  return w
+end
+
+--- Apply one entry exactly once: true (applied or already there) | nil, err.
+function W:_apply(e)
+  return self.pool:tx(function(c)
+    local mark, err = c:query("INSERT INTO journal_applied (journal_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1 AS fresh", e.id)
+    if not mark then return nil, err end
+    if #mark == 0 then return { skipped = true } end
+    return c:query(e.sql, unpack(e.params, 1, e.n))
+  end)
+end
+
+local function unreachable(err) return err and (err.kind == "connect" or err.kind == "lost") end
+
+function W:_enter_outage()
+  if self.degraded then return end
+  self.degraded = true
+  dlog:error("database unreachable: writes go to the local journal until it is back",
+    { journal = self.path, trading = self.on_outage == "continue" and "continues" or "opens no new positions" })
+  if not self.replayer then
+    self.replayer = task.spawn("db-journal-replay", function()
+      while self.degraded and not self.closed do
+        task.sleep(self.retry_ms)
+        self:flush()
+      end
+      self.replayer = nil
+    end)
+  end
+end
+
+function W:write(sql, ...)
+  self.seq = self.seq + 1
+  local params = {}
+  local n = select("#", ...)
+  for i = 1, n do
+    local v = select(i, ...)
+    params[i] = v == nil and json.null or v
+  end
+  local e = { id = self.boot .. "-" .. self.seq, sql = sql, params = params, n = n, at = runtime.wall_ms() }
+  if not self.degraded then
+    local direct = { id = e.id, sql = sql, params = { ... }, n = n }
+    local res, err = self:_apply(direct)
+    if res then
+      self.stats.direct = self.stats.direct + 1
+      return res
+    end
+    if not unreachable(err) then return nil, err end
+  end
+  local ok, jerr = runtime.append_sync(self.path, json.encode(e) .. "\n")
+  if not ok then
+    dlog:error("database journal write failed: this write is lost", { journal = self.path, error = jerr })
+    return nil, { kind = "journal", message = jerr }
+  end
+  self.n_pending = self.n_pending + 1
+  self.stats.journaled = self.stats.journaled + 1
+  self:_enter_outage()
+  return { journaled = true }
+end
+
+local function decode_entry(line)
+  local e = json.decode(line)
+  if type(e) ~= "table" or type(e.id) ~= "string" or type(e.sql) ~= "string" then return nil end
+  local params = {}
+  for i = 1, e.n or #(e.params or {}) do
+    local v = e.params[i]
+    if v == json.null then v = nil end
+    params[i] = v
+  end
+  e.params = params
+  return e
+end
+
+--- Replay the journal now: true when it is empty afterwards.
+function W:flush()
+  if self.flushing then return false end
+  self.flushing = true
+  local done = 0
+  local ok = true
+  while true do
+    local lines = read_lines(self.path)
+    if #lines <= done then
+      -- nothing new was appended while we replayed (no yield since the read): retire the file
+      os.remove(self.path)
+      self.n_pending = 0
+      break
+    end
+    for i = done + 1, #lines do
+      local e = decode_entry(lines[i])
+      if not e then
+        runtime.append_sync(self.path .. ".rejected", lines[i] .. "\n")
+        self.stats.rejected = self.stats.rejected + 1
+      else
+        local res, err = self:_apply(e)
+        if not res then
+          if unreachable(err) then ok = false break end
+          dlog:error("journaled write refused by the database; kept aside", { journal = self.path, id = e.id,
+                                                                              error = tostring(err) })
+          runtime.append_sync(self.path .. ".rejected", json.encode { entry = lines[i], error = tostring(err) } .. "\n")
+          self.stats.rejected = self.stats.rejected + 1
+        elseif res.skipped then
+          self.stats.skipped = self.stats.skipped + 1
+        else
+          self.stats.replayed = self.stats.replayed + 1
+        end
+      end
+      done = i
+      self.n_pending = #lines - done
+    end
+    if not ok then break end
+  end
+  if ok and self.degraded then
+    self.degraded = false
+    dlog:info("database back: journal replayed; writes go straight to the database again",
+      { journal = self.path, replayed = self.stats.replayed, skipped = self.stats.skipped })
+  elseif not ok and done > 0 then
+    -- keep only what is left, so a restart does not re-read the applied part (ids would skip it anyway)
+    local rest = read_lines(self.path)
+    local keep = {}
+    for i = done + 1, #rest do keep[#keep + 1] = rest[i] end
+    runtime.write_file(self.path, #keep > 0 and table.concat(keep, "\n") .. "\n" or "")
+  end
+  self.flushing = false
+  return ok
+end
+
+function W:pending() return self.n_pending end
+function W:outage() return self.degraded and self.on_outage or nil end
+
+function W:close()
+  self.closed = true
+  if self.replayer then self.replayer:cancel() end
+end
+
+return M
