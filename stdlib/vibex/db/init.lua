@@ -238,6 +238,27 @@ function M.open(o)
   return h
 end
 
+local REPOS = { "accounts", "orders", "fills", "positions", "candles", "decisions", "diary", "ledger" }
+
+--- The repositories over a pool: db.repos{pool = …, writer = …}.accounts,
+-- .orders, .fills, .positions, .candles, .decisions, .diary, .ledger.
+-- Writes go through the journal writer when one is given (they survive an
+-- outage), straight to the pool otherwise; reads always use the pool.
+function M.repos(o)
+  local pool = assert(o and o.pool, "db.repos{pool = …}")
+  local write
+  if o.writer then
+    write = function(sql, ...) return o.writer:write(sql, ...) end
+  else
+    write = function(sql, ...) return pool:query(sql, ...) end
+  end
+  local out = {}
+  for _, name in ipairs(REPOS) do
+    out[name] = setmetatable({ pool = pool, write = write }, require("vibex.db.repo." .. name))
+  end
+  return out
+end
+
 function Pool:stats()
   return { size = self.size, open = self.open, idle = #self.idle, waiting = #self.waiters }
 end

@@ -394,6 +394,9 @@ function Conn:copy(sql, data)
         if r < 0 then return self:_lost("copy") end
         if not self:_wait("w") then return self:_lost("copy") end
       end
+      -- push it out now: the producer and the server work side by side, and
+      -- the task yields whenever the socket is full instead of hogging the loop
+      if not self:_flush() then return self:_lost("copy") end
     end
     while true do
       local r = C.PQputCopyEnd(self.conn, nil)

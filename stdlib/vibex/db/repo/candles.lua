@@ -1,0 +1,55 @@
+--- db.candles — market data in bulk: COPY into a staging table, then into
+-- candles with ON CONFLICT DO NOTHING, so re-ingesting a range is harmless.
+-- Market data is not journaled during an outage: it is fetched again
+-- (REST backfill) when the database is back.
+local R = {}
+R.__index = R
+
+local copyfmt = require "vibex.db.copyfmt"
+
+local FIELDS = { "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades", "close_time" }
+local INTS = { true, false, false, false, false, false, false, true, true }
+
+--- Ingest rows {open_time (ms), open, high, low, close, volume,
+-- quote_volume, trades, close_time (ms)} for one symbol and interval.
+-- Returns the number of new rows (duplicates skipped) | nil, err.
+function R:copy(symbol, interval, rows, o)
+  o = o or {}
+  return self.pool:tx(function(c)
+    local _, err = c:exec([[CREATE TEMP TABLE candles_in (
+      open_ms bigint, open numeric, high numeric, low numeric, close numeric, volume numeric,
+      quote_volume numeric, trades integer, close_ms bigint) ON COMMIT DROP]])
+    if err then return nil, err end
+    local res, cerr = c:copy("COPY candles_in FROM STDIN", copyfmt.producer(rows, FIELDS, INTS, o.batch))
+    if not res then return nil, cerr end
+    local ins, ierr = c:query([[
+      INSERT INTO candles (symbol, interval, open_time, open, high, low, close, volume, quote_volume, trades, close_time)
+      SELECT $1, $2, to_timestamp(open_ms / 1000.0), open, high, low, close, volume, quote_volume, trades,
+             to_timestamp(close_ms / 1000.0)
+      FROM candles_in ON CONFLICT (symbol, interval, open_time) DO NOTHING]], symbol, interval)
+    if not ins then return nil, ierr end
+    return ins.count
+  end)
+end
+
+--- Candles of [from_ms, to_ms], oldest first, prices as doubles (for
+-- indicators); o.exact = true keeps them as exact decimal strings.
+function R:range(symbol, interval, from_ms, to_ms, o)
+  local cast = (o and o.exact) and "" or "::float8"
+  return self.pool:query(([[SELECT (extract(epoch FROM open_time) * 1000)::bigint AS open_time,
+      open%s AS open, high%s AS high, low%s AS low, close%s AS close, volume%s AS volume, quote_volume%s AS quote_volume,
+      trades, (extract(epoch FROM close_time) * 1000)::bigint AS close_time
+    FROM candles WHERE symbol = $1 AND interval = $2
+      AND open_time >= to_timestamp($3::float8 / 1000) AND open_time <= to_timestamp($4::float8 / 1000)
+    ORDER BY open_time]]):format(cast, cast, cast, cast, cast, cast), symbol, interval, from_ms, to_ms)
+end
+
+--- Open times missing between from_ms and to_ms (for a backfill).
+function R:gaps(symbol, interval, from_ms, to_ms, step_ms)
+  return self.pool:query([[SELECT (extract(epoch FROM t) * 1000)::bigint AS open_time
+    FROM generate_series(to_timestamp($3::float8 / 1000), to_timestamp($4::float8 / 1000), $5::float8 * interval '1 millisecond') t
+    WHERE NOT EXISTS (SELECT 1 FROM candles c WHERE c.symbol = $1 AND c.interval = $2 AND c.open_time = t)
+    ORDER BY t]], symbol, interval, from_ms, to_ms, step_ms)
+end
+
+return R

@@ -1,0 +1,32 @@
+--- db.diary — the agent's and the user's notes, with tags.
+local R = {}
+R.__index = R
+
+local function tags_literal(tags)
+  local out = {}
+  for i, t in ipairs(tags or {}) do out[i] = '"' .. tostring(t):gsub('[\\"]', "\\%0") .. '"' end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+--- e: account (name, optional), author ("agent" | "user"), body, tags {…}.
+function R:add(e)
+  return self.write([[
+    INSERT INTO diary_entries (account_id, author, body, tags)
+    VALUES ((SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL), $2, $3, $4::text[])]],
+    e.account, e.author or "user", e.body, tags_literal(e.tags))
+end
+
+--- Entries, newest first; o.tag filters; soft-deleted entries are hidden.
+function R:list(account, o)
+  o = o or {}
+  return self.pool:query([[SELECT e.diary_entry_id, e.author, e.body, array_to_string(e.tags, ',') AS tags, e.created_at
+    FROM diary_entries e LEFT JOIN accounts a USING (account_id)
+    WHERE e.deleted_at IS NULL AND ($1::text IS NULL OR a.name = $1) AND ($2::text IS NULL OR $2 = ANY (e.tags))
+    ORDER BY e.created_at DESC, e.diary_entry_id DESC LIMIT $3]], account, o.tag, o.limit or 50)
+end
+
+function R:delete(id)
+  return self.write("UPDATE diary_entries SET deleted_at = now() WHERE diary_entry_id = $1 AND deleted_at IS NULL", id)
+end
+
+return R

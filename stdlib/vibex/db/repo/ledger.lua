@@ -1,0 +1,44 @@
+--- db.ledger — funding payments, account snapshots, performance metrics and
+-- config versions: append-mostly records of what happened.
+local json = require "vibex.json"
+
+local R = {}
+R.__index = R
+
+local ACCOUNT = "(SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL)"
+
+--- f: account, symbol, amount, rate, position_qty, time_ms (stored once per account, symbol, time).
+function R:funding(f)
+  return self.write([[INSERT INTO funding_payments (account_id, symbol, amount, rate, position_qty, paid_at)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, to_timestamp($6::float8 / 1000))
+    ON CONFLICT (account_id, symbol, paid_at) DO NOTHING]], f.account, f.symbol, f.amount, f.rate, f.position_qty, f.time_ms)
+end
+
+--- s: account, equity, wallet_balance, available, unrealized_pnl, margin_used.
+function R:snapshot(s)
+  return self.write([[INSERT INTO account_snapshots (account_id, equity, wallet_balance, available, unrealized_pnl, margin_used)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, COALESCE($5, 0), $6)]],
+    s.account, s.equity, s.wallet_balance, s.available, s.unrealized_pnl, s.margin_used)
+end
+
+--- m: account, window_name, equity, pnl, return_pct, max_drawdown, sharpe, win_rate, trades, fees, funding.
+function R:metrics(m)
+  return self.write([[INSERT INTO performance_metrics (account_id, window_name, equity, pnl, return_pct, max_drawdown,
+      sharpe, win_rate, trades, fees, funding)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)]],
+    m.account, m.window_name, m.equity, m.pnl, m.return_pct, m.max_drawdown, m.sharpe, m.win_rate, m.trades, m.fees, m.funding)
+end
+
+--- A config snapshot from vibex.config (rendered with secrets masked).
+function R:config_version(snap, rendered, source_path)
+  return self.write([[INSERT INTO config_versions (version, hash, environment, source_path, config)
+    VALUES ($1, $2, $3, $4, $5::jsonb)]], snap.version, snap.hash, snap.environment, source_path,
+    json.encode({ text = rendered }))
+end
+
+function R:audit(table_name, row_id)
+  return self.pool:query([[SELECT action, old_row, new_row, changed_at FROM audit_log
+    WHERE table_name = $1 AND row_id = $2 ORDER BY audit_log_id]], table_name, row_id)
+end
+
+return R
