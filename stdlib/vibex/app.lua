@@ -144,9 +144,23 @@ local function by_name(list)
 end
 
 --- Apply a new snapshot: touch only what changed.
+--- Record the applied config (secrets masked) and make sure every account
+-- has its row; journaled when the database is away.
+function App:persist_config(snap)
+  if not self.repos then return end
+  local ok, err = self.repos.ledger:config_version(snap, config.render(snap.config), self.path)
+  if not ok then log.warn("config version not recorded in the database", { error = tostring(err) }) end
+  for _, acc in ipairs(snap.config.accounts) do
+    local _, aerr = self.repos.accounts:ensure { name = acc.name, venue = acc.exchange.venue,
+                                                 mode = acc.mode == "live" and "live" or "paper" }
+    if aerr then log.warn("account not recorded in the database", { account = acc.name, error = tostring(aerr) }) end
+  end
+end
+
 function App:reconcile(new, old)
   local nc, oc = new.config, old and old.config or {}
   config_version_gauge:set(new.version)
+  self:persist_config(new)
   if not config.deep_equal(nc.runtime, oc.runtime) then
     configure_logging(nc.runtime)
     log.info("runtime settings applied", { changed = table.concat(changed_keys(nc.runtime, oc.runtime or {}), ",") })
@@ -203,6 +217,9 @@ function M.start(path, opts)
     return nil, { { path = "database", message = behind } }
   end
   self.db = h
+  self.writer = require("vibex.db.journal").writer { pool = h.pool, path = cfg.runtime.data_dir .. "/journal/db.jsonl",
+                                                      on_outage = cfg.database.on_outage }
+  self.repos = db.repos { pool = h.pool, writer = self.writer }
   self.store:apply(snap)
   runtime.set_grace_ms(cfg.runtime.shutdown_grace_ms)
   log.info("vibex starting", { config = path, environment = snap.environment, version = snap.version,
@@ -230,6 +247,7 @@ function App:stop()
   self:write_state()
   -- the task is unwinding from the shutdown and cannot wait: stop the
   -- local server without waiting for pg_ctl (it finishes on its own)
+  if self.writer then self.writer:close() end
   if self.db then self.db.close { nowait = true } end
 end
 
