@@ -128,13 +128,14 @@ describe("migrations", function()
       accounts = { { name = "a", exchange = { venue = "sim" }, symbols = { "BTCUSDT" } } } }]]):format(dir .. "/logs", dir .. "/data"))
     local _, err, code = h.vibex { "run", cfg }
     assert.equal(2, code)
-    assert.matches("database: the database is behind: 1 migration not applied (0001_init.sql); run `vibex migrate up "
-      .. cfg .. "` first", err, 1, true)
+    assert.matches("database: the database is behind: ", err, 1, true)
+    assert.matches("not applied (0001_init.sql, ", err, 1, true)
+    assert.matches("run `vibex migrate up " .. cfg .. "` first", err, 1, true)
     local out, _, scode = h.vibex { "migrate", "status", cfg }
     assert.equal(0, scode)
     assert.matches("0001  init%s+pending", out)
     out = h.migrate(cfg)
-    assert.matches("applied 0001_init.sql", out)
+    assert.matches("applied 0001_init.sql\napplied 0002_journal.sql", out, 1, true)
     out = h.vibex { "migrate", "status", cfg }
     assert.matches("up to date", out)
     assert.is_false(runtime.exists(dir .. "/data/pg/postmaster.pid")) -- the CLI stopped the server it started
