@@ -209,7 +209,8 @@ function M.start(path, opts)
   self.state_path = cfg.runtime.data_dir .. "/state.json"
   -- the database must answer and be at the latest migration before anything trades
   local db = require "vibex.db"
-  local h, derr = db.open { url = cfg.database.url, data_dir = cfg.runtime.data_dir, pool_size = cfg.database.pool_size }
+  local h, derr = db.open { url = cfg.database.url, data_dir = cfg.runtime.data_dir, pool_size = cfg.database.pool_size,
+                            statement_timeout_ms = cfg.database.statement_timeout_ms }
   if not h then return nil, { { path = "database", message = derr } } end
   local behind_ok, behind = require("vibex.db.migrate").check(h.pool, nil, "vibex migrate up " .. path)
   if not behind_ok then

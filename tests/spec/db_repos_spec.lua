@@ -32,6 +32,20 @@ describe("repositories", function()
     assert.equal(1, #assert(pool:query("select 1 from accounts where name = 'gone'"))) -- still there underneath
   end)
 
+  it("keeps strategies and one current assignment per account", function()
+    assert(repo.accounts:ensure { name = "strat" })
+    assert(repo.strategies:ensure { name = "ema-cross", scripts = { policy = "ema_cross" }, params = { fast = 12 } })
+    assert(repo.strategies:ensure { name = "llm-safe", scripts = { prompt = "prompt" } })
+    assert(repo.strategies:assign("strat", "ema-cross"))
+    assert(repo.strategies:assign("strat", "llm-safe"))
+    assert.equal("llm-safe", assert(repo.strategies:current("strat")).name)
+    local hist = assert(repo.strategies:history("strat"))
+    assert.equal(2, #hist)
+    assert.is_number(hist[1].unassigned_at)
+    assert.is_nil(hist[2].unassigned_at)
+    assert.equal('{"fast": 12}', assert(pool:query("select params from strategies where name = 'ema-cross'"))[1].params)
+  end)
+
   it("records orders, their transitions and fills exactly", function()
     assert(repo.accounts:ensure { name = "ord" })
     local o = { account = "ord", client_order_id = "vx-o-1", symbol = "BTCUSDT", side = "BUY", type = "LIMIT",

@@ -109,6 +109,18 @@ describe("database layer", function()
     assert(pg.connect(base .. " password=right-pw")):close()
   end)
 
+  it("prepares a statement once per connection and cancels one over the statement timeout", function()
+    assert(pool:query("create table prep (n int)"))
+    for i = 1, 20 do assert(pool:run_prepared("prep_insert", "insert into prep values ($1)", i)) end
+    assert.equal(20, assert(pool:query("select count(*)::int as n from prep"))[1].n)
+    local c = assert(pg.connect(cluster.conninfo, { statement_timeout_ms = 100 }))
+    local _, err = c:query("select pg_sleep(2)")
+    assert.equal("query", err.kind)
+    assert.equal("57014", err.sqlstate) -- canceled by statement_timeout
+    assert.equal(1, assert(c:query("select 1 as n"))[1].n)
+    c:close()
+  end)
+
   it("runs queries from many tasks on a bounded pool", function()
     local results, tasks, max_open = {}, {}, 0
     for i = 1, 12 do

@@ -40,7 +40,8 @@ Pool.__tostring = function(p)
 end
 
 --- o: conninfo, size (4), connect_timeout_ms (5000), reconnect_ms (5000),
--- min_backoff_ms (100), max_backoff_ms (2000).
+-- min_backoff_ms (100), max_backoff_ms (2000), statement_timeout_ms (the
+-- server cancels a statement running longer; nil = the server's default).
 function M.pool(o)
   if type(o) ~= "table" or type(o.conninfo) ~= "string" then
     error("db.pool{conninfo = …}: a connection string is required", 2)
@@ -49,6 +50,7 @@ function M.pool(o)
     conninfo = o.conninfo, db = pg.describe(o.conninfo), size = o.size or 4,
     connect_timeout_ms = o.connect_timeout_ms or 5000, reconnect_ms = o.reconnect_ms or 5000,
     min_backoff_ms = o.min_backoff_ms or 100, max_backoff_ms = o.max_backoff_ms or 2000,
+    statement_timeout_ms = o.statement_timeout_ms,
     idle = {}, waiters = {}, open = 0, listeners = {},
   }, Pool)
 end
@@ -57,7 +59,8 @@ end
 function Pool:_connect()
   local deadline, attempt = task.now() + self.reconnect_ms, 0
   while true do
-    local c, err = pg.connect(self.conninfo, { timeout_ms = self.connect_timeout_ms })
+    local c, err = pg.connect(self.conninfo, { timeout_ms = self.connect_timeout_ms,
+                                               statement_timeout_ms = self.statement_timeout_ms })
     if c then
       if attempt > 0 then dlog:info("database connection re-established", { db = self.db, attempts = attempt + 1 }) end
       return c
@@ -134,6 +137,19 @@ end
 function Pool:query(sql, ...)
   local n, args = select("#", ...), { ... }
   return self:_with(function(c) return c:query(sql, unpack(args, 1, n)) end)
+end
+
+--- A statement prepared once per connection (on first use) and then only
+-- executed: for the hot, repeated writes.
+function Pool:run_prepared(name, sql, ...)
+  local n, args = select("#", ...), { ... }
+  return self:_with(function(c)
+    if not (c.prepared and c.prepared[name]) then
+      local ok, err = c:prepare(name, sql)
+      if not ok then return nil, err end
+    end
+    return c:execute(name, unpack(args, 1, n))
+  end)
 end
 
 function Pool:copy(sql, data)
@@ -223,22 +239,27 @@ function M.open(o)
     h.cluster, h.started = c, not was_running
     h.conninfo = c.conninfo
   end
-  h.pool = M.pool { conninfo = h.conninfo, size = o.pool_size or 4 }
+  h.pool = M.pool { conninfo = h.conninfo, size = o.pool_size or 4, statement_timeout_ms = o.statement_timeout_ms }
   h.describe = h.pool.db
   function h.close(co)
     h.pool:close()
     if h.cluster and h.started then h.cluster:stop(nil, co and co.nowait) end
   end
   -- a first statement proves the database answers (and says why not)
-  local _, err = h.pool:query("SELECT 1")
+  local v, err = h.pool:query("SELECT current_setting('server_version_num')::int AS n")
   if err then
     h.close()
     return nil, tostring(err)
   end
+  if v[1].n < 140000 then
+    h.close()
+    return nil, ("database %s runs PostgreSQL %d.%d; vibex needs 14 or newer"):format(h.describe,
+      math.floor(v[1].n / 10000), v[1].n % 10000)
+  end
   return h
 end
 
-local REPOS = { "accounts", "orders", "fills", "positions", "candles", "decisions", "diary", "ledger" }
+local REPOS = { "accounts", "strategies", "orders", "fills", "positions", "candles", "decisions", "diary", "ledger" }
 
 --- The repositories over a pool: db.repos{pool = …, writer = …}.accounts,
 -- .orders, .fills, .positions, .candles, .decisions, .diary, .ledger.

@@ -42,6 +42,9 @@ int PQsetnonblocking(PGconn *conn, int arg);
 int PQsendQueryParams(PGconn *conn, const char *command, int nParams, const unsigned int *paramTypes,
                       const char *const *paramValues, const int *paramLengths, const int *paramFormats, int resultFormat);
 int PQsendQuery(PGconn *conn, const char *command);
+int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query, int nParams, const unsigned int *paramTypes);
+int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
+                        const int *paramLengths, const int *paramFormats, int resultFormat);
 int PQflush(PGconn *conn);
 int PQconsumeInput(PGconn *conn);
 int PQisBusy(PGconn *conn);
@@ -228,7 +231,9 @@ function M.connect(conninfo, o)
   end
   C.PQsetnonblocking(pc, 1)
   -- times in UTC; notices (CREATE … IF NOT EXISTS) stay out of the terminal
-  local _, serr = self:exec("SET TIME ZONE 'UTC'; SET client_min_messages TO warning")
+  local init = "SET TIME ZONE 'UTC'; SET client_min_messages TO warning"
+  if o.statement_timeout_ms then init = init .. ("; SET statement_timeout = %d"):format(o.statement_timeout_ms) end
+  local _, serr = self:exec(init)
   if serr then
     self:close()
     return nil, serr
@@ -326,10 +331,9 @@ function Conn:_results(what, on_copy_in)
   end
 end
 
---- Run one statement with parameters $1…$n: rows | nil, err.
-function Conn:query(sql, ...)
+local function send_params(self, send, ...)
   if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
-  if self.busy then error("db: one command at a time per connection (use a pool)", 2) end
+  if self.busy then error("db: one command at a time per connection (use a pool)", 3) end
   local n = select("#", ...)
   local vals = ffi.new("const char *[?]", math.max(n, 1))
   local keep = {}
@@ -339,11 +343,8 @@ function Conn:query(sql, ...)
     vals[i - 1] = s
   end
   self.busy, self.answered = true, false
-  local ok = C.PQsendQueryParams(self.conn, sql, n, nil, vals, nil, nil, 0)
   local res, err
-  if ok == 0 then
-    res, err = self:_lost("send")
-  elseif not self:_flush() then
+  if send(n, vals) == 0 or not self:_flush() then
     res, err = self:_lost("send")
   else
     res, err = self:_results("query")
@@ -351,6 +352,36 @@ function Conn:query(sql, ...)
   self.busy = false
   keep = nil
   return res, err
+end
+
+--- Run one statement with parameters $1…$n: rows | nil, err.
+function Conn:query(sql, ...)
+  local conn = self.conn
+  return send_params(self, function(n, vals) return C.PQsendQueryParams(conn, sql, n, nil, vals, nil, nil, 0) end, ...)
+end
+
+--- Prepare a named statement on this connection (parsed and planned once).
+function Conn:prepare(name, sql)
+  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
+  self.busy, self.answered = true, false
+  local res, err
+  if C.PQsendPrepare(self.conn, name, sql, 0, nil) == 0 or not self:_flush() then
+    res, err = self:_lost("prepare")
+  else
+    res, err = self:_results("prepare")
+  end
+  self.busy = false
+  if res then
+    self.prepared = self.prepared or {}
+    self.prepared[name] = sql
+  end
+  return res, err
+end
+
+--- Run a statement prepared on this connection: rows | nil, err.
+function Conn:execute(name, ...)
+  local conn = self.conn
+  return send_params(self, function(n, vals) return C.PQsendQueryPrepared(conn, name, n, vals, nil, nil, 0) end, ...)
 end
 
 --- Run a script of several statements (no parameters: migrations, DDL)
@@ -384,6 +415,7 @@ function Conn:copy(sql, data)
   else
     error("db copy: data must be a string, a list of strings or a function", 2)
   end
+  local last_yield = task.hrtime()
   local function feed()
     while true do
       local chunk = next_chunk()
@@ -397,6 +429,12 @@ function Conn:copy(sql, data)
       -- push it out now: the producer and the server work side by side, and
       -- the task yields whenever the socket is full instead of hogging the loop
       if not self:_flush() then return self:_lost("copy") end
+      -- a producer faster than the socket never waits: let the loop turn every 20 ms anyway
+      local t = task.hrtime()
+      if t - last_yield > 20e6 then
+        task.yield()
+        last_yield = task.hrtime()
+      end
     end
     while true do
       local r = C.PQputCopyEnd(self.conn, nil)
