@@ -39,7 +39,7 @@ describe("exchange client against the fake venue", function()
     ctl("setup", { accounts = {
       { name = "v3acct", balance = "10000", user = USER, signer = SIGNER },
       { name = "v1acct", balance = "5000", api_key = "v1-key", api_secret = V1_SECRET },
-    } })
+    }, nonce_window_ms = 2000 })
   end)
 
   teardown(function()
@@ -50,6 +50,8 @@ describe("exchange client against the fake venue", function()
   local function v3(o)
     o = o or {}
     o.base_url = base
+    o.nonce_window_ms = o.nonce_window_ms or 2000 -- the fake is set to the same below
+    o.clock_margin_ms = o.clock_margin_ms or 300
     o.credentials = { user = USER, signer = SIGNER, private_key = KEY }
     o.lookup_delay_ms = 20
     return exchange.aster(o)
@@ -57,12 +59,20 @@ describe("exchange client against the fake venue", function()
   local function v1(o)
     o = o or {}
     o.base_url = base
+    o.recv_window_ms = o.recv_window_ms or 2000
+    o.clock_margin_ms = o.clock_margin_ms or 300
     o.credentials = { api_key = "v1-key", api_secret = V1_SECRET }
     o.lookup_delay_ms = 20
     return exchange.aster(o)
   end
 
-  before_each(function() ctl("faults", { clear = true }); ctl("clock", { offset_ms = 0 }) end)
+  before_each(function()
+    ctl("faults", { clear = true })
+    ctl("clock", { offset_ms = 0 })
+    -- injected transport failures of one test must not leave the venue's breaker open for the next
+    local b = require("vibex.breaker").get("aster:" .. base)
+    if b then b:reset() end
+  end)
 
   it("runs a complete trading session with V3 signatures", function()
     local ex = v3 { account = "acct-a" }
@@ -148,7 +158,7 @@ describe("exchange client against the fake venue", function()
     ctl("faults", { faults = { fault } })
     local before = state().created.v3acct or 0
     local o, err = ex:place { symbol = "XRPUSDT", side = "BUY", type = "LIMIT", price = 0.45, quantity = 20,
-                              decision = "unknown-" .. fault.kind .. tostring(fault.after), leg = 1 }
+                              decision = "unknown-" .. tostring(fault.kind) .. tostring(fault.after) .. tostring(fault.latency_ms), leg = 1 }
     assert.is_nil(err)
     assert.truthy(o and o.orderId)
     assert.equal(before + 1, state().created.v3acct)
@@ -163,6 +173,13 @@ describe("exchange client against the fake venue", function()
   end)
   it("resolves a timeout on placement: exactly one order", function()
     exactly_one({ method = "POST", path = "/fapi/v3/order", kind = "timeout", seconds = 2 }, { order_timeout_ms = 400 })
+  end)
+  it("never duplicates an order held up in the network past the lookups", function()
+    -- the request reaches the venue 1.2 s late, long after the client gave up and looked it
+    -- up ("not there"): the client waits out the acceptance window, finds it, sends nothing more
+    exactly_one({ method = "POST", path = "/fapi/v3/order", latency_ms = 1200 }, { order_timeout_ms = 200 })
+    -- held up longer than the window: the venue refuses the stale original, the re-send is the one
+    exactly_one({ method = "POST", path = "/fapi/v3/order", latency_ms = 3500 }, { order_timeout_ms = 200 })
   end)
   it("resolves a malformed answer to a placement: exactly one order", function()
     exactly_one { method = "POST", path = "/fapi/v3/order", kind = "malformed" }

@@ -76,10 +76,12 @@ function M.new(o)
     paused_until = 0, banned_until = 0,
     max_unknown_attempts = o.max_unknown_attempts or 3,
     lookup_delay_ms = o.lookup_delay_ms or 250, max_wait_ms = o.max_wait_ms or 65000,
+    clock_margin_ms = o.clock_margin_ms or 1000,
   }, Client)
   local cr = o.credentials or {}
   if cr.private_key or cr.signer then
-    c.signer = signer.v3 { user = cr.user, signer = cr.signer, private_key = cr.private_key, chain_id = o.chain_id }
+    c.signer = signer.v3 { user = cr.user, signer = cr.signer, private_key = cr.private_key, chain_id = o.chain_id,
+                           nonce_window_ms = o.nonce_window_ms }
   elseif cr.api_key or cr.api_secret then
     c.signer = signer.v1 { api_key = cr.api_key, api_secret = cr.api_secret, recv_window_ms = o.recv_window_ms }
   end
@@ -479,6 +481,13 @@ end
 --- Place an order. Returns the venue's order, or nil, err. A rejected order
 -- is not retried; an unknown outcome is resolved by client order id and the
 -- order re-sent only when the venue does not have it.
+--
+-- "Does not have it" is only final once the request can no longer arrive:
+-- a request held up in the network may still reach the matching engine
+-- after a lookup said -2013. The venue refuses any request older than its
+-- acceptance window (recvWindow for V1, the nonce window for V3), so before
+-- re-sending we wait until that window has passed since the request was
+-- signed, and look once more.
 function Client:place(order)
   local p, err = self:prepare(order)
   if not p then return nil, err end
@@ -486,6 +495,7 @@ function Client:place(order)
   local attempts = 0
   while true do
     attempts = attempts + 1
+    local signed_at = self:now()
     local res, perr = self:request("POST", "/order", p, { signed = true, order = true, timeout_ms = self.order_timeout_ms })
     if res then return res end
     if perr.kind ~= "unknown" then return nil, perr end
@@ -497,6 +507,16 @@ function Client:place(order)
       if found then return found end
       if not ferr then break end
       if lookup == 5 then return nil, perr end
+    end
+    local window = (self.signer and self.signer.acceptance_ms or 5000) + self.clock_margin_ms
+    local wait = signed_at + window - self:now()
+    if wait > 0 then
+      tlog:info("order not at the venue yet; waiting out its acceptance window before deciding",
+        { client_id = p.newClientOrderId, wait_ms = math.floor(wait) })
+      task.sleep(wait)
+      local found, ferr = self:_resolve(p)
+      if found then return found end
+      if ferr then return nil, perr end
     end
     if attempts >= self.max_unknown_attempts then return nil, perr end
     tlog:info("order not at the venue; sending it again", { client_id = p.newClientOrderId })

@@ -44,6 +44,8 @@ function M.v1(o)
   local recv = o.recv_window_ms or 5000
   return {
     kind = "v1",
+    -- the venue refuses a request that arrives more than recvWindow after its timestamp
+    acceptance_ms = recv,
     headers = { "X-MBX-APIKEY: " .. key },
     --- Add the auth parameters, return the signed string.
     sign = function(list, now_ms)
@@ -71,6 +73,8 @@ function M.v3(o)
   local last_nonce = 0
   return {
     kind = "v3",
+    -- the venue refuses a nonce this far from its clock (documented as 10 s)
+    acceptance_ms = o.nonce_window_ms or 10000,
     headers = {},
     address = derived,
     sign = function(list, now_ms)

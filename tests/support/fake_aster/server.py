@@ -249,6 +249,8 @@ class Server:
                 self.limits.weight_limit = req["weight_limit"]
             if "order_limit" in req:
                 self.limits.order_limit = req["order_limit"]
+            if "nonce_window_ms" in req:
+                self.nonce_window_us = int(req["nonce_window_ms"]) * 1000
             if "window_ms" in req:
                 self.limits.window_ms = req["window_ms"]
             if "ban_s" in req:
