@@ -1,0 +1,136 @@
+/*
+ * sim.h — the simulated venue's core: orders, fills, positions and money
+ * for one account, in integer units, driven by a price path.
+ *
+ * Everything that is money, price or quantity is an int64 in units of
+ * 1e-8 (VX_SIM_SCALE): 60000.1 USDT is 6000010000000. Products go through
+ * __int128; nothing is ever a double, so a long replay accumulates no
+ * floating-point error. Fees and funding are rounded against the trader.
+ *
+ * Market data comes in as price ticks (vx_sim_tick) or as candles
+ * (vx_sim_candle), which are walked as open → first extreme → second
+ * extreme → close, the first extreme being the one adverse to the account's
+ * position in that symbol (low first when long, high first when short; when
+ * flat, the extreme farther from the open first). Orders placed between
+ * ticks execute at the next tick: a market order at that price with the
+ * symbol's adverse slippage; a limit order only when a later tick trades
+ * through its price (strictly), at its price, as maker — or at once, as
+ * taker, when it crosses on arrival (GTX is then rejected instead).
+ *
+ * This first slice: one-way position mode, cross margin, MARKET and LIMIT
+ * (GTC, IOC, FOK, GTX), reduce-only, maker/taker fees, funding, and
+ * liquidation at the maintenance margin with the liquidation fee. Events
+ * accumulate in the engine until the caller drains them.
+ */
+#ifndef VX_SIM_H
+#define VX_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VX_SIM_SCALE 100000000LL
+#define VX_SIM_MAX_SYMBOLS 64
+
+typedef struct vx_sim vx_sim;
+
+typedef struct vx_sim_symbol_cfg {
+    char name[24];
+    int64_t tick, step;              /* price and quantity grids */
+    int64_t min_qty, max_qty, min_notional;
+    int32_t maker_fee_ppm, taker_fee_ppm;
+    int32_t maint_margin_ppm;        /* maintenance margin rate */
+    int32_t liq_fee_ppm;             /* charged on the notional at liquidation */
+    int32_t max_leverage;
+    int32_t slippage_bps;            /* adverse slippage of market fills */
+} vx_sim_symbol_cfg;
+
+enum { VX_SIM_BUY = 1, VX_SIM_SELL = -1 };
+enum { VX_SIM_MARKET = 0, VX_SIM_LIMIT = 1 };
+enum { VX_SIM_GTC = 0, VX_SIM_IOC = 1, VX_SIM_FOK = 2, VX_SIM_GTX = 3 };
+enum { VX_SIM_NEW = 0, VX_SIM_PARTIALLY_FILLED, VX_SIM_FILLED, VX_SIM_CANCELED, VX_SIM_EXPIRED, VX_SIM_REJECTED };
+enum { VX_SIM_EV_ORDER = 1, VX_SIM_EV_FILL = 2, VX_SIM_EV_ACCOUNT = 3, VX_SIM_EV_FUNDING = 4, VX_SIM_EV_LIQUIDATION = 5 };
+
+/* Venue error codes for refusals (the same numbers the live venue uses). */
+enum {
+    VX_SIM_ERR_MARGIN = -2019,       /* Margin is insufficient */
+    VX_SIM_ERR_REDUCE_ONLY = -2022,  /* ReduceOnly Order is rejected */
+    VX_SIM_ERR_UNKNOWN_ORDER = -2011,
+    VX_SIM_ERR_PRICE = -4014,        /* price not on the tick grid */
+    VX_SIM_ERR_QTY = -4003,          /* quantity out of range or off the step grid */
+    VX_SIM_ERR_NOTIONAL = -4164,     /* below min notional */
+    VX_SIM_ERR_GTX = -5022,          /* post-only would take */
+    VX_SIM_ERR_SYMBOL = -1121,
+    VX_SIM_ERR_PARAM = -1102,
+    VX_SIM_ERR_LEVERAGE = -4028,
+};
+
+typedef struct vx_sim_order_req {
+    int32_t symbol;
+    int32_t side;          /* VX_SIM_BUY / VX_SIM_SELL */
+    int32_t type;          /* VX_SIM_MARKET / VX_SIM_LIMIT */
+    int32_t tif;
+    int64_t price;         /* LIMIT only */
+    int64_t qty;
+    int32_t reduce_only;
+    char client_id[40];
+} vx_sim_order_req;
+
+typedef struct vx_sim_event {
+    int32_t kind;
+    int32_t symbol;
+    int64_t time_ms;
+    int64_t order_id;
+    char client_id[40];
+    int32_t side, type, status;
+    int32_t maker;         /* fills: 1 when maker */
+    int64_t price;         /* order price, or the fill price */
+    int64_t qty;           /* order quantity, or the fill quantity */
+    int64_t filled;        /* cumulative filled */
+    int64_t avg_price;
+    int64_t fee;
+    int64_t realized_pnl;
+    int64_t trade_id;
+    int64_t wallet;        /* account and position after the event */
+    int64_t position;      /* signed */
+    int64_t entry_price;
+    int32_t reason;        /* rejections: the venue error code */
+} vx_sim_event;
+
+typedef struct vx_sim_position {
+    int64_t qty;           /* signed: long > 0 */
+    int64_t entry_price;
+    int64_t last_price;
+    int32_t leverage;
+} vx_sim_position;
+
+vx_sim *vx_sim_new(int64_t wallet);
+void vx_sim_free(vx_sim *s);
+/* Returns the symbol's index, or -1 (table full / bad config). */
+int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg);
+int vx_sim_set_leverage(vx_sim *s, int symbol, int leverage);
+
+/* Place: the order id (> 0), or a negative venue error code. A refused
+ * order also produces a REJECTED order event. */
+int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms);
+int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms);
+
+/* Market data: one traded price, or a candle walked as described above. */
+void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
+void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,
+                   int64_t interval_ms);
+/* Settle funding: rate in 1e-8 (0.0001 = 10000), at the mark price. */
+void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
+
+/* Events since the last drain (valid until the next call into the engine). */
+const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n);
+void vx_sim_clear_events(vx_sim *s);
+
+int64_t vx_sim_wallet(const vx_sim *s);
+/* Wallet + unrealized PnL at the last prices. */
+int64_t vx_sim_equity(const vx_sim *s);
+/* Equity minus the initial margin of positions and open orders. */
+int64_t vx_sim_available(const vx_sim *s);
+vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
+size_t vx_sim_open_orders(const vx_sim *s);
+
+#endif
