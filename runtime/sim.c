@@ -16,7 +16,11 @@ typedef struct sim_order {
     int64_t avg_price;
     int32_t status;
     int32_t crossed;       /* a LIMIT that crossed on arrival: executes as taker at the next tick */
+    int32_t armed;         /* trailing stop: activated, tracking `extreme` */
+    int64_t extreme;       /* trailing stop: best price since activation */
 } sim_order;
+
+static int is_conditional(int type) { return type >= VX_SIM_STOP_MARKET; }
 
 typedef struct sim_symbol {
     vx_sim_symbol_cfg cfg;
@@ -145,7 +149,7 @@ int64_t vx_sim_equity(const vx_sim *s) {
 
 /* Initial margin an order ties up: its notional over the leverage (reduce-only: none). */
 static int64_t order_margin(const vx_sim *s, const sim_order *o) {
-    if (o->req.reduce_only) return 0;
+    if (o->req.reduce_only || is_conditional(o->req.type)) return 0;
     const sim_symbol *y = &s->sym[o->req.symbol];
     int64_t px = o->req.type == VX_SIM_LIMIT ? o->req.price : y->pos.last_price;
     return div_ceil((i128)notional(px, o->req.qty - o->filled), y->pos.leverage);
@@ -187,11 +191,18 @@ static int64_t refuse(vx_sim *s, const vx_sim_order_req *req, int code) {
 static int validate(const vx_sim *s, const vx_sim_order_req *r) {
     if (r->symbol < 0 || r->symbol >= s->nsym) return VX_SIM_ERR_SYMBOL;
     const vx_sim_symbol_cfg *c = &s->sym[r->symbol].cfg;
-    if ((r->side != VX_SIM_BUY && r->side != VX_SIM_SELL) || (r->type != VX_SIM_MARKET && r->type != VX_SIM_LIMIT))
+    if ((r->side != VX_SIM_BUY && r->side != VX_SIM_SELL) || r->type < VX_SIM_MARKET || r->type > VX_SIM_TRAILING_STOP_MARKET)
         return VX_SIM_ERR_PARAM;
-    if (r->qty <= 0 || !on_grid(r->qty, c->step) || r->qty < c->min_qty || (c->max_qty && r->qty > c->max_qty))
+    if (r->close_position && (!is_conditional(r->type) || r->type == VX_SIM_TRAILING_STOP_MARKET)) return VX_SIM_ERR_PARAM;
+    if (!r->close_position &&
+        (r->qty <= 0 || !on_grid(r->qty, c->step) || r->qty < c->min_qty || (c->max_qty && r->qty > c->max_qty)))
         return VX_SIM_ERR_QTY;
-    if (r->type == VX_SIM_LIMIT && (r->price <= 0 || !on_grid(r->price, c->tick))) return VX_SIM_ERR_PRICE;
+    int limit_priced = r->type == VX_SIM_LIMIT || r->type == VX_SIM_STOP || r->type == VX_SIM_TAKE_PROFIT;
+    if (limit_priced && (r->price <= 0 || !on_grid(r->price, c->tick))) return VX_SIM_ERR_PRICE;
+    if (is_conditional(r->type) && r->type != VX_SIM_TRAILING_STOP_MARKET && (r->stop_price <= 0 || !on_grid(r->stop_price, c->tick)))
+        return VX_SIM_ERR_PRICE;
+    if (r->type == VX_SIM_TRAILING_STOP_MARKET && (r->callback_ppm < 1000 || r->callback_ppm > 50000)) /* 0.1%..5% */
+        return VX_SIM_ERR_PARAM;
     return 0;
 }
 
@@ -212,6 +223,13 @@ int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms) {
     int code = validate(s, req);
     if (code) return refuse(s, req, code);
     sim_symbol *y = &s->sym[req->symbol];
+    if (is_conditional(req->type)) { /* rests untriggered; checked when it fires */
+        sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW};
+        if (req->close_position) o.req.reduce_only = 1;
+        if (add_order(s, &o) != 0) return refuse(s, req, VX_SIM_ERR_PARAM);
+        order_event(s, &o, 0);
+        return o.id;
+    }
     int64_t ref_px = req->type == VX_SIM_LIMIT ? req->price : y->pos.last_price;
     if (req->reduce_only) {
         /* it must face the position: a sell against a long, a buy against a short */
@@ -331,8 +349,52 @@ static int64_t slipped(const vx_sim_symbol_cfg *c, int side, int64_t px) {
     return div_floor((i128)(px - slip), c->tick) * c->tick;
 }
 
+/* Has this conditional order fired at price px? Trailing stops track here. */
+static int triggered(sim_order *o, int64_t px) {
+    int buy = o->req.side == VX_SIM_BUY;
+    switch (o->req.type) {
+    case VX_SIM_STOP_MARKET:
+    case VX_SIM_STOP:
+        return buy ? px >= o->req.stop_price : px <= o->req.stop_price;
+    case VX_SIM_TAKE_PROFIT_MARKET:
+    case VX_SIM_TAKE_PROFIT:
+        return buy ? px <= o->req.stop_price : px >= o->req.stop_price;
+    case VX_SIM_TRAILING_STOP_MARKET:
+        if (!o->armed) {
+            int64_t a = o->req.activation_price;
+            if (a && (buy ? px > a : px < a)) return 0;
+            o->armed = 1;
+            o->extreme = px;
+            return 0;
+        }
+        if (buy ? px < o->extreme : px > o->extreme) o->extreme = px;
+        /* a sell trails the high and fires callback below it; a buy trails the low */
+        return buy ? (i128)px * 1000000 >= (i128)o->extreme * (1000000 + o->req.callback_ppm)
+                   : (i128)px * 1000000 <= (i128)o->extreme * (1000000 - o->req.callback_ppm);
+    default:
+        return 0;
+    }
+}
+
+/* A fired conditional becomes the plain order it stands for, at this tick. */
+static void fire(vx_sim *s, sim_order *o, int64_t px) {
+    const sim_symbol *y = &s->sym[o->req.symbol];
+    if (o->req.close_position) {
+        int faces = y->pos.qty != 0 && (y->pos.qty > 0) != (o->req.side == VX_SIM_BUY);
+        o->req.qty = faces ? abs64(y->pos.qty) : 0;
+    }
+    int limit = o->req.type == VX_SIM_STOP || o->req.type == VX_SIM_TAKE_PROFIT;
+    o->req.type = limit ? VX_SIM_LIMIT : VX_SIM_MARKET;
+    o->crossed = limit && (o->req.side == VX_SIM_BUY ? o->req.price >= px : o->req.price <= px);
+    order_event(s, o, 0); /* the venue reports the trigger as an update of the same order */
+}
+
 /* Execute what this price allows, in order of arrival. */
 static void match(vx_sim *s, int symbol, int64_t px) {
+    for (size_t k = 0; k < s->norders; k++) {
+        sim_order *o = &s->orders[k];
+        if (o->req.symbol == symbol && is_conditional(o->req.type) && triggered(o, px)) fire(s, o, px);
+    }
     size_t i = 0;
     while (i < s->norders) {
         sim_order *o = &s->orders[i];
@@ -342,6 +404,17 @@ static void match(vx_sim *s, int symbol, int64_t px) {
         }
         const vx_sim_symbol_cfg *c = &s->sym[symbol].cfg;
         int buy = o->req.side == VX_SIM_BUY;
+        if (is_conditional(o->req.type)) {
+            i++;
+            continue;
+        }
+        if (o->req.qty == 0) { /* close-position with nothing left to close */
+            sim_order done = *o;
+            remove_order(s, i);
+            done.status = VX_SIM_EXPIRED;
+            order_event(s, &done, 0);
+            continue;
+        }
         if (o->req.type == VX_SIM_MARKET) {
             fill_order(s, i, slipped(c, o->req.side, px), 0);
         } else if (o->crossed) {

@@ -17,10 +17,18 @@
  * through its price (strictly), at its price, as maker — or at once, as
  * taker, when it crosses on arrival (GTX is then rejected instead).
  *
- * This first slice: one-way position mode, cross margin, MARKET and LIMIT
- * (GTC, IOC, FOK, GTX), reduce-only, maker/taker fees, funding, and
- * liquidation at the maintenance margin with the liquidation fee. Events
- * accumulate in the engine until the caller drains them.
+ * Conditional orders (STOP/TAKE_PROFIT, their _MARKET forms, and
+ * TRAILING_STOP_MARKET) trigger on the tick price — buy stops at or above
+ * the stop, sell stops at or below, take-profits the other way — and then
+ * execute at that same tick: a _MARKET form at the tick price with
+ * slippage (a gap through the stop fills at the gap, not at the stop), a
+ * limit form as a LIMIT at its price. close_position takes the whole
+ * position at trigger time, reduce-only. They tie up no margin until then.
+ *
+ * This slice: one-way position mode, cross margin, every order type,
+ * reduce-only, close-position, maker/taker fees, funding, and liquidation
+ * at the maintenance margin with the liquidation fee. Events accumulate in
+ * the engine until the caller drains them.
  */
 #ifndef VX_SIM_H
 #define VX_SIM_H
@@ -45,7 +53,15 @@ typedef struct vx_sim_symbol_cfg {
 } vx_sim_symbol_cfg;
 
 enum { VX_SIM_BUY = 1, VX_SIM_SELL = -1 };
-enum { VX_SIM_MARKET = 0, VX_SIM_LIMIT = 1 };
+enum {
+    VX_SIM_MARKET = 0,
+    VX_SIM_LIMIT = 1,
+    VX_SIM_STOP_MARKET = 2,          /* conditional: trigger at stop_price, then MARKET */
+    VX_SIM_TAKE_PROFIT_MARKET = 3,
+    VX_SIM_STOP = 4,                 /* conditional: trigger at stop_price, then LIMIT at price */
+    VX_SIM_TAKE_PROFIT = 5,
+    VX_SIM_TRAILING_STOP_MARKET = 6, /* trails the best price by callback_ppm after activation */
+};
 enum { VX_SIM_GTC = 0, VX_SIM_IOC = 1, VX_SIM_FOK = 2, VX_SIM_GTX = 3 };
 enum { VX_SIM_NEW = 0, VX_SIM_PARTIALLY_FILLED, VX_SIM_FILLED, VX_SIM_CANCELED, VX_SIM_EXPIRED, VX_SIM_REJECTED };
 enum { VX_SIM_EV_ORDER = 1, VX_SIM_EV_FILL = 2, VX_SIM_EV_ACCOUNT = 3, VX_SIM_EV_FUNDING = 4, VX_SIM_EV_LIQUIDATION = 5 };
@@ -69,9 +85,13 @@ typedef struct vx_sim_order_req {
     int32_t side;          /* VX_SIM_BUY / VX_SIM_SELL */
     int32_t type;          /* VX_SIM_MARKET / VX_SIM_LIMIT */
     int32_t tif;
-    int64_t price;         /* LIMIT only */
-    int64_t qty;
+    int64_t price;         /* LIMIT, STOP, TAKE_PROFIT */
+    int64_t qty;           /* 0 with close_position */
+    int64_t stop_price;    /* conditional orders */
+    int64_t activation_price; /* trailing stop; 0 = active at once */
+    int32_t callback_ppm;  /* trailing stop: 1% = 10000 */
     int32_t reduce_only;
+    int32_t close_position; /* conditional: close the whole position when triggered */
     char client_id[40];
 } vx_sim_order_req;
 

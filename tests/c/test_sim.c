@@ -195,6 +195,103 @@ static void test_reduce_only_is_clamped_to_the_position(void **state) {
     vx_sim_free(s);
 }
 
+static vx_sim *long_position(int *btc, int64_t qty, int64_t price) {
+    vx_sim *s = make(U(10000), 0, btc);
+    vx_sim_tick(s, *btc, price, 0);
+    vx_sim_order_req b = order(*btc, VX_SIM_BUY, VX_SIM_MARKET, VX_SIM_GTC, 0, qty, 0);
+    assert_true(vx_sim_place(s, &b, 1) > 0);
+    vx_sim_tick(s, *btc, price, 1000);
+    assert_int_equal(vx_sim_position_of(s, *btc).qty, qty);
+    vx_sim_clear_events(s);
+    return s;
+}
+
+/* a stop-loss that the price gaps through fills at the gap, not at the stop */
+static void test_stop_market_fills_at_the_gap(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = long_position(&btc, U(0.010), U(60000));
+    vx_sim_order_req sl = order(btc, VX_SIM_SELL, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, 0, 0);
+    sl.stop_price = U(59000);
+    sl.close_position = 1;
+    assert_true(vx_sim_place(s, &sl, 2000) > 0);
+    vx_sim_tick(s, btc, U(59500), 3000);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.010));
+    int64_t w = vx_sim_wallet(s);
+    vx_sim_tick(s, btc, U(58800), 4000);
+    const vx_sim_event *f = last_of(s, VX_SIM_EV_FILL);
+    assert_non_null(f);
+    assert_int_equal(f->price, U(58800));
+    assert_int_equal(f->realized_pnl, -U(12));
+    assert_int_equal(f->fee, U(0.2352));
+    assert_int_equal(vx_sim_wallet(s), w - U(12) - U(0.2352));
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    vx_sim_free(s);
+}
+
+static void test_take_profit_and_stop_limit(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = long_position(&btc, U(0.010), U(60000));
+    vx_sim_order_req tp = order(btc, VX_SIM_SELL, VX_SIM_TAKE_PROFIT_MARKET, VX_SIM_GTC, 0, U(0.004), 1);
+    tp.stop_price = U(61000);
+    assert_true(vx_sim_place(s, &tp, 2000) > 0);
+    vx_sim_tick(s, btc, U(60999.9), 3000);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.010));
+    vx_sim_tick(s, btc, U(61000), 4000);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(61000));
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.006));
+    /* a buy stop-limit: fires at 60500 or above, then buys no higher than 60600 */
+    vx_sim_order_req st = order(btc, VX_SIM_BUY, VX_SIM_STOP, VX_SIM_GTC, U(60600), U(0.002), 0);
+    st.stop_price = U(60500);
+    assert_true(vx_sim_place(s, &st, 5000) > 0);
+    vx_sim_tick(s, btc, U(60400), 6000);
+    assert_int_equal(vx_sim_open_orders(s), 1);
+    vx_sim_tick(s, btc, U(60550), 7000);
+    const vx_sim_event *f = last_of(s, VX_SIM_EV_FILL);
+    assert_int_equal(f->price, U(60550));
+    assert_int_equal(f->maker, 0);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.008));
+    vx_sim_free(s);
+}
+
+/* 1% trailing sell: arms at 60000, trails the high of 61000, fires at 60390 */
+static void test_trailing_stop(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = long_position(&btc, U(0.010), U(60000));
+    vx_sim_order_req tr = order(btc, VX_SIM_SELL, VX_SIM_TRAILING_STOP_MARKET, VX_SIM_GTC, 0, U(0.010), 1);
+    tr.callback_ppm = 10000;
+    assert_true(vx_sim_place(s, &tr, 2000) > 0);
+    vx_sim_tick(s, btc, U(60000), 3000);
+    vx_sim_tick(s, btc, U(61000), 4000);
+    vx_sim_tick(s, btc, U(60500), 5000);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.010));
+    vx_sim_tick(s, btc, U(60390), 6000);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(60390));
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    vx_sim_free(s);
+}
+
+static void test_close_position_when_flat_expires(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = make(U(10000), 0, &btc);
+    vx_sim_tick(s, btc, U(60000), 0);
+    vx_sim_order_req sl = order(btc, VX_SIM_SELL, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, 0, 0);
+    sl.stop_price = U(59000);
+    sl.close_position = 1;
+    assert_true(vx_sim_place(s, &sl, 1) > 0);
+    vx_sim_tick(s, btc, U(58000), 1000);
+    assert_int_equal(last_of(s, VX_SIM_EV_ORDER)->status, VX_SIM_EXPIRED);
+    assert_null(last_of(s, VX_SIM_EV_FILL));
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    vx_sim_order_req bad = order(btc, VX_SIM_SELL, VX_SIM_MARKET, VX_SIM_GTC, 0, 0, 0);
+    bad.close_position = 1;
+    assert_int_equal(vx_sim_place(s, &bad, 2000), VX_SIM_ERR_PARAM); /* only conditional orders close positions */
+    vx_sim_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_market_then_limit_round_trip),
@@ -203,6 +300,10 @@ int main(void) {
         cmocka_unit_test(test_liquidation_at_maintenance),
         cmocka_unit_test(test_candle_path_is_adverse_first),
         cmocka_unit_test(test_reduce_only_is_clamped_to_the_position),
+        cmocka_unit_test(test_stop_market_fills_at_the_gap),
+        cmocka_unit_test(test_take_profit_and_stop_limit),
+        cmocka_unit_test(test_trailing_stop),
+        cmocka_unit_test(test_close_position_when_flat_expires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
