@@ -173,6 +173,10 @@ vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol) {
 
 size_t vx_sim_open_orders(const vx_sim *s) { return s->norders; }
 
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol) {
+    return symbol >= 0 && symbol < s->nsym ? unrealized(&s->sym[symbol]) : 0;
+}
+
 const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n) {
     *n = s->nev;
     return s->ev;

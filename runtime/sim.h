@@ -151,6 +151,8 @@ int64_t vx_sim_equity(const vx_sim *s);
 /* Equity minus the initial margin of positions and open orders. */
 int64_t vx_sim_available(const vx_sim *s);
 vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
+/* Unrealized PnL of the symbol's position at its last price. */
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);
 
 #endif

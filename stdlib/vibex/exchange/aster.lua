@@ -615,4 +615,6 @@ function Client:place_batch(orders)
   return out
 end
 
+M.Client = Client -- the simulated venue borrows order_params and prepare
+
 return M

@@ -58,6 +58,9 @@ function M.binance(o)
   return make("binance", o)
 end
 
+--- The simulated venue (paper trading, replays): exchange.sim{balance = 10000, symbols = {…}}.
+function M.sim(o) return require("vibex.exchange.sim").new(o) end
+
 --- A client for an account entry of the config (accounts[i].exchange).
 function M.from_config(account)
   local ex = account.exchange

@@ -1,0 +1,464 @@
+--- vibex.exchange.sim — the simulated venue behind the exchange interface.
+--
+--   local paper = exchange.sim{balance = 10000}            -- BTCUSDT, ETHUSDT, XRPUSDT by default
+--   paper:tick("BTCUSDT", 60000)                            -- a traded price, or
+--   paper:candle("BTCUSDT", {open_time=…, open=…, high=…, low=…, close=…}, "1m")
+--   paper:place{symbol = "BTCUSDT", side = "BUY", type = "MARKET", quantity = 0.01}
+--   paper:positions(), paper:balances(), paper:open_orders("BTCUSDT")
+--   local us = paper:user_stream{on_order = fn, on_account = fn}   -- same events as live
+--
+-- Orders go through the same rounding and filter checks as the live
+-- adapter (vibex.exchange.filters, the same error kinds), then into the C
+-- engine (runtime/sim.c: integer 1e-8 money, matching, triggers, margin,
+-- funding, liquidation). Results and events have the live venue's shapes:
+-- orders as /order answers, user events as ORDER_TRADE_UPDATE and
+-- ACCOUNT_UPDATE. The engine's clock is the market data's: an order placed
+-- between prices executes at the next one.
+local ffi = require "ffi"
+local aster = require "vibex.exchange.aster"
+local dec = require "vibex.decimal"
+local errors = require "vibex.exchange.errors"
+local filters = require "vibex.exchange.filters"
+
+ffi.cdef [[
+typedef struct vx_sim vx_sim;
+typedef struct vx_sim_symbol_cfg {
+  char name[24]; int64_t tick, step; int64_t min_qty, max_qty, min_notional;
+  int32_t maker_fee_ppm, taker_fee_ppm, maint_margin_ppm, liq_fee_ppm, max_leverage, slippage_bps;
+} vx_sim_symbol_cfg;
+typedef struct vx_sim_order_req {
+  int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
+  int32_t callback_ppm, reduce_only, close_position; char client_id[40];
+} vx_sim_order_req;
+typedef struct vx_sim_event {
+  int32_t kind, symbol; int64_t time_ms, order_id; char client_id[40]; int32_t side, type, status, maker;
+  int64_t price, qty, filled, avg_price, fee, realized_pnl, trade_id, wallet, position, entry_price; int32_t reason;
+} vx_sim_event;
+typedef struct vx_sim_position { int64_t qty, entry_price, last_price; int32_t leverage; } vx_sim_position;
+vx_sim *vx_sim_new(int64_t wallet);
+void vx_sim_free(vx_sim *s);
+int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg);
+int vx_sim_set_leverage(vx_sim *s, int symbol, int leverage);
+int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms);
+int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms);
+void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
+void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t interval_ms);
+void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
+const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n);
+void vx_sim_clear_events(vx_sim *s);
+int64_t vx_sim_wallet(const vx_sim *s);
+int64_t vx_sim_equity(const vx_sim *s);
+int64_t vx_sim_available(const vx_sim *s);
+vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
+size_t vx_sim_open_orders(const vx_sim *s);
+]]
+
+local C = ffi.C
+local M = {}
+
+local TYPES = { MARKET = 0, LIMIT = 1, STOP_MARKET = 2, TAKE_PROFIT_MARKET = 3, STOP = 4, TAKE_PROFIT = 5,
+                TRAILING_STOP_MARKET = 6 }
+local TYPE_NAMES = {}
+for k, v in pairs(TYPES) do TYPE_NAMES[v] = k end
+local TIFS = { GTC = 0, IOC = 1, FOK = 2, GTX = 3 }
+local STATUS = { [0] = "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED" }
+local EV_ORDER, EV_FILL, EV_ACCOUNT, EV_FUNDING, EV_LIQUIDATION = 1, 2, 3, 4, 5
+local MESSAGES = {
+  [-2019] = "Margin is insufficient.", [-2022] = "ReduceOnly Order is rejected.", [-2011] = "Unknown order sent.",
+  [-4014] = "Price not increased by tick size.", [-4003] = "Quantity less than or equal to zero.",
+  [-4164] = "Order's notional must be no smaller than the minimum.", [-1121] = "Invalid symbol.",
+  [-5022] = "Due to the order could not be executed as maker, the Post Only order will be rejected.",
+  [-1102] = "A mandatory parameter was not sent, was empty/null, or malformed.", [-4028] = "Leverage is not valid.",
+}
+
+--- Default symbols, like the fake venue's (and Aster's) rules.
+M.DEFAULT_SYMBOLS = {
+  BTCUSDT = { tick = "0.1", step = "0.001", min_qty = "0.001", max_qty = "1000", min_notional = "5" },
+  ETHUSDT = { tick = "0.01", step = "0.001", min_qty = "0.001", max_qty = "10000", min_notional = "5" },
+  XRPUSDT = { tick = "0.0001", step = "0.1", min_qty = "0.1", max_qty = "1000000", min_notional = "5" },
+}
+
+-- ---- units: decimal strings/numbers <-> int64 of 1e-8 ------------------------------
+
+local SCALE = 8
+local P10 = {}
+for i = 0, 18 do P10[i] = ffi.new("int64_t", 10) ^ i end
+
+local function units(v, what)
+  local d, err = dec.parse(v, what)
+  if not d then error(err, 3) end
+  if d.scale > SCALE then error(("%s %s has more than 8 decimals"):format(what, tostring(v)), 3) end
+  return d.m * P10[SCALE - d.scale]
+end
+M.units = units
+
+local outbuf = ffi.new("char[48]")
+local function text(u)
+  C.vx_dec_format(ffi.new("vx_dec", { m = u, scale = SCALE }), outbuf, 48)
+  return dec.normalize(ffi.string(outbuf))
+end
+M.text = text
+
+local function ppm(v) return tonumber(units(v, "rate") / 100) end -- 1e-8 -> 1e-6
+
+-- ---- the venue ------------------------------------------------------------------------------
+
+local Sim = {}
+Sim.__index = Sim
+Sim.__tostring = function(s) return ("<exchange sim %s: wallet %s>"):format(s.account, text(C.vx_sim_wallet(s.engine))) end
+Sim.order_params = aster.Client.order_params
+Sim.prepare = aster.Client.prepare
+
+--- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,
+-- min_notional, maker_fee ("0.0002"), taker_fee ("0.0004"), maint_margin
+-- ("0.004"), liq_fee ("0.015"), max_leverage (125), slippage_bps (2)}}),
+-- account (for client order ids).
+function M.new(o)
+  o = o or {}
+  local engine = C.vx_sim_new(units(o.balance or 10000, "balance"))
+  if engine == nil then return nil, "sim: out of memory" end
+  local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
+                           index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
+                           order_meta = {} }, Sim)
+  local names = {}
+  for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do s:_add_symbol(name, (o.symbols or M.DEFAULT_SYMBOLS)[name]) end
+  return s
+end
+
+function Sim:_add_symbol(name, spec)
+  local cfg = ffi.new("vx_sim_symbol_cfg")
+  ffi.copy(cfg.name, name, math.min(#name, 23))
+  cfg.tick, cfg.step = units(spec.tick, "tick"), units(spec.step, "step")
+  cfg.min_qty, cfg.max_qty = units(spec.min_qty or spec.step, "min_qty"), units(spec.max_qty or "1000000", "max_qty")
+  cfg.min_notional = units(spec.min_notional or "5", "min_notional")
+  cfg.maker_fee_ppm, cfg.taker_fee_ppm = ppm(spec.maker_fee or "0.0002"), ppm(spec.taker_fee or "0.0004")
+  cfg.maint_margin_ppm, cfg.liq_fee_ppm = ppm(spec.maint_margin or "0.004"), ppm(spec.liq_fee or "0.015")
+  cfg.max_leverage, cfg.slippage_bps = spec.max_leverage or 125, spec.slippage_bps or 2
+  local i = C.vx_sim_add_symbol(self.engine, cfg)
+  if i < 0 then error("sim: cannot add symbol " .. name, 3) end
+  self.index[name], self.names[i] = i, name
+  self.specs[name] = spec
+  self.rules[name] = filters.from_symbol(self:_symbol_info(name))
+end
+
+function Sim:_symbol_info(name)
+  local sp = self.specs[name]
+  return { symbol = name, status = "TRADING", quoteAsset = "USDT", marginAsset = "USDT", filters = {
+    { filterType = "PRICE_FILTER", minPrice = sp.tick, maxPrice = "10000000", tickSize = sp.tick },
+    { filterType = "LOT_SIZE", minQty = sp.min_qty or sp.step, maxQty = sp.max_qty or "1000000", stepSize = sp.step },
+    { filterType = "MARKET_LOT_SIZE", minQty = sp.min_qty or sp.step, maxQty = sp.max_qty or "1000000", stepSize = sp.step },
+    { filterType = "MIN_NOTIONAL", notional = sp.min_notional or "5" },
+  } }
+end
+
+-- ---- interface: market data ------------------------------------------------------------------
+
+function Sim:ping() return {} end
+function Sim:server_time() return self.now_ms end
+function Sim:now() return self.now_ms end
+function Sim:sync_time() return 0 end
+
+function Sim:exchange_info()
+  local out = { timezone = "UTC", serverTime = self.now_ms, symbols = {} }
+  for i = 0, #self.names do
+    if self.names[i] then out.symbols[#out.symbols + 1] = self:_symbol_info(self.names[i]) end
+  end
+  return out
+end
+
+function Sim:symbol_rules(symbol)
+  local r = self.rules[symbol]
+  if not r then return nil, errors.from_code(-1121, MESSAGES[-1121], { venue = "sim", symbol = symbol }) end
+  return r
+end
+
+function Sim:_sym(symbol)
+  local i = self.index[symbol]
+  if not i then return nil, errors.from_code(-1121, MESSAGES[-1121], { venue = "sim", symbol = symbol }) end
+  return i
+end
+
+function Sim:ticker(symbol)
+  local i, err = self:_sym(symbol)
+  if not i then return nil, err end
+  return { symbol = symbol, price = text(C.vx_sim_position_of(self.engine, i).last_price), time = self.now_ms }
+end
+Sim.mark_price = function(self, symbol)
+  local t, err = self:ticker(symbol)
+  if not t then return nil, err end
+  return { symbol = symbol, markPrice = t.price, indexPrice = t.price, time = self.now_ms }
+end
+Sim.premium_index = Sim.mark_price
+
+--- A traded price (number or decimal string) at time_ms (default: now).
+function Sim:tick(symbol, price, time_ms)
+  local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
+  self.now_ms = math.max(self.now_ms, time_ms or self.now_ms)
+  C.vx_sim_tick(self.engine, i, units(price, "price"), self.now_ms)
+  self:_drain()
+end
+
+--- A candle {open_time, open, high, low, close} of `interval` (ms or "1m"…).
+function Sim:candle(symbol, k, interval)
+  local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
+  local iv = type(interval) == "number" and interval or aster.INTERVAL_MS[interval or "1m"]
+  C.vx_sim_candle(self.engine, i, k.open_time, units(k.open, "open"), units(k.high, "high"), units(k.low, "low"),
+    units(k.close, "close"), iv)
+  self.now_ms = math.max(self.now_ms, k.open_time + iv - 1)
+  self:_drain()
+end
+
+--- Settle funding at `rate` (e.g. "0.0001") and the mark price.
+function Sim:funding(symbol, rate, mark, time_ms)
+  local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
+  self.now_ms = math.max(self.now_ms, time_ms or self.now_ms)
+  C.vx_sim_funding(self.engine, i, units(rate, "rate"), units(mark, "mark"), self.now_ms)
+  self:_drain()
+end
+
+-- ---- interface: account ------------------------------------------------------------------------
+
+function Sim:balances()
+  local w, eq, av = C.vx_sim_wallet(self.engine), C.vx_sim_equity(self.engine), C.vx_sim_available(self.engine)
+  return { { asset = "USDT", balance = text(w), crossWalletBalance = text(w), crossUnPnl = text(eq - w),
+             availableBalance = text(av), maxWithdrawAmount = text(av) } }
+end
+
+function Sim:account_info()
+  local b = self:balances()[1]
+  return { totalWalletBalance = b.balance, totalUnrealizedProfit = b.crossUnPnl, availableBalance = b.availableBalance,
+           assets = self:balances(), positions = self:positions() }
+end
+
+function Sim:positions(symbol)
+  local out = {}
+  for i = 0, #self.names do
+    local name = self.names[i]
+    if name and (not symbol or symbol == name) then
+      local p = C.vx_sim_position_of(self.engine, i)
+      local upnl = C.vx_sim_unrealized(self.engine, i)
+      out[#out + 1] = { symbol = name, positionAmt = text(p.qty), entryPrice = text(p.entry_price),
+                        markPrice = text(p.last_price), unRealizedProfit = text(upnl), leverage = tostring(p.leverage),
+                        marginType = "cross", positionSide = "BOTH" }
+    end
+  end
+  return out
+end
+
+function Sim:set_leverage(symbol, leverage)
+  local i, err = self:_sym(symbol)
+  if not i then return nil, err end
+  local rc = C.vx_sim_set_leverage(self.engine, i, leverage)
+  if rc ~= 0 then return nil, errors.from_code(rc, MESSAGES[rc], { venue = "sim", symbol = symbol }) end
+  return { symbol = symbol, leverage = leverage }
+end
+
+function Sim:set_margin_type(_, mt)
+  if mt == "CROSSED" or mt == "CROSS" then return { code = 200, msg = "success" } end
+  return nil, errors.new("rejected", "the simulated venue supports cross margin only (isolated margin is not built yet)",
+    { venue = "sim" })
+end
+
+function Sim:set_position_mode(hedge)
+  if not hedge then return { code = 200, msg = "success" } end
+  return nil, errors.new("rejected", "the simulated venue supports one-way mode only (hedge mode is not built yet)",
+    { venue = "sim" })
+end
+function Sim:position_mode() return { dualSidePosition = false } end
+
+-- ---- interface: orders ------------------------------------------------------------------------
+
+local req = ffi.new("vx_sim_order_req")
+
+function Sim:_order_view(id)
+  return self.orders[id]
+end
+
+function Sim:place(order)
+  local p, err = self:prepare(order)
+  if not p then return nil, err end
+  local i, serr = self:_sym(p.symbol)
+  if not i then return nil, serr end
+  local t = TYPES[p.type]
+  if not t then return nil, errors.from_code(-1102, ("Invalid orderType %s."):format(tostring(p.type)), { venue = "sim" }) end
+  ffi.fill(req, ffi.sizeof(req))
+  req.symbol, req.side, req.type = i, p.side == "BUY" and 1 or -1, t
+  req.tif = TIFS[p.timeInForce or "GTC"] or 0
+  req.price = p.price and units(p.price, "price") or 0
+  req.qty = p.quantity and units(p.quantity, "quantity") or 0
+  req.stop_price = p.stopPrice and units(p.stopPrice, "stopPrice") or 0
+  req.activation_price = p.activationPrice and units(p.activationPrice, "activationPrice") or 0
+  req.callback_ppm = p.callbackRate and math.floor(tonumber(p.callbackRate) * 10000 + 0.5) or 0
+  req.reduce_only = (p.reduceOnly == true or p.reduceOnly == "true") and 1 or 0
+  req.close_position = (p.closePosition == true or p.closePosition == "true") and 1 or 0
+  ffi.copy(req.client_id, p.newClientOrderId, math.min(#p.newClientOrderId, 39))
+  for _, v in pairs(self.orders) do
+    if v.clientOrderId == p.newClientOrderId and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then
+      return nil, errors.from_code(-4015, "Client order id is not valid.", { venue = "sim" }) -- a duplicate id
+    end
+  end
+  local id = tonumber(C.vx_sim_place(self.engine, req, self.now_ms))
+  self:_drain()
+  if id < 0 then return nil, errors.from_code(id, MESSAGES[id] or "rejected", { venue = "sim", symbol = p.symbol }) end
+  return self.orders[id]
+end
+
+function Sim:place_batch(orders)
+  local out = {}
+  for i, o in ipairs(orders) do
+    local r, err = self:place(o)
+    out[i] = r or err
+  end
+  return out
+end
+
+--- An order by id or client id; for a client id reused after a cancel or a
+-- modify, the live one (else the newest).
+function Sim:_find(symbol, o)
+  local best_id, best
+  for id, v in pairs(self.orders) do
+    if v.symbol == symbol and ((o.order_id and id == tonumber(o.order_id)) or (o.client_id and v.clientOrderId == o.client_id)) then
+      local open = v.status == "NEW" or v.status == "PARTIALLY_FILLED"
+      local best_open = best and (best.status == "NEW" or best.status == "PARTIALLY_FILLED")
+      if not best or (open and not best_open) or (open == best_open and id > best_id) then best_id, best = id, v end
+    end
+  end
+  return best_id, best
+end
+
+function Sim:get_order(symbol, o)
+  local _, v = self:_find(symbol, o)
+  if not v then return nil, errors.from_code(-2013, "Order does not exist.", { venue = "sim" }) end
+  return v
+end
+
+function Sim:cancel(o)
+  local id = self:_find(o.symbol, o)
+  if not id then return nil, errors.from_code(-2011, MESSAGES[-2011], { venue = "sim" }) end
+  local rc = C.vx_sim_cancel(self.engine, id, self.now_ms)
+  self:_drain()
+  if rc ~= 0 then return nil, errors.from_code(rc, MESSAGES[rc], { venue = "sim" }) end
+  return self.orders[id]
+end
+
+function Sim:cancel_all(symbol)
+  for id, v in pairs(self.orders) do
+    if v.symbol == symbol and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then
+      C.vx_sim_cancel(self.engine, id, self.now_ms)
+    end
+  end
+  self:_drain()
+  return { code = 200, msg = "The operation of cancel all open order is done." }
+end
+
+--- Modify a resting LIMIT: cancel and place again with the same client id.
+function Sim:modify(o)
+  local id, v = self:_find(o.symbol, o)
+  if not id or v.status ~= "NEW" or v.type ~= "LIMIT" then
+    return nil, errors.from_code(-4000, "Invalid order status.", { venue = "sim" })
+  end
+  C.vx_sim_cancel(self.engine, id, self.now_ms)
+  self:_drain()
+  return self:place { symbol = v.symbol, side = v.side, type = "LIMIT", price = o.price, quantity = o.quantity or v.origQty,
+                      timeInForce = v.timeInForce, newClientOrderId = v.clientOrderId }
+end
+
+function Sim:open_orders(symbol)
+  local out = {}
+  for _, v in pairs(self.orders) do
+    if (not symbol or v.symbol == symbol) and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then out[#out + 1] = v end
+  end
+  table.sort(out, function(a, b) return a.orderId < b.orderId end)
+  return out
+end
+
+-- ---- events -------------------------------------------------------------------------------------
+
+--- Subscribe to the user-data events (the live shapes). Several may be open.
+function Sim:user_stream(h)
+  local us = { orders = {}, handlers = h or {} }
+  function us.close() us.closed = true end
+  function us.connected() return not us.closed end
+  self.handlers[#self.handlers + 1] = us
+  return us
+end
+
+function Sim:_emit(route, ev)
+  for _, us in ipairs(self.handlers) do
+    if not us.closed then
+      if route == "on_order" then
+        local o = ev.o
+        us.orders[o.c] = { status = o.X, executed = o.z, avg_price = o.ap, order_id = o.i, symbol = o.s, E = ev.E,
+                           side = o.S, type = o.o }
+      end
+      local fn = us.handlers[route]
+      if fn then fn(ev) end
+    end
+  end
+end
+
+local nsz = ffi.new("size_t[1]")
+
+--- Turn the engine's events into orders, fills and account updates.
+function Sim:_drain()
+  local evs = C.vx_sim_events(self.engine, nsz)
+  local n = tonumber(nsz[0])
+  if n == 0 then return end
+  local batch = {}
+  for k = 0, n - 1 do
+    local b = self:_event(evs[k])
+    if b then batch[#batch + 1] = b end
+  end
+  C.vx_sim_clear_events(self.engine) -- before the handlers run: they may place orders
+  for _, b in ipairs(batch) do self:_emit(b[1], b[2]) end
+end
+
+function Sim:_event(e)
+  local sym = self.names[e.symbol]
+  local E = tonumber(e.time_ms)
+  if e.kind == EV_ORDER and STATUS[e.status] == "REJECTED" then return nil end -- refused synchronously, as live
+  if e.kind == EV_ORDER or e.kind == EV_FILL then
+    local id = tonumber(e.order_id)
+    local v = self.orders[id]
+    if not v then
+      v = { orderId = id, symbol = sym, clientOrderId = ffi.string(e.client_id), side = e.side == 1 and "BUY" or "SELL",
+            type = TYPE_NAMES[e.type], origType = TYPE_NAMES[e.type], price = text(e.kind == EV_ORDER and e.price or 0),
+            origQty = text(e.qty), executedQty = "0", avgPrice = "0", timeInForce = "GTC", reduceOnly = false,
+            positionSide = "BOTH", status = "NEW", time = E }
+      self.orders[id] = v
+    end
+    local x = "NEW"
+    if e.kind == EV_FILL then
+      v.executedQty, v.avgPrice = text(e.filled), text(e.avg_price)
+      x = "TRADE"
+    else
+      v.status = STATUS[e.status]
+      v.type = TYPE_NAMES[e.type]
+      x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
+      if v.status == "FILLED" then return nil end -- the fill event carried it
+    end
+    if e.kind == EV_FILL then v.status = e.filled == (units(v.origQty, "qty")) and "FILLED" or "PARTIALLY_FILLED" end
+    v.updateTime = E
+    return { "on_order", { e = "ORDER_TRADE_UPDATE", E = E, T = E, o = {
+      s = sym, c = v.clientOrderId, S = v.side, o = v.type, f = v.timeInForce, q = v.origQty, p = v.price,
+      ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
+      z = v.executedQty, L = e.kind == EV_FILL and text(e.price) or "0", n = e.kind == EV_FILL and text(e.fee) or "0",
+      N = "USDT", T = E, t = e.kind == EV_FILL and tonumber(e.trade_id) or 0, m = e.maker == 1, R = v.reduceOnly,
+      ps = "BOTH", rp = e.kind == EV_FILL and text(e.realized_pnl) or "0" } } }
+  end
+  if e.kind == EV_ACCOUNT or e.kind == EV_FUNDING or e.kind == EV_LIQUIDATION then
+    local P = {}
+    if sym then
+      P[1] = { s = sym, pa = text(e.position), ep = text(e.entry_price), up = "0", mt = "cross", ps = "BOTH" }
+    end
+    local reason = ({ [EV_ACCOUNT] = "ORDER", [EV_FUNDING] = "FUNDING_FEE", [EV_LIQUIDATION] = "LIQUIDATION" })[e.kind]
+    return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, a = { m = reason,
+      B = { { a = "USDT", wb = text(e.wallet), cw = text(e.wallet), bc = e.kind == EV_FUNDING and text(e.realized_pnl) or "0" } },
+      P = P } } }
+  end
+end
+
+return M
