@@ -84,3 +84,28 @@ size_t vx_copy_format(const double *vals, const unsigned char *kinds, int ncols,
     }
     return n;
 }
+
+int vx_format_scaled(int64_t v, int scale, char *out) {
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0) out[n++] = '-';
+    uint64_t div = 1;
+    for (int i = 0; i < scale; i++) div *= 10;
+    n += put_uint(u / div, out + n);
+    uint64_t frac = u % div;
+    if (frac) {
+        char digits[24];
+        int len = 0;
+        for (int i = 0; i < scale; i++) {
+            digits[scale - 1 - i] = (char)('0' + frac % 10);
+            frac /= 10;
+        }
+        len = scale;
+        while (len > 0 && digits[len - 1] == '0') len--;
+        out[n++] = '.';
+        memcpy(out + n, digits, (size_t)len);
+        n += len;
+    }
+    out[n] = '\0';
+    return n;
+}

@@ -10,6 +10,7 @@
 #define VX_COPYFMT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* kinds[c]: 0 = decimal (double), 1 = integer. Returns bytes written, or 0
  * when `cap` is too small (give at least 32 bytes per value). */
@@ -18,5 +19,9 @@ size_t vx_copy_format(const double *vals, const unsigned char *kinds, int ncols,
 /* One double: the shortest fraction (up to 12 places) that reads back as
  * the same double, else the fewest significant digits that do. */
 int vx_format_double(double v, char *out);
+
+/* An integer count of 10^-scale units as a plain decimal without trailing
+ * zeros (-1234500000 at scale 8 -> "-12.345"). Returns the length. */
+int vx_format_scaled(int64_t v, int scale, char *out);
 
 #endif

@@ -444,7 +444,25 @@ static void match(vx_sim *s, int symbol, int64_t px) {
 
 /* Below the maintenance margin: every position is closed at the last price
  * and the liquidation fee charged; open orders are cancelled. */
+/* A cheap screen in doubles: only an account within a few percent of its
+ * maintenance margin gets the exact integer check (money itself is never
+ * computed in floating point). */
+static int clearly_safe(const vx_sim *s) {
+    double eq = (double)s->wallet, maint = 0;
+    int any = 0;
+    for (int i = 0; i < s->nsym; i++) {
+        const sim_symbol *y = &s->sym[i];
+        if (!y->pos.qty) continue;
+        any = 1;
+        double q = (double)y->pos.qty, px = (double)y->pos.last_price;
+        eq += (px - (double)y->pos.entry_price) * q / (double)VX_SIM_SCALE;
+        maint += px * (q < 0 ? -q : q) / (double)VX_SIM_SCALE * y->cfg.maint_margin_ppm / 1e6;
+    }
+    return !any || eq > maint * 1.05 + 1e4;
+}
+
 static void check_liquidation(vx_sim *s) {
+    if (clearly_safe(s)) return;
     int64_t maint = 0;
     int any = 0;
     for (int i = 0; i < s->nsym; i++) {

@@ -1,6 +1,6 @@
 --- make bench — runtime core figures, each beside a baseline measured in
 --- the same run (plain Lua loop, plain coroutines, curl --parallel).
---- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|exchange|db]
+--- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|exchange|db|sim]
 local task = require "vibex.task"
 local http = require "vibex.http"
 local metrics = require "vibex.metrics"
@@ -188,6 +188,7 @@ local sections = {
   {"ta", function() dofile("tests/bench/ta.lua").run(row, fmt, best, quick) end},
   {"exchange", function() dofile("tests/bench/exchange.lua").run(row, fmt, best, quick) end},
   {"db", function() dofile("tests/bench/db.lua").run(row, fmt, best, quick) end},
+  {"sim", function() dofile("tests/bench/sim.lua").run(row, fmt, best, quick) end},
 }
 for _, s in ipairs(sections) do
   if not only or only == s[1] then s[2]() end

@@ -52,6 +52,7 @@ int64_t vx_sim_available(const vx_sim *s);
 vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);
+int vx_format_scaled(int64_t v, int scale, char *out);
 ]]
 
 local C = ffi.C
@@ -94,11 +95,10 @@ end
 M.units = units
 
 local outbuf = ffi.new("char[48]")
-local function text(u)
-  C.vx_dec_format(ffi.new("vx_dec", { m = u, scale = SCALE }), outbuf, 48)
-  return dec.normalize(ffi.string(outbuf))
-end
+local function text(u) return ffi.string(outbuf, C.vx_format_scaled(u, SCALE, outbuf)) end
 M.text = text
+
+local nsz = ffi.new("size_t[1]")
 
 local function ppm(v) return tonumber(units(v, "rate") / 100) end -- 1e-8 -> 1e-6
 
@@ -120,7 +120,7 @@ function M.new(o)
   if engine == nil then return nil, "sim: out of memory" end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           order_meta = {} }, Sim)
+                           by_client = {}, open = {} }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
   table.sort(names)
@@ -211,6 +211,17 @@ function Sim:candle(symbol, k, interval)
   self:_drain()
 end
 
+--- The replay fast path: a candle whose prices are already in engine units
+-- (int64 of 1e-8, see sim.units) for symbol index i. Events are drained
+-- only when there are any.
+function Sim:candle_units(i, open_time, o, h, l, c, interval_ms)
+  C.vx_sim_candle(self.engine, i, open_time, o, h, l, c, interval_ms)
+  local t = open_time + interval_ms - 1
+  if t > self.now_ms then self.now_ms = t end
+  C.vx_sim_events(self.engine, nsz)
+  if nsz[0] ~= 0 then self:_drain() end
+end
+
 --- Settle funding at `rate` (e.g. "0.0001") and the mark price.
 function Sim:funding(symbol, rate, mark, time_ms)
   local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
@@ -295,10 +306,9 @@ function Sim:place(order)
   req.reduce_only = (p.reduceOnly == true or p.reduceOnly == "true") and 1 or 0
   req.close_position = (p.closePosition == true or p.closePosition == "true") and 1 or 0
   ffi.copy(req.client_id, p.newClientOrderId, math.min(#p.newClientOrderId, 39))
-  for _, v in pairs(self.orders) do
-    if v.clientOrderId == p.newClientOrderId and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then
-      return nil, errors.from_code(-4015, "Client order id is not valid.", { venue = "sim" }) -- a duplicate id
-    end
+  local prev = self.by_client[p.newClientOrderId]
+  if prev and self.open[prev] then
+    return nil, errors.from_code(-4015, "Client order id is not valid.", { venue = "sim" }) -- a duplicate id
   end
   local id = tonumber(C.vx_sim_place(self.engine, req, self.now_ms))
   self:_drain()
@@ -315,18 +325,12 @@ function Sim:place_batch(orders)
   return out
 end
 
---- An order by id or client id; for a client id reused after a cancel or a
--- modify, the live one (else the newest).
+--- An order by id or client id (a client id reused after a cancel or a
+-- modify names the newest order that carried it).
 function Sim:_find(symbol, o)
-  local best_id, best
-  for id, v in pairs(self.orders) do
-    if v.symbol == symbol and ((o.order_id and id == tonumber(o.order_id)) or (o.client_id and v.clientOrderId == o.client_id)) then
-      local open = v.status == "NEW" or v.status == "PARTIALLY_FILLED"
-      local best_open = best and (best.status == "NEW" or best.status == "PARTIALLY_FILLED")
-      if not best or (open and not best_open) or (open == best_open and id > best_id) then best_id, best = id, v end
-    end
-  end
-  return best_id, best
+  local id = o.order_id and tonumber(o.order_id) or (o.client_id and self.by_client[o.client_id])
+  local v = id and self.orders[id]
+  if v and v.symbol == symbol then return id, v end
 end
 
 function Sim:get_order(symbol, o)
@@ -345,11 +349,12 @@ function Sim:cancel(o)
 end
 
 function Sim:cancel_all(symbol)
-  for id, v in pairs(self.orders) do
-    if v.symbol == symbol and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then
-      C.vx_sim_cancel(self.engine, id, self.now_ms)
-    end
+  local ids = {}
+  for id in pairs(self.open) do
+    if self.orders[id].symbol == symbol then ids[#ids + 1] = id end
   end
+  table.sort(ids)
+  for _, id in ipairs(ids) do C.vx_sim_cancel(self.engine, id, self.now_ms) end
   self:_drain()
   return { code = 200, msg = "The operation of cancel all open order is done." }
 end
@@ -368,8 +373,9 @@ end
 
 function Sim:open_orders(symbol)
   local out = {}
-  for _, v in pairs(self.orders) do
-    if (not symbol or v.symbol == symbol) and (v.status == "NEW" or v.status == "PARTIALLY_FILLED") then out[#out + 1] = v end
+  for id in pairs(self.open) do
+    local v = self.orders[id]
+    if not symbol or v.symbol == symbol then out[#out + 1] = v end
   end
   table.sort(out, function(a, b) return a.orderId < b.orderId end)
   return out
@@ -400,8 +406,6 @@ function Sim:_emit(route, ev)
   end
 end
 
-local nsz = ffi.new("size_t[1]")
-
 --- Turn the engine's events into orders, fills and account updates.
 function Sim:_drain()
   local evs = C.vx_sim_events(self.engine, nsz)
@@ -429,6 +433,7 @@ function Sim:_event(e)
             origQty = text(e.qty), executedQty = "0", avgPrice = "0", timeInForce = "GTC", reduceOnly = false,
             positionSide = "BOTH", status = "NEW", time = E }
       self.orders[id] = v
+      self.by_client[v.clientOrderId] = id
     end
     local x = "NEW"
     if e.kind == EV_FILL then
@@ -438,10 +443,11 @@ function Sim:_event(e)
       v.status = STATUS[e.status]
       v.type = TYPE_NAMES[e.type]
       x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
-      if v.status == "FILLED" then return nil end -- the fill event carried it
+      if v.status == "FILLED" then self.open[id] = nil return nil end -- the fill event carried it
     end
     if e.kind == EV_FILL then v.status = e.filled == (units(v.origQty, "qty")) and "FILLED" or "PARTIALLY_FILLED" end
     v.updateTime = E
+    self.open[id] = (v.status == "NEW" or v.status == "PARTIALLY_FILLED") or nil
     return { "on_order", { e = "ORDER_TRADE_UPDATE", E = E, T = E, o = {
       s = sym, c = v.clientOrderId, S = v.side, o = v.type, f = v.timeInForce, q = v.origQty, p = v.price,
       ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
