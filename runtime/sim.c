@@ -540,3 +540,22 @@ void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t t
     }
     check_liquidation(s);
 }
+
+void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id) {
+    s->wallet = wallet;
+    if (next_order_id > s->next_order_id) s->next_order_id = next_order_id;
+}
+
+int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price) {
+    if (symbol < 0 || symbol >= s->nsym) return VX_SIM_ERR_SYMBOL;
+    sim_symbol *y = &s->sym[symbol];
+    if (leverage < 1 || leverage > y->cfg.max_leverage) return VX_SIM_ERR_LEVERAGE;
+    y->pos.qty = qty;
+    y->pos.entry_price = qty ? entry : 0;
+    y->pos.leverage = leverage;
+    if (last_price > 0) {
+        y->pos.last_price = last_price;
+        y->has_price = 1;
+    }
+    return 0;
+}

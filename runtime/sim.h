@@ -151,6 +151,12 @@ int64_t vx_sim_equity(const vx_sim *s);
 /* Equity minus the initial margin of positions and open orders. */
 int64_t vx_sim_available(const vx_sim *s);
 vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
+/* Restoring a saved paper account: the wallet, and a position as it was
+ * (quantity, entry price, leverage, last price). Open orders are placed
+ * again by the caller. */
+void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
+int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price);
+
 /* Unrealized PnL of the symbol's position at its last price. */
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);

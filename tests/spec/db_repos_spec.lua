@@ -122,6 +122,21 @@ describe("repositories", function()
     assert.equal("10012.345", assert(pool:query("select equity from account_snapshots"))[1].equity)
   end)
 
+  it("saves and loads a paper account's state", function()
+    assert(repo.accounts:ensure { name = "paper1" })
+    assert.is_nil(repo.ledger:paper_load("paper1"))
+    local paper = require("vibex.exchange").sim { balance = 5000 }
+    paper:tick("ETHUSDT", 3000, 1000)
+    assert(paper:place { symbol = "ETHUSDT", side = "BUY", type = "MARKET", quantity = 1, decision = "p", leg = 1 })
+    paper:tick("ETHUSDT", 3001, 2000)
+    assert(repo.ledger:paper_save("paper1", paper:snapshot()))
+    assert(repo.ledger:paper_save("paper1", paper:snapshot())) -- one row per account
+    local back = require("vibex.exchange").sim { balance = 1 }
+    assert(back:restore(assert(repo.ledger:paper_load("paper1"))))
+    assert.equal(paper:balances()[1].balance, back:balances()[1].balance)
+    assert.equal("1", back:positions("ETHUSDT")[1].positionAmt)
+  end)
+
   it("ingests a million candles with COPY, and the same range again without duplicates", function()
     local n, t0, step = 1000000, 1500000000000, 60000
     local rows = {}

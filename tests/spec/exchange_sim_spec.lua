@@ -91,6 +91,29 @@ describe("the simulated venue", function()
     assert.equal("9986.4652", paper:balances()[1].balance)
   end)
 
+  it("saves and restores a paper account: wallet, positions, open orders", function()
+    local a = exchange.sim { balance = 10000 }
+    a:tick("BTCUSDT", 60000, 1000)
+    assert(a:place { symbol = "BTCUSDT", side = "BUY", type = "MARKET", quantity = 0.01, decision = "s", leg = 1 })
+    a:tick("BTCUSDT", 60100, 2000)
+    assert(a:set_leverage("BTCUSDT", 5))
+    local rest = assert(a:place { symbol = "BTCUSDT", side = "SELL", type = "LIMIT", price = 61000, quantity = 0.01, decision = "s", leg = 2 })
+    local snap = json.decode(json.encode(a:snapshot())) -- through JSON, as it is stored
+    local b = exchange.sim { balance = 1 }
+    assert(b:restore(snap))
+    assert.equal(a:balances()[1].balance, b:balances()[1].balance)
+    assert.same(a:positions("BTCUSDT"), b:positions("BTCUSDT"))
+    assert.equal(1, #b:open_orders("BTCUSDT"))
+    assert.equal(rest.clientOrderId, b:open_orders("BTCUSDT")[1].clientOrderId)
+    -- and both go on the same way
+    a:tick("BTCUSDT", 61000.1, 3000)
+    b:tick("BTCUSDT", 61000.1, 3000)
+    assert.equal(a:balances()[1].balance, b:balances()[1].balance)
+    assert.equal("0", b:positions("BTCUSDT")[1].positionAmt)
+    local _, err = exchange.sim {}:restore({ version = 9 })
+    assert.matches("not a version 1 snapshot", err)
+  end)
+
   local function replay(seed_shift)
     local paper = exchange.sim { balance = 10000 }
     local log = {}

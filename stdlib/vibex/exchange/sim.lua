@@ -53,6 +53,8 @@ vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);
 int vx_format_scaled(int64_t v, int scale, char *out);
+void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
+int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price);
 ]]
 
 local C = ffi.C
@@ -120,7 +122,7 @@ function M.new(o)
   if engine == nil then return nil, "sim: out of memory" end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           by_client = {}, open = {} }, Sim)
+                           by_client = {}, open = {}, requests = {} }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
   table.sort(names)
@@ -311,6 +313,11 @@ function Sim:place(order)
     return nil, errors.from_code(-4015, "Client order id is not valid.", { venue = "sim" }) -- a duplicate id
   end
   local id = tonumber(C.vx_sim_place(self.engine, req, self.now_ms))
+  if id > 0 then
+    local keep = {}
+    for k, v in pairs(p) do keep[k] = v end
+    self.requests[id] = keep
+  end
   self:_drain()
   if id < 0 then return nil, errors.from_code(id, MESSAGES[id] or "rejected", { venue = "sim", symbol = p.symbol }) end
   return self.orders[id]
@@ -381,6 +388,51 @@ function Sim:open_orders(symbol)
   return out
 end
 
+-- ---- state that survives -----------------------------------------------------------------------
+
+--- Everything needed to carry on after a restart, as plain JSON-able data:
+-- the wallet, positions (with leverage and last price), open orders (as
+-- the requests that re-create them) and the clock. Money stays decimal strings.
+function Sim:snapshot()
+  local snap = { version = 1, account = self.account, wallet = text(C.vx_sim_wallet(self.engine)), now_ms = self.now_ms,
+                 positions = {}, open_orders = {} }
+  for i = 0, #self.names do
+    local name = self.names[i]
+    if name then
+      local p = C.vx_sim_position_of(self.engine, i)
+      snap.positions[#snap.positions + 1] = { symbol = name, qty = text(p.qty), entry_price = text(p.entry_price),
+                                              leverage = p.leverage, last_price = text(p.last_price) }
+    end
+  end
+  for _, v in ipairs(self:open_orders()) do
+    local meta = self.requests[v.orderId] or {}
+    snap.open_orders[#snap.open_orders + 1] = meta
+  end
+  local max_id = 0
+  for id in pairs(self.orders) do if id > max_id then max_id = id end end
+  snap.next_order_id = max_id + 1
+  return snap
+end
+
+--- Bring a snapshot back into this (fresh) venue: nil, err on a bad snapshot.
+function Sim:restore(snap)
+  if type(snap) ~= "table" or snap.version ~= 1 then return nil, "sim.restore: not a version 1 snapshot" end
+  C.vx_sim_restore(self.engine, units(snap.wallet, "wallet"), snap.next_order_id or 1)
+  self.now_ms = snap.now_ms or 0
+  for _, p in ipairs(snap.positions or {}) do
+    local i = self.index[p.symbol]
+    if not i then return nil, ("sim.restore: symbol %s is not configured"):format(tostring(p.symbol)) end
+    local rc = C.vx_sim_restore_position(self.engine, i, units(p.qty, "qty"), units(p.entry_price, "entry_price"),
+      p.leverage, units(p.last_price, "last_price"))
+    if rc ~= 0 then return nil, ("sim.restore: %s: %s"):format(p.symbol, MESSAGES[rc] or rc) end
+  end
+  for _, o in ipairs(snap.open_orders or {}) do
+    local _, err = self:place(o)
+    if err then return nil, ("sim.restore: open order %s: %s"):format(tostring(o.newClientOrderId), tostring(err)) end
+  end
+  return true
+end
+
 -- ---- events -------------------------------------------------------------------------------------
 
 --- Subscribe to the user-data events (the live shapes). Several may be open.
@@ -443,11 +495,12 @@ function Sim:_event(e)
       v.status = STATUS[e.status]
       v.type = TYPE_NAMES[e.type]
       x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
-      if v.status == "FILLED" then self.open[id] = nil return nil end -- the fill event carried it
+      if v.status == "FILLED" then self.open[id], self.requests[id] = nil, nil return nil end -- the fill event carried it
     end
     if e.kind == EV_FILL then v.status = e.filled == (units(v.origQty, "qty")) and "FILLED" or "PARTIALLY_FILLED" end
     v.updateTime = E
     self.open[id] = (v.status == "NEW" or v.status == "PARTIALLY_FILLED") or nil
+    if not self.open[id] then self.requests[id] = nil end
     return { "on_order", { e = "ORDER_TRADE_UPDATE", E = E, T = E, o = {
       s = sym, c = v.clientOrderId, S = v.side, o = v.type, f = v.timeInForce, q = v.origQty, p = v.price,
       ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",

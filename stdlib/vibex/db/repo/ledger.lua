@@ -36,6 +36,21 @@ function R:config_version(snap, rendered, source_path)
     json.encode({ text = rendered }))
 end
 
+--- Save a simulated account's snapshot (vibex.exchange.sim :snapshot()).
+function R:paper_save(account, snapshot)
+  return self.write([[INSERT INTO paper_states (account_id, state) VALUES (]] .. ACCOUNT .. [[, $2::jsonb)
+    ON CONFLICT (account_id) DO UPDATE SET state = EXCLUDED.state]], account, json.encode(snapshot))
+end
+
+--- The saved snapshot of a simulated account, or nil when there is none.
+function R:paper_load(account)
+  local rows, err = self.pool:query([[SELECT p.state FROM paper_states p JOIN accounts a USING (account_id)
+    WHERE a.name = $1 AND a.deleted_at IS NULL]], account)
+  if not rows then return nil, err end
+  if not rows[1] then return nil end
+  return json.decode(rows[1].state)
+end
+
 function R:audit(table_name, row_id)
   return self.pool:query([[SELECT action, old_row, new_row, changed_at FROM audit_log
     WHERE table_name = $1 AND row_id = $2 ORDER BY audit_log_id]], table_name, row_id)
