@@ -17,6 +17,8 @@ typedef struct sim_order {
     int32_t status;
     int32_t crossed;       /* a LIMIT that crossed on arrival: executes as taker at the next tick */
     int32_t armed;         /* trailing stop: activated, tracking `extreme` */
+    int64_t active_at;     /* order latency: ignored by ticks before this time */
+    int64_t through_since; /* queue delay: when the price first traded through a resting limit */
     int64_t extreme;       /* trailing stop: best price since activation */
 } sim_order;
 
@@ -228,7 +230,8 @@ int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms) {
     if (code) return refuse(s, req, code);
     sim_symbol *y = &s->sym[req->symbol];
     if (is_conditional(req->type)) { /* rests untriggered; checked when it fires */
-        sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW};
+        sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW,
+                       .active_at = s->now_ms + y->cfg.latency_ms, .through_since = -1};
         if (req->close_position) o.req.reduce_only = 1;
         if (add_order(s, &o) != 0) return refuse(s, req, VX_SIM_ERR_PARAM);
         order_event(s, &o, 0);
@@ -244,7 +247,8 @@ int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms) {
     int crosses = req->type == VX_SIM_LIMIT && y->has_price &&
                   (req->side == VX_SIM_BUY ? req->price >= y->pos.last_price : req->price <= y->pos.last_price);
     if (req->type == VX_SIM_LIMIT && req->tif == VX_SIM_GTX && crosses) return refuse(s, req, VX_SIM_ERR_GTX);
-    sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW, .crossed = crosses};
+    sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW, .crossed = crosses,
+                   .active_at = s->now_ms + y->cfg.latency_ms, .through_since = -1};
     if (!req->reduce_only) {
         int64_t need = order_margin(s, &o) + charge(notional(ref_px, req->qty), y->cfg.taker_fee_ppm);
         if (y->has_price && need > vx_sim_available(s)) {
@@ -397,12 +401,13 @@ static void fire(vx_sim *s, sim_order *o, int64_t px) {
 static void match(vx_sim *s, int symbol, int64_t px) {
     for (size_t k = 0; k < s->norders; k++) {
         sim_order *o = &s->orders[k];
-        if (o->req.symbol == symbol && is_conditional(o->req.type) && triggered(o, px)) fire(s, o, px);
+        if (o->req.symbol == symbol && o->active_at <= s->now_ms && is_conditional(o->req.type) && triggered(o, px))
+            fire(s, o, px);
     }
     size_t i = 0;
     while (i < s->norders) {
         sim_order *o = &s->orders[i];
-        if (o->req.symbol != symbol) {
+        if (o->req.symbol != symbol || o->active_at > s->now_ms) { /* another symbol, or still on its way */
             i++;
             continue;
         }
@@ -435,8 +440,12 @@ static void match(vx_sim *s, int symbol, int64_t px) {
                 i++;
             }
         } else if (buy ? px < o->req.price : px > o->req.price) {
-            fill_order(s, i, o->req.price, 1); /* traded through: filled at its price */
+            /* traded through: filled at its price, once it has waited out its place in the queue */
+            if (o->through_since < 0) o->through_since = s->now_ms;
+            if (s->now_ms - o->through_since >= c->queue_ms) fill_order(s, i, o->req.price, 1);
+            else i++;
         } else {
+            o->through_since = -1; /* back on the other side: the queue starts over */
             i++;
         }
     }

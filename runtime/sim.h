@@ -50,6 +50,9 @@ typedef struct vx_sim_symbol_cfg {
     int32_t liq_fee_ppm;             /* charged on the notional at liquidation */
     int32_t max_leverage;
     int32_t slippage_bps;            /* adverse slippage of market fills */
+    int32_t latency_ms;              /* an order takes part only from placement + latency */
+    int32_t queue_ms;                /* a resting limit fills only once the price has been
+                                        through it for this long (its place in the queue) */
 } vx_sim_symbol_cfg;
 
 enum { VX_SIM_BUY = 1, VX_SIM_SELL = -1 };

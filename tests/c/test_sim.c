@@ -292,6 +292,35 @@ static void test_close_position_when_flat_expires(void **state) {
     vx_sim_free(s);
 }
 
+/* an order takes part only after its latency; a limit fills only after its queue delay */
+static void test_latency_and_queue_delay(void **state) {
+    (void)state;
+    vx_sim *s = vx_sim_new(U(10000));
+    vx_sim_symbol_cfg c = {.name = "BTCUSDT", .tick = U(0.1), .step = U(0.001), .min_qty = U(0.001),
+                           .max_qty = U(100), .min_notional = U(5), .maker_fee_ppm = 200, .taker_fee_ppm = 400,
+                           .maint_margin_ppm = 4000, .liq_fee_ppm = 15000, .max_leverage = 125,
+                           .latency_ms = 50, .queue_ms = 1000};
+    int btc = vx_sim_add_symbol(s, &c);
+    vx_sim_tick(s, btc, U(60000), 1000);
+    vx_sim_order_req m = order(btc, VX_SIM_BUY, VX_SIM_MARKET, VX_SIM_GTC, 0, U(0.010), 0);
+    assert_true(vx_sim_place(s, &m, 1000) > 0);
+    vx_sim_tick(s, btc, U(59000), 1020); /* 20 ms later: not there yet */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    vx_sim_tick(s, btc, U(60500), 1060);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(60500));
+    vx_sim_order_req l = order(btc, VX_SIM_SELL, VX_SIM_LIMIT, VX_SIM_GTC, U(61000), U(0.010), 0);
+    assert_true(vx_sim_place(s, &l, 2000) > 0);
+    vx_sim_tick(s, btc, U(61001), 3000);      /* through, the queue starts */
+    vx_sim_tick(s, btc, U(60999), 3500);      /* back: it starts over */
+    vx_sim_tick(s, btc, U(61002), 4000);
+    vx_sim_tick(s, btc, U(61003), 4900);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.010));
+    vx_sim_tick(s, btc, U(61004), 5000);      /* a full second through */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(61000));
+    vx_sim_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_market_then_limit_round_trip),
@@ -304,6 +333,7 @@ int main(void) {
         cmocka_unit_test(test_take_profit_and_stop_limit),
         cmocka_unit_test(test_trailing_stop),
         cmocka_unit_test(test_close_position_when_flat_expires),
+        cmocka_unit_test(test_latency_and_queue_delay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,6 +114,28 @@ describe("the simulated venue", function()
     assert.matches("not a version 1 snapshot", err)
   end)
 
+  it("replays stored candles across symbols in time order, with a strategy hook", function()
+    local paper = exchange.sim { balance = 10000, symbols = {
+      BTCUSDT = { tick = "0.1", step = "0.001", slippage_bps = 0 }, ETHUSDT = { tick = "0.01", step = "0.001", slippage_bps = 0 } } }
+    local data = { BTCUSDT = {}, ETHUSDT = {} }
+    for i = 1, 5 do
+      local t = i * 60000
+      data.BTCUSDT[i] = { open_time = t, open = 60000 + i, high = 60010 + i, low = 59990 + i, close = 60005 + i }
+      data.ETHUSDT[i] = { open_time = t, open = 3000 + i, high = 3001 + i, low = 2999 + i, close = 3000.5 + i }
+    end
+    local seen = {}
+    local n = paper:replay(data, { interval = "1m", on_candle = function(symbol, k)
+      seen[#seen + 1] = symbol .. "@" .. k.open_time
+      if symbol == "ETHUSDT" and k.open_time == 120000 then
+        assert(paper:place { symbol = "ETHUSDT", side = "BUY", type = "MARKET", quantity = 1, decision = "r", leg = 1 })
+      end
+    end })
+    assert.equal(10, n)
+    assert.same({ "BTCUSDT@60000", "ETHUSDT@60000", "BTCUSDT@120000", "ETHUSDT@120000" }, { seen[1], seen[2], seen[3], seen[4] })
+    -- placed after the 2nd ETH candle: filled at the 3rd candle's open, 3003
+    assert.equal("3003", paper:positions("ETHUSDT")[1].entryPrice)
+  end)
+
   local function replay(seed_shift)
     local paper = exchange.sim { balance = 10000 }
     local log = {}
@@ -204,6 +226,24 @@ describe("the simulated venue", function()
       assert.equal(0, dec.cmp(lb.balance, paper:balances()[1].balance))
       assert.equal("10009.818", paper:balances()[1].balance)
       live_us:close()
+    end)
+    fake.stop()
+    assert(ok, err)
+  end)
+
+  it("trades on paper next to a live market stream", function()
+    local fake = h.fake_aster {}
+    local ok, err = pcall(function()
+      local live = exchange.aster { base_url = fake.base, ws_url = fake.ws }
+      local md = live:market_stream {}
+      local paper = exchange.sim { balance = 10000 }:follow(md)
+      md:book_ticker("ETHUSDT")
+      md:kline("BTCUSDT", "1m")
+      assert(h.wait_until(function() return paper:ticker("ETHUSDT").price == "3000" end, 10000, 10)) -- mid of 2999.99 / 3000.01
+      assert(h.wait_until(function() return paper:ticker("BTCUSDT").price ~= "0" end, 10000, 10))
+      assert(paper:place { symbol = "ETHUSDT", side = "BUY", type = "MARKET", quantity = 0.1, decision = "follow", leg = 1 })
+      assert(h.wait_until(function() return paper:positions("ETHUSDT")[1].positionAmt == "0.1" end, 10000, 10))
+      md:close()
     end)
     fake.stop()
     assert(ok, err)

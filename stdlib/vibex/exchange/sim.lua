@@ -25,6 +25,7 @@ typedef struct vx_sim vx_sim;
 typedef struct vx_sim_symbol_cfg {
   char name[24]; int64_t tick, step; int64_t min_qty, max_qty, min_notional;
   int32_t maker_fee_ppm, taker_fee_ppm, maint_margin_ppm, liq_fee_ppm, max_leverage, slippage_bps;
+  int32_t latency_ms, queue_ms;
 } vx_sim_symbol_cfg;
 typedef struct vx_sim_order_req {
   int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
@@ -114,7 +115,9 @@ Sim.prepare = aster.Client.prepare
 
 --- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,
 -- min_notional, maker_fee ("0.0002"), taker_fee ("0.0004"), maint_margin
--- ("0.004"), liq_fee ("0.015"), max_leverage (125), slippage_bps (2)}}),
+-- ("0.004"), liq_fee ("0.015"), max_leverage (125), slippage_bps (2),
+-- latency_ms (0: orders take part from the next price), queue_ms (0: a
+-- resting limit fills as soon as the price trades through it)}}),
 -- account (for client order ids).
 function M.new(o)
   o = o or {}
@@ -139,6 +142,7 @@ function Sim:_add_symbol(name, spec)
   cfg.maker_fee_ppm, cfg.taker_fee_ppm = ppm(spec.maker_fee or "0.0002"), ppm(spec.taker_fee or "0.0004")
   cfg.maint_margin_ppm, cfg.liq_fee_ppm = ppm(spec.maint_margin or "0.004"), ppm(spec.liq_fee or "0.015")
   cfg.max_leverage, cfg.slippage_bps = spec.max_leverage or 125, spec.slippage_bps or 2
+  cfg.latency_ms, cfg.queue_ms = spec.latency_ms or 0, spec.queue_ms or 0
   local i = C.vx_sim_add_symbol(self.engine, cfg)
   if i < 0 then error("sim: cannot add symbol " .. name, 3) end
   self.index[name], self.names[i] = i, name
@@ -222,6 +226,68 @@ function Sim:candle_units(i, open_time, o, h, l, c, interval_ms)
   if t > self.now_ms then self.now_ms = t end
   C.vx_sim_events(self.engine, nsz)
   if nsz[0] ~= 0 then self:_drain() end
+end
+
+--- Replay stored candles: data = {SYMBOL = {rows}} (rows as from REST
+-- klines or db.candles:range: open_time, open, high, low, close), merged in
+-- time order across symbols. o.interval ("1m"), o.speed ("max", or a
+-- multiple of real time: 1 = as it happened, 60 = an hour a minute),
+-- o.on_candle(symbol, k) after each candle is applied (the strategy's hook;
+-- it may place orders, which execute from the next candle on).
+-- Returns the number of candles replayed.
+function Sim:replay(data, o)
+  o = o or {}
+  local task = require "vibex.task"
+  local iv = type(o.interval) == "number" and o.interval or aster.INTERVAL_MS[o.interval or "1m"]
+  local items = {}
+  for symbol, rows in pairs(data) do
+    assert(self.index[symbol], "sim.replay: unknown symbol " .. tostring(symbol))
+    for _, k in ipairs(rows) do items[#items + 1] = { symbol, k } end
+  end
+  table.sort(items, function(a, b)
+    if a[2].open_time ~= b[2].open_time then return a[2].open_time < b[2].open_time end
+    return a[1] < b[1]
+  end)
+  local speed, started, first = o.speed or "max", task.now(), items[1] and items[1][2].open_time
+  for n, it in ipairs(items) do
+    local symbol, k = it[1], it[2]
+    if speed ~= "max" then
+      local due = started + (k.open_time + iv - first) / speed
+      if due > task.now() then task.sleep(due - task.now()) end
+    elseif n % 10000 == 0 then
+      task.yield() -- as fast as possible, but the loop still turns
+    end
+    self:candle(symbol, k, iv)
+    if o.on_candle then o.on_candle(symbol, k) end
+  end
+  return #items
+end
+
+--- Paper trading next to a real market: feed this venue from a live
+-- market stream (vibex.exchange.streams): each kline's close and each
+-- book ticker's mid becomes a traded price here. The stream's own handlers
+-- still run.
+function Sim:follow(md)
+  local h = md.h
+  local prev_k, prev_b = h.on_kline, h.on_book_ticker
+  h.on_kline = function(k, ...)
+    if self.index[k.symbol] then self:tick(k.symbol, k.close, k.event_time or k.close_time) end
+    if prev_k then return prev_k(k, ...) end
+  end
+  h.on_book_ticker = function(b, ...)
+    if self.index[b.s] then
+      local bid, ask = dec.parse(b.b), dec.parse(b.a)
+      if bid and ask then
+        local mid = (units(b.b, "bid") + units(b.a, "ask")) / 2
+        local tick = units(self.specs[b.s].tick, "tick")
+        C.vx_sim_tick(self.engine, self.index[b.s], mid - mid % tick, math.max(self.now_ms, tonumber(b.E) or 0))
+        self.now_ms = math.max(self.now_ms, tonumber(b.E) or 0)
+        self:_drain()
+      end
+    end
+    if prev_b then return prev_b(b, ...) end
+  end
+  return self
 end
 
 --- Settle funding at `rate` (e.g. "0.0001") and the mark price.
