@@ -24,14 +24,24 @@ typedef struct sim_order {
 
 static int is_conditional(int type) { return type >= VX_SIM_STOP_MARKET; }
 
+typedef struct sim_pos {
+    int64_t qty;           /* signed; LONG >= 0, SHORT <= 0 in hedge mode */
+    int64_t entry_price;
+    int64_t iso_margin;    /* isolated margin held by this position */
+} sim_pos;
+
 typedef struct sim_symbol {
     vx_sim_symbol_cfg cfg;
-    vx_sim_position pos;
+    sim_pos p[3];          /* BOTH (one-way), LONG, SHORT (hedge) */
+    int64_t last_price;
+    int32_t leverage;
+    int32_t isolated;
     int has_price;
 } sim_symbol;
 
 struct vx_sim {
-    int64_t wallet;
+    int64_t wallet;        /* cross wallet plus every isolated margin */
+    int hedge;
     int64_t next_order_id;
     int64_t next_trade_id;
     int64_t now_ms;
@@ -80,10 +90,19 @@ static vx_sim_event *push_event(vx_sim *s, int kind, int symbol) {
     e->time_ms = s->now_ms;
     e->wallet = s->wallet;
     if (symbol >= 0 && symbol < s->nsym) {
-        e->position = s->sym[symbol].pos.qty;
-        e->entry_price = s->sym[symbol].pos.entry_price;
+        e->position = s->sym[symbol].p[0].qty;
+        e->entry_price = s->sym[symbol].p[0].entry_price;
     }
     return e;
+}
+
+static void event_side(vx_sim *s, vx_sim_event *e, int symbol, int ps) {
+    if (!e || symbol < 0 || symbol >= s->nsym) return;
+    const sim_pos *p = &s->sym[symbol].p[ps];
+    e->position_side = ps;
+    e->position = p->qty;
+    e->entry_price = p->entry_price;
+    e->isolated_margin = p->iso_margin;
 }
 
 static void order_event(vx_sim *s, const sim_order *o, int reason) {
@@ -99,6 +118,7 @@ static void order_event(vx_sim *s, const sim_order *o, int reason) {
     e->filled = o->filled;
     e->avg_price = o->avg_price;
     e->reason = reason;
+    event_side(s, e, o->req.symbol, o->req.position_side);
 }
 
 /* ---- engine ------------------------------------------------------------------------ */
@@ -125,27 +145,69 @@ int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg) {
     memset(y, 0, sizeof *y);
     y->cfg = *cfg;
     y->cfg.name[sizeof y->cfg.name - 1] = '\0';
-    y->pos.leverage = cfg->max_leverage < 20 ? cfg->max_leverage : 20;
+    y->leverage = cfg->max_leverage < 20 ? cfg->max_leverage : 20;
     return s->nsym++;
 }
 
 int vx_sim_set_leverage(vx_sim *s, int symbol, int leverage) {
     if (symbol < 0 || symbol >= s->nsym) return VX_SIM_ERR_SYMBOL;
     if (leverage < 1 || leverage > s->sym[symbol].cfg.max_leverage) return VX_SIM_ERR_LEVERAGE;
-    s->sym[symbol].pos.leverage = leverage;
+    s->sym[symbol].leverage = leverage;
     return 0;
 }
 
-static int64_t unrealized(const sim_symbol *y) {
-    if (!y->pos.qty || !y->has_price) return 0;
-    return div_floor((i128)(y->pos.last_price - y->pos.entry_price) * y->pos.qty, VX_SIM_SCALE);
+static int symbol_busy(const vx_sim *s, int symbol) {
+    const sim_symbol *y = &s->sym[symbol];
+    if (y->p[0].qty || y->p[1].qty || y->p[2].qty) return 1;
+    for (size_t i = 0; i < s->norders; i++)
+        if (symbol < 0 || s->orders[i].req.symbol == symbol) return 1;
+    return 0;
+}
+
+int vx_sim_set_isolated(vx_sim *s, int symbol, int isolated) {
+    if (symbol < 0 || symbol >= s->nsym) return VX_SIM_ERR_SYMBOL;
+    if (symbol_busy(s, symbol)) return VX_SIM_ERR_MARGIN_TYPE_OPEN;
+    s->sym[symbol].isolated = isolated ? 1 : 0;
+    return 0;
+}
+
+int vx_sim_set_hedge(vx_sim *s, int hedge) {
+    if (s->norders) return VX_SIM_ERR_MODE_OPEN;
+    for (int i = 0; i < s->nsym; i++)
+        if (symbol_busy(s, i)) return VX_SIM_ERR_MODE_OPEN;
+    s->hedge = hedge ? 1 : 0;
+    return 0;
+}
+
+static int64_t unrealized(const sim_symbol *y, int ps) {
+    const sim_pos *p = &y->p[ps];
+    if (!p->qty || !y->has_price) return 0;
+    return div_floor((i128)(y->last_price - p->entry_price) * p->qty, VX_SIM_SCALE);
+}
+
+static int64_t total_iso_margin(const vx_sim *s) {
+    int64_t m = 0;
+    for (int i = 0; i < s->nsym; i++)
+        for (int ps = 0; ps < 3; ps++) m += s->sym[i].p[ps].iso_margin;
+    return m;
+}
+
+/* The cross part of the account: wallet less isolated margins, plus the
+ * unrealized PnL of cross positions. */
+static int64_t cross_equity(const vx_sim *s) {
+    int64_t eq = s->wallet - total_iso_margin(s);
+    for (int i = 0; i < s->nsym; i++)
+        if (!s->sym[i].isolated)
+            for (int ps = 0; ps < 3; ps++) eq += unrealized(&s->sym[i], ps);
+    return eq;
 }
 
 int64_t vx_sim_wallet(const vx_sim *s) { return s->wallet; }
 
 int64_t vx_sim_equity(const vx_sim *s) {
     int64_t eq = s->wallet;
-    for (int i = 0; i < s->nsym; i++) eq += unrealized(&s->sym[i]);
+    for (int i = 0; i < s->nsym; i++)
+        for (int ps = 0; ps < 3; ps++) eq += unrealized(&s->sym[i], ps);
     return eq;
 }
 
@@ -153,30 +215,43 @@ int64_t vx_sim_equity(const vx_sim *s) {
 static int64_t order_margin(const vx_sim *s, const sim_order *o) {
     if (o->req.reduce_only || is_conditional(o->req.type)) return 0;
     const sim_symbol *y = &s->sym[o->req.symbol];
-    int64_t px = o->req.type == VX_SIM_LIMIT ? o->req.price : y->pos.last_price;
-    return div_ceil((i128)notional(px, o->req.qty - o->filled), y->pos.leverage);
+    if (s->hedge && (o->req.position_side == VX_SIM_LONG) != (o->req.side == VX_SIM_BUY)) return 0; /* closes */
+    int64_t px = o->req.type == VX_SIM_LIMIT ? o->req.price : y->last_price;
+    return div_ceil((i128)notional(px, o->req.qty - o->filled), y->leverage);
 }
 
 int64_t vx_sim_available(const vx_sim *s) {
-    int64_t avail = vx_sim_equity(s);
+    int64_t avail = cross_equity(s);
     for (int i = 0; i < s->nsym; i++) {
         const sim_symbol *y = &s->sym[i];
-        if (y->pos.qty) avail -= div_ceil((i128)notional(y->pos.last_price, abs64(y->pos.qty)), y->pos.leverage);
+        if (y->isolated) continue; /* its margin is already set aside */
+        for (int ps = 0; ps < 3; ps++)
+            if (y->p[ps].qty) avail -= div_ceil((i128)notional(y->last_price, abs64(y->p[ps].qty)), y->leverage);
     }
     for (size_t i = 0; i < s->norders; i++) avail -= order_margin(s, &s->orders[i]);
     return avail;
 }
 
-vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol) {
+vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side) {
     vx_sim_position p = {0};
-    if (symbol >= 0 && symbol < s->nsym) p = s->sym[symbol].pos;
+    if (symbol < 0 || symbol >= s->nsym || side < 0 || side > 2) return p;
+    const sim_symbol *y = &s->sym[symbol];
+    p.qty = y->p[side].qty;
+    p.entry_price = y->p[side].entry_price;
+    p.last_price = y->last_price;
+    p.leverage = y->leverage;
+    p.isolated = y->isolated;
+    p.isolated_margin = y->p[side].iso_margin;
     return p;
 }
+
+vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol) { return vx_sim_position_side(s, symbol, VX_SIM_BOTH); }
 
 size_t vx_sim_open_orders(const vx_sim *s) { return s->norders; }
 
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol) {
-    return symbol >= 0 && symbol < s->nsym ? unrealized(&s->sym[symbol]) : 0;
+    if (symbol < 0 || symbol >= s->nsym) return 0;
+    return unrealized(&s->sym[symbol], 0) + unrealized(&s->sym[symbol], 1) + unrealized(&s->sym[symbol], 2);
 }
 
 const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n) {
@@ -209,7 +284,18 @@ static int validate(const vx_sim *s, const vx_sim_order_req *r) {
         return VX_SIM_ERR_PRICE;
     if (r->type == VX_SIM_TRAILING_STOP_MARKET && (r->callback_ppm < 1000 || r->callback_ppm > 50000)) /* 0.1%..5% */
         return VX_SIM_ERR_PARAM;
+    if (s->hedge ? (r->position_side != VX_SIM_LONG && r->position_side != VX_SIM_SHORT) : r->position_side != VX_SIM_BOTH)
+        return VX_SIM_ERR_POSITION_SIDE;
+    if (s->hedge && r->reduce_only) return VX_SIM_ERR_REDUCE_IN_HEDGE;
     return 0;
+}
+
+/* Does this order (side, position side) close rather than open? In hedge
+ * mode that is fixed by the pair; in one-way mode it depends on the position. */
+static int closes(const vx_sim *s, const vx_sim_order_req *r) {
+    const sim_pos *p = &s->sym[r->symbol].p[r->position_side];
+    if (s->hedge) return (r->position_side == VX_SIM_LONG) != (r->side == VX_SIM_BUY);
+    return p->qty != 0 && (p->qty > 0) != (r->side == VX_SIM_BUY);
 }
 
 static int add_order(vx_sim *s, const sim_order *o) {
@@ -232,24 +318,25 @@ int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms) {
     if (is_conditional(req->type)) { /* rests untriggered; checked when it fires */
         sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW,
                        .active_at = s->now_ms + y->cfg.latency_ms, .through_since = -1};
-        if (req->close_position) o.req.reduce_only = 1;
+        if (req->close_position && !s->hedge) o.req.reduce_only = 1;
         if (add_order(s, &o) != 0) return refuse(s, req, VX_SIM_ERR_PARAM);
         order_event(s, &o, 0);
         return o.id;
     }
-    int64_t ref_px = req->type == VX_SIM_LIMIT ? req->price : y->pos.last_price;
-    if (req->reduce_only) {
-        /* it must face the position: a sell against a long, a buy against a short */
-        if (y->pos.qty == 0 || (y->pos.qty > 0) == (req->side == VX_SIM_BUY)) return refuse(s, req, VX_SIM_ERR_REDUCE_ONLY);
+    int64_t ref_px = req->type == VX_SIM_LIMIT ? req->price : y->last_price;
+    int closing = closes(s, req);
+    if (req->reduce_only || (s->hedge && closing)) {
+        /* it must face a position: a sell against a long, a buy against a short */
+        if (!closing || y->p[req->position_side].qty == 0) return refuse(s, req, VX_SIM_ERR_REDUCE_ONLY);
     } else if (y->has_price && notional(ref_px, req->qty) < y->cfg.min_notional) {
         return refuse(s, req, VX_SIM_ERR_NOTIONAL);
     }
     int crosses = req->type == VX_SIM_LIMIT && y->has_price &&
-                  (req->side == VX_SIM_BUY ? req->price >= y->pos.last_price : req->price <= y->pos.last_price);
+                  (req->side == VX_SIM_BUY ? req->price >= y->last_price : req->price <= y->last_price);
     if (req->type == VX_SIM_LIMIT && req->tif == VX_SIM_GTX && crosses) return refuse(s, req, VX_SIM_ERR_GTX);
     sim_order o = {.id = s->next_order_id++, .req = *req, .status = VX_SIM_NEW, .crossed = crosses,
                    .active_at = s->now_ms + y->cfg.latency_ms, .through_since = -1};
-    if (!req->reduce_only) {
+    if (!req->reduce_only && !(s->hedge && closing)) {
         int64_t need = order_margin(s, &o) + charge(notional(ref_px, req->qty), y->cfg.taker_fee_ppm);
         if (y->has_price && need > vx_sim_available(s)) {
             s->next_order_id--;
@@ -286,22 +373,31 @@ int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms) {
 
 /* ---- filling ---------------------------------------------------------------------------- */
 
-/* Apply a fill of signed quantity q at price px to the position; returns realized PnL. */
-static int64_t apply_fill(sim_symbol *y, int64_t q, int64_t px) {
-    vx_sim_position *p = &y->pos;
-    int64_t realized = 0;
+/* Apply a fill of signed quantity q at price px to a position; returns the
+ * realized PnL. Isolated margin moves with it: an opening fill adds its
+ * initial margin, a closing fill releases its share. */
+static int64_t apply_fill(sim_symbol *y, int ps, int64_t q, int64_t px) {
+    sim_pos *p = &y->p[ps];
     if (p->qty == 0 || (p->qty > 0) == (q > 0)) {
         i128 cost = (i128)p->entry_price * abs64(p->qty) + (i128)px * abs64(q);
         p->qty += q;
         p->entry_price = div_floor(cost + abs64(p->qty) / 2, abs64(p->qty)); /* nearest */
+        if (y->isolated) p->iso_margin += div_ceil((i128)notional(px, abs64(q)), y->leverage);
         return 0;
     }
-    int64_t closing = abs64(q) < abs64(p->qty) ? abs64(q) : abs64(p->qty);
+    int64_t before = abs64(p->qty);
+    int64_t closing = abs64(q) < before ? abs64(q) : before;
     int64_t dir = p->qty > 0 ? 1 : -1;
-    realized = div_floor((i128)(px - p->entry_price) * closing * dir, VX_SIM_SCALE);
+    int64_t realized = div_floor((i128)(px - p->entry_price) * closing * dir, VX_SIM_SCALE);
+    if (y->isolated) p->iso_margin -= div_floor((i128)p->iso_margin * closing, before);
     p->qty += q;
-    if (p->qty == 0) p->entry_price = 0;
-    else if ((p->qty > 0) != (dir > 0)) p->entry_price = px; /* flipped: the rest opens at px */
+    if (p->qty == 0) {
+        p->entry_price = 0;
+        p->iso_margin = 0;
+    } else if ((p->qty > 0) != (dir > 0)) { /* flipped (one-way): the rest opens at px */
+        p->entry_price = px;
+        if (y->isolated) p->iso_margin = div_ceil((i128)notional(px, abs64(p->qty)), y->leverage);
+    }
     return realized;
 }
 
@@ -309,20 +405,22 @@ static int64_t apply_fill(sim_symbol *y, int64_t q, int64_t px) {
 static int fill_order(vx_sim *s, size_t i, int64_t px, int maker) {
     sim_order *o = &s->orders[i];
     sim_symbol *y = &s->sym[o->req.symbol];
+    int ps = o->req.position_side;
     int64_t qty = o->req.qty - o->filled;
-    if (o->req.reduce_only) {
-        int faces = y->pos.qty != 0 && (y->pos.qty > 0) != (o->req.side == VX_SIM_BUY);
-        if (!faces) {
+    if (o->req.reduce_only || (s->hedge && closes(s, &o->req))) {
+        /* reduce-only, and every closing order in hedge mode, never opens or flips */
+        int64_t have = abs64(y->p[ps].qty);
+        if (!closes(s, &o->req) || have == 0) {
             sim_order done = *o;
             remove_order(s, i);
             done.status = VX_SIM_EXPIRED;
             order_event(s, &done, VX_SIM_ERR_REDUCE_ONLY);
             return 1;
         }
-        if (qty > abs64(y->pos.qty)) qty = abs64(y->pos.qty);
+        if (qty > have) qty = have;
     }
     int64_t fee = charge(notional(px, qty), maker ? y->cfg.maker_fee_ppm : y->cfg.taker_fee_ppm);
-    int64_t realized = apply_fill(y, qty * o->req.side, px);
+    int64_t realized = apply_fill(y, ps, qty * o->req.side, px);
     s->wallet += realized - fee;
     i128 cost = (i128)o->avg_price * o->filled + (i128)px * qty;
     o->filled += qty;
@@ -341,13 +439,14 @@ static int fill_order(vx_sim *s, size_t i, int64_t px, int maker) {
         e->realized_pnl = realized;
         e->maker = maker;
         e->trade_id = s->next_trade_id++;
+        event_side(s, e, o->req.symbol, ps);
     }
     sim_order done = *o;
     /* a reduce-only clamped to the position ends there: the rest would open a new one */
     done.status = done.filled == done.req.qty ? VX_SIM_FILLED : VX_SIM_EXPIRED;
     remove_order(s, i);
     order_event(s, &done, 0);
-    push_event(s, VX_SIM_EV_ACCOUNT, done.req.symbol);
+    event_side(s, push_event(s, VX_SIM_EV_ACCOUNT, done.req.symbol), done.req.symbol, ps);
     return 1;
 }
 
@@ -388,8 +487,8 @@ static int triggered(sim_order *o, int64_t px) {
 static void fire(vx_sim *s, sim_order *o, int64_t px) {
     const sim_symbol *y = &s->sym[o->req.symbol];
     if (o->req.close_position) {
-        int faces = y->pos.qty != 0 && (y->pos.qty > 0) != (o->req.side == VX_SIM_BUY);
-        o->req.qty = faces ? abs64(y->pos.qty) : 0;
+        const sim_pos *p = &y->p[o->req.position_side];
+        o->req.qty = closes(s, &o->req) ? abs64(p->qty) : 0;
     }
     int limit = o->req.type == VX_SIM_STOP || o->req.type == VX_SIM_TAKE_PROFIT;
     o->req.type = limit ? VX_SIM_LIMIT : VX_SIM_MARKET;
@@ -453,60 +552,109 @@ static void match(vx_sim *s, int symbol, int64_t px) {
 
 /* Below the maintenance margin: every position is closed at the last price
  * and the liquidation fee charged; open orders are cancelled. */
-/* A cheap screen in doubles: only an account within a few percent of its
+/* A cheap screen in doubles: only an account within a few percent of a
  * maintenance margin gets the exact integer check (money itself is never
  * computed in floating point). */
 static int clearly_safe(const vx_sim *s) {
-    double eq = (double)s->wallet, maint = 0;
-    int any = 0;
+    double cross_eq = (double)(s->wallet - total_iso_margin(s)), cross_maint = 0;
+    int any_cross = 0;
     for (int i = 0; i < s->nsym; i++) {
         const sim_symbol *y = &s->sym[i];
-        if (!y->pos.qty) continue;
-        any = 1;
-        double q = (double)y->pos.qty, px = (double)y->pos.last_price;
-        eq += (px - (double)y->pos.entry_price) * q / (double)VX_SIM_SCALE;
-        maint += px * (q < 0 ? -q : q) / (double)VX_SIM_SCALE * y->cfg.maint_margin_ppm / 1e6;
+        for (int ps = 0; ps < 3; ps++) {
+            const sim_pos *p = &y->p[ps];
+            if (!p->qty) continue;
+            double q = (double)p->qty, px = (double)y->last_price;
+            double upnl = (px - (double)p->entry_price) * q / (double)VX_SIM_SCALE;
+            double maint = px * (q < 0 ? -q : q) / (double)VX_SIM_SCALE * y->cfg.maint_margin_ppm / 1e6;
+            if (y->isolated) {
+                if ((double)p->iso_margin + upnl <= maint * 1.05 + 1e4) return 0;
+            } else {
+                any_cross = 1;
+                cross_eq += upnl;
+                cross_maint += maint;
+            }
+        }
     }
-    return !any || eq > maint * 1.05 + 1e4;
+    return !any_cross || cross_eq > cross_maint * 1.05 + 1e4;
 }
 
+/* Close one position at the last price with the liquidation fee; the loss
+ * it can cause is capped at `cap` (an isolated position's margin; for cross,
+ * what the wallet holds): beyond that it is the insurance fund's, as on the venue. */
+static void liquidate(vx_sim *s, int i, int ps, int64_t cap) {
+    sim_symbol *y = &s->sym[i];
+    sim_pos *p = &y->p[ps];
+    int64_t px = y->last_price, q = -p->qty;
+    int64_t fee = charge(notional(px, abs64(q)), y->cfg.liq_fee_ppm);
+    int64_t realized = apply_fill(y, ps, q, px);
+    if (realized < -cap) realized = -cap;
+    int64_t left = cap + realized;
+    if (fee > left) fee = left > 0 ? left : 0;
+    s->wallet += realized - fee;
+    if (s->wallet < 0) s->wallet = 0;
+    vx_sim_event *e = push_event(s, VX_SIM_EV_LIQUIDATION, i);
+    if (e) {
+        e->side = q > 0 ? VX_SIM_BUY : VX_SIM_SELL;
+        e->price = px;
+        e->qty = abs64(q);
+        e->fee = fee;
+        e->realized_pnl = realized;
+        e->trade_id = s->next_trade_id++;
+        event_side(s, e, i, ps);
+    }
+}
+
+static void cancel_orders_of(vx_sim *s, int symbol) {
+    size_t i = 0;
+    while (i < s->norders) {
+        if (symbol >= 0 && s->orders[i].req.symbol != symbol) {
+            i++;
+            continue;
+        }
+        sim_order o = s->orders[i];
+        remove_order(s, i);
+        o.status = VX_SIM_CANCELED;
+        order_event(s, &o, 0);
+    }
+}
+
+/* Isolated positions are liquidated one by one when their margin plus PnL
+ * falls to their maintenance margin; cross positions all together when the
+ * account's cross equity does. */
 static void check_liquidation(vx_sim *s) {
     if (clearly_safe(s)) return;
+    for (int i = 0; i < s->nsym; i++) {
+        sim_symbol *y = &s->sym[i];
+        if (!y->isolated) continue;
+        for (int ps = 0; ps < 3; ps++) {
+            sim_pos *p = &y->p[ps];
+            if (!p->qty) continue;
+            int64_t maint = charge(notional(y->last_price, abs64(p->qty)), y->cfg.maint_margin_ppm);
+            if (p->iso_margin + unrealized(y, ps) > maint) continue;
+            int64_t margin = p->iso_margin;
+            cancel_orders_of(s, i);
+            liquidate(s, i, ps, margin);
+            push_event(s, VX_SIM_EV_ACCOUNT, i);
+        }
+    }
     int64_t maint = 0;
     int any = 0;
     for (int i = 0; i < s->nsym; i++) {
         sim_symbol *y = &s->sym[i];
-        if (!y->pos.qty) continue;
-        any = 1;
-        maint += charge(notional(y->pos.last_price, abs64(y->pos.qty)), y->cfg.maint_margin_ppm);
+        if (y->isolated) continue;
+        for (int ps = 0; ps < 3; ps++) {
+            if (!y->p[ps].qty) continue;
+            any = 1;
+            maint += charge(notional(y->last_price, abs64(y->p[ps].qty)), y->cfg.maint_margin_ppm);
+        }
     }
-    if (!any || vx_sim_equity(s) > maint) return;
-    while (s->norders) {
-        sim_order o = s->orders[s->norders - 1];
-        s->norders--;
-        o.status = VX_SIM_CANCELED;
-        order_event(s, &o, 0);
-    }
+    if (!any || cross_equity(s) > maint) return;
+    cancel_orders_of(s, -1);
     for (int i = 0; i < s->nsym; i++) {
         sim_symbol *y = &s->sym[i];
-        if (!y->pos.qty) continue;
-        int64_t px = y->pos.last_price, q = -y->pos.qty;
-        int64_t fee = charge(notional(px, abs64(q)), y->cfg.liq_fee_ppm);
-        int64_t realized = apply_fill(y, q, px);
-        /* the fee comes out of what margin is left; a loss beyond the wallet is the
-         * insurance fund's, as on the venue: the wallet ends at zero, not below */
-        int64_t left = s->wallet + realized;
-        if (fee > left) fee = left > 0 ? left : 0;
-        s->wallet = left - fee < 0 ? 0 : left - fee;
-        vx_sim_event *e = push_event(s, VX_SIM_EV_LIQUIDATION, i);
-        if (e) {
-            e->side = q > 0 ? VX_SIM_BUY : VX_SIM_SELL;
-            e->price = px;
-            e->qty = abs64(q);
-            e->fee = fee;
-            e->realized_pnl = realized;
-            e->trade_id = s->next_trade_id++;
-        }
+        if (y->isolated) continue;
+        for (int ps = 0; ps < 3; ps++)
+            if (y->p[ps].qty) liquidate(s, i, ps, s->wallet - total_iso_margin(s));
     }
     push_event(s, VX_SIM_EV_ACCOUNT, -1);
 }
@@ -515,7 +663,7 @@ void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms) {
     if (symbol < 0 || symbol >= s->nsym || price <= 0) return;
     if (time_ms > s->now_ms) s->now_ms = time_ms;
     sim_symbol *y = &s->sym[symbol];
-    y->pos.last_price = price;
+    y->last_price = price;
     y->has_price = 1;
     match(s, symbol, price);
     check_liquidation(s);
@@ -525,7 +673,8 @@ void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t 
                    int64_t interval_ms) {
     if (symbol < 0 || symbol >= s->nsym) return;
     vx_sim_tick(s, symbol, o, open_time);
-    int64_t pos = s->sym[symbol].pos.qty;
+    const sim_symbol *y = &s->sym[symbol];
+    int64_t pos = y->p[0].qty + y->p[1].qty + y->p[2].qty; /* net: adverse to the net exposure */
     int low_first = pos > 0 || (pos == 0 && (o - l) >= (h - o));
     int64_t q = interval_ms / 4;
     vx_sim_tick(s, symbol, low_first ? l : h, open_time + q);
@@ -537,15 +686,23 @@ void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t t
     if (symbol < 0 || symbol >= s->nsym) return;
     if (time_ms > s->now_ms) s->now_ms = time_ms;
     sim_symbol *y = &s->sym[symbol];
-    if (!y->pos.qty) return;
-    /* longs pay a positive rate; what is paid rounds up, what is received down */
-    i128 amount = (i128)notional(mark, abs64(y->pos.qty)) * rate * (y->pos.qty > 0 ? -1 : 1);
-    int64_t pay = div_floor(amount, VX_SIM_SCALE);
-    s->wallet += pay;
-    vx_sim_event *e = push_event(s, VX_SIM_EV_FUNDING, symbol);
-    if (e) {
-        e->realized_pnl = pay;
-        e->price = mark;
+    for (int ps = 0; ps < 3; ps++) {
+        sim_pos *p = &y->p[ps];
+        if (!p->qty) continue;
+        /* longs pay a positive rate; what is paid rounds up, what is received down */
+        i128 amount = (i128)notional(mark, abs64(p->qty)) * rate * (p->qty > 0 ? -1 : 1);
+        int64_t pay = div_floor(amount, VX_SIM_SCALE);
+        s->wallet += pay;
+        if (y->isolated) { /* an isolated position pays from (and is paid into) its own margin */
+            p->iso_margin += pay;
+            if (p->iso_margin < 0) p->iso_margin = 0;
+        }
+        vx_sim_event *e = push_event(s, VX_SIM_EV_FUNDING, symbol);
+        if (e) {
+            e->realized_pnl = pay;
+            e->price = mark;
+            event_side(s, e, symbol, ps);
+        }
     }
     check_liquidation(s);
 }
@@ -555,16 +712,31 @@ void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id) {
     if (next_order_id > s->next_order_id) s->next_order_id = next_order_id;
 }
 
-int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price) {
-    if (symbol < 0 || symbol >= s->nsym) return VX_SIM_ERR_SYMBOL;
+int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
+                            int64_t last_price, int32_t isolated, int64_t isolated_margin) {
+    if (symbol < 0 || symbol >= s->nsym || side < 0 || side > 2) return VX_SIM_ERR_SYMBOL;
     sim_symbol *y = &s->sym[symbol];
     if (leverage < 1 || leverage > y->cfg.max_leverage) return VX_SIM_ERR_LEVERAGE;
-    y->pos.qty = qty;
-    y->pos.entry_price = qty ? entry : 0;
-    y->pos.leverage = leverage;
+    y->p[side].qty = qty;
+    y->p[side].entry_price = qty ? entry : 0;
+    y->p[side].iso_margin = qty && isolated ? isolated_margin : 0;
+    y->leverage = leverage;
+    y->isolated = isolated ? 1 : 0;
     if (last_price > 0) {
-        y->pos.last_price = last_price;
+        y->last_price = last_price;
         y->has_price = 1;
     }
     return 0;
+}
+
+void vx_sim_restore_mode(vx_sim *s, int hedge) { s->hedge = hedge ? 1 : 0; }
+
+size_t vx_sim_struct_size(int which) {
+    switch (which) {
+    case 0: return sizeof(vx_sim_symbol_cfg);
+    case 1: return sizeof(vx_sim_order_req);
+    case 2: return sizeof(vx_sim_event);
+    case 3: return sizeof(vx_sim_position);
+    default: return 0;
+    }
 }

@@ -25,10 +25,13 @@
  * limit form as a LIMIT at its price. close_position takes the whole
  * position at trigger time, reduce-only. They tie up no margin until then.
  *
- * This slice: one-way position mode, cross margin, every order type,
- * reduce-only, close-position, maker/taker fees, funding, and liquidation
- * at the maintenance margin with the liquidation fee. Events accumulate in
- * the engine until the caller drains them.
+ * Position modes: one-way (a signed position per symbol) and hedge (LONG
+ * and SHORT positions side by side; an order names its side, and closing
+ * orders never flip a side). Margin: cross (positions share the wallet;
+ * liquidation when the account's cross equity falls to the maintenance
+ * margin) or isolated per symbol (each position holds its own margin,
+ * is liquidated on its own, and can lose no more than that margin).
+ * Events accumulate in the engine until the caller drains them.
  */
 #ifndef VX_SIM_H
 #define VX_SIM_H
@@ -66,6 +69,7 @@ enum {
     VX_SIM_TRAILING_STOP_MARKET = 6, /* trails the best price by callback_ppm after activation */
 };
 enum { VX_SIM_GTC = 0, VX_SIM_IOC = 1, VX_SIM_FOK = 2, VX_SIM_GTX = 3 };
+enum { VX_SIM_BOTH = 0, VX_SIM_LONG = 1, VX_SIM_SHORT = 2 }; /* position sides (hedge mode: LONG/SHORT) */
 enum { VX_SIM_NEW = 0, VX_SIM_PARTIALLY_FILLED, VX_SIM_FILLED, VX_SIM_CANCELED, VX_SIM_EXPIRED, VX_SIM_REJECTED };
 enum { VX_SIM_EV_ORDER = 1, VX_SIM_EV_FILL = 2, VX_SIM_EV_ACCOUNT = 3, VX_SIM_EV_FUNDING = 4, VX_SIM_EV_LIQUIDATION = 5 };
 
@@ -81,6 +85,10 @@ enum {
     VX_SIM_ERR_SYMBOL = -1121,
     VX_SIM_ERR_PARAM = -1102,
     VX_SIM_ERR_LEVERAGE = -4028,
+    VX_SIM_ERR_POSITION_SIDE = -4061, /* position side does not match the position mode */
+    VX_SIM_ERR_REDUCE_IN_HEDGE = -1106, /* reduceOnly is not sent in hedge mode */
+    VX_SIM_ERR_MODE_OPEN = -4068,     /* mode change with positions or orders open */
+    VX_SIM_ERR_MARGIN_TYPE_OPEN = -4048, /* margin type change with a position or orders */
 };
 
 typedef struct vx_sim_order_req {
@@ -95,6 +103,7 @@ typedef struct vx_sim_order_req {
     int32_t callback_ppm;  /* trailing stop: 1% = 10000 */
     int32_t reduce_only;
     int32_t close_position; /* conditional: close the whole position when triggered */
+    int32_t position_side;  /* VX_SIM_BOTH in one-way mode; LONG or SHORT in hedge mode */
     char client_id[40];
 } vx_sim_order_req;
 
@@ -117,6 +126,8 @@ typedef struct vx_sim_event {
     int64_t position;      /* signed */
     int64_t entry_price;
     int32_t reason;        /* rejections: the venue error code */
+    int32_t position_side;
+    int64_t isolated_margin; /* the position's own margin when isolated */
 } vx_sim_event;
 
 typedef struct vx_sim_position {
@@ -124,6 +135,8 @@ typedef struct vx_sim_position {
     int64_t entry_price;
     int64_t last_price;
     int32_t leverage;
+    int32_t isolated;
+    int64_t isolated_margin;
 } vx_sim_position;
 
 vx_sim *vx_sim_new(int64_t wallet);
@@ -131,6 +144,10 @@ void vx_sim_free(vx_sim *s);
 /* Returns the symbol's index, or -1 (table full / bad config). */
 int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg);
 int vx_sim_set_leverage(vx_sim *s, int symbol, int leverage);
+/* Isolated (1) or cross (0) margin for a symbol: only with no position or order in it. */
+int vx_sim_set_isolated(vx_sim *s, int symbol, int isolated);
+/* Hedge (1: separate LONG and SHORT positions) or one-way (0): only when flat with no orders. */
+int vx_sim_set_hedge(vx_sim *s, int hedge);
 
 /* Place: the order id (> 0), or a negative venue error code. A refused
  * order also produces a REJECTED order event. */
@@ -153,15 +170,23 @@ int64_t vx_sim_wallet(const vx_sim *s);
 int64_t vx_sim_equity(const vx_sim *s);
 /* Equity minus the initial margin of positions and open orders. */
 int64_t vx_sim_available(const vx_sim *s);
+/* The one-way position (VX_SIM_BOTH), or one side in hedge mode. */
 vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
+vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side);
 /* Restoring a saved paper account: the wallet, and a position as it was
  * (quantity, entry price, leverage, last price). Open orders are placed
  * again by the caller. */
 void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
-int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price);
+int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
+                            int64_t last_price, int32_t isolated, int64_t isolated_margin);
+void vx_sim_restore_mode(vx_sim *s, int hedge);
 
 /* Unrealized PnL of the symbol's position at its last price. */
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);
+
+/* sizeof of the structs Lua declares through FFI (0 cfg, 1 order request,
+ * 2 event, 3 position), so a layout drift fails loudly at load, not later. */
+size_t vx_sim_struct_size(int which);
 
 #endif

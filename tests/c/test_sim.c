@@ -321,6 +321,79 @@ static void test_latency_and_queue_delay(void **state) {
     vx_sim_free(s);
 }
 
+static vx_sim_order_req sided(int sym, int side, int ps, int64_t qty) {
+    vx_sim_order_req r = order(sym, side, VX_SIM_MARKET, VX_SIM_GTC, 0, qty, 0);
+    r.position_side = ps;
+    return r;
+}
+
+/* hedge mode: a long and a short side by side; closing orders never flip a side */
+static void test_hedge_mode(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = make(U(10000), 0, &btc);
+    assert_int_equal(vx_sim_set_hedge(s, 1), 0);
+    vx_sim_tick(s, btc, U(60000), 0);
+    vx_sim_order_req r = sided(btc, VX_SIM_BUY, VX_SIM_LONG, U(0.010));
+    assert_true(vx_sim_place(s, &r, 1) > 0);
+    r = sided(btc, VX_SIM_SELL, VX_SIM_SHORT, U(0.010));
+    assert_true(vx_sim_place(s, &r, 2) > 0);
+    vx_sim_tick(s, btc, U(60000), 1000);
+    assert_int_equal(vx_sim_position_side(s, btc, VX_SIM_LONG).qty, U(0.010));
+    assert_int_equal(vx_sim_position_side(s, btc, VX_SIM_SHORT).qty, -U(0.010));
+    assert_int_equal(vx_sim_wallet(s), U(10000) - U(0.48));
+    assert_int_equal(vx_sim_set_hedge(s, 0), VX_SIM_ERR_MODE_OPEN);
+    r = sided(btc, VX_SIM_SELL, VX_SIM_BOTH, U(0.010));
+    assert_int_equal(vx_sim_place(s, &r, 3), VX_SIM_ERR_POSITION_SIDE);
+    r = sided(btc, VX_SIM_SELL, VX_SIM_LONG, U(0.010));
+    r.reduce_only = 1;
+    assert_int_equal(vx_sim_place(s, &r, 4), VX_SIM_ERR_REDUCE_IN_HEDGE);
+    vx_sim_tick(s, btc, U(61000), 2000);
+    r = sided(btc, VX_SIM_SELL, VX_SIM_LONG, U(0.020)); /* more than the long holds */
+    assert_true(vx_sim_place(s, &r, 2001) > 0);
+    vx_sim_tick(s, btc, U(61000), 3000);
+    assert_int_equal(vx_sim_position_side(s, btc, VX_SIM_LONG).qty, 0); /* closed, not flipped */
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->realized_pnl, U(10));
+    assert_int_equal(last_of(s, VX_SIM_EV_ORDER)->status, VX_SIM_EXPIRED);
+    r = sided(btc, VX_SIM_BUY, VX_SIM_SHORT, U(0.010));
+    assert_true(vx_sim_place(s, &r, 3001) > 0);
+    vx_sim_tick(s, btc, U(61000), 4000);
+    assert_int_equal(vx_sim_position_side(s, btc, VX_SIM_SHORT).qty, 0);
+    /* 10000 − 0.48 + 10 − 0.244 − 10 − 0.244 */
+    assert_int_equal(vx_sim_wallet(s), U(9999.032));
+    assert_int_equal(vx_sim_set_hedge(s, 0), 0);
+    vx_sim_free(s);
+}
+
+/* isolated: 0.1 BTC at 60000 on 10x holds 600 of margin; liquidated alone at
+ * 54200, losing no more than that margin */
+static void test_isolated_margin(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = make(U(1000), 0, &btc);
+    assert_int_equal(vx_sim_set_isolated(s, btc, 1), 0);
+    assert_int_equal(vx_sim_set_leverage(s, btc, 10), 0);
+    vx_sim_tick(s, btc, U(60000), 0);
+    vx_sim_order_req r = order(btc, VX_SIM_BUY, VX_SIM_MARKET, VX_SIM_GTC, 0, U(0.1), 0);
+    assert_true(vx_sim_place(s, &r, 1) > 0);
+    vx_sim_tick(s, btc, U(60000), 1000);
+    vx_sim_position p = vx_sim_position_of(s, btc);
+    assert_int_equal(p.isolated_margin, U(600));
+    assert_int_equal(vx_sim_wallet(s), U(1000) - U(2.4));
+    assert_int_equal(vx_sim_available(s), U(397.6));
+    assert_int_equal(vx_sim_set_isolated(s, btc, 0), VX_SIM_ERR_MARGIN_TYPE_OPEN);
+    vx_sim_tick(s, btc, U(54300), 2000); /* 600 − 570 = 30 above maintenance 21.72 */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.1));
+    vx_sim_tick(s, btc, U(54200), 3000); /* 600 − 580 = 20 at or below 21.68 */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    const vx_sim_event *liq = last_of(s, VX_SIM_EV_LIQUIDATION);
+    assert_non_null(liq);
+    assert_int_equal(liq->realized_pnl, -U(580));
+    assert_int_equal(liq->fee, U(20)); /* 81.3 due, capped at the 20 of margin left */
+    assert_int_equal(vx_sim_wallet(s), U(397.6)); /* the cross part never paid */
+    vx_sim_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_market_then_limit_round_trip),
@@ -334,6 +407,8 @@ int main(void) {
         cmocka_unit_test(test_trailing_stop),
         cmocka_unit_test(test_close_position_when_flat_expires),
         cmocka_unit_test(test_latency_and_queue_delay),
+        cmocka_unit_test(test_hedge_mode),
+        cmocka_unit_test(test_isolated_margin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,7 +42,6 @@ describe("the simulated venue", function()
     assert.equal("BAD_SYMBOL", serr.name)
     local _, lerr = paper:set_leverage("BTCUSDT", 500)
     assert.equal(-4028, lerr.code)
-    assert.is_nil((paper:set_position_mode(true)))
   end)
 
   it("rests, fills, modifies and cancels limit orders, with live-shaped user events", function()
@@ -134,6 +133,31 @@ describe("the simulated venue", function()
     assert.same({ "BTCUSDT@60000", "ETHUSDT@60000", "BTCUSDT@120000", "ETHUSDT@120000" }, { seen[1], seen[2], seen[3], seen[4] })
     -- placed after the 2nd ETH candle: filled at the 3rd candle's open, 3003
     assert.equal("3003", paper:positions("ETHUSDT")[1].entryPrice)
+  end)
+
+  it("keeps hedge-mode sides and isolated margin, and restores them", function()
+    local paper = exchange.sim { balance = 10000, symbols = { BTCUSDT = { tick = "0.1", step = "0.001", slippage_bps = 0 } } }
+    assert(paper:set_position_mode(true))
+    assert(paper:set_margin_type("BTCUSDT", "ISOLATED"))
+    assert(paper:set_leverage("BTCUSDT", 10))
+    paper:tick("BTCUSDT", 60000, 1000)
+    local _, err = paper:place { symbol = "BTCUSDT", side = "BUY", type = "MARKET", quantity = 0.01 }
+    assert.equal(-4061, err.code) -- hedge mode needs a position side
+    assert(paper:place { symbol = "BTCUSDT", side = "BUY", position_side = "LONG", type = "MARKET", quantity = 0.01, decision = "h", leg = 1 })
+    assert(paper:place { symbol = "BTCUSDT", side = "SELL", position_side = "SHORT", type = "MARKET", quantity = 0.02, decision = "h", leg = 2 })
+    paper:tick("BTCUSDT", 60000, 2000)
+    local pos = paper:positions("BTCUSDT")
+    assert.equal("LONG", pos[1].positionSide)
+    assert.equal("0.01", pos[1].positionAmt)
+    assert.equal("60", pos[1].isolatedMargin)
+    assert.equal("-0.02", pos[2].positionAmt)
+    assert.equal("120", pos[2].isolatedMargin)
+    local _, merr = paper:set_position_mode(false)
+    assert.equal(-4068, merr.code)
+    local back = exchange.sim { balance = 1, symbols = { BTCUSDT = { tick = "0.1", step = "0.001", slippage_bps = 0 } } }
+    assert(back:restore(json.decode(json.encode(paper:snapshot()))))
+    assert.same(paper:positions("BTCUSDT"), back:positions("BTCUSDT"))
+    assert.equal(paper:balances()[1].availableBalance, back:balances()[1].availableBalance)
   end)
 
   local function replay(seed_shift)

@@ -29,13 +29,19 @@ typedef struct vx_sim_symbol_cfg {
 } vx_sim_symbol_cfg;
 typedef struct vx_sim_order_req {
   int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
-  int32_t callback_ppm, reduce_only, close_position; char client_id[40];
+  int32_t callback_ppm, reduce_only, close_position, position_side; char client_id[40];
 } vx_sim_order_req;
 typedef struct vx_sim_event {
   int32_t kind, symbol; int64_t time_ms, order_id; char client_id[40]; int32_t side, type, status, maker;
   int64_t price, qty, filled, avg_price, fee, realized_pnl, trade_id, wallet, position, entry_price; int32_t reason;
+  int32_t position_side; int64_t isolated_margin;
 } vx_sim_event;
-typedef struct vx_sim_position { int64_t qty, entry_price, last_price; int32_t leverage; } vx_sim_position;
+typedef struct vx_sim_position { int64_t qty, entry_price, last_price; int32_t leverage, isolated; int64_t isolated_margin; } vx_sim_position;
+int vx_sim_set_isolated(vx_sim *s, int symbol, int isolated);
+int vx_sim_set_hedge(vx_sim *s, int hedge);
+vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side);
+void vx_sim_restore_mode(vx_sim *s, int hedge);
+size_t vx_sim_struct_size(int which);
 vx_sim *vx_sim_new(int64_t wallet);
 void vx_sim_free(vx_sim *s);
 int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg);
@@ -55,17 +61,26 @@ int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
 size_t vx_sim_open_orders(const vx_sim *s);
 int vx_format_scaled(int64_t v, int scale, char *out);
 void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
-int vx_sim_restore_position(vx_sim *s, int symbol, int64_t qty, int64_t entry, int32_t leverage, int64_t last_price);
+int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
+                            int64_t last_price, int32_t isolated, int64_t isolated_margin);
 ]]
 
 local C = ffi.C
 local M = {}
+
+for i, name in ipairs { "vx_sim_symbol_cfg", "vx_sim_order_req", "vx_sim_event", "vx_sim_position" } do
+  if ffi.sizeof(name) ~= tonumber(C.vx_sim_struct_size(i - 1)) then
+    error(("vibex.exchange.sim: %s is declared with another layout than runtime/sim.h (rebuild, or fix the cdef)"):format(name))
+  end
+end
 
 local TYPES = { MARKET = 0, LIMIT = 1, STOP_MARKET = 2, TAKE_PROFIT_MARKET = 3, STOP = 4, TAKE_PROFIT = 5,
                 TRAILING_STOP_MARKET = 6 }
 local TYPE_NAMES = {}
 for k, v in pairs(TYPES) do TYPE_NAMES[v] = k end
 local TIFS = { GTC = 0, IOC = 1, FOK = 2, GTX = 3 }
+local SIDES = { BOTH = 0, LONG = 1, SHORT = 2 }
+local SIDE_NAMES = { [0] = "BOTH", "LONG", "SHORT" }
 local STATUS = { [0] = "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED" }
 local EV_ORDER, EV_FILL, EV_ACCOUNT, EV_FUNDING, EV_LIQUIDATION = 1, 2, 3, 4, 5
 local MESSAGES = {
@@ -74,6 +89,9 @@ local MESSAGES = {
   [-4164] = "Order's notional must be no smaller than the minimum.", [-1121] = "Invalid symbol.",
   [-5022] = "Due to the order could not be executed as maker, the Post Only order will be rejected.",
   [-1102] = "A mandatory parameter was not sent, was empty/null, or malformed.", [-4028] = "Leverage is not valid.",
+  [-4061] = "Order's position side does not match user's setting.", [-1106] = "Parameter 'reduceOnly' sent when not required.",
+  [-4068] = "The position side cannot be changed if there exists position or open orders.",
+  [-4048] = "Margin type cannot be changed if there exists position or open orders.",
 }
 
 --- Default symbols, like the fake venue's (and Aster's) rules.
@@ -314,14 +332,18 @@ end
 
 function Sim:positions(symbol)
   local out = {}
+  local sides = self.hedge and { 1, 2 } or { 0 }
   for i = 0, #self.names do
     local name = self.names[i]
     if name and (not symbol or symbol == name) then
-      local p = C.vx_sim_position_of(self.engine, i)
-      local upnl = C.vx_sim_unrealized(self.engine, i)
-      out[#out + 1] = { symbol = name, positionAmt = text(p.qty), entryPrice = text(p.entry_price),
-                        markPrice = text(p.last_price), unRealizedProfit = text(upnl), leverage = tostring(p.leverage),
-                        marginType = "cross", positionSide = "BOTH" }
+      for _, ps in ipairs(sides) do
+        local p = C.vx_sim_position_side(self.engine, i, ps)
+        local upnl = p.qty ~= 0 and (p.last_price - p.entry_price) * p.qty / P10[SCALE] or 0LL
+        out[#out + 1] = { symbol = name, positionAmt = text(p.qty), entryPrice = text(p.entry_price),
+                          markPrice = text(p.last_price), unRealizedProfit = text(upnl), leverage = tostring(p.leverage),
+                          marginType = p.isolated == 1 and "isolated" or "cross", isolatedMargin = text(p.isolated_margin),
+                          positionSide = SIDE_NAMES[ps] }
+      end
     end
   end
   return out
@@ -335,18 +357,25 @@ function Sim:set_leverage(symbol, leverage)
   return { symbol = symbol, leverage = leverage }
 end
 
-function Sim:set_margin_type(_, mt)
-  if mt == "CROSSED" or mt == "CROSS" then return { code = 200, msg = "success" } end
-  return nil, errors.new("rejected", "the simulated venue supports cross margin only (isolated margin is not built yet)",
-    { venue = "sim" })
+function Sim:set_margin_type(symbol, mt)
+  local i, err = self:_sym(symbol)
+  if not i then return nil, err end
+  local iso = mt == "ISOLATED"
+  if not iso and mt ~= "CROSSED" and mt ~= "CROSS" then
+    return nil, errors.from_code(-1102, "marginType must be ISOLATED or CROSSED.", { venue = "sim" })
+  end
+  local rc = C.vx_sim_set_isolated(self.engine, i, iso and 1 or 0)
+  if rc ~= 0 then return nil, errors.from_code(rc, MESSAGES[rc], { venue = "sim", symbol = symbol }) end
+  return { code = 200, msg = "success" }
 end
 
 function Sim:set_position_mode(hedge)
-  if not hedge then return { code = 200, msg = "success" } end
-  return nil, errors.new("rejected", "the simulated venue supports one-way mode only (hedge mode is not built yet)",
-    { venue = "sim" })
+  local rc = C.vx_sim_set_hedge(self.engine, hedge and 1 or 0)
+  if rc ~= 0 then return nil, errors.from_code(rc, MESSAGES[rc], { venue = "sim" }) end
+  self.hedge = hedge and true or false
+  return { code = 200, msg = "success" }
 end
-function Sim:position_mode() return { dualSidePosition = false } end
+function Sim:position_mode() return { dualSidePosition = self.hedge or false } end
 
 -- ---- interface: orders ------------------------------------------------------------------------
 
@@ -373,6 +402,7 @@ function Sim:place(order)
   req.callback_ppm = p.callbackRate and math.floor(tonumber(p.callbackRate) * 10000 + 0.5) or 0
   req.reduce_only = (p.reduceOnly == true or p.reduceOnly == "true") and 1 or 0
   req.close_position = (p.closePosition == true or p.closePosition == "true") and 1 or 0
+  req.position_side = SIDES[p.positionSide or (self.hedge and "" or "BOTH")] or -1
   ffi.copy(req.client_id, p.newClientOrderId, math.min(#p.newClientOrderId, 39))
   local prev = self.by_client[p.newClientOrderId]
   if prev and self.open[prev] then
@@ -461,13 +491,18 @@ end
 -- the requests that re-create them) and the clock. Money stays decimal strings.
 function Sim:snapshot()
   local snap = { version = 1, account = self.account, wallet = text(C.vx_sim_wallet(self.engine)), now_ms = self.now_ms,
-                 positions = {}, open_orders = {} }
+                 hedge = self.hedge or false, positions = {}, open_orders = {} }
   for i = 0, #self.names do
     local name = self.names[i]
     if name then
-      local p = C.vx_sim_position_of(self.engine, i)
-      snap.positions[#snap.positions + 1] = { symbol = name, qty = text(p.qty), entry_price = text(p.entry_price),
-                                              leverage = p.leverage, last_price = text(p.last_price) }
+      for ps = 0, 2 do
+        local p = C.vx_sim_position_side(self.engine, i, ps)
+        if ps == 0 or p.qty ~= 0 then
+          snap.positions[#snap.positions + 1] = { symbol = name, side = SIDE_NAMES[ps], qty = text(p.qty),
+            entry_price = text(p.entry_price), leverage = p.leverage, last_price = text(p.last_price),
+            isolated = p.isolated == 1, isolated_margin = text(p.isolated_margin) }
+        end
+      end
     end
   end
   for _, v in ipairs(self:open_orders()) do
@@ -484,12 +519,15 @@ end
 function Sim:restore(snap)
   if type(snap) ~= "table" or snap.version ~= 1 then return nil, "sim.restore: not a version 1 snapshot" end
   C.vx_sim_restore(self.engine, units(snap.wallet, "wallet"), snap.next_order_id or 1)
+  C.vx_sim_restore_mode(self.engine, snap.hedge and 1 or 0)
+  self.hedge = snap.hedge or false
   self.now_ms = snap.now_ms or 0
   for _, p in ipairs(snap.positions or {}) do
     local i = self.index[p.symbol]
     if not i then return nil, ("sim.restore: symbol %s is not configured"):format(tostring(p.symbol)) end
-    local rc = C.vx_sim_restore_position(self.engine, i, units(p.qty, "qty"), units(p.entry_price, "entry_price"),
-      p.leverage, units(p.last_price, "last_price"))
+    local rc = C.vx_sim_restore_position(self.engine, i, SIDES[p.side or "BOTH"] or 0, units(p.qty, "qty"),
+      units(p.entry_price, "entry_price"), p.leverage, units(p.last_price, "last_price"), p.isolated and 1 or 0,
+      units(p.isolated_margin or "0", "isolated_margin"))
     if rc ~= 0 then return nil, ("sim.restore: %s: %s"):format(p.symbol, MESSAGES[rc] or rc) end
   end
   for _, o in ipairs(snap.open_orders or {}) do
@@ -549,7 +587,7 @@ function Sim:_event(e)
       v = { orderId = id, symbol = sym, clientOrderId = ffi.string(e.client_id), side = e.side == 1 and "BUY" or "SELL",
             type = TYPE_NAMES[e.type], origType = TYPE_NAMES[e.type], price = text(e.kind == EV_ORDER and e.price or 0),
             origQty = text(e.qty), executedQty = "0", avgPrice = "0", timeInForce = "GTC", reduceOnly = false,
-            positionSide = "BOTH", status = "NEW", time = E }
+            positionSide = SIDE_NAMES[e.position_side], status = "NEW", time = E }
       self.orders[id] = v
       self.by_client[v.clientOrderId] = id
     end
@@ -572,12 +610,14 @@ function Sim:_event(e)
       ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
       z = v.executedQty, L = e.kind == EV_FILL and text(e.price) or "0", n = e.kind == EV_FILL and text(e.fee) or "0",
       N = "USDT", T = E, t = e.kind == EV_FILL and tonumber(e.trade_id) or 0, m = e.maker == 1, R = v.reduceOnly,
-      ps = "BOTH", rp = e.kind == EV_FILL and text(e.realized_pnl) or "0" } } }
+      ps = v.positionSide, rp = e.kind == EV_FILL and text(e.realized_pnl) or "0" } } }
   end
   if e.kind == EV_ACCOUNT or e.kind == EV_FUNDING or e.kind == EV_LIQUIDATION then
     local P = {}
     if sym then
-      P[1] = { s = sym, pa = text(e.position), ep = text(e.entry_price), up = "0", mt = "cross", ps = "BOTH" }
+      local iso = e.isolated_margin ~= 0
+      P[1] = { s = sym, pa = text(e.position), ep = text(e.entry_price), up = "0", mt = iso and "isolated" or "cross",
+               iw = text(e.isolated_margin), ps = SIDE_NAMES[e.position_side] }
     end
     local reason = ({ [EV_ACCOUNT] = "ORDER", [EV_FUNDING] = "FUNDING_FEE", [EV_LIQUIDATION] = "LIQUIDATION" })[e.kind]
     return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, a = { m = reason,
