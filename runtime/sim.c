@@ -34,6 +34,7 @@ typedef struct sim_symbol {
     vx_sim_symbol_cfg cfg;
     sim_pos p[3];          /* BOTH (one-way), LONG, SHORT (hedge) */
     int64_t last_price;
+    int64_t volume;        /* the current candle's volume, 0 when unknown */
     int32_t leverage;
     int32_t isolated;
     int has_price;
@@ -450,8 +451,12 @@ static int fill_order(vx_sim *s, size_t i, int64_t px, int maker) {
     return 1;
 }
 
-static int64_t slipped(const vx_sim_symbol_cfg *c, int side, int64_t px) {
+/* Adverse slippage: the fixed bps, plus impact_bps scaled by the order's
+ * share of the candle's volume when the volume is known. */
+static int64_t slipped(const sim_symbol *y, int side, int64_t px, int64_t qty) {
+    const vx_sim_symbol_cfg *c = &y->cfg;
     int64_t slip = div_ceil((i128)px * c->slippage_bps, 10000);
+    if (c->impact_bps && y->volume > 0) slip += div_ceil((i128)px * c->impact_bps * qty, (i128)10000 * y->volume);
     if (side == VX_SIM_BUY) return div_ceil((i128)(px + slip), c->tick) * c->tick;
     return div_floor((i128)(px - slip), c->tick) * c->tick;
 }
@@ -524,7 +529,7 @@ static void match(vx_sim *s, int symbol, int64_t px) {
             continue;
         }
         if (o->req.type == VX_SIM_MARKET) {
-            fill_order(s, i, slipped(c, o->req.side, px), 0);
+            fill_order(s, i, slipped(&s->sym[symbol], o->req.side, px, o->req.qty - o->filled), 0);
         } else if (o->crossed) {
             /* taker at the next price, never worse than its limit */
             if (buy ? px <= o->req.price : px >= o->req.price) {
@@ -680,6 +685,13 @@ void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t 
     vx_sim_tick(s, symbol, low_first ? l : h, open_time + q);
     vx_sim_tick(s, symbol, low_first ? h : l, open_time + 2 * q);
     vx_sim_tick(s, symbol, c, open_time + interval_ms - 1);
+}
+
+void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,
+                     int64_t volume, int64_t interval_ms) {
+    if (symbol < 0 || symbol >= s->nsym) return;
+    s->sym[symbol].volume = volume;
+    vx_sim_candle(s, symbol, open_time, o, h, l, c, interval_ms);
 }
 
 void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms) {

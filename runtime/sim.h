@@ -53,6 +53,7 @@ typedef struct vx_sim_symbol_cfg {
     int32_t liq_fee_ppm;             /* charged on the notional at liquidation */
     int32_t max_leverage;
     int32_t slippage_bps;            /* adverse slippage of market fills */
+    int32_t impact_bps;              /* extra market slippage: impact_bps × order qty / candle volume */
     int32_t latency_ms;              /* an order takes part only from placement + latency */
     int32_t queue_ms;                /* a resting limit fills only once the price has been
                                         through it for this long (its place in the queue) */
@@ -158,6 +159,10 @@ int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms);
 void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
 void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,
                    int64_t interval_ms);
+/* The same with the candle's volume, for size-proportional slippage (the
+ * volume stays in force until the next candle). */
+void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,
+                     int64_t volume, int64_t interval_ms);
 /* Settle funding: rate in 1e-8 (0.0001 = 10000), at the mark price. */
 void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
 

@@ -394,6 +394,23 @@ static void test_isolated_margin(void **state) {
     vx_sim_free(s);
 }
 
+/* a market order's slippage grows with its share of the candle's volume */
+static void test_volume_impact_slippage(void **state) {
+    (void)state;
+    vx_sim *s = vx_sim_new(U(1000000));
+    vx_sim_symbol_cfg c = {.name = "BTCUSDT", .tick = U(0.1), .step = U(0.001), .min_qty = U(0.001),
+                           .max_qty = U(100), .min_notional = U(5), .maker_fee_ppm = 200, .taker_fee_ppm = 400,
+                           .maint_margin_ppm = 4000, .liq_fee_ppm = 15000, .max_leverage = 125, .impact_bps = 100};
+    int btc = vx_sim_add_symbol(s, &c);
+    vx_sim_tick(s, btc, U(60000), 0);
+    vx_sim_order_req r = order(btc, VX_SIM_BUY, VX_SIM_MARKET, VX_SIM_GTC, 0, U(1), 0);
+    assert_true(vx_sim_place(s, &r, 1) > 0);
+    /* 1 BTC of a 10 BTC candle: 100 bps × 1/10 = 10 bps over the open of 60000 */
+    vx_sim_candle_v(s, btc, 60000, U(60000), U(60100), U(59900), U(60050), U(10), 60000);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(60060));
+    vx_sim_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_market_then_limit_round_trip),
@@ -409,6 +426,7 @@ int main(void) {
         cmocka_unit_test(test_latency_and_queue_delay),
         cmocka_unit_test(test_hedge_mode),
         cmocka_unit_test(test_isolated_margin),
+        cmocka_unit_test(test_volume_impact_slippage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,6 +133,11 @@ describe("the simulated venue", function()
     assert.same({ "BTCUSDT@60000", "ETHUSDT@60000", "BTCUSDT@120000", "ETHUSDT@120000" }, { seen[1], seen[2], seen[3], seen[4] })
     -- placed after the 2nd ETH candle: filled at the 3rd candle's open, 3003
     assert.equal("3003", paper:positions("ETHUSDT")[1].entryPrice)
+    -- recorded funding settles at its time during a replay: 1 ETH long pays 0.01% of the last price (3005.5)
+    local before = paper:balances()[1].balance
+    paper:replay({ ETHUSDT = { { open_time = 28800000, open = 3010, high = 3011, low = 3009, close = 3010 } } },
+      { funding = { ETHUSDT = { { time_ms = 28800000, rate = "0.0001" } } } })
+    assert.equal(0, dec.cmp(paper:balances()[1].balance, dec.round(tonumber(before) - 0.30055, "0.00000001", "nearest")))
   end)
 
   it("keeps hedge-mode sides and isolated margin, and restores them", function()

@@ -25,7 +25,7 @@ typedef struct vx_sim vx_sim;
 typedef struct vx_sim_symbol_cfg {
   char name[24]; int64_t tick, step; int64_t min_qty, max_qty, min_notional;
   int32_t maker_fee_ppm, taker_fee_ppm, maint_margin_ppm, liq_fee_ppm, max_leverage, slippage_bps;
-  int32_t latency_ms, queue_ms;
+  int32_t impact_bps, latency_ms, queue_ms;
 } vx_sim_symbol_cfg;
 typedef struct vx_sim_order_req {
   int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
@@ -50,6 +50,7 @@ int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms);
 int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms);
 void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
 void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t interval_ms);
+void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t volume, int64_t interval_ms);
 void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
 const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n);
 void vx_sim_clear_events(vx_sim *s);
@@ -134,6 +135,7 @@ Sim.prepare = aster.Client.prepare
 --- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,
 -- min_notional, maker_fee ("0.0002"), taker_fee ("0.0004"), maint_margin
 -- ("0.004"), liq_fee ("0.015"), max_leverage (125), slippage_bps (2),
+-- impact_bps (0: extra market slippage of impact_bps × qty / candle volume),
 -- latency_ms (0: orders take part from the next price), queue_ms (0: a
 -- resting limit fills as soon as the price trades through it)}}),
 -- account (for client order ids).
@@ -161,6 +163,7 @@ function Sim:_add_symbol(name, spec)
   cfg.maint_margin_ppm, cfg.liq_fee_ppm = ppm(spec.maint_margin or "0.004"), ppm(spec.liq_fee or "0.015")
   cfg.max_leverage, cfg.slippage_bps = spec.max_leverage or 125, spec.slippage_bps or 2
   cfg.latency_ms, cfg.queue_ms = spec.latency_ms or 0, spec.queue_ms or 0
+  cfg.impact_bps = spec.impact_bps or 0
   local i = C.vx_sim_add_symbol(self.engine, cfg)
   if i < 0 then error("sim: cannot add symbol " .. name, 3) end
   self.index[name], self.names[i] = i, name
@@ -229,8 +232,13 @@ end
 function Sim:candle(symbol, k, interval)
   local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
   local iv = type(interval) == "number" and interval or aster.INTERVAL_MS[interval or "1m"]
-  C.vx_sim_candle(self.engine, i, k.open_time, units(k.open, "open"), units(k.high, "high"), units(k.low, "low"),
-    units(k.close, "close"), iv)
+  if k.volume then
+    C.vx_sim_candle_v(self.engine, i, k.open_time, units(k.open, "open"), units(k.high, "high"), units(k.low, "low"),
+      units(k.close, "close"), units(k.volume, "volume"), iv)
+  else
+    C.vx_sim_candle(self.engine, i, k.open_time, units(k.open, "open"), units(k.high, "high"), units(k.low, "low"),
+      units(k.close, "close"), iv)
+  end
   self.now_ms = math.max(self.now_ms, k.open_time + iv - 1)
   self:_drain()
 end
@@ -251,7 +259,9 @@ end
 -- time order across symbols. o.interval ("1m"), o.speed ("max", or a
 -- multiple of real time: 1 = as it happened, 60 = an hour a minute),
 -- o.on_candle(symbol, k) after each candle is applied (the strategy's hook;
--- it may place orders, which execute from the next candle on).
+-- it may place orders, which execute from the next candle on), o.funding =
+-- {SYMBOL = {{time_ms, rate}, …}} (recorded rates, settled at their times
+-- at the last price before the candle that passes them).
 -- Returns the number of candles replayed.
 function Sim:replay(data, o)
   o = o or {}
@@ -267,8 +277,20 @@ function Sim:replay(data, o)
     return a[1] < b[1]
   end)
   local speed, started, first = o.speed or "max", task.now(), items[1] and items[1][2].open_time
+  local funding, next_f = o.funding or {}, {}
+  for symbol, list in pairs(funding) do
+    table.sort(list, function(a, b) return a.time_ms < b.time_ms end)
+    next_f[symbol] = 1
+  end
   for n, it in ipairs(items) do
     local symbol, k = it[1], it[2]
+    local list = funding[symbol]
+    while list and list[next_f[symbol]] and list[next_f[symbol]].time_ms <= k.open_time do
+      local f = list[next_f[symbol]]
+      local last = self:ticker(symbol).price
+      if last ~= "0" then self:funding(symbol, f.rate, last, f.time_ms) end
+      next_f[symbol] = next_f[symbol] + 1
+    end
     if speed ~= "max" then
       local due = started + (k.open_time + iv - first) / speed
       if due > task.now() then task.sleep(due - task.now()) end
