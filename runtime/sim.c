@@ -98,7 +98,8 @@ static vx_sim_event *push_event(vx_sim *s, int kind, int symbol) {
 }
 
 static void event_side(vx_sim *s, vx_sim_event *e, int symbol, int ps) {
-    if (!e || symbol < 0 || symbol >= s->nsym) return;
+    /* a refused order may carry any position side: report none */
+    if (!e || symbol < 0 || symbol >= s->nsym || ps < 0 || ps > 2) return;
     const sim_pos *p = &s->sym[symbol].p[ps];
     e->position_side = ps;
     e->position = p->qty;

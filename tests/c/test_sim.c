@@ -345,6 +345,9 @@ static void test_hedge_mode(void **state) {
     assert_int_equal(vx_sim_set_hedge(s, 0), VX_SIM_ERR_MODE_OPEN);
     r = sided(btc, VX_SIM_SELL, VX_SIM_BOTH, U(0.010));
     assert_int_equal(vx_sim_place(s, &r, 3), VX_SIM_ERR_POSITION_SIDE);
+    r.position_side = -1; /* garbage from a caller: refused, and reported without a side */
+    assert_int_equal(vx_sim_place(s, &r, 3), VX_SIM_ERR_POSITION_SIDE);
+    assert_int_equal(last_of(s, VX_SIM_EV_ORDER)->status, VX_SIM_REJECTED);
     r = sided(btc, VX_SIM_SELL, VX_SIM_LONG, U(0.010));
     r.reduce_only = 1;
     assert_int_equal(vx_sim_place(s, &r, 4), VX_SIM_ERR_REDUCE_IN_HEDGE);
