@@ -33,7 +33,8 @@ typedef struct sim_pos {
 typedef struct sim_symbol {
     vx_sim_symbol_cfg cfg;
     sim_pos p[3];          /* BOTH (one-way), LONG, SHORT (hedge) */
-    int64_t last_price;
+    int64_t last_price;    /* the last traded price */
+    int64_t mark_price;    /* 0 until a mark arrives: then PnL, margin and liquidation use it */
     int64_t volume;        /* the current candle's volume, 0 when unknown */
     int32_t leverage;
     int32_t isolated;
@@ -181,10 +182,13 @@ int vx_sim_set_hedge(vx_sim *s, int hedge) {
     return 0;
 }
 
+/* The price positions are valued at: the mark, or the last trade before any mark. */
+static int64_t value_price(const sim_symbol *y) { return y->mark_price ? y->mark_price : y->last_price; }
+
 static int64_t unrealized(const sim_symbol *y, int ps) {
     const sim_pos *p = &y->p[ps];
     if (!p->qty || !y->has_price) return 0;
-    return div_floor((i128)(y->last_price - p->entry_price) * p->qty, VX_SIM_SCALE);
+    return div_floor((i128)(value_price(y) - p->entry_price) * p->qty, VX_SIM_SCALE);
 }
 
 static int64_t total_iso_margin(const vx_sim *s) {
@@ -228,7 +232,7 @@ int64_t vx_sim_available(const vx_sim *s) {
         const sim_symbol *y = &s->sym[i];
         if (y->isolated) continue; /* its margin is already set aside */
         for (int ps = 0; ps < 3; ps++)
-            if (y->p[ps].qty) avail -= div_ceil((i128)notional(y->last_price, abs64(y->p[ps].qty)), y->leverage);
+            if (y->p[ps].qty) avail -= div_ceil((i128)notional(value_price(y), abs64(y->p[ps].qty)), y->leverage);
     }
     for (size_t i = 0; i < s->norders; i++) avail -= order_margin(s, &s->orders[i]);
     return avail;
@@ -240,7 +244,7 @@ vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side) {
     const sim_symbol *y = &s->sym[symbol];
     p.qty = y->p[side].qty;
     p.entry_price = y->p[side].entry_price;
-    p.last_price = y->last_price;
+    p.last_price = value_price(y);
     p.leverage = y->leverage;
     p.isolated = y->isolated;
     p.isolated_margin = y->p[side].iso_margin;
@@ -506,7 +510,8 @@ static void fire(vx_sim *s, sim_order *o, int64_t px) {
 static void match(vx_sim *s, int symbol, int64_t px) {
     for (size_t k = 0; k < s->norders; k++) {
         sim_order *o = &s->orders[k];
-        if (o->req.symbol == symbol && o->active_at <= s->now_ms && is_conditional(o->req.type) && triggered(o, px))
+        if (o->req.symbol == symbol && !o->req.working_mark && o->active_at <= s->now_ms && is_conditional(o->req.type) &&
+            triggered(o, px))
             fire(s, o, px);
     }
     size_t i = 0;
@@ -569,7 +574,7 @@ static int clearly_safe(const vx_sim *s) {
         for (int ps = 0; ps < 3; ps++) {
             const sim_pos *p = &y->p[ps];
             if (!p->qty) continue;
-            double q = (double)p->qty, px = (double)y->last_price;
+            double q = (double)p->qty, px = (double)value_price(y);
             double upnl = (px - (double)p->entry_price) * q / (double)VX_SIM_SCALE;
             double maint = px * (q < 0 ? -q : q) / (double)VX_SIM_SCALE * y->cfg.maint_margin_ppm / 1e6;
             if (y->isolated) {
@@ -590,7 +595,7 @@ static int clearly_safe(const vx_sim *s) {
 static void liquidate(vx_sim *s, int i, int ps, int64_t cap) {
     sim_symbol *y = &s->sym[i];
     sim_pos *p = &y->p[ps];
-    int64_t px = y->last_price, q = -p->qty;
+    int64_t px = value_price(y), q = -p->qty;
     int64_t fee = charge(notional(px, abs64(q)), y->cfg.liq_fee_ppm);
     int64_t realized = apply_fill(y, ps, q, px);
     if (realized < -cap) realized = -cap;
@@ -635,7 +640,7 @@ static void check_liquidation(vx_sim *s) {
         for (int ps = 0; ps < 3; ps++) {
             sim_pos *p = &y->p[ps];
             if (!p->qty) continue;
-            int64_t maint = charge(notional(y->last_price, abs64(p->qty)), y->cfg.maint_margin_ppm);
+            int64_t maint = charge(notional(value_price(y), abs64(p->qty)), y->cfg.maint_margin_ppm);
             if (p->iso_margin + unrealized(y, ps) > maint) continue;
             int64_t margin = p->iso_margin;
             cancel_orders_of(s, i);
@@ -651,7 +656,7 @@ static void check_liquidation(vx_sim *s) {
         for (int ps = 0; ps < 3; ps++) {
             if (!y->p[ps].qty) continue;
             any = 1;
-            maint += charge(notional(y->last_price, abs64(y->p[ps].qty)), y->cfg.maint_margin_ppm);
+            maint += charge(notional(value_price(y), abs64(y->p[ps].qty)), y->cfg.maint_margin_ppm);
         }
     }
     if (!any || cross_equity(s) > maint) return;
@@ -686,6 +691,37 @@ void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t 
     vx_sim_tick(s, symbol, low_first ? l : h, open_time + q);
     vx_sim_tick(s, symbol, low_first ? h : l, open_time + 2 * q);
     vx_sim_tick(s, symbol, c, open_time + interval_ms - 1);
+}
+
+void vx_sim_mark(vx_sim *s, int symbol, int64_t mark, int64_t time_ms) {
+    if (symbol < 0 || symbol >= s->nsym || mark <= 0) return;
+    if (time_ms > s->now_ms) s->now_ms = time_ms;
+    sim_symbol *y = &s->sym[symbol];
+    y->mark_price = mark;
+    size_t k = 0;
+    while (k < s->norders) {
+        sim_order *o = &s->orders[k];
+        if (o->req.symbol != symbol || !o->req.working_mark || o->active_at > s->now_ms || !is_conditional(o->req.type) ||
+            !triggered(o, mark)) {
+            k++;
+            continue;
+        }
+        fire(s, o, y->has_price ? y->last_price : mark);
+        /* a fired market form executes now at the last trade; a limit form waits for the next trade */
+        if (o->req.type == VX_SIM_MARKET && y->has_price) {
+            if (o->req.qty == 0) {
+                sim_order done = *o;
+                remove_order(s, k);
+                done.status = VX_SIM_EXPIRED;
+                order_event(s, &done, 0);
+            } else {
+                fill_order(s, k, slipped(y, o->req.side, y->last_price, o->req.qty - o->filled), 0);
+            }
+            continue;
+        }
+        k++;
+    }
+    check_liquidation(s);
 }
 
 void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,

@@ -18,7 +18,8 @@
  * taker, when it crosses on arrival (GTX is then rejected instead).
  *
  * Conditional orders (STOP/TAKE_PROFIT, their _MARKET forms, and
- * TRAILING_STOP_MARKET) trigger on the tick price — buy stops at or above
+ * TRAILING_STOP_MARKET) trigger on the tick price (or on the mark price
+ * with working_mark) — buy stops at or above
  * the stop, sell stops at or below, take-profits the other way — and then
  * execute at that same tick: a _MARKET form at the tick price with
  * slippage (a gap through the stop fills at the gap, not at the stop), a
@@ -105,6 +106,7 @@ typedef struct vx_sim_order_req {
     int32_t reduce_only;
     int32_t close_position; /* conditional: close the whole position when triggered */
     int32_t position_side;  /* VX_SIM_BOTH in one-way mode; LONG or SHORT in hedge mode */
+    int32_t working_mark;   /* conditional orders: trigger on the mark price (MARK_PRICE), not the last trade */
     char client_id[40];
 } vx_sim_order_req;
 
@@ -134,7 +136,7 @@ typedef struct vx_sim_event {
 typedef struct vx_sim_position {
     int64_t qty;           /* signed: long > 0 */
     int64_t entry_price;
-    int64_t last_price;
+    int64_t last_price;    /* the mark price when one is set, else the last trade */
     int32_t leverage;
     int32_t isolated;
     int64_t isolated_margin;
@@ -163,6 +165,10 @@ void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t 
  * volume stays in force until the next candle). */
 void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c,
                      int64_t volume, int64_t interval_ms);
+/* The mark price: unrealized PnL, margin and liquidation are valued at it,
+ * and MARK_PRICE conditional orders trigger on it (they then execute at the
+ * last traded price). Until a mark arrives the last trade stands in. */
+void vx_sim_mark(vx_sim *s, int symbol, int64_t mark, int64_t time_ms);
 /* Settle funding: rate in 1e-8 (0.0001 = 10000), at the mark price. */
 void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
 

@@ -414,6 +414,27 @@ static void test_volume_impact_slippage(void **state) {
     vx_sim_free(s);
 }
 
+/* with a mark price: PnL and liquidation follow the mark, MARK_PRICE stops trigger on it
+ * and fill at the last trade */
+static void test_mark_price(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = long_position(&btc, U(0.010), U(60000));
+    vx_sim_mark(s, btc, U(59000), 2000);
+    assert_int_equal(vx_sim_unrealized(s, btc), -U(10));      /* (59000 − 60000) × 0.010 at the mark */
+    vx_sim_order_req sl = order(btc, VX_SIM_SELL, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, 0, 0);
+    sl.stop_price = U(58500);
+    sl.close_position = 1;
+    sl.working_mark = 1;
+    assert_true(vx_sim_place(s, &sl, 2001) > 0);
+    vx_sim_tick(s, btc, U(58000), 3000);                      /* a trade below the stop: not the mark */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.010));
+    vx_sim_mark(s, btc, U(58400), 4000);                      /* the mark crosses: out at the last trade */
+    assert_int_equal(vx_sim_position_of(s, btc).qty, 0);
+    assert_int_equal(last_of(s, VX_SIM_EV_FILL)->price, U(58000));
+    vx_sim_free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_market_then_limit_round_trip),
@@ -430,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_hedge_mode),
         cmocka_unit_test(test_isolated_margin),
         cmocka_unit_test(test_volume_impact_slippage),
+        cmocka_unit_test(test_mark_price),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,7 +29,7 @@ typedef struct vx_sim_symbol_cfg {
 } vx_sim_symbol_cfg;
 typedef struct vx_sim_order_req {
   int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
-  int32_t callback_ppm, reduce_only, close_position, position_side; char client_id[40];
+  int32_t callback_ppm, reduce_only, close_position, position_side, working_mark; char client_id[40];
 } vx_sim_order_req;
 typedef struct vx_sim_event {
   int32_t kind, symbol; int64_t time_ms, order_id; char client_id[40]; int32_t side, type, status, maker;
@@ -52,6 +52,7 @@ void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
 void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t interval_ms);
 void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t volume, int64_t interval_ms);
 void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
+void vx_sim_mark(vx_sim *s, int symbol, int64_t mark, int64_t time_ms);
 const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n);
 void vx_sim_clear_events(vx_sim *s);
 int64_t vx_sim_wallet(const vx_sim *s);
@@ -228,6 +229,15 @@ function Sim:tick(symbol, price, time_ms)
   self:_drain()
 end
 
+--- The mark price (premium index): positions are valued and liquidated
+-- at it, and MARK_PRICE conditional orders trigger on it.
+function Sim:mark(symbol, price, time_ms)
+  local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
+  self.now_ms = math.max(self.now_ms, time_ms or self.now_ms)
+  C.vx_sim_mark(self.engine, i, units(price, "mark"), self.now_ms)
+  self:_drain()
+end
+
 --- A candle {open_time, open, high, low, close} of `interval` (ms or "1m"…).
 function Sim:candle(symbol, k, interval)
   local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
@@ -305,11 +315,15 @@ end
 
 --- Paper trading next to a real market: feed this venue from a live
 -- market stream (vibex.exchange.streams): each kline's close and each
--- book ticker's mid becomes a traded price here. The stream's own handlers
--- still run.
+-- book ticker's mid becomes a traded price here, each mark price update
+-- the mark. The stream's own handlers still run.
 function Sim:follow(md)
   local h = md.h
-  local prev_k, prev_b = h.on_kline, h.on_book_ticker
+  local prev_k, prev_b, prev_m = h.on_kline, h.on_book_ticker, h.on_mark_price
+  h.on_mark_price = function(m, ...)
+    if self.index[m.s] then self:mark(m.s, m.p, tonumber(m.E)) end
+    if prev_m then return prev_m(m, ...) end
+  end
   h.on_kline = function(k, ...)
     if self.index[k.symbol] then self:tick(k.symbol, k.close, k.event_time or k.close_time) end
     if prev_k then return prev_k(k, ...) end
@@ -425,6 +439,7 @@ function Sim:place(order)
   req.reduce_only = (p.reduceOnly == true or p.reduceOnly == "true") and 1 or 0
   req.close_position = (p.closePosition == true or p.closePosition == "true") and 1 or 0
   req.position_side = SIDES[p.positionSide or (self.hedge and "" or "BOTH")] or -1
+  req.working_mark = p.workingType == "MARK_PRICE" and 1 or 0
   ffi.copy(req.client_id, p.newClientOrderId, math.min(#p.newClientOrderId, 39))
   local prev = self.by_client[p.newClientOrderId]
   if prev and self.open[prev] then
