@@ -165,6 +165,38 @@ describe("the simulated venue", function()
     assert.equal(paper:balances()[1].availableBalance, back:balances()[1].availableBalance)
   end)
 
+  it("reads OHLCV files and forgets old finished orders past its history", function()
+    local sim = require "vibex.exchange.sim"
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("[[1636934400000, 1.1893, 1.1954, 1.1891, 1.1941, 9289043.5], [1636934700000, 1.1941, 1.1952, 1.1901, 1.1912, 100.5]]")
+    f:close()
+    local rows = assert(sim.read_ohlcv(path))
+    assert.equal(2, #rows)
+    assert.equal(1.1912, rows[2].close)
+    assert.equal(100.5, rows[2].volume)
+    f = assert(io.open(path, "w"))
+    f:write('[[1, 2], "x"]')
+    f:close()
+    local bad, err = sim.read_ohlcv(path)
+    assert.is_nil(bad)
+    assert.matches("row 2 is not", err)
+    os.remove(path)
+    local paper = exchange.sim { balance = 1e6, history = 5 }
+    paper:tick("BTCUSDT", 60000, 1)
+    local first
+    for i = 1, 20 do
+      local o = assert(paper:place { symbol = "BTCUSDT", side = i % 2 == 1 and "BUY" or "SELL", type = "MARKET", quantity = 0.01,
+                                     decision = "h" .. i, leg = 1 })
+      first = first or o.clientOrderId
+      paper:tick("BTCUSDT", 60000, i + 1)
+    end
+    local n = 0
+    for _ in pairs(paper.orders) do n = n + 1 end
+    assert.is_true(n <= 10)
+    assert.is_nil((paper:get_order("BTCUSDT", { client_id = first })))
+  end)
+
   local function replay(seed_shift)
     local paper = exchange.sim { balance = 10000 }
     local log = {}

@@ -125,6 +125,32 @@ local nsz = ffi.new("size_t[1]")
 
 local function ppm(v) return tonumber(units(v, "rate") / 100) end -- 1e-8 -> 1e-6
 
+--- Candles from a JSON file of [open_time_ms, open, high, low, close, volume]
+-- rows (the freqtrade/ccxt layout): a list of replay rows | nil, err.
+-- Funding files of that layout carry the rate in the open column: pass
+-- funding = true to get {time_ms, rate} entries instead.
+function M.read_ohlcv(path, o)
+  local json = require "vibex.json"
+  local f, ferr = io.open(path, "rb")
+  if not f then return nil, ferr end
+  local text = f:read("*a")
+  f:close()
+  local rows, err = json.decode(text)
+  if type(rows) ~= "table" then return nil, ("%s: %s"):format(path, err or "not a JSON array") end
+  local out = {}
+  for i, r in ipairs(rows) do
+    if type(r) ~= "table" or type(r[1]) ~= "number" then
+      return nil, ("%s: row %d is not [open_time_ms, open, high, low, close, volume]"):format(path, i)
+    end
+    if o and o.funding then
+      out[i] = { time_ms = r[1], rate = r[2] }
+    else
+      out[i] = { open_time = r[1], open = r[2], high = r[3], low = r[4], close = r[5], volume = r[6] }
+    end
+  end
+  return out
+end
+
 -- ---- the venue ------------------------------------------------------------------------------
 
 local Sim = {}
@@ -146,7 +172,7 @@ function M.new(o)
   if engine == nil then return nil, "sim: out of memory" end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           by_client = {}, open = {}, requests = {} }, Sim)
+                           by_client = {}, open = {}, requests = {}, finished = {}, history = o.history or 10000 }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
   table.sort(names)
@@ -599,6 +625,29 @@ function Sim:_emit(route, ev)
   end
 end
 
+--- A finished order stays queryable (get_order) among the last
+-- `history` (10000) finished ones; older ones are forgotten, so a long
+-- paper run does not grow without bound.
+function Sim:_retire(id)
+  self.requests[id] = nil
+  local fin = self.finished
+  if fin[#fin] == id then return end
+  fin[#fin + 1] = id
+  if #fin > self.history * 2 then
+    local keep = {}
+    for k = #fin - self.history + 1, #fin do keep[#keep + 1] = fin[k] end
+    for k = 1, #fin - self.history do
+      local old = fin[k]
+      local v = self.orders[old]
+      if v and not self.open[old] then
+        if self.by_client[v.clientOrderId] == old then self.by_client[v.clientOrderId] = nil end
+        self.orders[old] = nil
+      end
+    end
+    self.finished = keep
+  end
+end
+
 --- Turn the engine's events into orders, fills and account updates.
 function Sim:_drain()
   local evs = C.vx_sim_events(self.engine, nsz)
@@ -636,12 +685,12 @@ function Sim:_event(e)
       v.status = STATUS[e.status]
       v.type = TYPE_NAMES[e.type]
       x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
-      if v.status == "FILLED" then self.open[id], self.requests[id] = nil, nil return nil end -- the fill event carried it
+      if v.status == "FILLED" then self.open[id] = nil self:_retire(id) return nil end -- the fill event carried it
     end
     if e.kind == EV_FILL then v.status = e.filled == (units(v.origQty, "qty")) and "FILLED" or "PARTIALLY_FILLED" end
     v.updateTime = E
     self.open[id] = (v.status == "NEW" or v.status == "PARTIALLY_FILLED") or nil
-    if not self.open[id] then self.requests[id] = nil end
+    if not self.open[id] then self:_retire(id) end
     return { "on_order", { e = "ORDER_TRADE_UPDATE", E = E, T = E, o = {
       s = sym, c = v.clientOrderId, S = v.side, o = v.type, f = v.timeInForce, q = v.origQty, p = v.price,
       ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
