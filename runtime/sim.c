@@ -163,7 +163,7 @@ static int symbol_busy(const vx_sim *s, int symbol) {
     const sim_symbol *y = &s->sym[symbol];
     if (y->p[0].qty || y->p[1].qty || y->p[2].qty) return 1;
     for (size_t i = 0; i < s->norders; i++)
-        if (symbol < 0 || s->orders[i].req.symbol == symbol) return 1;
+        if (s->orders[i].req.symbol == symbol) return 1;
     return 0;
 }
 
@@ -175,9 +175,8 @@ int vx_sim_set_isolated(vx_sim *s, int symbol, int isolated) {
 }
 
 int vx_sim_set_hedge(vx_sim *s, int hedge) {
-    if (s->norders) return VX_SIM_ERR_MODE_OPEN;
     for (int i = 0; i < s->nsym; i++)
-        if (symbol_busy(s, i)) return VX_SIM_ERR_MODE_OPEN;
+        if (symbol_busy(s, i)) return VX_SIM_ERR_MODE_OPEN; /* a position or an order anywhere */
     s->hedge = hedge ? 1 : 0;
     return 0;
 }
@@ -255,9 +254,9 @@ vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol) { return vx_sim_
 
 size_t vx_sim_open_orders(const vx_sim *s) { return s->norders; }
 
-int64_t vx_sim_unrealized(const vx_sim *s, int symbol) {
-    if (symbol < 0 || symbol >= s->nsym) return 0;
-    return unrealized(&s->sym[symbol], 0) + unrealized(&s->sym[symbol], 1) + unrealized(&s->sym[symbol], 2);
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side) {
+    if (symbol < 0 || symbol >= s->nsym || side < 0 || side > 2) return 0;
+    return unrealized(&s->sym[symbol], side);
 }
 
 const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n) {

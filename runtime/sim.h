@@ -192,8 +192,8 @@ int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_
                             int64_t last_price, int32_t isolated, int64_t isolated_margin);
 void vx_sim_restore_mode(vx_sim *s, int hedge);
 
-/* Unrealized PnL of the symbol's position at its last price. */
-int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
+/* Unrealized PnL of one position side at the mark (or last) price. */
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side);
 size_t vx_sim_open_orders(const vx_sim *s);
 
 /* sizeof of the structs Lua declares through FFI (0 cfg, 1 order request,

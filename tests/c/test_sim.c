@@ -421,7 +421,7 @@ static void test_mark_price(void **state) {
     int btc;
     vx_sim *s = long_position(&btc, U(0.010), U(60000));
     vx_sim_mark(s, btc, U(59000), 2000);
-    assert_int_equal(vx_sim_unrealized(s, btc), -U(10));      /* (59000 − 60000) × 0.010 at the mark */
+    assert_int_equal(vx_sim_unrealized(s, btc, VX_SIM_BOTH), -U(10)); /* (59000 − 60000) × 0.010 at the mark */
     vx_sim_order_req sl = order(btc, VX_SIM_SELL, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, 0, 0);
     sl.stop_price = U(58500);
     sl.close_position = 1;

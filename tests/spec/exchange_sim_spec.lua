@@ -81,13 +81,16 @@ describe("the simulated venue", function()
     paper:tick("BTCUSDT", 60000, 2000)
     paper:funding("BTCUSDT", "0.0001", 60000, 28800000)
     assert.equal("9999.7", paper:balances()[1].balance) -- 10000 - 0.24 taker fee - 0.06 funding
-    assert(paper:place { symbol = "BTCUSDT", side = "SELL", type = "STOP_MARKET", stop_price = 59000, close_position = true,
-                         decision = "f", leg = 2 })
+    local stop = assert(paper:place { symbol = "BTCUSDT", side = "SELL", type = "STOP_MARKET", stop_price = 59000,
+                                      close_position = true, decision = "f", leg = 2 })
     paper:candle("BTCUSDT", { open_time = 28800000, open = 59800, high = 59900, low = 58700, close = 58900 }, "1m")
     assert.equal("0", paper:positions("BTCUSDT")[1].positionAmt)
     -- long: the low comes first on the path; the stop fills at the gap, 58700 (not 59000):
     -- realized (58700 - 60000) x 0.01 = -13, taker fee 587 x 0.04% = 0.2348
     assert.equal("9986.4652", paper:balances()[1].balance)
+    local done = paper:get_order("BTCUSDT", { client_id = stop.clientOrderId })
+    assert.equal("FILLED", done.status) -- a close-position order takes its size when it fires
+    assert.equal("0.01", done.origQty)
   end)
 
   it("saves and restores a paper account: wallet, positions, open orders", function()

@@ -59,7 +59,7 @@ int64_t vx_sim_wallet(const vx_sim *s);
 int64_t vx_sim_equity(const vx_sim *s);
 int64_t vx_sim_available(const vx_sim *s);
 vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
-int64_t vx_sim_unrealized(const vx_sim *s, int symbol);
+int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side);
 size_t vx_sim_open_orders(const vx_sim *s);
 int vx_format_scaled(int64_t v, int scale, char *out);
 void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
@@ -172,7 +172,8 @@ function M.new(o)
   if engine == nil then return nil, "sim: out of memory" end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           by_client = {}, open = {}, requests = {}, finished = {}, history = o.history or 10000 }, Sim)
+                           by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 10000,
+                           tick_units = {} }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
   table.sort(names)
@@ -194,6 +195,7 @@ function Sim:_add_symbol(name, spec)
   local i = C.vx_sim_add_symbol(self.engine, cfg)
   if i < 0 then error("sim: cannot add symbol " .. name, 3) end
   self.index[name], self.names[i] = i, name
+  self.tick_units[name] = cfg.tick
   self.specs[name] = spec
   self.rules[name] = filters.from_symbol(self:_symbol_info(name))
 end
@@ -356,10 +358,10 @@ function Sim:follow(md)
   end
   h.on_book_ticker = function(b, ...)
     if self.index[b.s] then
-      local bid, ask = dec.parse(b.b), dec.parse(b.a)
-      if bid and ask then
-        local mid = (units(b.b, "bid") + units(b.a, "ask")) / 2
-        local tick = units(self.specs[b.s].tick, "tick")
+      local okb, bid = pcall(units, b.b, "bid")
+      local oka, ask = pcall(units, b.a, "ask")
+      if okb and oka then -- a malformed quote is skipped, not raised into the stream
+        local mid, tick = (bid + ask) / 2, self.tick_units[b.s]
         C.vx_sim_tick(self.engine, self.index[b.s], mid - mid % tick, math.max(self.now_ms, tonumber(b.E) or 0))
         self.now_ms = math.max(self.now_ms, tonumber(b.E) or 0)
         self:_drain()
@@ -400,7 +402,7 @@ function Sim:positions(symbol)
     if name and (not symbol or symbol == name) then
       for _, ps in ipairs(sides) do
         local p = C.vx_sim_position_side(self.engine, i, ps)
-        local upnl = p.qty ~= 0 and (p.last_price - p.entry_price) * p.qty / P10[SCALE] or 0LL
+        local upnl = C.vx_sim_unrealized(self.engine, i, ps)
         out[#out + 1] = { symbol = name, positionAmt = text(p.qty), entryPrice = text(p.entry_price),
                           markPrice = text(p.last_price), unRealizedProfit = text(upnl), leverage = tostring(p.leverage),
                           marginType = p.isolated == 1 and "isolated" or "cross", isolatedMargin = text(p.isolated_margin),
@@ -442,10 +444,6 @@ function Sim:position_mode() return { dualSidePosition = self.hedge or false } e
 -- ---- interface: orders ------------------------------------------------------------------------
 
 local req = ffi.new("vx_sim_order_req")
-
-function Sim:_order_view(id)
-  return self.orders[id]
-end
 
 function Sim:place(order)
   local p, err = self:prepare(order)
@@ -629,7 +627,7 @@ end
 -- `history` (10000) finished ones; older ones are forgotten, so a long
 -- paper run does not grow without bound.
 function Sim:_retire(id)
-  self.requests[id] = nil
+  self.requests[id], self.qty_units[id] = nil, nil
   local fin = self.finished
   if fin[#fin] == id then return end
   fin[#fin + 1] = id
@@ -677,6 +675,10 @@ function Sim:_event(e)
       self.orders[id] = v
       self.by_client[v.clientOrderId] = id
     end
+    if e.kind == EV_ORDER and e.qty ~= 0 then -- a close-position order learns its size when it fires
+      self.qty_units[id] = e.qty
+      v.origQty = text(e.qty)
+    end
     local x = "NEW"
     if e.kind == EV_FILL then
       v.executedQty, v.avgPrice = text(e.filled), text(e.avg_price)
@@ -687,7 +689,7 @@ function Sim:_event(e)
       x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
       if v.status == "FILLED" then self.open[id] = nil self:_retire(id) return nil end -- the fill event carried it
     end
-    if e.kind == EV_FILL then v.status = e.filled == (units(v.origQty, "qty")) and "FILLED" or "PARTIALLY_FILLED" end
+    if e.kind == EV_FILL then v.status = e.filled == self.qty_units[id] and "FILLED" or "PARTIALLY_FILLED" end
     v.updateTime = E
     self.open[id] = (v.status == "NEW" or v.status == "PARTIALLY_FILLED") or nil
     if not self.open[id] then self:_retire(id) end
