@@ -331,9 +331,25 @@ function Conn:_results(what, on_copy_in)
   end
 end
 
-local function send_params(self, send, ...)
+--- One command on this connection: send() hands it to libpq (1 = queued),
+-- then it is flushed and its results read. Every kind of command ends here.
+function Conn:_run(what, send, on_copy_in)
   if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
   if self.busy then error("db: one command at a time per connection (use a pool)", 3) end
+  self.busy, self.answered = true, false
+  local res, err
+  if send(self.conn) == 0 or not self:_flush() then
+    res, err = self:_lost(what)
+  else
+    res, err = self:_results(what, on_copy_in)
+  end
+  self.busy = false
+  return res, err
+end
+
+--- Parameters as libpq wants them: count, array of C strings, and the Lua
+-- strings the array points into (keep them referenced until sent).
+local function param_array(...)
   local n = select("#", ...)
   local vals = ffi.new("const char *[?]", math.max(n, 1))
   local keep = {}
@@ -342,35 +358,20 @@ local function send_params(self, send, ...)
     keep[i] = s
     vals[i - 1] = s
   end
-  self.busy, self.answered = true, false
-  local res, err
-  if send(n, vals) == 0 or not self:_flush() then
-    res, err = self:_lost("send")
-  else
-    res, err = self:_results("query")
-  end
-  self.busy = false
-  keep = nil
-  return res, err
+  return n, vals, keep
 end
 
 --- Run one statement with parameters $1…$n: rows | nil, err.
 function Conn:query(sql, ...)
-  local conn = self.conn
-  return send_params(self, function(n, vals) return C.PQsendQueryParams(conn, sql, n, nil, vals, nil, nil, 0) end, ...)
+  local n, vals, keep = param_array(...)
+  local res, err = self:_run("query", function(conn) return C.PQsendQueryParams(conn, sql, n, nil, vals, nil, nil, 0) end)
+  keep = nil -- referenced until here: libpq copied the values when it queued the command
+  return res, err
 end
 
 --- Prepare a named statement on this connection (parsed and planned once).
 function Conn:prepare(name, sql)
-  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
-  self.busy, self.answered = true, false
-  local res, err
-  if C.PQsendPrepare(self.conn, name, sql, 0, nil) == 0 or not self:_flush() then
-    res, err = self:_lost("prepare")
-  else
-    res, err = self:_results("prepare")
-  end
-  self.busy = false
+  local res, err = self:_run("prepare", function(conn) return C.PQsendPrepare(conn, name, sql, 0, nil) end)
   if res then
     self.prepared = self.prepared or {}
     self.prepared[name] = sql
@@ -380,23 +381,16 @@ end
 
 --- Run a statement prepared on this connection: rows | nil, err.
 function Conn:execute(name, ...)
-  local conn = self.conn
-  return send_params(self, function(n, vals) return C.PQsendQueryPrepared(conn, name, n, vals, nil, nil, 0) end, ...)
+  local n, vals, keep = param_array(...)
+  local res, err = self:_run("query", function(conn) return C.PQsendQueryPrepared(conn, name, n, vals, nil, nil, 0) end)
+  keep = nil
+  return res, err
 end
 
 --- Run a script of several statements (no parameters: migrations, DDL)
 -- with the simple query protocol; the last statement's rows | nil, err.
 function Conn:exec(sql)
-  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
-  self.busy, self.answered = true, false
-  local res, err
-  if C.PQsendQuery(self.conn, sql) == 0 or not self:_flush() then
-    res, err = self:_lost("exec")
-  else
-    res, err = self:_results("exec")
-  end
-  self.busy = false
-  return res, err
+  return self:_run("exec", function(conn) return C.PQsendQuery(conn, sql) end)
 end
 
 --- COPY … FROM STDIN with `data`: a string, a list of strings, or a function
@@ -445,15 +439,7 @@ function Conn:copy(sql, data)
     if not self:_flush() then return self:_lost("copy") end
     return true
   end
-  self.busy, self.answered = true, false
-  local res, err
-  if C.PQsendQuery(self.conn, sql) == 0 or not self:_flush() then
-    res, err = self:_lost("copy")
-  else
-    res, err = self:_results("copy", feed)
-  end
-  self.busy = false
-  return res, err
+  return self:_run("copy", function(conn) return C.PQsendQuery(conn, sql) end, feed)
 end
 
 --- LISTEN on a channel (the name is quoted as an identifier).
