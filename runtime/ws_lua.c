@@ -99,6 +99,22 @@ static void on_message(vx_ws_conn *c, const char *p, size_t n, int binary, void 
     }
 }
 
+/* nil, why, kind ("closed" or "connect"), close code: what recv/connect give for an ended connection */
+static int push_close_info(lua_State *L, const lconn *lc, const char *kind) {
+    lua_pushnil(L);
+    lua_pushstring(L, lc->close_reason[0] ? lc->close_reason : "not connected");
+    lua_pushstring(L, kind);
+    lua_pushinteger(L, lc->close_code);
+    return 4;
+}
+
+static void wake_closed(lconn *lc, const char *kind) {
+    vx_task *t = lc->waiter;
+    lc->waiter = NULL;
+    lua_State *co = vx_task_wake_begin(t);
+    vx_task_wake_end(t, push_close_info(co, lc, kind));
+}
+
 static void on_closed(vx_ws_conn *c, int code, const char *reason, void *ud) {
     (void)c;
     lconn *lc = ud;
@@ -107,16 +123,7 @@ static void on_closed(vx_ws_conn *c, int code, const char *reason, void *ud) {
     lc->c = NULL;
     lc->close_code = code;
     snprintf(lc->close_reason, sizeof lc->close_reason, "%s", reason);
-    if (lc->waiter && (was_connecting || lc->q_count == 0)) {
-        vx_task *t = lc->waiter;
-        lc->waiter = NULL;
-        lua_State *co = vx_task_wake_begin(t);
-        lua_pushnil(co);
-        lua_pushstring(co, reason);
-        lua_pushstring(co, was_connecting ? "connect" : "closed");
-        lua_pushinteger(co, code);
-        vx_task_wake_end(t, 4);
-    }
+    if (lc->waiter && (was_connecting || lc->q_count == 0)) wake_closed(lc, was_connecting ? "connect" : "closed");
     release_self(lc);
 }
 
@@ -130,16 +137,7 @@ static void close_conn(lconn *lc, int code) {
         lc->close_code = code;
         snprintf(lc->close_reason, sizeof lc->close_reason, "closed by us (%d)", code);
     }
-    if (lc->waiter) { /* a task in recv() (closing from another task) ends its wait now */
-        vx_task *t = lc->waiter;
-        lc->waiter = NULL;
-        lua_State *co = vx_task_wake_begin(t);
-        lua_pushnil(co);
-        lua_pushstring(co, lc->close_reason);
-        lua_pushliteral(co, "closed");
-        lua_pushinteger(co, code);
-        vx_task_wake_end(t, 4);
-    }
+    if (lc->waiter) wake_closed(lc, "closed"); /* a task in recv() (closed from another task) ends its wait now */
     release_self(lc);
 }
 
@@ -225,14 +223,6 @@ static void pop_message(lua_State *L, lconn *lc) {
     }
 }
 
-static int push_closed(lua_State *L, lconn *lc) {
-    lua_pushnil(L);
-    lua_pushstring(L, lc->close_reason[0] ? lc->close_reason : "not connected");
-    lua_pushliteral(L, "closed");
-    lua_pushinteger(L, lc->close_code);
-    return 4;
-}
-
 static void recv_cancel(vx_task *t, void *op) {
     (void)t;
     ((lconn *)op)->waiter = NULL;
@@ -244,7 +234,7 @@ static int l_recv(lua_State *L) {
         pop_message(L, lc);
         return 1;
     }
-    if (lc->state != ST_OPEN) return push_closed(L, lc);
+    if (lc->state != ST_OPEN) return push_close_info(L, lc, "closed");
     if (lc->waiter) return luaL_error(L, "ws: another task is already waiting on this connection");
     vx_task *t = vx_task_prepare_wait(L, "ws.recv");
     lc->waiter = t;
