@@ -30,13 +30,18 @@ end
 
 local function is_root() return runtime.uid() == 0 end
 
---- Run a server tool, as `postgres` when we are root; stdout+stderr, ok.
-local function tool(bin, name, args, as_postgres)
+--- The shell line that runs a server tool, as `postgres` when we are root.
+local function tool_line(bin, name, args, as_postgres)
   local cmd = { sh_quote(bin .. "/" .. name) }
   for _, a in ipairs(args) do cmd[#cmd + 1] = sh_quote(a) end
   local line = table.concat(cmd, " ") .. " 2>&1"
   if as_postgres then line = "runuser -u postgres -- sh -c " .. sh_quote(line) end
-  local out, code = process.run("sh", { "-c", line })
+  return line
+end
+
+--- Run a server tool and wait: stdout+stderr, ok.
+local function tool(bin, name, args, as_postgres)
+  local out, code = process.run("sh", { "-c", tool_line(bin, name, args, as_postgres) })
   return out or "", code == 0
 end
 
@@ -86,10 +91,8 @@ end
 -- return at once (for a task unwinding at shutdown, which cannot wait).
 function M:stop(mode, nowait)
   if nowait then
-    local cmd = ("%s -D %s -m %s -W stop >/dev/null 2>&1"):format(sh_quote(self.bin .. "/pg_ctl"), sh_quote(self.dir), mode or "fast")
-    if self.root then cmd = "runuser -u postgres -- sh -c " .. sh_quote(cmd) end
-    local p = process.spawn { file = "sh", args = { "-c", cmd }, stdout = "ignore" }
-    return p ~= nil
+    local line = tool_line(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-W", "stop" }, self.root)
+    return process.spawn { file = "sh", args = { "-c", line }, stdout = "ignore" } ~= nil
   end
   local out, ok = tool(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-w", "stop" }, self.root)
   if not ok then return nil, out end
