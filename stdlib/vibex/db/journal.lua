@@ -95,21 +95,17 @@ end
 
 function W:write(sql, ...)
   self.seq = self.seq + 1
-  local params = {}
-  local n = select("#", ...)
-  for i = 1, n do
-    local v = select(i, ...)
-    params[i] = v == nil and json.null or v
-  end
-  local e = { id = self.boot .. "-" .. self.seq, sql = sql, params = params, n = n, at = runtime.wall_ms() }
+  local e = { id = self.boot .. "-" .. self.seq, sql = sql, params = { ... }, n = select("#", ...), at = runtime.wall_ms() }
   if not self.degraded then
-    local direct = { id = e.id, sql = sql, params = { ... }, n = n }
-    local res, err = self:_apply(direct)
+    local res, err = self:_apply(e)
     if res then
       self.stats.direct = self.stats.direct + 1
       return res
     end
     if not unreachable(err) then return nil, err end
+  end
+  for i = 1, e.n do -- NULLs must survive the JSON line
+    if e.params[i] == nil then e.params[i] = json.null end
   end
   local ok, jerr = runtime.append_sync(self.path, json.encode(e) .. "\n")
   if not ok then
