@@ -1,13 +1,15 @@
--- Paper trading with two accounts: the demo `make run` starts.
--- No network and no keys: the venue is the offline simulator and the
--- decisions come from the offline "fake" model.
+-- The paper-trading demo `make run` starts: two paper accounts on the
+-- offline simulated venue, trading a replay of generated candles (a week
+-- of 5-minute bars per symbol) as fast as the machine goes. No network,
+-- no keys. No model is configured, so every decision comes from the
+-- rule-based fallback (scripts/ema_cross.lua) — vibex says so at start-up.
+-- Export VIBEX_LLM_URL and VIBEX_LLM_KEY (and VIBEX_LLM_MODEL) to have a
+-- model decide instead, with the same command.
 --
 -- Check it:  ./vibex check examples/paper.lua
--- Run it:    ./vibex run examples/paper.lua      (Ctrl-C stops it cleanly)
+-- Run it:    ./vibex run examples/paper.lua      (prints a summary at the end)
 --
 -- A config is Lua returning a table, run in a sandbox: no I/O, no os.getenv.
--- Edit it while vibex runs: a valid change is applied at once, an invalid
--- one is logged and the running config stays.
 return {
   runtime = {
     log_level = "info",        -- debug | info | warn | error (development defaults to debug)
@@ -15,45 +17,54 @@ return {
     data_dir = "data",         -- run state (state.json) and the local database
   },
 
-  llm = {
-    providers = {
-      -- "fake" answers offline; swap in a real provider to trade on a model's
-      -- decisions (see examples/live-aster.lua).
-      { name = "offline", kind = "fake", model = "hold-unless-trend" },
-    },
-    default = "offline",
+  -- Paper accounts on the sim venue trade this replay instead of a live market.
+  replay = {
+    interval = "5m",           -- base candles; coarser intervals are resampled from them
+    candles = 2016,            -- generated: 7 days per symbol (or files = {XRPUSDT = "path.json"})
+    seed = 7,                  -- same seed, same candles, same decisions
+    speed = "max",             -- or a multiple of real time: 60 = an hour a minute
+    warmup = 150,              -- candles before the first decision (indicators need history)
+  },
+
+  -- Strategies: named sets of scripts (scripts/*.lua) plus parameters.
+  strategies = {
+    conservative = { description = "an LLM strategy that trades rarely and small",
+                     prompt = "prompt", params = { style = "conservative", risk_per_trade_pct = 0.5, max_size_usd = 300 } },
+    aggressive = { description = "an LLM strategy that chases momentum",
+                   prompt = "prompt", params = { style = "aggressive", risk_per_trade_pct = 2, max_size_usd = 1500 },
+                   pyramiding = true },
+    ["ema-cross"] = { description = "rule-based EMA cross, no model", rules = "ema_cross",
+                      params = { fast = 12, slow = 26, size_usd = 400, leverage = 2 } },
   },
 
   accounts = {
     {
-      name = "trend",                      -- used in logs, metrics, the REPL: config.get("accounts.trend")
+      name = "trend",                      -- used in logs, metrics and the database
       mode = "paper",                      -- paper needs no credentials
-      exchange = { venue = "sim" },        -- the simulated venue (fills on recorded candles)
+      exchange = { venue = "sim" },        -- the simulated venue
       symbols = { "BTCUSDT", "ETHUSDT" },
-      decision_interval_s = 5,
-      llm = "offline",
-      strategy = {
-        scripts = { "strategy" },          -- scripts/strategy.lua
-        params = { fast = 12, slow = 26 }, -- handed to the scripts as-is
-      },
+      decision_interval_s = 900,           -- a decision every 15 minutes (of replay time)
+      strategy = "ema-cross",
+      fallback = { policy = "rules" },     -- without a model (or when it fails): the strategy's rules
       risk = {
         max_leverage = 3,
         max_position_notional = 1000,      -- USDT per position
         max_total_notional = 2500,         -- USDT over all positions
         max_open_positions = 2,
-        max_daily_loss = 150,              -- USDT; the account stops opening positions past it
-        min_confidence = 0.65,             -- the model's confidence below which nothing is done
+        max_daily_loss = 150,              -- USDT; past it no new entries until the next UTC day
+        min_confidence = 0.65,             -- decisions below it are not traded
         max_orders_per_minute = 6,
       },
       paper = { starting_balance = 10000, fee_rate = 0.0004 },
     },
     {
-      name = "meanrev",
+      name = "careful",
       exchange = { venue = "sim" },
-      symbols = { "XRPUSDT" },
-      decision_interval_s = 15,
-      llm = "offline",
-      risk = { max_leverage = 2, max_position_notional = 500, max_total_notional = 500, max_open_positions = 1 },
+      symbols = { "XRPUSDT", "ETHUSDT", "BTCUSDT" },
+      decision_interval_s = 3600,
+      strategy = "conservative",
+      fallback = { policy = "rules" },
+      risk = { max_leverage = 2, max_position_notional = 500, max_total_notional = 1000, max_open_positions = 2 },
     },
   },
 

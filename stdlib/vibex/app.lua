@@ -8,9 +8,11 @@
 -- left untouched and logged). An invalid change is logged and the running
 -- config stays. The state of the run is written to <data_dir>/state.json.
 --
--- The decision itself is `app.decide(app, runner, account)`; the agent
--- (a later issue) replaces it. Until then a decision records which config
--- version it ran under and nothing else.
+-- A decision is one cycle of the agent (vibex.agent) for the account, on
+-- its interval aligned to candle closes. With a `replay` section, paper
+-- accounts on the sim venue trade a replay of stored or generated candles
+-- instead (vibex.agent.replay); when it ends a summary is printed and, if
+-- nothing else runs, vibex exits.
 local runtime = require "vibex.runtime"
 local config = require "vibex.config"
 local scripts = require "vibex.scripts"
@@ -28,8 +30,12 @@ local decisions_total = metrics.counter("vibex_decisions_total", "Decision cycle
 local accounts_gauge = metrics.gauge("vibex_accounts_running", "Account runners running")
 local config_version_gauge = metrics.gauge("vibex_config_version", "Version number of the applied config")
 
---- Default decision: nothing to decide with yet (see the agent issue).
-function M.decide(_, _, _) end
+--- One decision: a cycle of the agent for the runner's account.
+function M.decide(app, r, acc)
+  if not app.agent or not app.agent.accounts[r.name] then return end
+  local rec, err = app.agent:cycle(r.name, { account = acc })
+  if not rec and err ~= "busy" then error(err, 0) end
+end
 
 local function configure_logging(rt)
   local ok, err = pcall(log.configure, {
@@ -86,18 +92,63 @@ function App:decision(r)
   return acc.decision_interval_s
 end
 
+-- Milliseconds until the next decision: the next multiple of the
+-- interval (so decisions follow candle closes), plus a moment for the
+-- venue to close the candle.
+local function until_next(interval_s)
+  local iv = math.max(10, math.floor(interval_s * 1000))
+  local now = runtime.wall_ms()
+  local settle = iv >= 60000 and 1500 or 0
+  return iv - now % iv + settle
+end
+M.until_next = until_next
+
+function App:in_replay(acc)
+  return self.store:get("replay") ~= nil and acc.exchange.venue == "sim"
+end
+
+function App:add_to_agent(acc)
+  if not self.agent or self.agent.accounts[acc.name] then return end
+  local replay = require "vibex.agent.replay"
+  local o = {}
+  if acc.exchange.venue == "sim" or acc.mode == "paper" then
+    o.venue = replay.venue(acc)
+    if acc.exchange.venue ~= "sim" then -- paper next to a live market: its public data feeds the sim
+      o.data_venue = require("vibex.exchange").from_config { name = acc.name, exchange = {
+        venue = acc.exchange.venue, base_url = acc.exchange.base_url, testnet = acc.exchange.testnet } }
+    end
+    if not self:in_replay(acc) then
+      o.persist_paper = true
+      local snap = self.repos and self.repos.ledger:paper_load(acc.name)
+      if snap then
+        local ok, err = pcall(o.venue.restore, o.venue, snap)
+        log.info(ok and "paper account restored" or "paper account not restored", { account = acc.name, err = err and tostring(err) })
+      end
+    end
+  end
+  local ok, err = pcall(self.agent.add_account, self.agent, acc, o)
+  if not ok then log.error("account not added to the agent", { account = acc.name, err = tostring(err) }) end
+end
+
 function App:start_account(acc)
   local r = { name = acc.name, status = "running", decisions = 0, phase = "idle",
               started_at = runtime.wall_ms(), positions = {}, mode = acc.mode }
   self.runners[acc.name] = r
   self.stopped[acc.name] = nil
-  r.task = task.spawn("account:" .. acc.name, function()
-    while not r.stopping do
-      local interval = self:decision(r)
-      if not interval or r.stopping then break end
-      task.sleep(interval * 1000)
-    end
-  end)
+  self:add_to_agent(acc)
+  if self:in_replay(acc) then
+    r.replay = true
+    r.task = task.spawn("account:" .. acc.name, function() end) -- the replay drives its cycles
+  else
+    r.task = task.spawn("account:" .. acc.name, function()
+      task.sleep(until_next(acc.decision_interval_s))
+      while not r.stopping do
+        local interval = self:decision(r)
+        if not interval or r.stopping then break end
+        task.sleep(until_next(interval))
+      end
+    end)
+  end
   accounts_gauge:inc()
   log.info("account started", { account = acc.name, mode = acc.mode, venue = acc.exchange.venue,
                                 symbols = table.concat(acc.symbols, ","), config_version = self.store:version() })
@@ -119,6 +170,7 @@ function App:stop_account(name, reason)
   local r = self.runners[name]
   if not r then return end
   self:halt_runner(r)
+  if self.agent then self.agent:remove_account(name) end
   r.status = "stopped"
   r.stopped_at = runtime.wall_ms()
   self.stopped[name] = r
@@ -231,7 +283,10 @@ function M.start(path, opts)
     self.scripts:load_all()
     self.scripts:watch()
   end
+  self.agent = require("vibex.agent").new { config = function() return self.store:get() end, repos = self.repos,
+                                             writer = self.writer, scripts = self.scripts }
   self:reconcile(snap, nil)
+  if cfg.replay then self:start_replay(cfg) end
   self.watcher = self.store:watch(path, {
     environment = opts.environment,
     on_applied = function(new, old) self:reconcile(new, old) end,
@@ -239,7 +294,35 @@ function M.start(path, opts)
   return self
 end
 
+--- Run the replay of the paper accounts on the sim venue in its own task;
+-- print the summary when it ends.
+function App:start_replay(cfg)
+  local accounts = {}
+  for _, acc in ipairs(cfg.accounts) do
+    if acc.enabled ~= false and self:in_replay(acc) and self.agent.accounts[acc.name] then accounts[#accounts + 1] = acc end
+  end
+  if #accounts == 0 then return end
+  self.replay_task = task.spawn("replay", function()
+    local run, err = require("vibex.agent.replay").new { agent = self.agent, config = cfg.replay, accounts = accounts }
+    if not run then
+      log.error("replay not started: " .. tostring(err))
+      self.replay_done = true
+      return
+    end
+    local t0 = runtime.wall_ms()
+    local summary, rerr = run:run()
+    if not summary then log.error("replay failed: " .. tostring(rerr)) end
+    if summary then
+      summary.wall_ms = runtime.wall_ms() - t0
+      io.stdout:write(require("vibex.agent.summary").render(self, accounts, summary), "\n")
+      io.stdout:flush()
+    end
+    self.replay_done = true
+  end)
+end
+
 function App:stop()
+  if self.replay_task and not self.replay_done then self.replay_task:cancel() end
   if self.watcher then self.watcher.close() end
   if self.scripts then self.scripts:close() end
   local names = {}
@@ -265,8 +348,14 @@ function M.run(path)
   local done = false
   runtime.on("shutdown", function() done = true end)
   while not done do
-    local ok = pcall(task.sleep, 1000)
+    local ok = pcall(task.sleep, app.replay_task and 50 or 1000)
     if not ok then break end
+    -- a replay that ended with nothing else running ends the run
+    if app.replay_done then
+      local others = false
+      for _, r in pairs(app.runners) do if not r.replay then others = true end end
+      if not others then break end
+    end
   end
   app:stop()
   up:set(0)

@@ -174,6 +174,53 @@ local risk = S.record({
 
 local symbol = S.string { pattern = "^[A-Z0-9]+$", max_len = 32, doc = "a symbol like \"BTCUSDT\" (upper case)" }
 
+-- strategies ---------------------------------------------------------------------
+-- A strategy is a named set of scripts (in scripts/, or in its own `dir`
+-- searched first) plus parameters handed to them as-is.
+local function script_name(default)
+  return S.string { pattern = "^[%w_%-]+$", default = default, doc = "a script name like \"prompt\" (scripts/prompt.lua)" }
+end
+local INTERVALS = { "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d" }
+local strategy_fields = {
+  name = name_type(),
+  description = S.string { max_len = 500 },
+  dir = S.string { min_len = 1, doc = "a directory of scripts searched before scripts/" },
+  context = script_name("context"),
+  prompt = script_name("prompt"),
+  policy = script_name("policy"),
+  rules = script_name("ema_cross"),      -- the rule-based decisions: the fallback, or the whole strategy without a model
+  params = S.map(S.any(), { default = {} }),
+  pyramiding = S.boolean { default = false },
+  intervals = S.list(S.enum(INTERVALS), { min = 1, max = 4, unique = true, default = { "5m", "1h" } }),
+}
+local strategy = S.record(strategy_fields, { default = {} })
+M.strategy = strategy
+
+local fallback = S.record({
+  -- "hold": do nothing; "rules": the strategy's rule-based script decides
+  policy = S.enum { "hold", "rules", default = "rules" },
+  after_invalid = S.integer { min = 1, max = 100, default = 3 },      -- invalid answers in a row before falling back
+  cooldown_s = S.number { min = 0, max = 86400, default = 600 },      -- then how long before the model is tried again
+}, { default = {} })
+
+-- replay: paper accounts on stored or generated candles instead of a live market
+local replay = S.record({
+  -- per symbol, a JSON file of [open_time_ms, o, h, l, c, v] rows; symbols without one get generated candles
+  files = S.map(S.string { min_len = 1 }, { default = {} }),
+  interval = S.enum(INTERVALS),
+  candles = S.integer { min = 10, max = 10000000, default = 2000 },   -- generated data: how many per symbol
+  seed = S.integer { min = 0, default = 7 },
+  speed = S.custom(function(v, path, ctx)
+    if v == "max" or (type(v) == "number" and v > 0) then return v end
+    return ctx:expected(path, "\"max\" or a positive multiple of real time", v)
+  end, { default = "max" }),
+  warmup = S.integer { min = 0, max = 100000, default = 100 },       -- base candles before the first decision
+  -- per symbol, a JSON file of [time_ms, rate, …] rows settled at their times; generated data pays funding_rate every 8 h
+  funding_files = S.map(S.string { min_len = 1 }, { default = {} }),
+  funding_rate = S.number { min = -0.01, max = 0.01, default = 0.0001 },
+  start = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d$", default = "2026-01-01", doc = "a date like 2026-01-01 (generated data)" },
+}, {})
+
 local account = S.record({
   name = name_type(true),
   enabled = S.boolean { default = true },
@@ -182,10 +229,12 @@ local account = S.record({
   symbols = S.list(symbol, { min = 1, unique = true, required = true }),
   decision_interval_s = S.number { min = 0.01, max = 86400, default = 300 },
   llm = name_type(),
-  strategy = S.record({
-    scripts = S.list(S.string { pattern = "^[%w_%-/]+$", doc = "a script name like \"decide\"" }, { min = 1, default = { "strategy" } }),
-    params = S.map(S.any(), { default = {} }),
-  }, { default = {} }),
+  -- the name of an entry of the top-level `strategies`, or a strategy table
+  strategy = S.custom(function(v, path, ctx)
+    if type(v) == "string" then return S.check(name_type(), v, path, ctx) end
+    return S.check(strategy, v, path, ctx)
+  end, { default = {}, doc = "a strategy name or table" }),
+  fallback = fallback,
   risk = risk,
   paper = S.record({
     starting_balance = S.number { gt = 0, default = 10000 },
@@ -215,6 +264,8 @@ M.config = S.record({
   api = api,
   llm = llm,
   accounts = S.list(account, { unique_by = "name", default = {} }),
+  strategies = S.map(strategy, { default = {} }),
+  replay = replay,
   allow_live = S.boolean { default = false },
 }, {
   check = function(v, _, ctx)
@@ -241,6 +292,14 @@ M.config = S.record({
           ctx:error(p .. ".llm", ("no LLM provider named %q%s"):format(a.llm,
             hint and (" (did you mean %q?)"):format(hint) or (#names > 0 and " (providers: " .. table.concat(names, ", ") .. ")" or " (llm.providers is empty)")))
         end
+      end
+      if type(a.strategy) == "string" and not v.strategies[a.strategy] then
+        local names = {}
+        for n in pairs(v.strategies) do names[#names + 1] = n end
+        table.sort(names)
+        local hint = S.suggest(a.strategy, names)
+        ctx:error(p .. ".strategy", ("no strategy named %q%s"):format(a.strategy,
+          hint and (" (did you mean %q?)"):format(hint) or (#names > 0 and " (strategies: " .. table.concat(names, ", ") .. ")" or " (strategies is empty)")))
       end
       if a.mode == "live" then
         if envname == "production" and not v.allow_live then

@@ -24,12 +24,14 @@ M.ASTER_V3 = { user = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e", signer = "0x
 --- Start the fake Aster venue (tests/support/fake_aster) with `setup` (the
 -- body of POST /_fake/setup). Returns {port, base, ws, proc, ctl(path, body),
 -- state(), log(), stop()}.
-function M.fake_aster(setup)
+-- Start a fake server script that prints "LISTENING <port>"; returns the
+-- handle with ctl(path, body), state(), log() and stop().
+local function fake_server(script, what)
   local http = require "vibex.http"
   local json = require "vibex.json"
-  local p = assert(process.spawn { file = "python3", args = { "tests/support/fake_aster/server.py" } })
+  local p = assert(process.spawn { file = "python3", args = { script } })
   local line = assert(task.timeout(15000, function() return p:read_line() end))
-  local port = assert(tonumber(line:match("LISTENING (%d+)")), "fake venue did not start: " .. tostring(line))
+  local port = assert(tonumber(line:match("LISTENING (%d+)")), what .. " did not start: " .. tostring(line))
   local f = { port = port, base = "http://127.0.0.1:" .. port, ws = "ws://127.0.0.1:" .. port, proc = p }
   function f.ctl(path, body)
     local res = assert(http.request { method = "POST", url = f.base .. "/_fake/" .. path, body = json.encode(body or {}) })
@@ -42,7 +44,20 @@ function M.fake_aster(setup)
     p:kill("TERM")
     task.timeout(5000, function() return p:wait() end)
   end
+  return f
+end
+
+function M.fake_aster(setup)
+  local f = fake_server("tests/support/fake_aster/server.py", "fake venue")
   if setup then f.ctl("setup", setup) end
+  return f
+end
+
+--- Start the fake LLM provider (tests/support/fake_llm): OpenAI at
+-- f.base .. "/v1", Anthropic at f.base; setup = {key, models = {name = {mode, sequence, delay_ms}}}.
+function M.fake_llm(setup)
+  local f = fake_server("tests/support/fake_llm/server.py", "fake LLM")
+  f.ctl("setup", setup or {})
   return f
 end
 

@@ -8,12 +8,16 @@ local function tags_literal(tags)
   return "{" .. table.concat(out, ",") .. "}"
 end
 
---- e: account (name, optional), author ("agent" | "user"), body, tags {…}.
+--- e: account (name, optional), author ("agent" | "user"), body, tags {…},
+-- cycle_key (links the entry to the account's decision of that cycle).
 function R:add(e)
   return self.write([[
-    INSERT INTO diary_entries (account_id, author, body, tags)
-    VALUES ((SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL), $2, $3, $4::text[])]],
-    e.account, e.author or "user", e.body, tags_literal(e.tags))
+    INSERT INTO diary_entries (account_id, decision_id, author, body, tags)
+    VALUES ((SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL),
+            (SELECT d.decision_id FROM decisions d JOIN accounts a USING (account_id)
+              WHERE a.name = $1 AND a.deleted_at IS NULL AND d.cycle_key = $5),
+            $2, $3, $4::text[])]],
+    e.account, e.author or "user", e.body, tags_literal(e.tags), e.cycle_key)
 end
 
 --- Entries, newest first; o.tag filters; soft-deleted entries are hidden.

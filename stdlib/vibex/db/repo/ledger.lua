@@ -21,12 +21,32 @@ function R:snapshot(s)
     s.account, s.equity, s.wallet_balance, s.available, s.unrealized_pnl, s.margin_used)
 end
 
---- m: account, window_name, equity, pnl, return_pct, max_drawdown, sharpe, win_rate, trades, fees, funding.
+--- m: account, strategy, window_name, equity, pnl, return_pct, max_drawdown, sharpe, win_rate, trades, fees, funding.
 function R:metrics(m)
   return self.write([[INSERT INTO performance_metrics (account_id, window_name, equity, pnl, return_pct, max_drawdown,
-      sharpe, win_rate, trades, fees, funding)
-    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)]],
-    m.account, m.window_name, m.equity, m.pnl, m.return_pct, m.max_drawdown, m.sharpe, m.win_rate, m.trades, m.fees, m.funding)
+      sharpe, win_rate, trades, fees, funding, strategy)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)]],
+    m.account, m.window_name, m.equity, m.pnl, m.return_pct, m.max_drawdown, m.sharpe, m.win_rate, m.trades, m.fees, m.funding,
+    m.strategy)
+end
+
+local DECISION = [[(SELECT d.decision_id FROM decisions d WHERE d.account_id = ]] .. ACCOUNT .. [[ AND d.cycle_key = $2)]]
+
+--- c: account, cycle_key, purpose ("decide" | "repair"), provider, model, variant,
+-- outcome ("ok" or the error kind), attempts, tokens_in, tokens_out, latency_ms, cost, error.
+function R:llm_call(c)
+  return self.write([[INSERT INTO llm_calls (account_id, decision_id, purpose, provider, model, variant, outcome, attempts,
+      tokens_in, tokens_out, latency_ms, cost, error)
+    VALUES (]] .. ACCOUNT .. [[, ]] .. DECISION .. [[, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)]],
+    c.account, c.cycle_key, c.purpose, c.provider, c.model, c.variant, c.outcome, c.attempts, c.tokens_in, c.tokens_out,
+    c.latency_ms, c.cost, c.error)
+end
+
+--- r: account, cycle_key, rule, symbol, message, intent (table).
+function R:risk_refusal(r)
+  return self.write([[INSERT INTO risk_refusals (account_id, decision_id, rule, symbol, message, intent)
+    VALUES (]] .. ACCOUNT .. [[, ]] .. DECISION .. [[, $3, $4, $5, $6::jsonb)]],
+    r.account, r.cycle_key, r.rule, r.symbol, r.message, r.intent and json.encode(r.intent) or nil)
 end
 
 --- A config snapshot from vibex.config (rendered with secrets masked).

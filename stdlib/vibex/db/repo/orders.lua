@@ -8,16 +8,19 @@ local ACCOUNT = "(SELECT account_id FROM accounts WHERE name = $1 AND deleted_at
 --- Record an order intent (idempotent on client_order_id).
 -- o: account (name), client_order_id, symbol, side, type, quantity, price,
 -- stop_price, position_side, time_in_force, reduce_only, close_position,
--- working_type, decision_id, leg, status (PENDING).
+-- working_type, decision_id (or cycle_key: the account's decision of that
+-- cycle), leg, status (PENDING).
 function R:insert(o)
   return self.write([[
     INSERT INTO orders (account_id, client_order_id, symbol, side, type, quantity, price, stop_price, position_side,
                         time_in_force, reduce_only, close_position, working_type, decision_id, leg, status)
-    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+            COALESCE($14, (SELECT decision_id FROM decisions WHERE account_id = ]] .. ACCOUNT .. [[ AND cycle_key = $17)),
+            $15, $16)
     ON CONFLICT (client_order_id) DO NOTHING]],
     o.account, o.client_order_id, o.symbol, o.side, o.type, o.quantity, o.price, o.stop_price,
     o.position_side or "BOTH", o.time_in_force, o.reduce_only or false, o.close_position or false,
-    o.working_type, o.decision_id, o.leg, o.status or "PENDING")
+    o.working_type, o.decision_id, o.leg, o.status or "PENDING", o.cycle_key)
 end
 
 --- Apply a venue update; an update older than the one stored (venue_time_ms)

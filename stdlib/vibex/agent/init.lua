@@ -1,0 +1,651 @@
+--- vibex.agent — the decision cycle: context → prompt → model →
+-- parse/validate → policy → risk gate → execute → record, per account.
+--
+--   local ag = agent.new{config = cfg, repos = repos, scripts = registry, venue = function(acc) … end}
+--   ag:add_account(acc)                  -- acc: an accounts[i] entry of the config
+--   local rec = ag:cycle("trend")        -- one cycle; never two at once for one account
+--
+-- Every step is timed (rec.step_ms) and logged; the whole cycle is one row
+-- of `decisions`, and a diary entry. Scripts (context, prompt, policy,
+-- rules) come from the hot-reloaded registry and are looked up at every
+-- call, so an edit applies at the next cycle and a broken edit keeps the
+-- previous version. Scripts get data, never the venue: orders they plan go
+-- through vibex.agent.risk, which the executor alone calls.
+--
+-- Where decisions come from, per cycle:
+--   model     the account's LLM provider (accounts[i].llm, llm.default, or
+--             VIBEX_LLM_URL/VIBEX_LLM_KEY), behind its circuit breaker;
+--   fallback  when no model is configured, the provider's breaker is open,
+--             the call failed, or the answers were invalid `after_invalid`
+--             times in a row (then for `cooldown_s`): "rules" runs the
+--             strategy's rule-based script, "hold" does nothing. Engaging
+--             and releasing are logged and written in the diary.
+local json = require "vibex.json"
+local log = require "vibex.log"
+local task = require "vibex.task"
+local runtime = require "vibex.runtime"
+local metrics = require "vibex.metrics"
+local llm = require "vibex.llm"
+local decision = require "vibex.agent.decision"
+local risk = require "vibex.agent.risk"
+local market = require "vibex.agent.market"
+local perf = require "vibex.agent.perf"
+local execute = require "vibex.agent.execute"
+local diary = require "vibex.agent.diary"
+
+local M = {}
+
+local alog = log.channel("app")
+local tlog = log.channel("trading")
+local llog = log.channel("llm")
+
+local cycles_total = metrics.counter("vibex_agent_cycles_total", "Decision cycles by source", { "account", "source" })
+local cycle_seconds = metrics.histogram("vibex_agent_cycle_seconds", "Decision cycle time, model excluded", { "account" })
+local refusals_total = metrics.counter("vibex_risk_refusals_total", "Orders refused by the risk gate", { "account", "rule" })
+local invalid_total = metrics.counter("vibex_agent_invalid_answers_total", "Model answers that could not be used", { "account" })
+
+local Agent = {}
+Agent.__index = Agent
+
+--- o: config (the whole config table, or a function returning the current
+-- one), repos (vibex.db repos, optional), writer (journal writer, for the
+-- outage state), scripts (a vibex.scripts registry over scripts/),
+-- venue(acc) -> venue, clock() -> ms (default: the venue's clock),
+-- getenv (os.getenv), llm_client(provider) (default vibex.llm.client).
+function M.new(o)
+  local self = setmetatable({
+    get_config = type(o.config) == "function" and o.config or function() return o.config end,
+    repos = o.repos, writer = o.writer, scripts = o.scripts, registries = {}, make_venue = o.venue,
+    clock = o.clock, getenv = o.getenv or os.getenv, make_client = o.llm_client or llm.client,
+    clients = {}, accounts = {}, env_provider = false,
+  }, Agent)
+  self.env_provider = llm.provider_from_env(self.getenv) or false
+  return self
+end
+
+-- ---- configuration lookups ------------------------------------------------------------------
+
+function Agent:config() return self.get_config() end
+
+--- The strategy table of an account (resolving a name in `strategies`).
+function Agent:strategy(acc)
+  local s = acc.strategy or {}
+  if type(s) == "string" then
+    local named = self:config().strategies[s]
+    if not named then error(("account %s: no strategy named %q"):format(acc.name, s)) end
+    local copy = {}
+    for k, v in pairs(named) do copy[k] = v end
+    copy.name = copy.name or s
+    return copy
+  end
+  local copy = {}
+  for k, v in pairs(s) do copy[k] = v end
+  copy.name = copy.name or (acc.name .. "-strategy")
+  return copy
+end
+
+--- The provider table for an account, or nil when it has no model.
+function Agent:provider(acc)
+  local cfg = self:config()
+  local name = acc.llm or (cfg.llm and cfg.llm.default)
+  if name then
+    for _, p in ipairs(cfg.llm.providers or {}) do
+      if p.name == name and p.kind ~= "fake" then return p end
+    end
+  end
+  return self.env_provider or nil
+end
+
+function Agent:client(p)
+  local key = p.name .. "\0" .. (p.base_url or "") .. "\0" .. (p.model or "")
+  local c = self.clients[key]
+  if not c then
+    c = self.make_client(p)
+    self.clients[key] = c
+  end
+  return c
+end
+
+-- A strategy's scripts: its own dir first, then scripts/.
+function Agent:script(strat, role)
+  local name = strat[role]
+  if strat.dir then
+    local reg = self.registries[strat.dir]
+    if not reg then
+      reg = require("vibex.scripts").registry { dir = strat.dir, extra = self.scripts and self.scripts.extra or nil }
+      reg:load_all()
+      reg:watch()
+      self.registries[strat.dir] = reg
+    end
+    if reg:get(name) then return reg, name end
+  end
+  return self.scripts, name
+end
+
+function Agent:call_script(strat, role, fname, ...)
+  local reg, name = self:script(strat, role)
+  if not reg then error("no scripts directory: cannot run " .. tostring(name)) end
+  return reg:call(name, fname, ...)
+end
+
+function Agent:script_version(strat, role)
+  local reg, name = self:script(strat, role)
+  return reg and ("%s@%s"):format(name, tostring(reg:version(name)))
+end
+
+-- ---- accounts -------------------------------------------------------------------------------------
+
+--- Start tracking an account: its venue, market data, risk gate, user
+-- stream (fills and order updates are recorded) and fallback breaker.
+function Agent:add_account(acc, o)
+  o = o or {}
+  local strat = self:strategy(acc)
+  local venue = o.venue or self.make_venue(acc)
+  local a = {
+    name = acc.name, venue = venue, live = venue.venue ~= "sim", strategy = strat.name, data_venue = o.data_venue,
+    persist_paper = o.persist_paper,
+    market = o.market or market.new { symbols = acc.symbols, intervals = strat.intervals or { "5m", "1h" },
+                                      capacity = o.capacity or 400 },
+    gate = risk.gate { account = acc.name }, perf = perf.new(), exit_plans = {}, events = {},
+    cycles = 0, invalid_streak = 0, fallback_until = nil, fallback_reason = nil, leverage = {}, busy = false,
+    last_positions = {}, pending_notes = {},
+  }
+  self.accounts[acc.name] = a
+  a.stream = venue:user_stream { on_order = function(ev) a.events[#a.events + 1] = ev end,
+                                 on_account = function(ev) a.events[#a.events + 1] = ev end }
+  if self.repos then
+    local sid, err = self.repos.strategies:ensure { name = strat.name, description = strat.description,
+      scripts = { context = strat.context, prompt = strat.prompt, policy = strat.policy, rules = strat.rules, dir = strat.dir },
+      params = strat.params }
+    if sid then
+      local cur = self.repos.strategies:current(acc.name)
+      if not cur or cur.name ~= strat.name then self.repos.strategies:assign(acc.name, strat.name) end
+    else
+      alog:warn("strategy not recorded in the database", { account = acc.name, error = tostring(err) })
+    end
+  end
+  local p = self:provider(acc)
+  if p then
+    alog:info("account decides with a model", { account = acc.name, provider = p.name, model = p.model,
+                                                 strategy = strat.name, fallback = acc.fallback.policy })
+  else
+    alog:warn(("no model configured for account %s: every decision comes from its fallback (%s)")
+      :format(acc.name, acc.fallback.policy == "rules" and ("rules: " .. strat.rules) or "hold"),
+      { account = acc.name, strategy = strat.name, hint = "set llm.providers / accounts[].llm, or VIBEX_LLM_URL and VIBEX_LLM_KEY" })
+  end
+  return a
+end
+
+function Agent:remove_account(name)
+  local a = self.accounts[name]
+  if not a then return end
+  if a.stream and a.stream.close then a.stream.close() end
+  self.accounts[name] = nil
+end
+
+function Agent:now(a) return self.clock and self.clock() or a.venue:now() end
+
+-- ---- the account as the gate and the scripts see it ------------------------------------------------
+
+local function num(x) return tonumber(x) or 0 end
+
+--- Balances, positions and prices now. prices: the reference price per
+-- symbol (the mark where the venue gives one, else the last close).
+function Agent:view(a, acc)
+  local v = a.venue
+  local bals, berr = v:balances()
+  if not bals then return nil, "balances: " .. tostring(berr) end
+  local wallet, available, upnl = 0, 0, 0
+  for _, b in ipairs(bals) do
+    if b.asset == "USDT" then
+      wallet, available, upnl = num(b.balance or b.walletBalance), num(b.availableBalance), num(b.crossUnPnl)
+    end
+  end
+  local plist, perr = v:positions()
+  if not plist then return nil, "positions: " .. tostring(perr) end
+  local view = { now_ms = self:now(a), symbols = {}, prices = {}, positions = {}, list = {}, wallet = wallet,
+                 available = available, unrealized = 0 }
+  for _, s in ipairs(acc.symbols) do
+    view.symbols[s] = true
+    view.prices[s] = a.market:mark(s)
+  end
+  for _, p in ipairs(plist) do
+    local q = num(p.positionAmt)
+    if q ~= 0 and view.symbols[p.symbol] then
+      local mark = num(p.markPrice) > 0 and num(p.markPrice) or view.prices[p.symbol] or num(p.entryPrice)
+      local pos = { symbol = p.symbol, side = q > 0 and "long" or "short", qty = math.abs(q), entry_price = num(p.entryPrice),
+                    mark_price = mark, unrealized_pnl = num(p.unRealizedProfit), leverage = num(p.leverage),
+                    liquidation_price = tonumber(p.liquidationPrice), notional = math.abs(q) * mark,
+                    exit_plan = a.exit_plans[p.symbol] }
+      view.positions[p.symbol] = pos
+      view.list[#view.list + 1] = pos
+      view.unrealized = view.unrealized + pos.unrealized_pnl
+    end
+  end
+  if upnl == 0 then upnl = view.unrealized end
+  view.equity = wallet + upnl
+  view.unrealized = upnl
+  view.pyramiding = self:strategy(acc).pyramiding
+  view.outage = self.writer and self.writer:outage() == "no_new_positions" or false
+  return view
+end
+
+-- What context.lua gets: data and functions that read it, never the venue.
+function Agent:context_input(a, acc, strat, view)
+  local md = a.market
+  return {
+    now_ms = view.now_ms, cycle = a.cycles + 1, account = {
+      name = acc.name, equity = view.equity, wallet = view.wallet, available = view.available,
+      unrealized_pnl = view.unrealized, positions = view.list,
+    },
+    symbols = acc.symbols, intervals = strat.intervals, params = strat.params or {},
+    candles = function(symbol, interval) return md:candles(symbol, interval) end,
+    price = function(symbol) return md:mark(symbol) end,
+    mark = function(symbol) return md:mark(symbol) end,
+    funding = function(symbol) return md:funding(symbol) end,
+    performance = a.perf:summary(),
+  }
+end
+
+-- ---- decisions: from the model, or from the fallback ------------------------------------------------
+
+function Agent:validation_ctx(acc, view)
+  local syms, n = {}, 0
+  for _, s in ipairs(acc.symbols) do
+    syms[s] = { price = view.prices[s] }
+    n = n + 1
+  end
+  return { symbols = syms, nsymbols = n, positions = view.positions, free_margin = view.available,
+           max_leverage = 125 }
+end
+
+local REPAIR = [[Your previous answer could not be used: %s.
+Answer again with only one JSON object in this form, and nothing else:
+%s]]
+
+-- Ask the model; at most one repair round-trip. Returns the read result
+-- (or nil), and the calls made.
+function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
+  local calls = {}
+  local function ask(msgs, purpose)
+    local res, err = client:chat { messages = msgs, json = true, variant = variant }
+    local c = { purpose = purpose, provider = client.name, model = client.model, variant = variant,
+                outcome = res and "ok" or err.kind, tokens_in = res and res.tokens_in or err.tokens_in,
+                tokens_out = res and res.tokens_out or err.tokens_out, latency_ms = res and res.latency_ms or err.latency_ms,
+                cost = res and res.cost or err.cost, error = err and err.message, attempts = res and res.attempts or err.attempts }
+    calls[#calls + 1] = c
+    return res, err
+  end
+  local res, err = ask(messages, "decide")
+  if not res and err.kind ~= "empty" then return nil, calls, err end
+  local text = res and res.text or ""
+  rec.raw_answer = text
+  local read = decision.read(text, vctx)
+  if read.ok and #read.decisions > 0 or (read.ok and #read.rejected == 0) then return read, calls end
+  -- one repair round-trip
+  rec.validation.first_answer = { reason = read.reason, rejected = read.rejected }
+  local msgs = {}
+  for i, m in ipairs(messages) do msgs[i] = m end
+  msgs[#msgs + 1] = { role = "assistant", content = text ~= "" and text or "(empty)" }
+  msgs[#msgs + 1] = { role = "user", content = REPAIR:format(read.reason or "empty", decision.SCHEMA_TEXT) }
+  local res2, err2 = ask(msgs, "repair")
+  rec.validation.repair_asked = true
+  if not res2 then
+    if err2.kind ~= "empty" then return nil, calls, err2 end
+    return { ok = false, reason = "the repaired answer is empty", decisions = {}, rejected = read.rejected, notes = {} }, calls
+  end
+  rec.raw_answer = text .. "\n\n--- repair ---\n\n" .. res2.text
+  local read2 = decision.read(res2.text, vctx)
+  read2.repaired = read2.ok and (#read2.decisions > 0 or #read2.rejected == 0)
+  return read2, calls
+end
+
+-- Fallback state: engaged when the provider's breaker is open or the
+-- account's answers were invalid too often; released when both are well.
+function Agent:fallback_reason(a, acc, client, now_ms)
+  if not client then return "no model configured" end
+  local st = client:breaker_state()
+  if st == "open" then return ("the model's circuit breaker is open (%s)"):format(client.name) end
+  if a.fallback_until and now_ms < a.fallback_until then
+    return ("%d invalid answers in a row; the model is tried again in %ds"):format(acc.fallback.after_invalid,
+      math.ceil((a.fallback_until - now_ms) / 1000))
+  end
+end
+
+function Agent:set_fallback(a, acc, reason, rec)
+  if reason and not a.fallback_reason then
+    alog:warn("fallback engaged: " .. reason, { account = acc.name, fallback = acc.fallback.policy })
+    a.pending_notes[#a.pending_notes + 1] = ("Fallback engaged (%s): %s."):format(acc.fallback.policy, reason)
+    rec.fallback_event = "engaged"
+  elseif not reason and a.fallback_reason then
+    alog:info("fallback released: decisions come from the model again", { account = acc.name })
+    a.pending_notes[#a.pending_notes + 1] = "Fallback released: the model decides again."
+    rec.fallback_event = "released"
+  end
+  a.fallback_reason = reason
+end
+
+function Agent:fallback_decisions(a, acc, strat, ctx, vctx, rec)
+  if acc.fallback.policy == "hold" then return { ok = true, decisions = {}, rejected = {}, notes = {} } end
+  local raw = self:call_script(strat, "rules", "decide", ctx, strat.params or {})
+  rec.script_versions.rules = self:script_version(strat, "rules")
+  local list = type(raw) == "table" and (raw.decisions or raw) or {}
+  local res = decision.validate(list, vctx)
+  res.ok, res.notes = true, {}
+  return res
+end
+
+-- ---- the cycle ---------------------------------------------------------------------------------------
+
+local function cycle_key(now_ms, interval_s)
+  local iv = math.max(1, math.floor(interval_s * 1000))
+  local start = now_ms - now_ms % iv
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(start / 1000)) .. (iv % 1000 ~= 0 and ("." .. start % 1000) or "")
+end
+M.cycle_key = cycle_key
+
+--- Run one cycle for an account now. Returns the cycle's record, or nil,
+-- "busy" when the account's previous cycle is still running.
+function Agent:cycle(name, o)
+  local a = self.accounts[name]
+  if not a then error("agent:cycle: unknown account " .. tostring(name), 2) end
+  if a.busy then
+    alog:warn("cycle skipped: the previous one is still running", { account = name })
+    return nil, "busy"
+  end
+  a.busy = true
+  local ok, rec = xpcall(self.run_cycle, debug.traceback, self, a, o or {})
+  a.busy = false
+  if not ok then
+    if task.is_cancelled(rec) then error(rec, 0) end
+    alog:error("decision cycle failed", { account = name, err = tostring(rec) })
+    return nil, rec
+  end
+  return rec
+end
+
+function Agent:run_cycle(a, o)
+  local acc = o.account or self:account_config(a.name)
+  local strat = self:strategy(acc)
+  local clock = task.hrtime
+  local t_start, t_step = clock(), clock()
+  local now_ms = self:now(a)
+  local rec = { account = acc.name, strategy = strat.name, cycle_key = o.cycle_key or cycle_key(now_ms, acc.decision_interval_s),
+                started_ms = now_ms, step_ms = {}, validation = { rejected = {}, refusals = {}, notes = {} },
+                script_versions = {}, orders = {}, model_ms = 0, cycle = a.cycles + 1 }
+  local function step(name)
+    local t = clock()
+    rec.step_ms[name] = (rec.step_ms[name] or 0) + (t - t_step) / 1e6
+    t_step = t
+  end
+  a.cycles = a.cycles + 1
+  -- 1. market data (live venues: REST; replays pushed it already)
+  if (a.live or a.data_venue) and not o.skip_refresh then
+    local ok, err = a.market:refresh(a.data_venue or a.venue)
+    if not ok then rec.error = "market data: " .. tostring(err) end
+    if ok and a.data_venue then self:feed_paper(a, acc) end
+  end
+  step("market")
+  local view, verr = self:view(a, acc)
+  if not view then
+    rec.error = "account: " .. tostring(verr)
+    return self:finish(a, acc, rec, nil, t_start)
+  end
+  a.gate:roll_day(view.now_ms, view.equity)
+  a.perf:observe(view.now_ms, view.equity)
+  self:settle_events(a, acc, rec)
+  step("account")
+  -- 2. context
+  local input = self:context_input(a, acc, strat, view)
+  local okc, ctx = pcall(self.call_script, self, strat, "context", "build", input)
+  rec.script_versions.context = self:script_version(strat, "context")
+  step("context")
+  if not okc or type(ctx) ~= "table" then
+    rec.error = "context script: " .. tostring(okc and ("returned " .. type(ctx)) or ctx)
+    return self:finish(a, acc, rec, view, t_start)
+  end
+  ctx.account = ctx.account or input.account
+  rec.context = ctx
+  -- 3-5. decisions
+  local vctx = self:validation_ctx(acc, view)
+  local provider = self:provider(acc)
+  local client = provider and self:client(provider)
+  local reason = self:fallback_reason(a, acc, client, view.now_ms)
+  if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
+  local read
+  if not reason then
+    local okp, messages = pcall(self.call_script, self, strat, "prompt", "render", ctx, strat.params or {})
+    rec.script_versions.prompt = self:script_version(strat, "prompt")
+    step("prompt")
+    if not okp or type(messages) ~= "table" or #messages == 0 then
+      rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
+      return self:finish(a, acc, rec, view, t_start)
+    end
+    rec.prompt, rec.provider, rec.model = messages, client.name, client.model
+    rec.variant = o.variant
+    local t_model = clock()
+    local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, o.variant)
+    rec.model_ms = (clock() - t_model) / 1e6
+    rec.llm_calls = calls
+    t_step = clock()
+    rec.step_ms.model = rec.model_ms
+    if not r then
+      rec.error = "model: " .. tostring(err)
+      reason = ("the model call failed (%s)"):format(err.kind)
+    elseif not r.ok or (#r.decisions == 0 and #r.rejected > 0) then
+      a.invalid_streak = a.invalid_streak + 1
+      invalid_total:labels(acc.name):inc()
+      rec.valid = false
+      rec.validation.reason = r.reason
+      rec.validation.rejected = r.rejected
+      llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
+      if a.invalid_streak >= acc.fallback.after_invalid then
+        a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
+        reason = ("%d invalid answers in a row"):format(a.invalid_streak)
+        a.invalid_streak = 0
+      end
+      read = { decisions = {}, rejected = r.rejected }
+    else
+      a.invalid_streak = 0
+      read = r
+      rec.valid = true
+    end
+  end
+  self:set_fallback(a, acc, reason, rec)
+  if reason and not read then
+    rec.source = "fallback"
+    local okr, r = pcall(self.fallback_decisions, self, a, acc, strat, ctx, vctx, rec)
+    if not okr then
+      rec.error = (rec.error and (rec.error .. "; ") or "") .. "rules script: " .. tostring(r)
+      r = { decisions = {}, rejected = {}, notes = {} }
+    end
+    read = r
+    rec.validation.fallback = { policy = acc.fallback.policy, reason = reason }
+  else
+    rec.source = rec.source or "model"
+  end
+  for _, x in ipairs(read.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
+  rec.validation.notes = read.notes or {}
+  rec.validation.repaired = read.repaired or nil
+  rec.decisions = read.decisions
+  step("validate")
+  -- 6. policy
+  local okq, intents = pcall(self.call_script, self, strat, "policy", "plan", read.decisions, ctx, strat.params or {})
+  rec.script_versions.policy = self:script_version(strat, "policy")
+  step("policy")
+  if not okq then
+    rec.error = "policy script: " .. tostring(intents)
+    intents = {}
+  elseif type(intents) ~= "table" then
+    rec.error = "policy script returned " .. type(intents)
+    intents = {}
+  end
+  rec.intents = intents
+  -- 7. the risk gate, then 8. execution
+  local orders, bad = execute.materialize(a, intents, read.decisions, view)
+  for _, b in ipairs(bad) do rec.validation.refusals[#rec.validation.refusals + 1] = b end
+  local approved, refused = a.gate:check(orders, view, acc.risk)
+  for _, r in ipairs(refused) do
+    rec.validation.refusals[#rec.validation.refusals + 1] = { rule = r.rule, message = r.message, symbol = r.order.symbol,
+                                                              kind = r.order.kind, side = r.order.side, qty = r.order.qty }
+    refusals_total:labels(acc.name, r.rule):inc()
+  end
+  step("risk")
+  if #approved > 0 and self.repos then self:record_decision(rec) end -- orders point at their decision
+  execute.run(self, a, acc, approved, rec, view)
+  step("execute")
+  return self:finish(a, acc, rec, view, t_start)
+end
+
+-- Paper next to a live market: the live prices become the simulated
+-- venue's trades and marks, so its resting orders and stops execute.
+function Agent:feed_paper(a, acc)
+  local now = a.data_venue:now()
+  for _, sym in ipairs(acc.symbols) do
+    local k = a.market:candles(sym):at(-1)
+    if k then a.venue:tick(sym, ("%.8f"):format(k.c), now) end
+    local m = a.market.mark_price[sym]
+    if m then a.venue:mark(sym, ("%.8f"):format(m), now) end
+  end
+end
+
+function Agent:account_config(name)
+  for _, acc in ipairs(self:config().accounts or {}) do
+    if acc.name == name then return acc end
+  end
+  error("agent: account " .. tostring(name) .. " is not in the config")
+end
+
+-- Fold the venue's order and account events into the database and the
+-- performance record.
+function Agent:settle_events(a, acc, rec)
+  local evs = a.events
+  if #evs == 0 then return end
+  a.events = {}
+  for _, ev in ipairs(evs) do
+    if ev.e == "ORDER_TRADE_UPDATE" then
+      local o = ev.o
+      if self.repos then
+        self.repos.orders:update(o.c, { status = o.X, executed_qty = o.z, avg_price = o.ap ~= "0" and o.ap or nil,
+                                        venue_order_id = o.i, venue_time_ms = ev.E })
+      end
+      if o.x == "TRADE" and tonumber(o.l) and tonumber(o.l) > 0 then
+        a.perf:fill(tonumber(o.rp) or 0, tonumber(o.n) or 0)
+        if self.repos then
+          self.repos.fills:record { account = acc.name, client_order_id = o.c, trade_id = o.t, symbol = o.s, side = o.S,
+                                    price = o.L, quantity = o.l, fee = o.n, fee_asset = o.N, realized_pnl = o.rp,
+                                    is_maker = o.m, time_ms = o.T or ev.E }
+        end
+        rec.fills = (rec.fills or 0) + 1
+      end
+    elseif ev.e == "ACCOUNT_UPDATE" and ev.a and ev.a.m == "FUNDING_FEE" then
+      for _, b in ipairs(ev.a.B or {}) do
+        local amt = tonumber(b.bc) or 0
+        a.perf:funding(amt)
+        if self.repos and amt ~= 0 then
+          for _, p in ipairs(ev.a.P or {}) do
+            self.repos.ledger:funding { account = acc.name, symbol = p.s, amount = b.bc, position_qty = p.pa, time_ms = ev.E }
+          end
+        end
+      end
+    end
+  end
+end
+
+function Agent:record_decision(rec)
+  local v = rec.validation
+  local tokens_in, tokens_out, latency, cost = nil, nil, nil, nil
+  for _, c in ipairs(rec.llm_calls or {}) do
+    tokens_in = (tokens_in or 0) + (c.tokens_in or 0)
+    tokens_out = (tokens_out or 0) + (c.tokens_out or 0)
+    latency = (latency or 0) + (c.latency_ms or 0)
+    cost = (cost or 0) + (c.cost or 0)
+  end
+  return self.repos.decisions:record {
+    account = rec.account, cycle_key = rec.cycle_key, strategy = rec.strategy, provider = rec.provider, model = rec.model,
+    prompt_version = rec.script_versions.prompt, prompt = rec.prompt, raw_answer = rec.raw_answer,
+    parsed = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil,
+    valid = rec.valid, validation = v, tokens_in = tokens_in, tokens_out = tokens_out, latency_ms = latency,
+    cost = cost and ("%.8f"):format(cost) or nil, experiment = rec.experiment, variant = rec.variant,
+    config_hash = rec.config_hash, step_ms = rec.step_ms, error = rec.error, started_ms = rec.started_ms,
+  }
+end
+
+-- The end of every cycle: performance, positions, the decision row, the
+-- LLM calls, refusals, and the diary entry.
+function Agent:finish(a, acc, rec, view, t_start)
+  local t0 = task.hrtime()
+  rec.source = rec.source or (rec.error and "error" or "none")
+  if view then
+    rec.equity = view.equity
+    rec.performance = a.perf:summary()
+  end
+  if self.repos then
+    self:record_decision(rec)
+    local R = self.repos
+    for _, c in ipairs(rec.llm_calls or {}) do
+      R.ledger:llm_call { account = acc.name, cycle_key = rec.cycle_key, purpose = c.purpose, provider = c.provider, model = c.model,
+                          variant = c.variant, outcome = c.outcome, tokens_in = c.tokens_in, tokens_out = c.tokens_out,
+                          latency_ms = c.latency_ms, cost = c.cost, error = c.error, attempts = c.attempts }
+    end
+    for _, r in ipairs(rec.validation.refusals) do
+      R.ledger:risk_refusal { account = acc.name, cycle_key = rec.cycle_key, rule = r.rule, symbol = r.symbol, message = r.message,
+                              intent = r }
+    end
+    if view then self:record_state(a, acc, rec, view) end
+    if a.persist_paper and a.venue.snapshot then R.ledger:paper_save(acc.name, a.venue:snapshot()) end
+    local body, tags = diary.entry(a, acc, rec, view)
+    R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key }
+  end
+  a.pending_notes = {}
+  rec.step_ms.record = (task.hrtime() - t0) / 1e6
+  rec.overhead_ms = (task.hrtime() - t_start) / 1e6 - rec.model_ms
+  cycles_total:labels(acc.name, rec.source):inc()
+  cycle_seconds:labels(acc.name):observe(rec.overhead_ms / 1000)
+  a.last = rec
+  tlog:info("decision cycle", { account = acc.name, cycle = rec.cycle, source = rec.source, decisions = rec.decisions and #rec.decisions or 0,
+                                orders = #rec.orders, refused = #rec.validation.refusals, rejected = #rec.validation.rejected,
+                                overhead_ms = ("%.2f"):format(rec.overhead_ms), model_ms = math.floor(rec.model_ms), error = rec.error })
+  return rec
+end
+
+-- Snapshot, positions (with their exit plans) and performance rows.
+function Agent:record_state(a, acc, rec, view)
+  local R = self.repos
+  R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format(view.equity), wallet_balance = ("%.8f"):format(view.wallet),
+                      available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized) }
+  local seen = {}
+  for _, p in ipairs(view.list) do
+    seen[p.symbol] = true
+    R.positions:upsert { account = acc.name, symbol = p.symbol, quantity = ("%.8f"):format(p.side == "long" and p.qty or -p.qty),
+                         entry_price = ("%.8f"):format(p.entry_price), leverage = p.leverage > 0 and p.leverage or nil,
+                         unrealized_pnl = ("%.8f"):format(p.unrealized_pnl),
+                         liquidation_price = p.liquidation_price and ("%.8f"):format(p.liquidation_price) or nil,
+                         exit_plan = a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil }
+  end
+  for sym in pairs(a.last_positions) do
+    if not seen[sym] then
+      R.positions:close(acc.name, sym)
+      a.exit_plans[sym] = nil
+    end
+  end
+  a.last_positions = seen
+  local s = rec.performance
+  R.ledger:metrics { account = acc.name, strategy = rec.strategy, window_name = "all", equity = ("%.8f"):format(view.equity),
+                     pnl = ("%.8f"):format(s.pnl), return_pct = ("%.8f"):format(s.return_pct),
+                     max_drawdown = ("%.8f"):format(s.max_drawdown), sharpe = s.sharpe and ("%.8f"):format(s.sharpe) or nil,
+                     win_rate = s.win_rate and ("%.8f"):format(s.win_rate) or nil, trades = s.trades,
+                     fees = ("%.8f"):format(s.fees), funding = ("%.8f"):format(s.funding) }
+end
+
+--- The last cycle's record of an account.
+function Agent:last(name) return self.accounts[name] and self.accounts[name].last end
+
+function Agent:close()
+  for name in pairs(self.accounts) do self:remove_account(name) end
+  for _, reg in pairs(self.registries) do reg:close() end
+end
+
+M.Agent = Agent
+M.wall_ms = runtime.wall_ms
+return M

@@ -1,0 +1,267 @@
+--- vibex.agent.replay — paper accounts on stored or generated candles: the
+-- paper demo (`make run`), backtests, and the arena later.
+--
+--   local r = replay.new{agent = ag, config = cfg.replay, accounts = {acc, …}}
+--   local summary = r:run()
+--
+-- Candles of the base interval are pushed, in time order across symbols,
+-- into every account's simulated venue and market data; after each candle
+-- close that ends an account's decision interval (aligned to candle
+-- closes, at least one base candle) that account runs a cycle, and the
+-- replay waits for all cycles due at that close before going on. The
+-- replay clock is the venue clock: cycles, orders and fills carry replay
+-- time, and the same data and config give the same decisions.
+local task = require "vibex.task"
+local log = require "vibex.log"
+local sim = require "vibex.exchange.sim"
+local aster = require "vibex.exchange.aster"
+
+local M = {}
+
+local alog = log.channel("app")
+
+-- ---- generated candles ---------------------------------------------------------------------------
+
+local BASE_PRICE = { BTCUSDT = 65000, ETHUSDT = 3200, XRPUSDT = 0.6, SOLUSDT = 150, BNBUSDT = 600, DOGEUSDT = 0.15 }
+
+-- A small deterministic generator (xorshift32): the same seed and symbol
+-- give the same candles on every machine.
+local function rng(seed)
+  local x = seed % 4294967296
+  if x == 0 then x = 2463534242 end
+  return function()
+    x = bit.bxor(x, bit.lshift(x, 13)); x = bit.bxor(x, bit.rshift(x, 17)); x = bit.bxor(x, bit.lshift(x, 5))
+    return (x % 4294967296) / 4294967296
+  end
+end
+
+local function normal(r)
+  local u1, u2 = r(), r()
+  if u1 < 1e-12 then u1 = 1e-12 end
+  return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+end
+
+local function decimals(tick)
+  local frac = tostring(tick):match("%.(%d+)$")
+  return frac and #frac or 0
+end
+
+--- n candles of interval_ms for a symbol from a seed: a random walk with
+-- trending regimes (so trend-followers have something to follow) at
+-- roughly 0.25% volatility per 5 minutes. Prices are decimal strings on
+-- the symbol's tick.
+function M.generate(symbol, spec, n, interval_ms, start_ms, seed)
+  local h = seed
+  for i = 1, #symbol do h = (h * 31 + symbol:byte(i)) % 2147483647 end
+  local r = rng(h + 1)
+  local d = decimals(spec.tick)
+  local fmt = "%." .. d .. "f"
+  local price = BASE_PRICE[symbol] or 100
+  local vol = 0.0025 * math.sqrt(interval_ms / 300000)
+  local drift, left = 0, 0
+  local rows = {}
+  for i = 1, n do
+    if left <= 0 then
+      left = 50 + math.floor(r() * 250)
+      drift = (r() - 0.5) * vol * 0.6
+    end
+    left = left - 1
+    local o = price
+    local hi, lo = o, o
+    local p = o
+    for _ = 1, 4 do
+      p = p * math.exp(drift / 4 + vol / 2 * normal(r))
+      if p > hi then hi = p end
+      if p < lo then lo = p end
+    end
+    price = p
+    rows[i] = { open_time = start_ms + (i - 1) * interval_ms, open = fmt:format(o), high = fmt:format(hi),
+                low = fmt:format(lo), close = fmt:format(p), volume = ("%.3f"):format(100 + r() * 900) }
+  end
+  return rows
+end
+
+-- ---- the run ----------------------------------------------------------------------------------------
+
+local function date_ms(s)
+  local y, m, d = s:match("^(%d+)%-(%d+)%-(%d+)$")
+  -- days from the civil date (no time zone involved)
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return (era * 146097 + doe - 719468) * 86400000
+end
+M.date_ms = date_ms
+
+--- The symbol's venue spec for a paper account (fees from paper.fee_rate).
+function M.spec(symbol, acc)
+  local base = sim.DEFAULT_SYMBOLS[symbol] or { tick = "0.0001", step = "0.01", min_qty = "0.01", max_qty = "10000000",
+                                                min_notional = "5" }
+  local s = {}
+  for k, v in pairs(base) do s[k] = v end
+  local fee = acc and acc.paper and acc.paper.fee_rate
+  if fee then
+    s.taker_fee = ("%.8f"):format(fee)
+    s.maker_fee = ("%.8f"):format(fee / 2)
+  end
+  return s
+end
+
+--- A simulated venue for a paper account.
+function M.venue(acc)
+  local specs = {}
+  for _, sym in ipairs(acc.symbols) do specs[sym] = M.spec(sym, acc) end
+  return sim.new { balance = ("%.8f"):format(acc.paper.starting_balance), symbols = specs, account = acc.name }
+end
+
+--- Candles per symbol: from replay.files, else generated. Returns
+-- {SYM = rows}, the interval | nil, err.
+function M.load(rc, symbols)
+  local iv = rc.interval or "5m"
+  local ms = aster.INTERVAL_MS[iv]
+  local data = {}
+  for _, sym in ipairs(symbols) do
+    local file = rc.files and rc.files[sym]
+    if file then
+      local rows, err = sim.read_ohlcv(file)
+      if not rows then return nil, ("replay.files.%s: %s"):format(sym, tostring(err)) end
+      data[sym] = rows
+    else
+      data[sym] = M.generate(sym, M.spec(sym), rc.candles or 2000, ms, date_ms(rc.start or "2026-01-01"), rc.seed or 7)
+    end
+  end
+  return data, iv
+end
+
+local Run = {}
+Run.__index = Run
+
+--- o: agent, config (the replay section), accounts (paper account configs,
+-- already added to the agent with sim venues).
+function M.new(o)
+  local symbols, seen = {}, {}
+  for _, acc in ipairs(o.accounts) do
+    for _, s in ipairs(acc.symbols) do
+      if not seen[s] then seen[s] = true; symbols[#symbols + 1] = s end
+    end
+  end
+  table.sort(symbols)
+  local data, iv = o.data, o.config.interval or "5m"
+  if not data then
+    local err
+    data, iv = M.load(o.config, symbols)
+    if not data then return nil, iv end
+  end
+  return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = data, interval = iv,
+                        interval_ms = aster.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
+end
+
+-- Candle times in order, with the symbols that have a candle then.
+function Run:timeline()
+  local at, times = {}, {}
+  for sym, rows in pairs(self.data) do
+    for _, k in ipairs(rows) do
+      local t = k.open_time
+      if not at[t] then at[t] = {}; times[#times + 1] = t end
+      at[t][#at[t] + 1] = { sym, k }
+    end
+  end
+  table.sort(times)
+  for _, t in ipairs(times) do table.sort(at[t], function(a, b) return a[1] < b[1] end) end
+  return times, at
+end
+
+local function funding_schedule(rc, symbol, first, last)
+  local file = rc.funding_files and rc.funding_files[symbol]
+  if file then
+    local rows = sim.read_ohlcv(file, { funding = true }) or {}
+    return rows
+  end
+  if not rc.funding_rate or rc.funding_rate == 0 then return {} end
+  local out, eight = {}, 28800000
+  for t = math.ceil(first / eight) * eight, last, eight do out[#out + 1] = { time_ms = t, rate = rc.funding_rate } end
+  return out
+end
+
+--- Replay everything; returns a summary {candles, cycles, accounts = {name = {cycles, …}}}.
+function Run:run()
+  local times, at = self:timeline()
+  if #times == 0 then return nil, "replay: no candles" end
+  local ag, iv = self.agent, self.interval_ms
+  local by_symbol, every = {}, {}
+  for _, acc in ipairs(self.accounts) do
+    every[acc.name] = math.max(iv, math.ceil(acc.decision_interval_s * 1000 / iv) * iv)
+    for _, s in ipairs(acc.symbols) do
+      by_symbol[s] = by_symbol[s] or {}
+      table.insert(by_symbol[s], ag.accounts[acc.name])
+    end
+  end
+  local funding, next_f = {}, {}
+  for _, s in ipairs(self.symbols) do
+    funding[s] = funding_schedule(self.rc, s, times[1], times[#times] + iv)
+    next_f[s] = 1
+  end
+  local warmup, speed = self.rc.warmup or 100, self.rc.speed or "max"
+  local started, first = task.now(), times[1]
+  alog:info("replay started", { candles = #times, symbols = table.concat(self.symbols, ","), interval = self.interval,
+                                accounts = #self.accounts, speed = tostring(speed) })
+  for n, t in ipairs(times) do
+    if speed ~= "max" then
+      local due = started + (t + iv - first) / speed
+      if due > task.now() then task.sleep(due - task.now()) end
+    end
+    for _, item in ipairs(at[t]) do
+      local sym, k = item[1], item[2]
+      self:settle_funding(sym, funding[sym], next_f, t, by_symbol[sym])
+      for _, a in ipairs(by_symbol[sym]) do
+        a.venue:candle(sym, k, iv)
+        a.market:push(sym, { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high),
+                             low = tonumber(k.low), close = tonumber(k.close), volume = tonumber(k.volume) or 0 })
+      end
+      self.candles = self.candles + 1
+    end
+    if n > warmup then self:decide_at(t + iv, every) end
+    if n % 500 == 0 then task.yield() end
+  end
+  for _, acc in ipairs(self.accounts) do
+    local a = ag.accounts[acc.name]
+    if ag.repos and a.venue.snapshot then ag.repos.ledger:paper_save(acc.name, a.venue:snapshot()) end
+  end
+  return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv }
+end
+
+function Run:settle_funding(sym, list, next_f, t, accounts)
+  while list[next_f[sym]] and list[next_f[sym]].time_ms <= t do
+    local f = list[next_f[sym]]
+    for _, a in ipairs(accounts) do
+      local last = a.venue:ticker(sym).price
+      if last ~= "0" then a.venue:funding(sym, f.rate, last, f.time_ms) end
+      a.market:set_funding(sym, tonumber(f.rate))
+    end
+    next_f[sym] = next_f[sym] + 1
+  end
+end
+
+-- Run every account whose interval ends at close_ms, concurrently, and
+-- wait for all of them.
+function Run:decide_at(close_ms, every)
+  local due = {}
+  for _, acc in ipairs(self.accounts) do
+    if close_ms % every[acc.name] == 0 then due[#due + 1] = acc end
+  end
+  if #due == 0 then return end
+  local tasks = {}
+  for _, acc in ipairs(due) do
+    tasks[#tasks + 1] = task.spawn("cycle:" .. acc.name, function()
+      return self.agent:cycle(acc.name, { cycle_key = require("vibex.agent").cycle_key(close_ms, every[acc.name] / 1000) })
+    end)
+  end
+  task.join_all(tasks)
+  self.cycles = self.cycles + #due
+end
+
+return M
