@@ -104,14 +104,21 @@ local api = S.record({
 -- llm ------------------------------------------------------------------------
 local provider = S.record({
   name = name_type(true),
-  kind = S.enum { "openai", "anthropic", "deepseek", "fake", required = true,
-    doc = "\"openai\" (any OpenAI-compatible API), \"anthropic\", \"deepseek\" or \"fake\" (offline, for demos)" },
+  kind = S.enum { "openai", "anthropic", "deepseek", "openrouter", "ollama", "fake", required = true,
+    doc = "\"openai\" (any OpenAI-compatible API: OpenAI, Qwen, vLLM, llama.cpp), \"deepseek\", \"openrouter\", \"ollama\", \"anthropic\", or \"fake\" (no model: the fallback decides)" },
   base_url = S.url {},
   model = S.string { min_len = 1, required = true },
   api_key = secret_field { example = "DEEPSEEK_API_KEY" },
   timeout_ms = S.integer { min = 1000, max = 600000, default = 60000 },
   connect_timeout_ms = S.integer { min = 100, max = 60000, default = 5000 },
   max_retries = S.integer { min = 0, max = 10, default = 2 },
+  retry_base_ms = S.integer { min = 1, max = 60000, default = 500 },
+  json_mode = S.boolean { default = true },          -- ask for a JSON object where the API supports it
+  -- the provider's circuit breaker: failed calls (after retries) that open it, and for how long
+  breaker = S.record({
+    failure_threshold = S.integer { min = 1, max = 100, default = 3 },
+    cooldown_ms = S.integer { min = 10, max = 3600000, default = 60000 },
+  }, { default = {} }),
   temperature = S.number { min = 0, max = 2 },
   max_tokens = S.integer { min = 16, max = 200000, default = 2000 },
   -- USD per million tokens, so cost per decision can be recorded
@@ -124,7 +131,7 @@ local provider = S.record({
     if v.kind ~= "fake" and not v.base_url and not ctx:has_error(S.join(path, "base_url")) then
       ctx:error(S.join(path, "base_url"), ("required for kind %q"):format(v.kind))
     end
-    if v.kind ~= "fake" and not v.api_key and not ctx:has_error(S.join(path, "api_key")) then
+    if v.kind ~= "fake" and v.kind ~= "ollama" and not v.api_key and not ctx:has_error(S.join(path, "api_key")) then
       ctx:error(S.join(path, "api_key"), ("required for kind %q: api_key = env \"%s_API_KEY\""):format(v.kind, v.kind:upper()))
     end
   end,

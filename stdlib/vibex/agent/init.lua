@@ -304,8 +304,10 @@ end
 -- account's answers were invalid too often; released when both are well.
 function Agent:fallback_reason(a, acc, client, now_ms)
   if not client then return "no model configured" end
-  local st = client:breaker_state()
-  if st == "open" then return ("the model's circuit breaker is open (%s)"):format(client.name) end
+  -- open and still cooling down; once the cool-down is over the next call is the probe
+  if client:breaker_state() == "open" and client.breaker:retry_in_ms() > 0 then
+    return ("the model's circuit breaker is open (%s)"):format(client.name)
+  end
   if a.fallback_until and now_ms < a.fallback_until then
     return ("%d invalid answers in a row; the model is tried again in %ds"):format(acc.fallback.after_invalid,
       math.ceil((a.fallback_until - now_ms) / 1000))
@@ -443,8 +445,10 @@ function Agent:run_cycle(a, o)
         a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
         reason = ("%d invalid answers in a row"):format(a.invalid_streak)
         a.invalid_streak = 0
+        for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
+      else
+        read = { decisions = {}, rejected = r.rejected } -- this cycle holds
       end
-      read = { decisions = {}, rejected = r.rejected }
     else
       a.invalid_streak = 0
       read = r

@@ -22,11 +22,12 @@ A call takes the next mode of the model's sequence, then its mode. Modes:
   malformed     broken JSON
   out_of_range  a huge size and leverage 100
   wrong_stop    a long with its stop loss above the price
+  risky         a valid long at leverage 5 (for risk-gate tests)
   unknown       an unknown symbol and an unknown action
   empty         an empty message
   slow          good, after delay_ms (default 5000)
   429 / 500 / 529   that status with the provider's error body
-  fuzz:<seed>   a random or adversarial answer (seeded)
+  fuzz:<seed>   a random or adversarial answer (seeded); "fuzz": a new seed per call
 Prices and symbols come from the prompt: "### SYMBOL" headings followed by
 "current_price = X" (the default prompt's layout).
 
@@ -36,6 +37,7 @@ Start: python3 server.py -> prints "LISTENING <port>".
 import json
 import random
 import re
+import socket
 import sys
 import threading
 import time
@@ -53,9 +55,11 @@ class State:
         with self.lock:
             m = self.models.setdefault(model, {"mode": "good"})
             seq = m.get("sequence") or []
-            if seq:
-                return seq.pop(0), m
-            return m.get("mode", "good"), m
+            mode = seq.pop(0) if seq else m.get("mode", "good")
+            if mode == "fuzz":  # a new seeded answer per call
+                m["n"] = m.get("n", m.get("seed", 0)) + 1
+                mode = "fuzz:%d" % m["n"]
+            return mode, m
 
 
 STATE = State()
@@ -149,6 +153,10 @@ def answer_text(mode, prompt_text):
         d = decision(sym, price)
         d.update(size_usd=5_000_000, leverage=100)
         return json.dumps({"decisions": [d]})
+    if mode == "risky":  # valid as a decision, above any sane leverage limit
+        d = decision(sym, price)
+        d["leverage"] = 5
+        return json.dumps({"decisions": [d]})
     if mode == "wrong_stop":
         d = decision(sym, price)
         d["stop_loss"] = round(price * 1.05, 6)
@@ -165,6 +173,12 @@ def answer_text(mode, prompt_text):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle and the
+        # client's delayed ACK add 40 ms to every answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *a):
         pass
