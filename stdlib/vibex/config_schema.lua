@@ -157,6 +157,7 @@ local exchange = S.record({
   base_url = S.url {},
   ws_url = S.url { schemes = { "ws", "wss" } },
   testnet = S.boolean { default = false },
+  chain_id = S.integer { min = 1, doc = "the EIP-712 chain id V3 signatures use (default: the venue's, mainnet or testnet)" },
   recv_window_ms = S.integer { min = 1, max = 60000, default = 5000 },
   credentials = credentials,
 })

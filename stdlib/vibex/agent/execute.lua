@@ -107,6 +107,18 @@ function M.materialize(a, intents, decisions, view)
   return list, bad
 end
 
+--- The approved orders less the protective orders of entries the gate
+-- refused (nothing to protect).
+function M.without_orphans(approved)
+  local ok = {}
+  for _, o in ipairs(approved) do ok[o] = true end
+  local out = {}
+  for _, o in ipairs(approved) do
+    if not o.parent or ok[o.parent] then out[#out + 1] = o end
+  end
+  return out
+end
+
 local CONDITIONAL = { STOP = true, STOP_MARKET = true, TAKE_PROFIT = true, TAKE_PROFIT_MARKET = true,
                       TRAILING_STOP_MARKET = true }
 

@@ -179,7 +179,7 @@ end
 function Agent:remove_account(name)
   local a = self.accounts[name]
   if not a then return end
-  if a.stream and a.stream.close then a.stream.close() end
+  if a.stream and a.stream.close then a.stream:close() end
   self.accounts[name] = nil
 end
 
@@ -372,7 +372,16 @@ function Agent:run_cycle(a, o)
   local clock = task.hrtime
   local t_start, t_step = clock(), clock()
   local now_ms = self:now(a)
-  local rec = { account = acc.name, strategy = strat.name, cycle_key = o.cycle_key or cycle_key(now_ms, acc.decision_interval_s),
+  -- one row per cycle: a second cycle in the same interval (run by hand)
+  -- gets its own key
+  local key = o.cycle_key or cycle_key(now_ms, acc.decision_interval_s)
+  if key == a.last_key then
+    a.key_seq = (a.key_seq or 1) + 1
+    key = ("%s#%d"):format(key, a.key_seq)
+  else
+    a.last_key, a.key_seq = key, 1
+  end
+  local rec = { account = acc.name, strategy = strat.name, cycle_key = key,
                 started_ms = now_ms, step_ms = {}, validation = { rejected = {}, refusals = {}, notes = {} },
                 script_versions = {}, orders = {}, model_ms = 0, cycle = a.cycles + 1 }
   local function step(name)
@@ -439,13 +448,13 @@ function Agent:run_cycle(a, o)
       invalid_total:labels(acc.name):inc()
       rec.valid = false
       rec.validation.reason = r.reason
-      rec.validation.rejected = r.rejected
       llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
       if a.invalid_streak >= acc.fallback.after_invalid then
         a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
         reason = ("%d invalid answers in a row"):format(a.invalid_streak)
         a.invalid_streak = 0
         for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
+        read = nil -- the fallback decides this cycle
       else
         read = { decisions = {}, rejected = r.rejected } -- this cycle holds
       end
@@ -489,6 +498,7 @@ function Agent:run_cycle(a, o)
   local orders, bad = execute.materialize(a, intents, read.decisions, view)
   for _, b in ipairs(bad) do rec.validation.refusals[#rec.validation.refusals + 1] = b end
   local approved, refused = a.gate:check(orders, view, acc.risk)
+  approved = execute.without_orphans(approved)
   for _, r in ipairs(refused) do
     rec.validation.refusals[#rec.validation.refusals + 1] = { rule = r.rule, message = r.message, symbol = r.order.symbol,
                                                               kind = r.order.kind, side = r.order.side, qty = r.order.qty }

@@ -61,8 +61,9 @@ function Market:funding(symbol) return self.funding_rate[symbol] end
 -- is applied as forming.
 local function apply_rows(series, rows, now_ms, interval_ms)
   for _, r in ipairs(rows) do
-    local closed = (r[1] + interval_ms) <= now_ms
-    local ok, err = series:update(r, closed)
+    local closed = (r.open_time + interval_ms) <= now_ms
+    local ok, err = series:update({ t = r.open_time, o = r.open, h = r.high, l = r.low, c = r.close, v = r.volume,
+                                    qv = r.quote_volume, n = r.trades }, closed)
     if not ok then return nil, err end
   end
   return true

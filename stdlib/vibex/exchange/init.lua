@@ -68,6 +68,7 @@ function M.from_config(account)
     return nil, ("exchange.from_config: venue %q has no REST client"):format(tostring(ex.venue))
   end
   return make(ex.venue, { base_url = ex.base_url, ws_url = ex.ws_url, testnet = ex.testnet, recv_window_ms = ex.recv_window_ms,
+                          chain_id = ex.chain_id,
                           credentials = ex.credentials, account = account.name })
 end
 
