@@ -222,6 +222,26 @@ function Agent:view(a, acc)
       view.unrealized = view.unrealized + pos.unrealized_pnl
     end
   end
+  -- entries sent but not filled yet count as exposure: the gate must not
+  -- approve a second entry while the first is on its way
+  local open, oerr = v:open_orders()
+  if not open then return nil, "open orders: " .. tostring(oerr) end
+  for _, o in ipairs(open) do
+    local entry = (o.type == "MARKET" or o.type == "LIMIT") and not (o.reduceOnly == true or o.reduceOnly == "true")
+      and not (o.closePosition == true or o.closePosition == "true")
+    if entry and view.symbols[o.symbol] then
+      local q = num(o.origQty) - num(o.executedQty)
+      local px = num(o.price) > 0 and num(o.price) or view.prices[o.symbol] or 0
+      local side = o.side == "BUY" and "long" or "short"
+      local p = view.positions[o.symbol]
+      if not p then
+        p = { symbol = o.symbol, side = side, qty = 0, notional = 0, pending = true }
+        view.positions[o.symbol] = p
+      end
+      p.pending_notional = (p.pending_notional or 0) + q * px
+      p.notional = p.notional + q * px
+    end
+  end
   if upnl == 0 then upnl = view.unrealized end
   view.equity = wallet + upnl
   view.unrealized = upnl

@@ -672,6 +672,14 @@ function Sim:_event(e)
             type = TYPE_NAMES[e.type], origType = TYPE_NAMES[e.type], price = text(e.kind == EV_ORDER and e.price or 0),
             origQty = text(e.qty), executedQty = "0", avgPrice = "0", timeInForce = "GTC", reduceOnly = false,
             positionSide = SIDE_NAMES[e.position_side], status = "NEW", time = E }
+      local req = self.requests[id] -- what was asked, as the venue reports it back
+      if req then
+        v.reduceOnly = req.reduceOnly == true or req.reduceOnly == "true"
+        v.closePosition = req.closePosition == true or req.closePosition == "true"
+        v.stopPrice = req.stopPrice or "0"
+        v.workingType = req.workingType or "CONTRACT_PRICE"
+        v.timeInForce = req.timeInForce or v.timeInForce
+      end
       self.orders[id] = v
       self.by_client[v.clientOrderId] = id
     end
@@ -695,7 +703,7 @@ function Sim:_event(e)
     if not self.open[id] then self:_retire(id) end
     return { "on_order", { e = "ORDER_TRADE_UPDATE", E = E, T = E, o = {
       s = sym, c = v.clientOrderId, S = v.side, o = v.type, f = v.timeInForce, q = v.origQty, p = v.price,
-      ap = v.avgPrice, sp = "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
+      ap = v.avgPrice, sp = v.stopPrice or "0", x = x, X = v.status, i = id, l = e.kind == EV_FILL and text(e.qty) or "0",
       z = v.executedQty, L = e.kind == EV_FILL and text(e.price) or "0", n = e.kind == EV_FILL and text(e.fee) or "0",
       N = "USDT", T = E, t = e.kind == EV_FILL and tonumber(e.trade_id) or 0, m = e.maker == 1, R = v.reduceOnly,
       ps = v.positionSide, rp = e.kind == EV_FILL and text(e.realized_pnl) or "0" } } }

@@ -110,7 +110,24 @@ def fuzz_answer(seed, mk):
             del d[r.choice(list(d.keys()))]
         return d
 
-    kind = r.randrange(8)
+    def plausible():
+        # a well-formed decision near the limits: sizes, leverage, confidence
+        # and stops that are sometimes just inside and sometimes just outside
+        s = r.choice(syms)
+        p = price.get(s, 100.0) or 100.0
+        act = r.choice(["open_long", "open_short", "open_long", "open_short", "close", "hold", "adjust"])
+        side = 1 if act != "open_short" else -1
+        d = {"symbol": s, "action": act, "size_usd": round(r.uniform(5, 1500), 2), "leverage": r.choice([1, 2, 3, 3, 4, 10]),
+             "stop_loss": round(p * (1 - side * r.uniform(-0.005, 0.05)), 6),
+             "take_profit": round(p * (1 + side * r.uniform(-0.005, 0.08)), 6),
+             "confidence": round(r.uniform(0.4, 1.0), 2), "rationale": "fuzz"}
+        if r.random() < 0.3:
+            d = {k: str(v) for k, v in d.items()}
+        return d
+
+    kind = r.randrange(12)
+    if kind >= 8:
+        return json.dumps({"decisions": [plausible() for _ in range(r.randint(1, 4))]})
     if kind == 0:
         return "".join(r.choice('{}[]":,0123456789abc ') for _ in range(r.randint(0, 200)))
     if kind == 1:
