@@ -28,6 +28,34 @@ describe("the write journal", function()
     return r[1].total, r[1].distinct_n
   end
 
+  it("applies a batch as one transaction, once, and journals it whole during an outage", function()
+    local w = journal.writer { pool = pool, path = dir .. "/batch.jsonl", retry_ms = 100 }
+    local function batch(a, b, note)
+      return { { sql = "INSERT INTO jrows (n, note) VALUES ($1, $2)", params = { a, note }, n = 2 },
+               { sql = "INSERT INTO jrows (n, note) VALUES ($1, $2)", params = { b, nil }, n = 2 } }
+    end
+    assert(w:write_batch(batch(9001, 9002, "b")))
+    assert.same({ 2, 2 }, { counts(9001, 9002) })
+    -- a failing statement takes the whole batch with it
+    local bad = batch(9003, 9004)
+    bad[2].params[1] = "not a number"
+    assert.is_nil((w:write_batch(bad)))
+    assert.same({ 0, 0 }, { counts(9003, 9004) })
+    -- the same entry again (a replay after a crash) applies nothing
+    local e = { id = "replayed-1", stmts = batch(9005, 9006) }
+    assert(w:_apply(e))
+    assert.is_true(assert(w:_apply(e)).skipped)
+    assert.same({ 2, 2 }, { counts(9005, 9006) })
+    -- during an outage the batch is one journal line, replayed whole
+    assert(cluster:stop("immediate"))
+    assert.is_true(assert(w:write_batch(batch(9007, 9008))).journaled)
+    assert.equal(1, w:pending())
+    assert(cluster:restart())
+    assert.is_true(h.wait_until(function() return w:pending() == 0 end, 20000, 50))
+    assert.same({ 2, 2 }, { counts(9007, 9008) })
+    w:close()
+  end)
+
   it("keeps writing through a server crash and stores every row exactly once", function()
     local w = journal.writer { pool = pool, path = dir .. "/a.jsonl", retry_ms = 100 }
     for i = 1, 20 do assert(w:write("INSERT INTO jrows (n, note) VALUES ($1, $2)", i, "before")) end

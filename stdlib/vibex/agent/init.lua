@@ -556,17 +556,18 @@ function Agent:settle_events(a, acc, rec)
   local evs = a.events
   if #evs == 0 then return end
   a.events = {}
+  local R = self.repos and (self.repos.batch and self.repos.batch() or self.repos)
   for _, ev in ipairs(evs) do
     if ev.e == "ORDER_TRADE_UPDATE" then
       local o = ev.o
-      if self.repos then
-        self.repos.orders:update(o.c, { status = o.X, executed_qty = o.z, avg_price = o.ap ~= "0" and o.ap or nil,
+      if R then
+        R.orders:update(o.c, { status = o.X, executed_qty = o.z, avg_price = o.ap ~= "0" and o.ap or nil,
                                         venue_order_id = o.i, venue_time_ms = ev.E })
       end
       if o.x == "TRADE" and tonumber(o.l) and tonumber(o.l) > 0 then
         a.perf:fill(tonumber(o.rp) or 0, tonumber(o.n) or 0)
-        if self.repos then
-          self.repos.fills:record { account = acc.name, client_order_id = o.c, trade_id = o.t, symbol = o.s, side = o.S,
+        if R then
+          R.fills:record { account = acc.name, client_order_id = o.c, trade_id = o.t, symbol = o.s, side = o.S,
                                     price = o.L, quantity = o.l, fee = o.n, fee_asset = o.N, realized_pnl = o.rp,
                                     is_maker = o.m, time_ms = o.T or ev.E }
         end
@@ -576,17 +577,22 @@ function Agent:settle_events(a, acc, rec)
       for _, b in ipairs(ev.a.B or {}) do
         local amt = tonumber(b.bc) or 0
         a.perf:funding(amt)
-        if self.repos and amt ~= 0 then
+        if R and amt ~= 0 then
           for _, p in ipairs(ev.a.P or {}) do
-            self.repos.ledger:funding { account = acc.name, symbol = p.s, amount = b.bc, position_qty = p.pa, time_ms = ev.E }
+            R.ledger:funding { account = acc.name, symbol = p.s, amount = b.bc, position_qty = p.pa, time_ms = ev.E }
           end
         end
       end
     end
   end
+  if R and R.commit then
+    local ok, err = R.commit()
+    if not ok then alog:error("fills and order updates not recorded", { account = acc.name, error = tostring(err) }) end
+  end
 end
 
-function Agent:record_decision(rec)
+function Agent:record_decision(rec, R)
+  R = R or self.repos
   local v = rec.validation
   local tokens_in, tokens_out, latency, cost = nil, nil, nil, nil
   for _, c in ipairs(rec.llm_calls or {}) do
@@ -595,7 +601,7 @@ function Agent:record_decision(rec)
     latency = (latency or 0) + (c.latency_ms or 0)
     cost = (cost or 0) + (c.cost or 0)
   end
-  return self.repos.decisions:record {
+  return R.decisions:record {
     account = rec.account, cycle_key = rec.cycle_key, strategy = rec.strategy, provider = rec.provider, model = rec.model,
     prompt_version = rec.script_versions.prompt, prompt = rec.prompt, raw_answer = rec.raw_answer,
     parsed = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil,
@@ -615,8 +621,9 @@ function Agent:finish(a, acc, rec, view, t_start)
     rec.performance = a.perf:summary()
   end
   if self.repos then
-    self:record_decision(rec)
-    local R = self.repos
+    -- everything about the cycle in one transaction (one journal entry in an outage)
+    local R = self.repos.batch and self.repos.batch() or self.repos
+    self:record_decision(rec, R)
     for _, c in ipairs(rec.llm_calls or {}) do
       R.ledger:llm_call { account = acc.name, cycle_key = rec.cycle_key, purpose = c.purpose, provider = c.provider, model = c.model,
                           variant = c.variant, outcome = c.outcome, tokens_in = c.tokens_in, tokens_out = c.tokens_out,
@@ -626,10 +633,14 @@ function Agent:finish(a, acc, rec, view, t_start)
       R.ledger:risk_refusal { account = acc.name, cycle_key = rec.cycle_key, rule = r.rule, symbol = r.symbol, message = r.message,
                               intent = r }
     end
-    if view then self:record_state(a, acc, rec, view) end
+    if view then self:record_state(a, acc, rec, view, R) end
     if a.persist_paper and a.venue.snapshot then R.ledger:paper_save(acc.name, a.venue:snapshot()) end
     local body, tags = diary.entry(a, acc, rec, view)
     R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key }
+    if R.commit then
+      local ok, err = R.commit()
+      if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
+    end
   end
   a.pending_notes = {}
   rec.step_ms.record = (task.hrtime() - t0) / 1e6
@@ -644,23 +655,30 @@ function Agent:finish(a, acc, rec, view, t_start)
 end
 
 -- Snapshot, positions (with their exit plans) and performance rows.
-function Agent:record_state(a, acc, rec, view)
-  local R = self.repos
+function Agent:record_state(a, acc, rec, view, R)
   R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format(view.equity), wallet_balance = ("%.8f"):format(view.wallet),
                       available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized) }
   local seen = {}
+  a.position_rows = a.position_rows or {}
   for _, p in ipairs(view.list) do
     seen[p.symbol] = true
-    R.positions:upsert { account = acc.name, symbol = p.symbol, quantity = ("%.8f"):format(p.side == "long" and p.qty or -p.qty),
+    -- a row changes when the position does (size, entry, plan); its PnL
+    -- every cycle is in the account snapshot, not in the audit trail
+    local plan = a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
+    local key = ("%s|%.8f|%.8f|%s|%s"):format(p.side, p.qty, p.entry_price, tostring(p.leverage), tostring(plan))
+    if a.position_rows[p.symbol] ~= key then
+      a.position_rows[p.symbol] = key
+      R.positions:upsert { account = acc.name, symbol = p.symbol, quantity = ("%.8f"):format(p.side == "long" and p.qty or -p.qty),
                          entry_price = ("%.8f"):format(p.entry_price), leverage = p.leverage > 0 and p.leverage or nil,
                          unrealized_pnl = ("%.8f"):format(p.unrealized_pnl),
                          liquidation_price = p.liquidation_price and ("%.8f"):format(p.liquidation_price) or nil,
-                         exit_plan = a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil }
+                         exit_plan = plan }
+    end
   end
   for sym in pairs(a.last_positions) do
     if not seen[sym] then
       R.positions:close(acc.name, sym)
-      a.exit_plans[sym] = nil
+      a.exit_plans[sym], a.position_rows[sym] = nil, nil
     end
   end
   a.last_positions = seen

@@ -141,6 +141,12 @@ end
 
 --- A statement prepared once per connection (on first use) and then only
 -- executed: for the hot, repeated writes.
+--- Statements {{sql, params, n}, …} in one round trip, all or nothing
+-- (vibex.db.pg Conn:pipeline).
+function Pool:pipeline(stmts)
+  return self:_with(function(c) return c:pipeline(stmts) end)
+end
+
 function Pool:run_prepared(name, sql, ...)
   local n, args = select("#", ...), { ... }
   return self:_with(function(c)
@@ -276,6 +282,28 @@ function M.repos(o)
   local out = {}
   for _, name in ipairs(REPOS) do
     out[name] = setmetatable({ pool = pool, write = write }, require("vibex.db.repo." .. name))
+  end
+  --- A set of the same repositories whose writes are collected and sent
+  -- by :commit() as one transaction in one round trip (a pipeline), or
+  -- as one journal entry during an outage. Reads still go to the pool.
+  function out.batch()
+    local stmts = {}
+    local b = {}
+    local function collect(sql, ...)
+      stmts[#stmts + 1] = { sql = sql, params = { ... }, n = select("#", ...) }
+      return { batched = true }
+    end
+    for _, name in ipairs(REPOS) do
+      b[name] = setmetatable({ pool = pool, write = collect }, require("vibex.db.repo." .. name))
+    end
+    function b.commit()
+      if #stmts == 0 then return true end
+      local list = stmts
+      stmts = {}
+      if o.writer then return o.writer:write_batch(list) end
+      return pool:pipeline(list)
+    end
+    return b
   end
   return out
 end

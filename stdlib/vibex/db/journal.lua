@@ -2,6 +2,7 @@
 --
 --   local w = journal.writer{pool = pool, path = "data/journal/db.jsonl", on_outage = "continue"}
 --   local res, err = w:write("insert into fills (…) values ($1, …)", …)
+--   w:write_batch{{sql = …, params = {…}, n = …}, …}   -- one transaction, one journal entry
 --   -- res: the rows, or {journaled = true} while the database is away
 --   w:pending(), w:outage(), w:flush() (replay now), w:close()
 --
@@ -66,13 +67,34 @@ function M.writer(o)
 end
 
 --- Apply one entry exactly once: true (applied or already there) | nil, err.
+-- An entry is one statement (sql, params, n) or several (stmts), applied
+-- in one transaction.
 function W:_apply(e)
+  if e.stmts then return self:_apply_batch(e) end
   return self.pool:tx(function(c)
     local mark, err = c:query("INSERT INTO journal_applied (journal_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1 AS fresh", e.id)
     if not mark then return nil, err end
     if #mark == 0 then return { skipped = true } end
-    return c:query(e.sql, unpack(e.params, 1, e.n))
+    if not e.stmts then return c:query(e.sql, unpack(e.params, 1, e.n)) end
+    local res
+    for _, st in ipairs(e.stmts) do
+      local qerr
+      res, qerr = c:query(st.sql, unpack(st.params, 1, st.n))
+      if not res then return nil, qerr end
+    end
+    return res
   end)
+end
+
+-- A batch goes in one round trip (a pipeline: one implicit transaction).
+-- Its id is inserted first without ON CONFLICT, so an entry applied before
+-- fails on the unique key and nothing of it is applied twice.
+function W:_apply_batch(e)
+  local list = { { sql = "INSERT INTO journal_applied (journal_id) VALUES ($1)", params = { e.id }, n = 1 } }
+  for _, st in ipairs(e.stmts) do list[#list + 1] = st end
+  local res, err = self.pool:pipeline(list)
+  if not res and err and err.statement == 1 and err.sqlstate == "23505" then return { skipped = true } end
+  return res, err
 end
 
 local function unreachable(err) return err and (err.kind == "connect" or err.kind == "lost") end
@@ -94,8 +116,25 @@ function W:_enter_outage()
 end
 
 function W:write(sql, ...)
+  return self:_write { sql = sql, params = { ... }, n = select("#", ...) }
+end
+
+--- Several writes as one: {{sql = …, params = {…}, n = #params}, …}, applied
+-- in one transaction (and journaled as one entry during an outage).
+function W:write_batch(stmts)
+  if #stmts == 1 then return self:_write { sql = stmts[1].sql, params = stmts[1].params, n = stmts[1].n } end
+  return self:_write { stmts = stmts }
+end
+
+local function nulls_to_json(params, n)
+  for i = 1, n do -- NULLs must survive the JSON line
+    if params[i] == nil then params[i] = json.null end
+  end
+end
+
+function W:_write(e)
   self.seq = self.seq + 1
-  local e = { id = self.boot .. "-" .. self.seq, sql = sql, params = { ... }, n = select("#", ...), at = runtime.wall_ms() }
+  e.id, e.at = self.boot .. "-" .. self.seq, runtime.wall_ms()
   if not self.degraded then
     local res, err = self:_apply(e)
     if res then
@@ -104,8 +143,10 @@ function W:write(sql, ...)
     end
     if not unreachable(err) then return nil, err end
   end
-  for i = 1, e.n do -- NULLs must survive the JSON line
-    if e.params[i] == nil then e.params[i] = json.null end
+  if e.stmts then
+    for _, st in ipairs(e.stmts) do nulls_to_json(st.params, st.n) end
+  else
+    nulls_to_json(e.params, e.n)
   end
   local ok, jerr = runtime.append_sync(self.path, json.encode(e) .. "\n")
   if not ok then
@@ -118,16 +159,28 @@ function W:write(sql, ...)
   return { journaled = true }
 end
 
+local function decode_params(params, n)
+  local out = {}
+  for i = 1, n or #(params or {}) do
+    local v = params[i]
+    if v == json.null then v = nil end
+    out[i] = v
+  end
+  return out
+end
+
 local function decode_entry(line)
   local e = json.decode(line)
-  if type(e) ~= "table" or type(e.id) ~= "string" or type(e.sql) ~= "string" then return nil end
-  local params = {}
-  for i = 1, e.n or #(e.params or {}) do
-    local v = e.params[i]
-    if v == json.null then v = nil end
-    params[i] = v
+  if type(e) ~= "table" or type(e.id) ~= "string" then return nil end
+  if type(e.stmts) == "table" then
+    for _, st in ipairs(e.stmts) do
+      if type(st) ~= "table" or type(st.sql) ~= "string" then return nil end
+      st.params = decode_params(st.params, st.n)
+    end
+    return e
   end
-  e.params = params
+  if type(e.sql) ~= "string" then return nil end
+  e.params = decode_params(e.params, e.n)
   return e
 end
 

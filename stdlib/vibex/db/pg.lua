@@ -46,6 +46,9 @@ int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query, int nPa
 int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
                         const int *paramLengths, const int *paramFormats, int resultFormat);
 int PQflush(PGconn *conn);
+int PQenterPipelineMode(PGconn *conn);
+int PQexitPipelineMode(PGconn *conn);
+int PQpipelineSync(PGconn *conn);
 int PQconsumeInput(PGconn *conn);
 int PQisBusy(PGconn *conn);
 PGresult *PQgetResult(PGconn *conn);
@@ -83,7 +86,7 @@ local M = {}
 local POLL_FAILED, POLL_READING, POLL_WRITING, POLL_OK = 0, 1, 2, 3
 local CONNECTION_OK, CONNECTION_BAD = 0, 1
 local RES = { EMPTY = 0, COMMAND_OK = 1, TUPLES_OK = 2, COPY_OUT = 3, COPY_IN = 4, BAD_RESPONSE = 5,
-              NONFATAL = 6, FATAL = 7 }
+              NONFATAL = 6, FATAL = 7, PIPELINE_SYNC = 10, PIPELINE_ABORTED = 11 }
 local TX = { [0] = "idle", "active", "in_transaction", "in_error", "unknown" }
 
 -- ---- errors ---------------------------------------------------------------------
@@ -366,6 +369,68 @@ function Conn:query(sql, ...)
   local n, vals, keep = param_array(...)
   local res, err = self:_run("query", function(conn) return C.PQsendQueryParams(conn, sql, n, nil, vals, nil, nil, 0) end)
   keep = nil -- referenced until here: libpq copied the values when it queued the command
+  return res, err
+end
+
+-- Read a pipeline's results up to its sync: the last statement's rows, or
+-- the first error with the (1-based) index of the statement that failed.
+function Conn:_pipeline_results()
+  local idx, out, first_err = 1, nil, nil
+  while true do
+    while C.PQisBusy(self.conn) == 0 do
+      local res = C.PQgetResult(self.conn)
+      if res == nil then
+        idx = idx + 1 -- the end of one statement's results
+      else
+        self.answered = true
+        local st = C.PQresultStatus(res)
+        if st == RES.PIPELINE_SYNC then
+          C.PQclear(res)
+          if first_err then return nil, first_err end
+          return out or {}
+        elseif st == RES.TUPLES_OK or st == RES.COMMAND_OK or st == RES.EMPTY then
+          out = rows_of(res)
+        elseif st ~= RES.PIPELINE_ABORTED and not first_err then
+          first_err = result_error(res, self.db)
+          first_err.statement = idx
+        end
+        C.PQclear(res)
+      end
+    end
+    local ev = self:_wait("r")
+    if not ev or C.PQconsumeInput(self.conn) == 0 then return self:_lost("pipeline") end
+  end
+end
+
+--- Run statements {{sql = …, params = {…}, n = …}, …} in one round trip
+-- (libpq pipeline mode) as one implicit transaction: all or nothing.
+-- Returns the last statement's rows | nil, err (err.statement: which one failed).
+function Conn:pipeline(stmts)
+  if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
+  if self.busy then error("db: one command at a time per connection (use a pool)", 2) end
+  if C.PQenterPipelineMode(self.conn) ~= 1 then return nil, new_err("query", "cannot enter pipeline mode", self.db) end
+  self.busy, self.answered = true, false
+  local keep = {}
+  local res, err
+  for _, st in ipairs(stmts) do
+    local n, vals, k = param_array(unpack(st.params or {}, 1, st.n or #(st.params or {})))
+    keep[#keep + 1] = k
+    keep[#keep + 1] = vals
+    if C.PQsendQueryParams(self.conn, st.sql, n, nil, vals, nil, nil, 0) == 0 then
+      res, err = self:_lost("pipeline")
+      break
+    end
+  end
+  if not err then
+    if C.PQpipelineSync(self.conn) == 0 or not self:_flush() then
+      res, err = self:_lost("pipeline")
+    else
+      res, err = self:_pipeline_results()
+    end
+  end
+  keep = nil
+  if not self.broken then C.PQexitPipelineMode(self.conn) end
+  self.busy = false
   return res, err
 end
 

@@ -17,7 +17,7 @@ end
 --- s: account, equity, wallet_balance, available, unrealized_pnl, margin_used.
 function R:snapshot(s)
   return self.write([[INSERT INTO account_snapshots (account_id, equity, wallet_balance, available, unrealized_pnl, margin_used)
-    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, COALESCE($5, 0), $6)]],
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, COALESCE($5::numeric, 0), $6)]],
     s.account, s.equity, s.wallet_balance, s.available, s.unrealized_pnl, s.margin_used)
 end
 

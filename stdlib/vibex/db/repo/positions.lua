@@ -10,7 +10,7 @@ function R:upsert(p)
     INSERT INTO positions (account_id, symbol, position_side, quantity, entry_price, leverage, margin_type,
                            unrealized_pnl, liquidation_price, exit_plan, opened_at)
     VALUES ((SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL), $2, $3, $4, $5, $6, $7,
-            COALESCE($8, 0), $9, $10::jsonb, now())
+            COALESCE($8::numeric, 0), $9, $10::jsonb, now())
     ON CONFLICT (account_id, symbol, position_side) WHERE deleted_at IS NULL DO UPDATE SET
       quantity = EXCLUDED.quantity, entry_price = EXCLUDED.entry_price,
       leverage = COALESCE(EXCLUDED.leverage, positions.leverage),
