@@ -99,7 +99,7 @@ function M.run(row, fmt, _, quick)
       assert(repos.diary:add { account = "solo", author = "user", body = "bench " .. k })
       ins[#ins + 1] = (task.hrtime() - t0) / 1e6
     end
-    row("  baseline: one-row insert (p50)", ("%.2f"):format(percentile(ins, 0.5)), "ms", "the recording is ~8 of these")
+    row("  baseline: one-row insert (p50)", ("%.2f"):format(percentile(ins, 0.5)), "ms", "the cycle is recorded as one pipelined transaction of ~8 rows")
     ag:close()
 
     -- 2. cycles per second, 20 paper accounts on a replay --------------------------------
