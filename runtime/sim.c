@@ -492,9 +492,30 @@ static int triggered(sim_order *o, int64_t px) {
     }
 }
 
-/* A fired conditional becomes the plain order it stands for, at this tick. */
-static void fire(vx_sim *s, sim_order *o, int64_t px) {
+/* A fired conditional that opens or adds to a position must find the
+ * margin for it now, as the venue checks it when the order is triggered:
+ * the order margin at this price and the taker fee. */
+static int margin_at_trigger(vx_sim *s, const sim_order *o, int64_t px) {
     const sim_symbol *y = &s->sym[o->req.symbol];
+    if (o->req.reduce_only || o->req.close_position || (s->hedge && closes(s, &o->req))) return 1;
+    int limit = o->req.type == VX_SIM_STOP || o->req.type == VX_SIM_TAKE_PROFIT;
+    int64_t n = notional(limit ? o->req.price : px, o->req.qty);
+    int64_t need = div_ceil((i128)n, y->leverage) + charge(n, y->cfg.taker_fee_ppm);
+    return need <= vx_sim_available(s);
+}
+
+/* A fired conditional becomes the plain order it stands for, at this tick.
+ * Returns 0, or 1 when it was expired for lack of margin (and removed). */
+static int fire(vx_sim *s, size_t k, int64_t px) {
+    sim_order *o = &s->orders[k];
+    const sim_symbol *y = &s->sym[o->req.symbol];
+    if (!margin_at_trigger(s, o, px)) {
+        sim_order done = *o;
+        remove_order(s, k);
+        done.status = VX_SIM_EXPIRED;
+        order_event(s, &done, 0);
+        return 1;
+    }
     if (o->req.close_position) {
         const sim_pos *p = &y->p[o->req.position_side];
         o->req.qty = closes(s, &o->req) ? abs64(p->qty) : 0;
@@ -503,15 +524,17 @@ static void fire(vx_sim *s, sim_order *o, int64_t px) {
     o->req.type = limit ? VX_SIM_LIMIT : VX_SIM_MARKET;
     o->crossed = limit && (o->req.side == VX_SIM_BUY ? o->req.price >= px : o->req.price <= px);
     order_event(s, o, 0); /* the venue reports the trigger as an update of the same order */
+    return 0;
 }
 
 /* Execute what this price allows, in order of arrival. */
 static void match(vx_sim *s, int symbol, int64_t px) {
-    for (size_t k = 0; k < s->norders; k++) {
+    for (size_t k = 0; k < s->norders;) {
         sim_order *o = &s->orders[k];
         if (o->req.symbol == symbol && !o->req.working_mark && o->active_at <= s->now_ms && is_conditional(o->req.type) &&
-            triggered(o, px))
-            fire(s, o, px);
+            triggered(o, px) && fire(s, k, px))
+            continue; /* removed: the next order is now at k */
+        k++;
     }
     size_t i = 0;
     while (i < s->norders) {
@@ -705,7 +728,7 @@ void vx_sim_mark(vx_sim *s, int symbol, int64_t mark, int64_t time_ms) {
             k++;
             continue;
         }
-        fire(s, o, y->has_price ? y->last_price : mark);
+        if (fire(s, k, y->has_price ? y->last_price : mark)) continue; /* expired: no margin for it */
         /* a fired market form executes now at the last trade; a limit form waits for the next trade */
         if (o->req.type == VX_SIM_MARKET && y->has_price) {
             if (o->req.qty == 0) {

@@ -229,6 +229,36 @@ static void test_stop_market_fills_at_the_gap(void **state) {
     vx_sim_free(s);
 }
 
+/* a stop that opens a position is margin-checked when it fires: the first
+ * finds 61 + 0.0244 fee within 100; the second needs 124 with about 39 free
+ * (100 - 61 margin - fee + 1 of profit) and expires */
+static void test_stop_entry_margin_checked_at_trigger(void **state) {
+    (void)state;
+    int btc;
+    vx_sim *s = make(U(100), 0, &btc);
+    assert_int_equal(vx_sim_set_leverage(s, btc, 1), 0);
+    vx_sim_tick(s, btc, U(60000), 1000);
+    vx_sim_order_req a = order(btc, VX_SIM_BUY, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, U(0.001), 0);
+    a.stop_price = U(61000);
+    vx_sim_order_req b = order(btc, VX_SIM_BUY, VX_SIM_STOP_MARKET, VX_SIM_GTC, 0, U(0.002), 0);
+    b.stop_price = U(62000);
+    assert_true(vx_sim_place(s, &a, 1000) > 0);
+    int64_t idb = vx_sim_place(s, &b, 1000);
+    assert_true(idb > 0); /* resting untriggered: no margin asked yet */
+    vx_sim_tick(s, btc, U(61000), 2000);
+    vx_sim_tick(s, btc, U(61000), 3000);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.001));
+    vx_sim_clear_events(s);
+    vx_sim_tick(s, btc, U(62000), 4000);
+    vx_sim_tick(s, btc, U(62000), 5000);
+    const vx_sim_event *e = last_of(s, VX_SIM_EV_ORDER);
+    assert_non_null(e);
+    assert_int_equal(e->order_id, idb);
+    assert_int_equal(e->status, VX_SIM_EXPIRED);
+    assert_int_equal(vx_sim_position_of(s, btc).qty, U(0.001));
+    vx_sim_free(s);
+}
+
 static void test_take_profit_and_stop_limit(void **state) {
     (void)state;
     int btc;
@@ -452,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_isolated_margin),
         cmocka_unit_test(test_volume_impact_slippage),
         cmocka_unit_test(test_mark_price),
+        cmocka_unit_test(test_stop_entry_margin_checked_at_trigger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
