@@ -9,6 +9,7 @@
 --                            notional, exit_plan}}},
 --   candles(symbol, interval) -> vibex.ta candle series,
 --   price(symbol), mark(symbol), funding(symbol), performance = {...}
+-- The result carries positions = {SYMBOL = position} for the policy and rules scripts.
 -- Series are "oldest -> newest" lists, the form LLM trading prompts use.
 -- Edit freely: the file is reloaded when saved; a broken edit keeps the
 -- running version and is logged with file and line.
@@ -69,8 +70,10 @@ function M.build(input)
       rsi14 = s.now and s.now.rsi14, short = s, long = l,
     }
   end
+  local positions = {} -- by symbol, for the policy and rules scripts
+  for _, p in ipairs(input.account.positions or {}) do positions[p.symbol] = p end
   return {
-    now_ms = input.now_ms, cycle = input.cycle, symbols = symbols, account = input.account,
+    now_ms = input.now_ms, cycle = input.cycle, symbols = symbols, account = input.account, positions = positions,
     performance = input.performance, params = input.params,
   }
 end

@@ -10,12 +10,6 @@
 -- size_usd (200), leverage (2), stop_atr (2), target_atr (3), confidence (0.7).
 local M = {}
 
-local function position(ctx, symbol)
-  for _, p in ipairs(ctx.account and ctx.account.positions or {}) do
-    if p.symbol == symbol then return p end
-  end
-end
-
 local function decide_symbol(s, ctx, params)
   local f = s.short or {}
   local ef, es = f.ema_fast or {}, f.ema_slow or {}
@@ -24,7 +18,7 @@ local function decide_symbol(s, ctx, params)
   if #ef < 2 or #es < 2 or not price then return hold end
   local up = ef[1] <= es[1] and ef[2] > es[2]
   local down = ef[1] >= es[1] and ef[2] < es[2]
-  local pos = position(ctx, s.symbol)
+  local pos = ctx.positions and ctx.positions[s.symbol]
   local conf = params.confidence or 0.7
   if pos then
     if (pos.side == "long" and down) or (pos.side == "short" and up) then

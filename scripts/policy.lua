@@ -10,17 +10,11 @@
 -- is used when a decision gives none.
 local M = {}
 
-local function position(ctx, symbol)
-  for _, p in ipairs(ctx.account and ctx.account.positions or {}) do
-    if p.symbol == symbol then return p end
-  end
-end
-
 function M.plan(decisions, ctx, params)
   params = params or {}
   local intents = {}
   for i, d in ipairs(decisions) do
-    local pos = position(ctx, d.symbol)
+    local pos = ctx.positions and ctx.positions[d.symbol]
     if d.action == "open_long" or d.action == "open_short" then
       local side = d.action == "open_long" and "long" or "short"
       if pos and pos.side ~= side then

@@ -224,8 +224,13 @@ function Agent:view(a, acc)
   end
   -- entries sent but not filled yet count as exposure: the gate must not
   -- approve a second entry while the first is on its way
-  local open, oerr = v:open_orders()
-  if not open then return nil, "open orders: " .. tostring(oerr) end
+  -- per symbol: a venue weighs "all symbols" far heavier than one
+  local open = {}
+  for _, sym in ipairs(acc.symbols) do
+    local list, oerr = v:open_orders(sym)
+    if not list then return nil, "open orders: " .. tostring(oerr) end
+    for _, o in ipairs(list) do open[#open + 1] = o end
+  end
   for _, o in ipairs(open) do
     local entry = (o.type == "MARKET" or o.type == "LIMIT") and not (o.reduceOnly == true or o.reduceOnly == "true")
       and not (o.closePosition == true or o.closePosition == "true")
