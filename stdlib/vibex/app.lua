@@ -73,7 +73,9 @@ end
 --- One decision for a runner: read the account's config now (so changes
 --- apply at the next decision), decide, record under which version.
 function App:decision(r)
-  local acc = self.store:get("accounts." .. r.name)
+  -- the account's config and its version, read together now: a reload
+  -- during the decision applies at the next one
+  local acc, version = self.store:get("accounts." .. r.name), self.store:version()
   if not acc then return end
   r.phase = "deciding"
   r.mode = acc.mode
@@ -85,7 +87,7 @@ function App:decision(r)
   end
   r.decisions = r.decisions + 1
   r.last_decision_at = runtime.wall_ms()
-  r.last_config_version = self.store:version()
+  r.last_config_version = version
   r.last_risk = acc.risk
   decisions_total:labels(r.name):inc()
   self:write_state()
