@@ -109,7 +109,7 @@ local provider = S.record({
   base_url = S.url {},
   model = S.string { min_len = 1, required = true },
   api_key = secret_field { example = "DEEPSEEK_API_KEY" },
-  timeout_ms = S.integer { min = 1000, max = 600000, default = 60000 },
+  timeout_ms = S.integer { min = 1000, max = 900000, default = 180000 }, -- reasoning models think for minutes
   connect_timeout_ms = S.integer { min = 100, max = 60000, default = 5000 },
   max_retries = S.integer { min = 0, max = 10, default = 2 },
   retry_base_ms = S.integer { min = 1, max = 60000, default = 500 },

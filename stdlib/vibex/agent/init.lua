@@ -653,7 +653,12 @@ function Agent:finish(a, acc, rec, view, t_start)
   cycles_total:labels(acc.name, rec.source):inc()
   cycle_seconds:labels(acc.name):observe(rec.overhead_ms / 1000)
   a.last = rec
-  tlog:info("decision cycle", { account = acc.name, cycle = rec.cycle, source = rec.source, decisions = rec.decisions and #rec.decisions or 0,
+  local steps = {}
+  for _, k in ipairs { "market", "account", "context", "prompt", "model", "validate", "policy", "risk", "execute", "record" } do
+    if rec.step_ms[k] then steps[#steps + 1] = ("%s=%.2f"):format(k, rec.step_ms[k]) end
+  end
+  tlog:info("decision cycle", { account = acc.name, cycle = rec.cycle, source = rec.source, steps_ms = table.concat(steps, " "),
+                                decisions = rec.decisions and #rec.decisions or 0,
                                 orders = #rec.orders, refused = #rec.validation.refusals, rejected = #rec.validation.rejected,
                                 overhead_ms = ("%.2f"):format(rec.overhead_ms), model_ms = math.floor(rec.model_ms), error = rec.error })
   return rec
