@@ -285,8 +285,9 @@ function M.start(path, opts)
     self.scripts:load_all()
     self.scripts:watch()
   end
-  self.agent = require("vibex.agent").new { config = function() return self.store:get() end, repos = self.repos,
-                                             writer = self.writer, scripts = self.scripts }
+  local current = function() return self.store:get() end
+  self.agent = require("vibex.agent").new { config = current, repos = self.repos, writer = self.writer, scripts = self.scripts,
+                                             lab = require("vibex.ab").new { pool = h.pool, config = current } }
   self:reconcile(snap, nil)
   if cfg.replay then self:start_replay(cfg) end
   self.watcher = self.store:watch(path, {

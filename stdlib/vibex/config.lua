@@ -239,6 +239,10 @@ function M.from_table(raw, opts)
       if v ~= nil and v ~= "" then return v end
       return dotenv[name], opts.dotenv_path
     end,
+    -- experiments name scripts: they must exist where the runtime looks for them
+    script_exists = opts.script_exists or function(name, dir)
+      return runtime.stat((dir or (runtime.home() .. "/scripts")) .. "/" .. name .. ".lua") ~= nil
+    end,
   } })
   for _, e in ipairs(verrors) do errors[#errors + 1] = e end
   if #errors > 0 then return nil, sort_errors(errors) end

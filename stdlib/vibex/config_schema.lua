@@ -265,6 +265,93 @@ local account = S.record({
 })
 account.fields.exchange.required = true
 
+-- experiments ----------------------------------------------------------------------
+-- A/B tests of models, prompts and parameters (vibex.ab). Each variant
+-- overrides what it names: the provider (llm), its model, the context,
+-- prompt or policy script, and params merged over the strategy's.
+local variant = S.record({
+  name = name_type(true),
+  llm = name_type(),
+  model = S.string { min_len = 1, max_len = 200 },
+  context = S.string { pattern = "^[%w_%-]+$", doc = "a script name" },
+  prompt = S.string { pattern = "^[%w_%-]+$", doc = "a script name" },
+  policy = S.string { pattern = "^[%w_%-]+$", doc = "a script name" },
+  params = S.map(S.any(), { default = {} }),
+  weight = S.number { min = 0, default = 1 },
+})
+
+local experiment = S.record({
+  name = name_type(true),
+  enabled = S.boolean { default = true },
+  accounts = S.list(name_type(), { min = 1, unique = true, required = true }),
+  -- what gets a variant: a whole account, or each decision cycle
+  unit = S.enum { "account", "cycle", default = "cycle" },
+  -- fixed weights, or Thompson sampling on `outcome`; arena: one paper account per variant, same data
+  split = S.enum { "fixed", "thompson", "arena", default = "fixed" },
+  outcome = S.enum { "return", "valid", default = "return",
+    doc = "\"return\" (the cycle's equity rose) or \"valid\" (the answer was usable)" },
+  metric = S.enum { "return_per_cycle", "sharpe", "pnl", "validity", default = "return_per_cycle" },
+  start = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d", doc = "a date or time like 2026-12-01 or 2026-12-01T08:00:00Z" },
+  stop = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d", doc = "a date or time like 2026-12-31" },
+  variants = S.list(variant, { min = 2, max = 20, unique_by = "name", required = true }),
+})
+M.experiment = experiment
+
+local function check_experiments(v, ctx)
+  local providers, accounts, claimed = {}, {}, {}
+  for _, p in ipairs(v.llm.providers) do providers[p.name] = true end
+  for _, a in ipairs(v.accounts) do accounts[a.name] = a end
+  local exists = ctx.data and ctx.data.script_exists
+  for i, e in ipairs(v.experiments) do
+    local p = ("experiments[%d]"):format(i)
+    local total = 0
+    for j, var in ipairs(e.variants) do
+      local vp = ("%s.variants[%d]"):format(p, j)
+      total = total + var.weight
+      if var.llm and not providers[var.llm] then
+        ctx:error(vp .. ".llm", ("no LLM provider named %q (llm.providers)"):format(var.llm))
+      end
+      for _, role in ipairs { "context", "prompt", "policy" } do
+        if var[role] and exists and not exists(var[role]) then
+          ctx:error(vp .. "." .. role, ("no script %q (scripts/%s.lua does not exist)"):format(var[role], var[role]))
+        end
+      end
+    end
+    if not (total > 0) then
+      ctx:error(p .. ".variants", ("the weights must sum to a positive number, found %s"):format(total))
+    end
+    for j, name in ipairs(e.accounts) do
+      local ap = ("%s.accounts[%d]"):format(p, j)
+      if not accounts[name] then
+        ctx:error(ap, ("no account named %q"):format(name))
+      elseif e.enabled and claimed[name] then
+        ctx:error(ap, ("account %q is already in experiment %q: a unit can be in one experiment at a time"):format(name, claimed[name]))
+      elseif e.enabled then
+        claimed[name] = e.name
+      end
+    end
+    if e.split == "arena" then
+      if e.unit ~= "account" then ctx:error(p .. ".unit", "an arena assigns whole accounts: unit = \"account\"") end
+      if #e.accounts ~= #e.variants then
+        ctx:error(p .. ".accounts", ("an arena needs one account per variant: %d accounts for %d variants"):format(#e.accounts, #e.variants))
+      end
+      local first
+      for j, name in ipairs(e.accounts) do
+        local a = accounts[name]
+        if a then
+          local sig = table.concat(a.symbols, ",") .. "|" .. tostring(a.paper.starting_balance) .. "|" .. a.exchange.venue
+          if a.mode ~= "paper" then ctx:error(("%s.accounts[%d]"):format(p, j), ("arena account %q must be a paper account"):format(name)) end
+          if first and sig ~= first then
+            ctx:error(("%s.accounts[%d]"):format(p, j), ("arena accounts must trade the same symbols on the same venue from the same balance (%q differs from %q)")
+              :format(name, e.accounts[1]))
+          end
+          first = first or sig
+        end
+      end
+    end
+  end
+end
+
 -- the whole config ---------------------------------------------------------------
 M.config = S.record({
   runtime = runtime,
@@ -273,6 +360,7 @@ M.config = S.record({
   llm = llm,
   accounts = S.list(account, { unique_by = "name", default = {} }),
   strategies = S.map(strategy, { default = {} }),
+  experiments = S.list(experiment, { unique_by = "name", default = {} }),
   replay = replay,
   allow_live = S.boolean { default = false },
 }, {
@@ -319,6 +407,7 @@ M.config = S.record({
         end
       end
     end
+    check_experiments(v, ctx)
     if envname == "testing" then
       local function local_only(path, u)
         if u and not is_loopback_url(u) then

@@ -51,13 +51,14 @@ Agent.__index = Agent
 -- one), repos (vibex.db repos, optional), writer (journal writer, for the
 -- outage state), scripts (a vibex.scripts registry over scripts/),
 -- venue(acc) -> venue, clock() -> ms (default: the venue's clock),
--- getenv (os.getenv), llm_client(provider) (default vibex.llm.client).
+-- getenv (os.getenv), llm_client(provider) (default vibex.llm.client),
+-- lab (vibex.ab: experiments; nil runs none).
 function M.new(o)
   local self = setmetatable({
     get_config = type(o.config) == "function" and o.config or function() return o.config end,
     repos = o.repos, writer = o.writer, scripts = o.scripts, registries = {}, make_venue = o.venue,
     clock = o.clock, getenv = o.getenv or os.getenv, make_client = o.llm_client or llm.client,
-    clients = {}, accounts = {}, env_provider = false,
+    clients = {}, accounts = {}, env_provider = false, lab = o.lab,
   }, Agent)
   self.env_provider = llm.provider_from_env(self.getenv) or false
   return self
@@ -84,16 +85,38 @@ function Agent:strategy(acc)
   return copy
 end
 
---- The provider table for an account, or nil when it has no model.
-function Agent:provider(acc)
+--- The provider table for an account, or nil when it has no model. An
+-- experiment's variant may name another provider and/or model.
+function Agent:provider(acc, variant)
   local cfg = self:config()
-  local name = acc.llm or (cfg.llm and cfg.llm.default)
+  local name = (variant and variant.llm) or acc.llm or (cfg.llm and cfg.llm.default)
+  local p
   if name then
-    for _, p in ipairs(cfg.llm.providers or {}) do
-      if p.name == name and p.kind ~= "fake" then return p end
+    for _, x in ipairs(cfg.llm.providers or {}) do
+      if x.name == name and x.kind ~= "fake" then p = x end
     end
   end
-  return self.env_provider or nil
+  p = p or self.env_provider or nil
+  if p and variant and variant.model and variant.model ~= p.model then
+    local copy = {}
+    for k, v in pairs(p) do copy[k] = v end
+    copy.model = variant.model
+    p = copy
+  end
+  return p
+end
+
+-- The strategy as an experiment's variant changes it: scripts it names,
+-- params merged over the strategy's.
+local function apply_variant(strat, variant)
+  for _, role in ipairs { "context", "prompt", "policy" } do
+    if variant[role] then strat[role] = variant[role] end
+  end
+  local params = {}
+  for k, v in pairs(strat.params or {}) do params[k] = v end
+  for k, v in pairs(variant.params or {}) do params[k] = v end
+  strat.params = params
+  return strat
 end
 
 function Agent:client(p)
@@ -406,7 +429,11 @@ function Agent:run_cycle(a, o)
   else
     a.last_key, a.key_seq = key, 1
   end
+  local ab = o.no_experiment ~= true and self.lab and self.lab:variant_for(acc, key, now_ms) or nil
+  if ab then strat = apply_variant(strat, ab.variant) end
   local rec = { account = acc.name, strategy = strat.name, cycle_key = key,
+                experiment = ab and ab.experiment.name, variant = ab and ab.variant.name or o.variant,
+                experiment_version = ab and ab.version,
                 started_ms = now_ms, step_ms = {}, validation = { rejected = {}, refusals = {}, notes = {} },
                 script_versions = {}, orders = {}, model_ms = 0, cycle = a.cycles + 1 }
   local function step(name)
@@ -429,6 +456,8 @@ function Agent:run_cycle(a, o)
   end
   a.gate:roll_day(view.now_ms, view.equity)
   a.perf:observe(view.now_ms, view.equity)
+  rec.equity_start = view.equity
+  self:settle_reward(a, view.equity)
   self:settle_events(a, acc, rec)
   step("account")
   -- 2. context
@@ -444,7 +473,7 @@ function Agent:run_cycle(a, o)
   rec.context = ctx
   -- 3-5. decisions
   local vctx = self:validation_ctx(acc, view)
-  local provider = self:provider(acc)
+  local provider = self:provider(acc, ab and ab.variant)
   local client = provider and self:client(provider)
   local reason = self:fallback_reason(a, acc, client, view.now_ms)
   if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
@@ -458,9 +487,8 @@ function Agent:run_cycle(a, o)
       return self:finish(a, acc, rec, view, t_start)
     end
     rec.prompt, rec.provider, rec.model = messages, client.name, client.model
-    rec.variant = o.variant
     local t_model = clock()
-    local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, o.variant)
+    local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, rec.variant)
     rec.model_ms = (clock() - t_model) / 1e6
     rec.llm_calls = calls
     t_step = clock()
@@ -506,6 +534,7 @@ function Agent:run_cycle(a, o)
   rec.validation.notes = read.notes or {}
   rec.validation.repaired = read.repaired or nil
   rec.decisions = read.decisions
+  if ab then self:queue_reward(a, ab, rec) end
   step("validate")
   -- 6. policy
   local okq, intents = pcall(self.call_script, self, strat, "policy", "plan", read.decisions, ctx, strat.params or {})
@@ -546,6 +575,25 @@ function Agent:feed_paper(a, acc)
     local m = a.market.mark_price[sym]
     if m then a.venue:mark(sym, ("%.8f"):format(m), now) end
   end
+end
+
+-- Thompson sampling learns from outcomes: "valid" is known now (an answer
+-- that could be used); "return" at the account's next cycle (did the
+-- equity rise?). Cycles decided without the model teach nothing.
+function Agent:queue_reward(a, ab, rec)
+  if rec.source == "fallback" or rec.valid == nil then return end
+  if ab.experiment.outcome == "valid" then
+    self.lab:reward(ab, rec.valid and 1 or 0)
+  else
+    a.pending_reward = { ab = ab, equity = rec.equity_start }
+  end
+end
+
+function Agent:settle_reward(a, equity)
+  local p = a.pending_reward
+  if not p or not equity or not p.equity then return end
+  a.pending_reward = nil
+  self.lab:reward(p.ab, equity > p.equity and 1 or 0)
 end
 
 function Agent:account_config(name)
@@ -612,6 +660,7 @@ function Agent:record_decision(rec, R)
     parsed = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil,
     valid = rec.valid, validation = v, tokens_in = tokens_in, tokens_out = tokens_out, latency_ms = latency,
     cost = cost and ("%.8f"):format(cost) or nil, experiment = rec.experiment, variant = rec.variant,
+    experiment_version = rec.experiment_version, equity = rec.equity_start and ("%.8f"):format(rec.equity_start) or nil,
     config_hash = rec.config_hash, step_ms = rec.step_ms, error = rec.error, started_ms = rec.started_ms,
   }
 end
