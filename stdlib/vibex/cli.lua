@@ -15,6 +15,12 @@ usage: vibex [--env ENV] COMMAND [ARGS...]
   vibex migrate [status|up|up --dry-run] [CONFIG]
                              database migrations (migrations/NNNN_name.sql); the database is
                              the config's database.url, or the local one under data_dir/pg
+  vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE.svg] [--version N]
+                             outcomes per variant with confidence intervals and a verdict
+                             (no EXPERIMENT: the experiments the database knows)
+  vibex llm stats [CONFIG] [--json]
+                             model calls per provider, model and variant: errors, latency,
+                             tokens, cost
   vibex --version            print versions
   vibex --help               this text
 
@@ -100,6 +106,92 @@ M.commands.run = function(config, ...)
   if select("#", ...) > 0 then return fail("run takes one config file, got extra arguments") end
   if not runtime.stat(config) then return fail(("cannot open %s: No such file or directory"):format(config)) end
   return require("vibex.app").run(config)
+end
+
+-- The database of a config (its database.url, or the local one under its
+-- data_dir), or the default local one without a config: handle | nil, exit code.
+local function open_db(path)
+  local o = {}
+  if path then
+    local config = require "vibex.config"
+    local snap, errors = config.load(path)
+    if not snap then
+      io.stderr:write(config.format_errors(errors, path), "\n")
+      return nil, 2
+    end
+    o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
+  end
+  local h, err = require("vibex.db").open(o)
+  if not h then return nil, fail(tostring(err)) end
+  return h
+end
+
+--- vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE] [--version N]
+M.commands.ab = function(sub, ...)
+  if sub ~= "report" then return fail("ab: the command is `vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE.svg]`") end
+  local args, o, name, path = { ... }, { format = "text" }, nil, nil
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--json" then o.format = "json"
+    elseif a == "--csv" then o.format = "csv"
+    elseif a == "--chart" then i = i + 1; o.chart = args[i]; if not o.chart then return fail("ab report: --chart needs a file name") end
+    elseif a == "--version" then i = i + 1; o.version = tonumber(args[i]); if not o.version then return fail("ab report: --version needs a number") end
+    elseif a:sub(1, 1) == "-" then return fail(("ab report: unknown option '%s'"):format(a))
+    elseif a:match("%.lua$") then path = a
+    elseif not name then name = a
+    else return fail("ab report: one experiment at a time") end
+    i = i + 1
+  end
+  local h, code = open_db(path)
+  if not h then return code end
+  local report = require "vibex.ab.report"
+  local rc = 0
+  if not name then
+    local rows, err = report.list(h.pool)
+    if not rows then rc = fail("ab report: " .. tostring(err))
+    elseif #rows == 0 then io.stdout:write("no experiments in the database yet\n")
+    else
+      for _, r in ipairs(rows) do io.stdout:write(("%-24s version %d (%d versions)\n"):format(r.name, r.latest, r.versions)) end
+    end
+  else
+    local r, err = report.build(h.pool, name, { version = o.version })
+    if not r then
+      rc = fail("ab report: " .. tostring(err))
+    else
+      if o.format == "json" then io.stdout:write(require("vibex.json").encode(report.data(r)), "\n")
+      elseif o.format == "csv" then io.stdout:write(report.csv(r))
+      else io.stdout:write(report.text(r), "\n") end
+      if o.chart then
+        local ok, werr = runtime.write_file(o.chart, report.svg(r))
+        if not ok then rc = fail(("ab report: cannot write %s: %s"):format(o.chart, tostring(werr))) end
+      end
+    end
+  end
+  h.close()
+  return rc
+end
+
+--- vibex llm stats [CONFIG] [--json]
+M.commands.llm = function(sub, ...)
+  if sub ~= "stats" then return fail("llm: the command is `vibex llm stats [CONFIG] [--json]`") end
+  local as_json, path = false, nil
+  for _, a in ipairs { ... } do
+    if a == "--json" then as_json = true
+    elseif a:sub(1, 1) == "-" then return fail(("llm stats: unknown option '%s'"):format(a))
+    else path = a end
+  end
+  local h, code = open_db(path)
+  if not h then return code end
+  local rows, err = require("vibex.llm.stats").summary(h.pool)
+  h.close()
+  if not rows then return fail("llm stats: " .. tostring(err)) end
+  if as_json then
+    io.stdout:write(require("vibex.json").encode(rows), "\n")
+  else
+    io.stdout:write(require("vibex.llm.stats").text(rows), "\n")
+  end
+  return 0
 end
 
 --- vibex migrate [status|up] [--dry-run] [CONFIG]

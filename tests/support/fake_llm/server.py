@@ -23,6 +23,7 @@ A call takes the next mode of the model's sequence, then its mode. Modes:
   out_of_range  a huge size and leverage 100
   wrong_stop    a long with its stop loss above the price
   risky         a valid long at leverage 5 (for risk-gate tests)
+  oracle / anti trades on a future it is given ({"future": {price: "up" | "down"}}), or against it
   unknown       an unknown symbol and an unknown action
   empty         an empty message
   slow          good, after delay_ms (default 5000)
@@ -145,9 +146,40 @@ def fuzz_answer(seed, mk):
     return json.dumps({"decisions": "none", "nested": {"decisions": [one()]}})
 
 
-def answer_text(mode, prompt_text):
+def price_key(p):
+    """The price as the default prompt prints it (6 decimals, zeros dropped)."""
+    return ("%.6f" % p).rstrip("0").rstrip(".")
+
+
+def seer(mk, prompt_text, future, anti):
+    """Trades on the future it was given ({price_key: "up" | "down"}): an
+    oracle, or (anti) its mirror — variants of known quality."""
+    out = []
+    for sym, price in mk:
+        d = future.get(price_key(price))
+        if d is None:
+            out.append({"symbol": sym, "action": "hold", "confidence": 0.5, "rationale": "no view"})
+            continue
+        up = (d == "up") != anti
+        held = re.search(r'"side":"(long|short)"[^\n]*"symbol":"%s"|"symbol":"%s"[^\n]*"side":"(long|short)"' % (sym, sym),
+                         prompt_text)
+        side = held and (held.group(1) or held.group(2))
+        if side == ("long" if up else "short"):
+            out.append({"symbol": sym, "action": "hold", "confidence": 0.6, "rationale": "keep"})
+        elif side:
+            out.append({"symbol": sym, "action": "close", "confidence": 0.9, "rationale": "turning"})
+        else:
+            d = decision(sym, price, "long" if up else "short")
+            d.update(size_usd=300, confidence=0.9)
+            out.append(d)
+    return json.dumps({"decisions": out})
+
+
+def answer_text(mode, prompt_text, m=None):
     mk = market_of(prompt_text)
     sym, price = mk[0] if mk else ("BTCUSDT", 100.0)
+    if mode in ("oracle", "anti"):
+        return seer(mk, prompt_text, (m or {}).get("future", {}), mode == "anti")
     if mode in ("good", "slow"):
         return json.dumps({"decisions": [decision(sym, price)]})
     if mode == "short":
@@ -294,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(m.get("delay_ms", 5000) / 1000)
         prompt = "\n".join(x["content"] for x in messages)
-        text = answer_text(mode, prompt)
+        text = answer_text(mode, prompt, m)
         self.send_json(200, {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -342,7 +374,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(m.get("delay_ms", 5000) / 1000)
         prompt = (system if isinstance(system, str) else "") + "\n" + "\n".join(
             x["content"] if isinstance(x["content"], str) else "" for x in messages)
-        text = answer_text(mode, prompt)
+        text = answer_text(mode, prompt, m)
         content = [{"type": "text", "text": text}] if text else []
         self.send_json(200, {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
                              "content": content, "stop_reason": "end_turn", "stop_sequence": None,
