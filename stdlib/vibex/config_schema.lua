@@ -291,6 +291,8 @@ local experiment = S.record({
   outcome = S.enum { "return", "valid", default = "return",
     doc = "\"return\" (the cycle's equity rose) or \"valid\" (the answer was usable)" },
   metric = S.enum { "return_per_cycle", "sharpe", "pnl", "validity", default = "return_per_cycle" },
+  -- Thompson sampling: outcomes every variant gets before sampling takes over (exploration)
+  min_trials = S.integer { min = 0, max = 1000, default = 5 },
   start = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d", doc = "a date or time like 2026-12-01 or 2026-12-01T08:00:00Z" },
   stop = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d", doc = "a date or time like 2026-12-31" },
   variants = S.list(variant, { min = 2, max = 20, unique_by = "name", required = true }),

@@ -9,9 +9,10 @@
 -- Assignment is deterministic from (experiment, version, unit):
 --   fixed     a uniform number from SHA-256(experiment, version, unit) picks
 --             by weight;
---   thompson  a Beta(1 + successes, 1 + failures) draw per variant from a
---             generator seeded with the same hash, highest draw wins (traffic
---             moves to what works, the choice is still reproducible);
+--   thompson  after min_trials outcomes per variant, a Beta(1 + successes,
+--             1 + failures) draw per variant from a generator seeded with the
+--             same hash, highest draw wins (traffic moves to what works, the
+--             choice is still reproducible);
 --   arena     the i-th account of the experiment gets the i-th variant.
 -- The first assignment of a unit is stored (experiment_assignments) and
 -- read back afterwards, so a restart, a reload or a second runtime gives
@@ -34,7 +35,7 @@ function M.definition(e)
     vs[i] = { name = v.name, llm = v.llm, model = v.model, context = v.context, prompt = v.prompt, policy = v.policy,
               params = v.params, weight = v.weight }
   end
-  return { unit = e.unit, split = e.split, outcome = e.outcome, accounts = e.accounts, variants = vs }
+  return { unit = e.unit, split = e.split, outcome = e.outcome, accounts = e.accounts, min_trials = e.min_trials, variants = vs }
 end
 
 function M.hash(e) return config.hash(M.definition(e)) end
@@ -45,14 +46,20 @@ function M.uniform(...)
   return tonumber(h:sub(1, 13), 16) / 2 ^ 52
 end
 
--- A seeded generator of uniforms in (0, 1) (xorshift128+ over two 32-bit halves
--- would need 64-bit ints; SHA-256 in counter mode is plenty for a few draws).
+-- A seeded generator of uniforms in (0, 1): xorshift128 on 32-bit words
+-- (LuaJIT's bit ops), its state from SHA-256 of the seed. Fast enough for
+-- bootstrap resampling, and the same numbers on every machine.
 local function stream(seed)
-  local n = 0
+  local h = crypto.sha256(tostring(seed))
+  local x, y, z, w = tonumber(h:sub(1, 8), 16), tonumber(h:sub(9, 16), 16), tonumber(h:sub(17, 24), 16),
+                     tonumber(h:sub(25, 32), 16)
+  if x + y + z + w == 0 then x = 1 end
+  x, y, z, w = bit.tobit(x), bit.tobit(y), bit.tobit(z), bit.tobit(w)
   return function()
-    n = n + 1
-    local u = M.uniform(seed, tostring(n))
-    if u <= 0 then u = 2 ^ -53 end
+    local t = bit.bxor(x, bit.lshift(x, 11))
+    x, y, z = y, z, w
+    w = bit.bxor(bit.bxor(w, bit.rshift(w, 19)), bit.bxor(t, bit.rshift(t, 8)))
+    local u = (w % 4294967296 + 0.5) / 4294967296
     return u
   end
 end
@@ -96,6 +103,14 @@ local function pick_weighted(e, u)
 end
 
 local function pick_thompson(e, version, unit, stats)
+  -- every variant first gets min_trials outcomes (the least tried goes next)
+  local least, least_n
+  for _, v in ipairs(e.variants) do
+    local s = stats[v.name] or { ok = 0, bad = 0 }
+    local n = s.ok + s.bad
+    if v.weight > 0 and n < (e.min_trials or 0) and (not least_n or n < least_n) then least, least_n = v, n end
+  end
+  if least then return least end
   local r = stream(table.concat({ e.name, tostring(version), unit }, "\0"))
   local best, best_draw
   for _, v in ipairs(e.variants) do

@@ -372,7 +372,7 @@ function M.svg(r, o)
   for k = 0, 4 do
     local y = y0 + (y1 - y0) * k / 4
     add(('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'):format(L, sy(y), W - R, sy(y)))
-    add(('<text x="%d" y="%.1f" text-anchor="end">%s</text>'):format(L - 6, sy(y) + 4, esc(("%.4g"):format(y))))
+    add(('<text x="%d" y="%.1f" text-anchor="end">%s</text>'):format(L - 6, sy(y) + 4, esc(("%.6g"):format(y))))
   end
   add(('<text x="%d" y="%d" text-anchor="middle">%s</text>'):format((L + W - R) / 2, H - 15,
     r.unit == "account" and "time (UTC)" or "cycles of the variant"))
