@@ -50,7 +50,7 @@ function App:write_state()
   local st = {
     pid = runtime.pid(), environment = snap.environment, config_path = self.path,
     config = { version = snap.version, hash = snap.hash, applied_at = snap.applied_at },
-    versions = self.store:list_versions(), accounts = {}, updated_at = runtime.wall_ms(),
+    versions = self.store:list_versions(), accounts = {}, updated_at = runtime.wall_ms(), leaderboard = self.leaderboard,
   }
   for name, r in pairs(self.runners) do
     st.accounts[name] = {
@@ -306,7 +306,8 @@ function App:start_replay(cfg)
   end
   if #accounts == 0 then return end
   self.replay_task = task.spawn("replay", function()
-    local run, err = require("vibex.agent.replay").new { agent = self.agent, config = cfg.replay, accounts = accounts }
+    local run, err = require("vibex.agent.replay").new { agent = self.agent, config = cfg.replay, accounts = accounts,
+      on_leaderboard = function(board) self.leaderboard = board; self:write_state() end }
     if not run then
       log.error("replay not started: " .. tostring(err))
       self.replay_done = true

@@ -48,6 +48,20 @@ describe("experiments: assignment", function()
     assert.equal(2, lab:version(e2).version)
   end)
 
+  it("runs an experiment only between its start and stop", function()
+    local e = experiment { start = "2026-12-01", stop = "2026-12-31" }
+    local lab = ab.new { config = { experiments = { e } } }
+    local day = 86400000
+    local dec1 = require("vibex.agent.replay").date_ms("2026-12-01")
+    assert.is_nil(lab:experiment_for("a1", dec1 - 1))
+    assert.equal(e, lab:experiment_for("a1", dec1))
+    assert.equal(e, lab:experiment_for("a1", dec1 + 30 * day + day - 1)) -- all of the stop day
+    assert.is_nil(lab:experiment_for("a1", dec1 + 31 * day))
+    assert.is_nil(lab:experiment_for("a2", dec1 + day))
+    e.enabled = false
+    assert.is_nil(lab:experiment_for("a1", dec1 + day))
+  end)
+
   it("draws Beta variates with the right mean", function()
     local r = ab.stream("beta-test")
     local s = 0
@@ -199,6 +213,10 @@ return {
     local out, err, code = h.vibex({ "run", dir .. "/arena.lua" }, { env = { VIBEX_ENV = "testing" }, timeout_ms = 180000 })
     assert.equal(0, code, err .. out)
     assert.truthy(out:find("Paper replay finished", 1, true))
+    assert.truthy(out:find("oracle%s+oracle%s+model"), out) -- the summary names each account's variant
+    local st = json.decode(assert(runtime.read_file(dir .. "/data/state.json")))
+    assert.equal("oracle", st.leaderboard[1].account)  -- the live leaderboard, as of the end
+    assert.equal("anti", st.leaderboard[3].account)
     local jout, jerr, jcode = h.vibex({ "ab", "report", "arena", dir .. "/arena.lua", "--json", "--chart", dir .. "/arena.svg" },
       { env = { VIBEX_ENV = "testing" } })
     assert.equal(0, jcode, jerr)

@@ -35,7 +35,7 @@ describe("vibex run on a replay", function()
     local applog = require("vibex.runtime").read_file(dir .. "/logs/app.log") or ""
     assert.truthy(applog:find("no model configured for account demo", 1, true))
     assert.truthy(out:find("Paper replay finished: 520 candles, 60 decision cycles", 1, true), out)
-    assert.truthy(out:find("demo%s+fallback%s+60"), out)
+    assert.truthy(out:find("demo%s+%-%s+fallback%s+60"), out)
     assert.truthy(out:find("60 decisions", 1, true), out)
     assert.truthy(out:find("60 diary entries", 1, true), out)
   end)
@@ -45,7 +45,7 @@ describe("vibex run on a replay", function()
     local out, err, code = run { VIBEX_ENV = "testing", VIBEX_LLM_URL = llm.base .. "/v1", VIBEX_LLM_KEY = "sk-run",
                                  VIBEX_LLM_MODEL = "m-run" }
     assert.equal(0, code, err)
-    assert.truthy(out:find("demo%s+model%s+60"), out)
+    assert.truthy(out:find("demo%s+%-%s+model%s+60"), out)
     assert.equal(60, #llm.log() - before)
     assert.is_nil(out:find("sk-run", 1, true))
     assert.is_nil(err:find("sk-run", 1, true))

@@ -141,7 +141,7 @@ local Run = {}
 Run.__index = Run
 
 --- o: agent, config (the replay section), accounts (paper account configs,
--- already added to the agent with sim venues).
+-- already added to the agent with sim venues), on_leaderboard(board).
 function M.new(o)
   local symbols, seen = {}, {}
   for _, acc in ipairs(o.accounts) do
@@ -157,6 +157,7 @@ function M.new(o)
     if not data then return nil, iv end
   end
   return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = data, interval = iv,
+                        on_leaderboard = o.on_leaderboard,
                         interval_ms = aster.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
 end
 
@@ -231,6 +232,7 @@ function Run:run()
     local a = ag.accounts[acc.name]
     if ag.repos and a.venue.snapshot then ag.repos.ledger:paper_save(acc.name, a.venue:snapshot()) end
   end
+  self:leaderboard()
   return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv }
 end
 
@@ -262,6 +264,31 @@ function Run:decide_at(close_ms, every)
   end
   task.join_all(tasks)
   self.cycles = self.cycles + #due
+  self.rounds = (self.rounds or 0) + 1
+  if self.rounds % (self.leaderboard_every or 50) == 0 then self:leaderboard() end
+end
+
+--- The accounts ranked by equity now (the arena's live leaderboard), logged
+-- and kept in run.board.
+function Run:leaderboard()
+  local board = {}
+  for _, acc in ipairs(self.accounts) do
+    local a = self.agent.accounts[acc.name]
+    local s = a and a.perf:summary()
+    if s and s.equity then
+      board[#board + 1] = { account = acc.name, variant = a.last and a.last.variant, equity = s.equity,
+                            return_pct = s.return_pct, trades = s.trades }
+    end
+  end
+  table.sort(board, function(x, y) return x.equity > y.equity end)
+  local parts = {}
+  for i, b in ipairs(board) do
+    parts[i] = ("%d. %s%s %.2f (%+.2f%%)"):format(i, b.account, b.variant and ("[" .. b.variant .. "]") or "", b.equity, b.return_pct)
+  end
+  self.board = board
+  alog:info("leaderboard: " .. table.concat(parts, "  "), { cycles = self.cycles })
+  if self.on_leaderboard then self.on_leaderboard(board) end
+  return board
 end
 
 return M

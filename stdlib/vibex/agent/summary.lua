@@ -31,7 +31,7 @@ function M.render(app, accounts, summary)
     :format(summary.candles, summary.cycles, os.date("!%Y-%m-%d %H:%M", math.floor(summary.from_ms / 1000)),
       os.date("!%Y-%m-%d %H:%M", math.floor(summary.to_ms / 1000)), (summary.wall_ms or 0) / 1000))
   line("")
-  line(("%-12s %-10s %7s %6s %8s %7s %6s %9s %12s %8s %7s %6s %8s %8s"):format("account", "source", "cycles", "orders",
+  line(("%-18s %-10s %-10s %7s %6s %8s %7s %6s %9s %12s %8s %7s %6s %8s %8s"):format("account", "variant", "source", "cycles", "orders",
     "refused", "fills", "trades", "win rate", "equity", "return%", "maxDD%", "sharpe", "fees", "funding"))
   for _, acc in ipairs(accounts) do
     local a = ag.accounts[acc.name]
@@ -39,7 +39,8 @@ function M.render(app, accounts, summary)
       local s = a.perf:summary()
       local c = db_counts(app.db and app.db.pool, acc.name) or {}
       local source = tonumber(c.model or 0) > 0 and (tonumber(c.fallback or 0) > 0 and "mixed" or "model") or "fallback"
-      line(("%-12s %-10s %7d %6s %8s %7s %6d %9s %12s %8s %7s %6s %8s %8s"):format(acc.name, source, a.cycles,
+      line(("%-18s %-10s %-10s %7d %6s %8s %7s %6d %9s %12s %8s %7s %6s %8s %8s"):format(acc.name,
+        a.last and a.last.variant or "-", source, a.cycles,
         tostring(c.orders or "-"), tostring(c.refusals or "-"), tostring(c.fills or "-"), s.trades,
         s.win_rate and ("%.0f%%"):format(s.win_rate * 100) or "-", f2(s.equity), f2(s.return_pct), f2(s.max_drawdown),
         f2(s.sharpe), f2(s.fees), f2(s.funding)))
