@@ -110,7 +110,7 @@ end
 
 -- The database of a config (its database.url, or the local one under its
 -- data_dir), or the default local one without a config: handle | nil, exit code.
-local function open_db(path)
+local function open_db(path, prefix)
   local o = {}
   if path then
     local config = require "vibex.config"
@@ -122,7 +122,7 @@ local function open_db(path)
     o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
   end
   local h, err = require("vibex.db").open(o)
-  if not h then return nil, fail(tostring(err)) end
+  if not h then return nil, fail((prefix or "") .. tostring(err)) end
   return h
 end
 
@@ -204,20 +204,9 @@ M.commands.migrate = function(...)
     elseif not path then path = a
     else return fail("migrate takes one config file, got more") end
   end
-  local o = {}
-  if path then
-    local config = require "vibex.config"
-    local snap, errors = config.load(path)
-    if not snap then
-      io.stderr:write(config.format_errors(errors, path), "\n")
-      return 2
-    end
-    o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
-  end
-  local db = require "vibex.db"
   local migrate = require "vibex.db.migrate"
-  local h, err = db.open(o)
-  if not h then return fail("migrate: " .. tostring(err)) end
+  local h, open_code = open_db(path, "migrate: ")
+  if not h then return open_code end
   local code = 0
   if action == "status" then
     local st, serr = migrate.status(h.pool)
