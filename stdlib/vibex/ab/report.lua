@@ -7,8 +7,9 @@
 -- Per cycle, the return is the change of the account's equity from this
 -- cycle to its next (what the decision made at this cycle led to: PnL,
 -- fees, funding, marked at the next cycle), attributed to the cycle's
--- variant. Means get a 95% bootstrap interval (2,000 resamples, seeded, so
--- a report reads the same twice); the leader and the runner-up are compared
+-- variant. Means get a 95% circular block bootstrap interval (2,000
+-- resamples of blocks of ~n^(1/3) cycles, seeded, so a report reads the
+-- same twice); the leader and the runner-up are compared
 -- by bootstrapping the difference of their means (the validity metric uses
 -- a two-proportion z-test). Realized PnL and fees come from fills, through
 -- their order to the decision that placed it; funding goes to the variant
@@ -45,16 +46,33 @@ M.percentile = percentile
 
 local RESAMPLES = 2000
 
+-- Cycle returns are not independent: a position held over several cycles
+-- ties them together. Resampling whole blocks of consecutive cycles
+-- (circular block bootstrap, blocks of about n^(1/3)) keeps that, so the
+-- intervals are not narrower than the data allows.
+local function block_len(n) return math.max(1, math.floor(n ^ (1 / 3) + 0.5)) end
+
+local function resample_mean(xs, r)
+  local n, L = #xs, block_len(#xs)
+  local s, k = 0, 0
+  while k < n do
+    local start = math.floor(r() * n)
+    for j = 0, L - 1 do
+      if k >= n then break end
+      s = s + xs[(start + j) % n + 1]
+      k = k + 1
+    end
+  end
+  return s / n
+end
+M.block_len = block_len
+
 --- 95% bootstrap interval of the mean of xs, seeded by `seed`.
 function M.bootstrap(xs, seed)
   if #xs < 2 then return nil end
   local r = ab.stream(seed)
   local means = {}
-  for b = 1, RESAMPLES do
-    local s = 0
-    for _ = 1, #xs do s = s + xs[math.floor(r() * #xs) + 1] end
-    means[b] = s / #xs
-  end
+  for b = 1, RESAMPLES do means[b] = resample_mean(xs, r) end
   return { percentile(means, 0.025), percentile(means, 0.975) }
 end
 
@@ -63,12 +81,7 @@ function M.bootstrap_diff(a, b, seed)
   if #a < 2 or #b < 2 then return nil end
   local r = ab.stream(seed)
   local d = {}
-  for k = 1, RESAMPLES do
-    local sa, sb = 0, 0
-    for _ = 1, #a do sa = sa + a[math.floor(r() * #a) + 1] end
-    for _ = 1, #b do sb = sb + b[math.floor(r() * #b) + 1] end
-    d[k] = sa / #a - sb / #b
-  end
+  for k = 1, RESAMPLES do d[k] = resample_mean(a, r) - resample_mean(b, r) end
   return { percentile(d, 0.025), percentile(d, 0.975) }
 end
 
