@@ -259,6 +259,32 @@ describe("agent", function()
     assert.equal(6, #diary)
   end)
 
+  it("trades paper next to a live market: the venue's public prices feed the simulator", function()
+    local acc = { name = "shadow", mode = "paper", symbols = { "BTCUSDT" }, llm = "oai", strategy = "llm", decision_interval_s = 300,
+                  exchange = { venue = "aster", base_url = venue_fake.base, testnet = true },
+                  fallback = { policy = "hold", after_invalid = 3, cooldown_s = 600 },
+                  risk = { max_leverage = 3, max_position_notional = 1000, max_total_notional = 1000, max_open_positions = 1,
+                           min_confidence = 0.6, max_orders_per_minute = 20, max_daily_loss = 100 },
+                  paper = { starting_balance = 5000, fee_rate = 0.0004 } }
+    assert(repos.accounts:ensure { name = "shadow", venue = "aster", mode = "paper" })
+    local public = assert(exchange.from_config { name = "shadow", exchange = { venue = "aster", base_url = venue_fake.base } })
+    local a = ag:add_account(acc, { venue = replay.venue(acc), data_venue = public })
+    model("m-paper", { mode = "good" })
+    local r1 = ag:cycle("shadow", { account = acc })
+    assert.is_nil(r1.error, r1.error)
+    assert.equal("model", r1.source)
+    assert.equal("NEW", r1.orders[1].status)
+    assert.equal(1, a.market:candles("BTCUSDT", "5m"):len() >= 300 and 1 or 0) -- history loaded over REST
+    local r2 = ag:cycle("shadow", { account = acc }) -- the next live price fills the paper entry
+    assert.is_nil(r2.error, r2.error)
+    local pos = a.venue:positions("BTCUSDT")[1]
+    assert.is_true(tonumber(pos.positionAmt) > 0)
+    -- filled at the live venue's price (its mark), not at a made-up one
+    local mark = tonumber(public:premium_index("BTCUSDT").markPrice)
+    assert.near(mark, tonumber(pos.entryPrice), mark * 0.03)
+    ag:remove_account("shadow")
+  end)
+
   it("reloads prompt.lua while cycles run: the next prompt changes, a broken edit keeps the previous one", function()
     model("m-reload", { mode = "hold" })
     advance("reload", 300)
