@@ -48,6 +48,18 @@ function M.entry(a, _, rec, view)
     or rec.source
   lines[#lines + 1] = ("Cycle %d, %s, decisions from %s."):format(rec.cycle, rec.cycle_key, source)
   for _, n in ipairs(a.pending_notes) do lines[#lines + 1] = n end
+  if rec.realized then
+    local r = {}
+    for sym, x in pairs(rec.realized) do
+      local plan = x.plan
+      r[#r + 1] = ("%s realized %+.2f (fees %.2f)%s"):format(sym, x.pnl, x.fees,
+        plan and plan.opened and (", the position opened at " .. plan.opened
+          .. (plan.stop_loss and (" with stop " .. tostring(plan.stop_loss)) or "")
+          .. (plan.take_profit and (" and target " .. tostring(plan.take_profit)) or "")) or "")
+    end
+    table.sort(r)
+    lines[#lines + 1] = "Since the last cycle: " .. table.concat(r, "; ") .. "."
+  end
   lines[#lines + 1] = saw(rec, view)
   lines[#lines + 1] = decided(rec)
   local tags = { "cycle", rec.source }
@@ -82,8 +94,8 @@ function M.entry(a, _, rec, view)
   end
   local s = rec.performance
   if s then
-    lines[#lines + 1] = ("So far: return %s%%, max drawdown %s%%, %d closing trades%s, fees %s, funding %s.")
-      :format(fmt(s.return_pct), fmt(s.max_drawdown), s.trades, s.win_rate and (", win rate " .. fmt(s.win_rate * 100, 0) .. "%") or "",
+    lines[#lines + 1] = ("So far: return %s%%, max drawdown %s%%, %d closing trade%s%s, fees %s, funding %s.")
+      :format(fmt(s.return_pct), fmt(s.max_drawdown), s.trades, s.trades == 1 and "" or "s", s.win_rate and (", win rate " .. fmt(s.win_rate * 100, 0) .. "%") or "",
         fmt(s.fees), fmt(s.funding))
   end
   if rec.error then lines[#lines + 1] = "Error: " .. rec.error; tags[#tags + 1] = "error" end

@@ -200,7 +200,10 @@ function M.run(agent, a, acc, approved, rec, view)
       a.gate:sent(o, view.now_ms)
       if res then
         o.accepted = true
-        if o.kind == "entry" then a.exit_plans[o.symbol] = o.plan end
+        if o.kind == "entry" then
+          o.plan.opened = rec.cycle_key
+          a.exit_plans[o.symbol] = o.plan
+        end
         if o.replan and a.exit_plans[o.symbol] then
           for k, v in pairs(o.replan) do a.exit_plans[o.symbol][k] = v end
         end

@@ -619,6 +619,13 @@ function Agent:settle_events(a, acc, rec)
       end
       if o.x == "TRADE" and tonumber(o.l) and tonumber(o.l) > 0 then
         a.perf:fill(tonumber(o.rp) or 0, tonumber(o.n) or 0)
+        local rp = tonumber(o.rp) or 0
+        if rp ~= 0 then -- what became of earlier decisions: realized results, by symbol
+          rec.realized = rec.realized or {}
+          local x = rec.realized[o.s] or { pnl = 0, fees = 0, plan = a.exit_plans[o.s] }
+          x.pnl, x.fees = x.pnl + rp, x.fees + (tonumber(o.n) or 0)
+          rec.realized[o.s] = x
+        end
         if R then
           R.fills:record { account = acc.name, client_order_id = o.c, trade_id = o.t, symbol = o.s, side = o.S,
                                     price = o.L, quantity = o.l, fee = o.n, fee_asset = o.N, realized_pnl = o.rp,
