@@ -944,29 +944,89 @@ static void describe_bad(int kind, int slot, const double *v, int64_t index, cha
 
 /* ---- batch ---------------------------------------------------------------- */
 
+/* Batch runs go block by block: the block's inputs are checked with a
+ * branch-free scan (the per-bar check runs only to name a bad bar), then the
+ * block is computed while it is still in L1. */
+enum { BLOCK = 1024 };
+
+/* Branch-free block scans in SSE2 lanes (GCC vector extensions): x - x is 0
+ * for a finite value and NaN otherwise, and a NaN survives the sums. */
+typedef double v2d __attribute__((vector_size(16)));
+typedef long long v2l __attribute__((vector_size(16)));
+
+static int all_finite(const double *x, size_t n) {
+    v2d a = {0, 0}, b = {0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v2d p, q;
+        memcpy(&p, x + i, sizeof p);
+        memcpy(&q, x + i + 2, sizeof q);
+        a += p - p;
+        b += q - q;
+    }
+    double t = (a[0] + a[1]) + (b[0] + b[1]);
+    for (; i < n; i++) t += x[i] - x[i];
+    return t == 0.0;
+}
+
+/* Whether any value is below `limit` (or equal to it, when `inclusive`). */
+static int any_below(const double *x, size_t n, double limit, int inclusive) {
+    v2d lim = {limit, limit};
+    v2l hit = {0, 0};
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        v2d p;
+        memcpy(&p, x + i, sizeof p);
+        hit |= inclusive ? (p <= lim) : (p < lim);
+    }
+    int any = hit[0] || hit[1];
+    for (; i < n; i++) any |= inclusive ? x[i] <= limit : x[i] < limit;
+    return any;
+}
+
+static int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
+                       char *err, size_t errlen) {
+    int bad = 0;
+    for (int j = 0; j < VX_TA_NSLOTS; j++)
+        if ((mask >> j) & 1u) bad |= !all_finite(in[j] + b0, b1 - b0);
+    if ((mask >> V) & 1u) bad |= any_below(in[V] + b0, b1 - b0, 0.0, 0);
+    if (kind == K_RVOL) bad |= any_below(in[C] + b0, b1 - b0, 0.0, 1);
+    if (!bad) return 0;
+    for (size_t i = b0; i < b1; i++) {
+        double v[VX_TA_NSLOTS] = {0};
+        for (int j = 0; j < VX_TA_NSLOTS; j++)
+            if ((mask >> j) & 1u) v[j] = in[j][i];
+        int slot = bad_slot(kind, mask, v);
+        if (slot) {
+            describe_bad(kind, slot - 1, v, (int64_t)i, err, errlen);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The state is copied into a local for the loop: the output stores could
  * otherwise alias it, and every field would round-trip through memory. */
 #define BATCH(KIND, STEP, MASK, NOUT)                                              \
     case KIND: {                                                                   \
         ta_state local = *u0, *u = &local;                                        \
-        for (size_t i = 0; i < n; i++) {                                           \
-            double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                         \
-            for (int j = 0; j < VX_TA_NSLOTS; j++)                                 \
-                if (((MASK) >> j) & 1u) v[j] = in[j][i];                           \
-            int bad = bad_slot(KIND, MASK, v);                                     \
-            if (bad) {                                                             \
-                describe_bad(KIND, bad - 1, v, (int64_t)i, err, errlen);           \
-                rc = -1;                                                           \
-                break;                                                             \
+        for (size_t b0 = i0; b0 < i1 && !rc; b0 += BLOCK) {                        \
+            size_t b1 = i1 - b0 < BLOCK ? i1 : b0 + BLOCK;                         \
+            rc = check_block(KIND, MASK, in, b0, b1, err, errlen);                 \
+            for (size_t i = b0; i < b1 && !rc; i++) {                              \
+                double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                     \
+                for (int j = 0; j < VX_TA_NSLOTS; j++)                             \
+                    if (((MASK) >> j) & 1u) v[j] = in[j][i];                       \
+                STEP(u, v, o, 1);                                                  \
+                for (int k = 0; k < (NOUT); k++) out[k][i] = o[k];                 \
             }                                                                      \
-            STEP(u, v, o, 1);                                                      \
-            for (int k = 0; k < (NOUT); k++) out[k][i] = o[k];                     \
         }                                                                          \
         *u0 = local;                                                               \
         break;                                                                     \
     }
 
-static int run_batch(int kind, ta_state *u0, size_t n, const double *const *in,
+/* The generic batch: bars [i0, i1) through the indicator's own step. */
+static int run_batch(int kind, ta_state *u0, size_t i0, size_t i1, const double *const *in,
                      double *const *out, char *err, size_t errlen) {
     int rc = 0;
     switch (kind) {
@@ -1005,47 +1065,6 @@ static void format_call(int kind, const double *p, char *buf, size_t len) {
     for (int i = 0; i < in->nparams && used < len; i++)
         used += (size_t)snprintf(buf + used, len - used, "%s%g", i ? ", " : "", p[i]);
     if (used < len) snprintf(buf + used, len - used, ")");
-}
-
-/* SMA over arrays: the same arithmetic as sma_step/rsum_* (so it matches a
- * stream bit for bit), with the running sums for a block computed first and
- * the divisions done afterwards in a loop the compiler vectorises. */
-static int sma_batch(const double *x, size_t n, int p, double *out, char *err, size_t errlen) {
-    enum { BLOCK = 256 };
-    double tmp[BLOCK], sum = 0.0, nd = p;
-    int nz = 0, since = 0, pos = 0, full = 0, bad = 0;
-    for (size_t b0 = 0; b0 < n; b0 += BLOCK) {
-        size_t m = n - b0 < BLOCK ? n - b0 : BLOCK;
-        for (size_t j = 0; j < m; j++) {
-            size_t i = b0 + j;
-            double xi = x[i], old = full ? x[i - (size_t)p] : 0.0;
-            bad |= (xi - xi) != 0.0;
-            nz += (xi != 0.0) - (old != 0.0);
-            sum = nz ? sum + (xi - old) : 0.0;
-            tmp[j] = sum;
-            since++;
-            if (++pos == p) {
-                pos = 0;
-                full = 1;
-                if (since >= RESUM_EVERY) {
-                    since = 0;
-                    if (nz) sum = exact_sum(x + i + 1 - (size_t)p, p);
-                }
-            }
-        }
-        for (size_t j = 0; j < m; j++) out[b0 + j] = tmp[j] / nd;
-        if (bad) break;
-    }
-    if (bad) {
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(x[i])) {
-                double v[VX_TA_NSLOTS] = {0, 0, x[i], 0, 0};
-                describe_bad(K_SMA, C, v, (int64_t)i, err, errlen);
-                return -1;
-            }
-    }
-    for (size_t i = 0; i + 1 < (size_t)p && i < n; i++) out[i] = NAN;
-    return 0;
 }
 
 typedef struct {
@@ -1165,6 +1184,396 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
     return 0;
 }
 
+/* ---- batch kernels -------------------------------------------------------
+ *
+ * The generic loop above pays for the step's warm-up branches and its state
+ * struct on every bar. A kernel runs only the warm-up through it, then a
+ * steady-state loop over locals that does the step's arithmetic in the step's
+ * order, so batch and stream still agree bit for bit (EMA is the one
+ * deliberate exception; see k_ema). Every kernel checks its inputs a block
+ * at a time, before computing that block. */
+
+#define KERNEL_ARGS ta_state *u, const double *p, size_t n, const double *const *in, \
+                    double *const *out, char *err, size_t errlen
+
+/* for (i in [from, n)) { body }, with each block's inputs checked first. */
+#define STEADY(KIND, MASK, FROM)                                                   \
+    for (size_t b0 = (FROM), b1; b0 < n; b0 = b1)                                  \
+        if ((b1 = n - b0 < BLOCK ? n : b0 + BLOCK),                                \
+            check_block(KIND, MASK, in, b0, b1, err, errlen))                      \
+            return -1;                                                             \
+        else                                                                       \
+            for (size_t i = b0; i < b1; i++)
+
+/* Bars [0, min(w, n)) through the generic loop; returns where steady starts
+ * (n when there is nothing left), or (size_t)-1 on bad input. */
+static size_t warm_up(int kind, ta_state *u, size_t w, size_t n, const double *const *in,
+                      double *const *out, char *err, size_t errlen) {
+    if (w > n) w = n;
+    return run_batch(kind, u, 0, w, in, out, err, errlen) ? (size_t)-1 : w;
+}
+
+#define WARM(KIND, W)                                                              \
+    size_t w = warm_up(KIND, u, (W), n, in, out, err, errlen);                     \
+    if (w == (size_t)-1) return -1;                                                \
+    if (w == n) return 0
+
+/* EMA by four interleaved chains: e[i] = a^4 e[i-4] + k(x[i] + a x[i-1] +
+ * a^2 x[i-2] + a^3 x[i-3]). One serial multiply-add per bar (6 cycles here)
+ * cannot keep up with memory; four independent ones can. The price is
+ * reassociation: batch EMA equals the stream to a few ulps (the spec checks
+ * 1e-13 relative) rather than bit for bit. */
+static int k_ema(KERNEL_ARGS) {
+    int per = (int)p[0];
+    WARM(K_EMA, (size_t)per + 3);
+    const ema_t *e = &u->ema.e;
+    const double k = e->k, a = e->a, c1 = a * k, c2 = a * c1, c3 = a * c2, A = (a * a) * (a * a);
+    const double *x = in[C];
+    double *o = out[0];
+    double l[4] = {o[w - 4], o[w - 3], o[w - 2], o[w - 1]};
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_EMA, BIT(C), in, b0, b1, err, errlen)) return -1;
+        size_t i = b0;
+        double l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
+        for (; i + 4 <= b1; i += 4) {
+            double x0 = x[i - 3], x1 = x[i - 2], x2 = x[i - 1], x3 = x[i], x4 = x[i + 1],
+                   x5 = x[i + 2], x6 = x[i + 3];
+            l0 = A * l0 + ((k * x3 + c1 * x2) + (c2 * x1 + c3 * x0));
+            l1 = A * l1 + ((k * x4 + c1 * x3) + (c2 * x2 + c3 * x1));
+            l2 = A * l2 + ((k * x5 + c1 * x4) + (c2 * x3 + c3 * x2));
+            l3 = A * l3 + ((k * x6 + c1 * x5) + (c2 * x4 + c3 * x3));
+            o[i] = l0;
+            o[i + 1] = l1;
+            o[i + 2] = l2;
+            o[i + 3] = l3;
+        }
+        l[0] = l0, l[1] = l1, l[2] = l2, l[3] = l3;
+        for (size_t j = 0; i < b1; i++, j++) {   /* only the last block has a tail */
+            l[j] = A * l[j] + ((k * x[i] + c1 * x[i - 1]) + (c2 * x[i - 2] + c3 * x[i - 3]));
+            o[i] = l[j];
+        }
+    }
+    return 0;
+}
+
+/* OBV: the signed volumes in a pass that vectorises (no branch to mispredict
+ * on flat closes), then one add per bar on the chain. */
+static int k_obv(KERNEL_ARGS) {
+    (void)p;
+    WARM(K_OBV, 1);
+    const double *x = in[C], *vol = in[V];
+    double obv = u->obv.obv, *o = out[0];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, err, errlen)) return -1;
+        for (size_t i = b0; i < b1; i++) {
+            double up = x[i] > x[i - 1] ? vol[i] : 0.0, down = x[i] < x[i - 1] ? vol[i] : 0.0;
+            o[i] = up - down;
+        }
+        for (size_t i = b0; i < b1; i++) o[i] = obv = obv + o[i];
+    }
+    return 0;
+}
+
+static int k_rsi(KERNEL_ARGS) {
+    WARM(K_RSI, (size_t)p[0] + 1);
+    const wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
+    const double a = g->a, b = g->b, *x = in[C];
+    double gv = g->val, lv = l->val, *o = out[0];
+    STEADY(K_RSI, BIT(C), w) {
+        double d = x[i] - x[i - 1];
+        gv = gv * a + (d > 0 ? d : 0.0) * b;
+        lv = lv * a + (d < 0 ? -d : 0.0) * b;
+        double t = gv + lv;
+        o[i] = t != 0.0 ? 100.0 * (gv / t) : 0.0;
+    }
+    return 0;
+}
+
+static inline double true_range(double h, double l, double pc) {
+    double a = h - l, b = fabs(h - pc), d = fabs(l - pc), v = a;
+    if (b > v) v = b;
+    if (d > v) v = d;
+    return v;
+}
+
+/* ATR and NATR. */
+static int atr_like(int kind, KERNEL_ARGS) {
+    WARM(kind, (size_t)p[0] + 1);
+    const wilder_t *wl = &u->atr.a.w;
+    const double a = wl->a, b = wl->b, *h = in[H], *l = in[L], *c = in[C];
+    double atr = wl->val, *o = out[0];
+    STEADY(kind, HLC, w) {
+        atr = atr * a + true_range(h[i], l[i], c[i - 1]) * b;
+        o[i] = kind == K_ATR ? atr : c[i] != 0.0 ? (atr / c[i]) * 100.0 : 0.0;
+    }
+    return 0;
+}
+
+static int k_atr(KERNEL_ARGS) { return atr_like(K_ATR, u, p, n, in, out, err, errlen); }
+static int k_natr(KERNEL_ARGS) { return atr_like(K_NATR, u, p, n, in, out, err, errlen); }
+
+static int k_dema(KERNEL_ARGS) {
+    int per = (int)p[0];
+    WARM(K_DEMA, 2 * (size_t)per - 1);
+    const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
+    double e1 = u->xema.e1.val, e2 = u->xema.e2.val, *o = out[0];
+    STEADY(K_DEMA, BIT(C), w) {
+        e1 = e1 * a + x[i] * k;
+        e2 = e2 * a + e1 * k;
+        o[i] = 2.0 * e1 - e2;
+    }
+    return 0;
+}
+
+static int k_tema(KERNEL_ARGS) {
+    int per = (int)p[0];
+    WARM(K_TEMA, 3 * (size_t)per - 2);
+    const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
+    double e1 = u->xema.e1.val, e2 = u->xema.e2.val, e3 = u->xema.e3.val, *o = out[0];
+    STEADY(K_TEMA, BIT(C), w) {
+        e1 = e1 * a + x[i] * k;
+        e2 = e2 * a + e1 * k;
+        e3 = e3 * a + e2 * k;
+        o[i] = 3.0 * e1 - 3.0 * e2 + e3;
+    }
+    return 0;
+}
+
+static int k_macd(KERNEL_ARGS) {
+    (void)p;
+    const macd_s *m = &u->macd;
+    size_t slow = (size_t)m->slow.n, from = slow - 1 + (size_t)m->sig.n;
+    WARM(K_MACD, from > slow ? from : slow);
+    const double as = m->slow.a, ks = m->slow.k, af = m->fast.a, kf = m->fast.k;
+    const double ag = m->sig.a, kg = m->sig.k, *x = in[C];
+    double s = m->slow.val, f = m->fast.val, g = m->sig.val;
+    STEADY(K_MACD, BIT(C), w) {
+        s = s * as + x[i] * ks;
+        f = f * af + x[i] * kf;
+        double line = f - s;
+        g = g * ag + line * kg;
+        out[0][i] = line;
+        out[1][i] = g;
+        out[2][i] = line - g;
+    }
+    return 0;
+}
+
+static int k_keltner(KERNEL_ARGS) {
+    size_t ep = (size_t)p[0], ap = (size_t)p[2] + 1;
+    WARM(K_KELTNER, ep > ap ? ep : ap);
+    const kelt_s *s = &u->kelt;
+    const double ea = s->e.a, ek = s->e.k, wa = s->a.w.a, wb = s->a.w.b, mult = s->mult;
+    const double *h = in[H], *l = in[L], *c = in[C];
+    double mid = s->e.val, atr = s->a.w.val;
+    STEADY(K_KELTNER, HLC, w) {
+        mid = mid * ea + c[i] * ek;
+        atr = atr * wa + true_range(h[i], l[i], c[i - 1]) * wb;
+        out[0][i] = mid + mult * atr;
+        out[1][i] = mid;
+        out[2][i] = mid - mult * atr;
+    }
+    return 0;
+}
+
+/* Running sums over y[j] (push j, from 0) with rsum_peek/rsum_commit's exact
+ * semantics: the non-zero count that makes an all-zero window exactly 0, and
+ * the exact re-sum at the first ring wrap after RESUM_EVERY pushes. Called a
+ * block (at most BLOCK pushes) at a time; sums[j] gets the sum after push j.
+ * The differences and non-zero flags are worked out in a pass that
+ * vectorises, so only one add per push sits on the chain. */
+typedef struct {
+    double sum, nz;   /* nz: non-zero members, counted in a double (exact) */
+    size_t next;      /* the push at which the next re-sum happens */
+} run_sum;
+
+/* The push of the first wrap once RESUM_EVERY pushes follow push `base`. */
+static size_t next_resum(size_t base, size_t p) {
+    return (base + RESUM_EVERY + p - 1) / p * p - 1;
+}
+
+static void run_sums(run_sum *r, const double *y, size_t j0, size_t j1, int p, double *sums) {
+    double d[BLOCK], f[BLOCK];
+    size_t P = (size_t)p, m = j1 - j0, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
+    const double *x = y + j0;
+    if (j0 == 0) r->next = next_resum(0, P);
+    for (size_t j = 0; j < fill; j++) {           /* the ring is not full yet */
+        d[j] = x[j];
+        f[j] = x[j] != 0.0 ? 1.0 : 0.0;
+    }
+    for (size_t j = fill; j < m; j++) {
+        double old = x[j - P];
+        d[j] = x[j] - old;
+        f[j] = (x[j] != 0.0 ? 1.0 : 0.0) - (old != 0.0 ? 1.0 : 0.0);
+    }
+    double sum = r->sum, nz = r->nz;
+    for (size_t j = 0; j < m; j++) {
+        sum += d[j];
+        nz += f[j];
+        if (__builtin_expect(nz == 0.0, 0)) {
+            /* a branch, not a select: a select would sit on the add chain */
+            __asm__ volatile("");
+            sum = 0.0;
+        }
+        sums[j0 + j] = sum;
+        if (__builtin_expect(j0 + j == r->next, 0)) {
+            if (nz != 0.0) sum = exact_sum(y + j0 + j + 1 - P, p);
+            r->next = next_resum(j0 + j + 1, P);
+        }
+    }
+    r->sum = sum;
+    r->nz = nz;
+}
+
+static int k_sma(KERNEL_ARGS) {
+    (void)u;
+    int per = (int)p[0];
+    const double nd = per;
+    run_sum r = {0};
+    double *o = out[0];
+    for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_SMA, BIT(C), in, b0, b1, err, errlen)) return -1;
+        run_sums(&r, in[C], b0, b1, per, o);
+        for (size_t i = b0; i < b1; i++) o[i] = o[i] / nd;
+    }
+    for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
+    return 0;
+}
+
+static int k_wma(KERNEL_ARGS) {
+    int per = (int)p[0];
+    if (per == 1) return run_batch(K_WMA, u, 0, n, in, out, err, errlen);
+    WARM(K_WMA, (size_t)per - 1);
+    const wma_s *s = &u->wma;
+    const double nd = s->n, div = s->div, *x = in[C];
+    double W = s->w, S = s->sum, *o = out[0];
+    STEADY(K_WMA, BIT(C), w) {
+        double wsum = W + nd * x[i], all = S + x[i];
+        o[i] = wsum / div;
+        W = wsum - all;
+        S = all - x[i + 1 - (size_t)per];
+    }
+    return 0;
+}
+
+static int k_roc(KERNEL_ARGS) {
+    size_t per = (size_t)p[0];
+    WARM(K_ROC, per);
+    const double *x = in[C];
+    double *o = out[0];
+    STEADY(K_ROC, BIT(C), w) {
+        double old = x[i - per];
+        o[i] = old != 0.0 ? ((x[i] / old) - 1.0) * 100.0 : 0.0;
+    }
+    return 0;
+}
+
+/* BBANDS and STDDEV: var_step's sliding Welford, the divisions and square
+ * roots moved out of the dependency chain into passes that vectorise. */
+static int var_like(int kind, KERNEL_ARGS) {
+    size_t per = (size_t)p[0];
+    WARM(kind, per);
+    const var_t *v = kind == K_BBANDS ? &u->bb.v : &u->std.v;
+    const double nd = v->n, *x = in[C];
+    double mean = v->mean, m2 = v->m2;
+    int pos = v->r.pos, since = v->since;
+    double dq[BLOCK], mt[BLOCK], vt[BLOCK];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(kind, BIT(C), in, b0, b1, err, errlen)) return -1;
+        size_t m = b1 - b0;
+        const double *xb = x + b0, *ob = x + b0 - per;
+        for (size_t j = 0; j < m; j++) dq[j] = (xb[j] - ob[j]) / nd;
+        for (size_t j = 0; j < m; j++) {
+            double d = xb[j] - ob[j], nm = mean + dq[j];
+            m2 = m2 + d * (xb[j] - nm + ob[j] - mean);
+            mean = nm;
+            mt[j] = mean;
+            vt[j] = m2;
+            since++;
+            if (++pos == (int)per) {
+                pos = 0;
+                if (since >= RESUM_EVERY) {
+                    since = 0;
+                    const double *win = xb + j + 1 - per;
+                    double t = exact_sum(win, (int)per) / nd, q = 0.0;
+                    for (size_t k = 0; k < per; k++) q += (win[k] - t) * (win[k] - t);
+                    mean = t;
+                    m2 = q;
+                }
+            }
+        }
+        for (size_t j = 0; j < m; j++) {   /* = m2 > 0 ? m2 / n : 0, as a max that vectorises */
+            double q = vt[j] / nd;
+            vt[j] = sqrt(q > 0.0 ? q : 0.0);
+        }
+        if (kind == K_STDDEV) {
+            const double nb = u->std.nbdev;
+            for (size_t j = 0; j < m; j++) out[0][b0 + j] = vt[j] * nb;
+        } else {
+            const double up = u->bb.up, dn = u->bb.dn;
+            for (size_t j = 0; j < m; j++) {
+                out[0][b0 + j] = mt[j] + up * vt[j];
+                out[1][b0 + j] = mt[j];
+                out[2][b0 + j] = mt[j] - dn * vt[j];
+            }
+        }
+    }
+    return 0;
+}
+
+static int k_bbands(KERNEL_ARGS) { return var_like(K_BBANDS, u, p, n, in, out, err, errlen); }
+static int k_stddev(KERNEL_ARGS) { return var_like(K_STDDEV, u, p, n, in, out, err, errlen); }
+
+/* VWAP: the session test as a range check on t/anchor (floor only when the
+ * session may have changed), divisions in vectorising passes. */
+static int k_vwap(KERNEL_ARGS) {
+    (void)p;
+    WARM(K_VWAP, 1);
+    const double anchor = u->vwap.anchor, *h = in[H], *l = in[L], *c = in[C], *vol = in[V],
+                 *t = in[T];
+    double cur = u->vwap.session, PV = u->vwap.pv, VOL = u->vwap.vol, *o = out[0];
+    double tp[BLOCK], q[BLOCK], pv[BLOCK], vv[BLOCK];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, err, errlen)) return -1;
+        size_t m = b1 - b0;
+        for (size_t j = 0; j < m; j++) {
+            tp[j] = (h[b0 + j] + l[b0 + j] + c[b0 + j]) / 3.0;
+            q[j] = t[b0 + j] / anchor;
+        }
+        for (size_t j = 0; j < m; j++) {
+            double a = tp[j] * vol[b0 + j], b = vol[b0 + j];
+            int same = q[j] >= cur && q[j] < cur + 1.0;
+            if (!same) {
+                double sess = floor(q[j]);
+                same = sess == cur;
+                cur = sess;
+            }
+            if (same) {
+                a += PV;
+                b += VOL;
+            }
+            PV = pv[j] = a;
+            VOL = vv[j] = b;
+        }
+        for (size_t j = 0; j < m; j++) o[b0 + j] = vv[j] > 0.0 ? pv[j] / vv[j] : tp[j];
+    }
+    return 0;
+}
+
+typedef int (*kernel_fn)(KERNEL_ARGS);
+
+static const kernel_fn KERNELS[K_COUNT] = {
+    [K_EMA] = k_ema, [K_OBV] = k_obv, [K_RSI] = k_rsi, [K_ATR] = k_atr, [K_NATR] = k_natr,
+    [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
+    [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
+    [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap,
+};
+
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
                 double *const *out, char *err, size_t errlen) {
     ta_impl *s = impl_new(kind, params, err, errlen);
@@ -1191,10 +1600,10 @@ int vx_ta_batch(int kind, const double *params, size_t n, const double *const *i
                  call, s->pub.lookback + 1, s->pub.lookback, n);
         rc = -1;
     }
-    if (!rc && kind == K_SMA) rc = sma_batch(in[C], n, (int)params[0], out[0], err, errlen);
-    else if (!rc && (kind == K_DONCHIAN || kind == K_WILLR || kind == K_STOCH))
+    if (!rc && (kind == K_DONCHIAN || kind == K_WILLR || kind == K_STOCH))
         rc = extremes_batch(kind, params, n, in, out, err, errlen);
-    else if (!rc) rc = run_batch(kind, &s->u, n, in, out, err, errlen);
+    else if (!rc && KERNELS[kind]) rc = KERNELS[kind](&s->u, params, n, in, out, err, errlen);
+    else if (!rc) rc = run_batch(kind, &s->u, 0, n, in, out, err, errlen);
     free(s);
     return rc;
 }
