@@ -174,15 +174,23 @@ static inline double wilder_step(wilder_t *w, double x, int commit) {
     return v;
 }
 
-typedef struct {       /* Wilder running sum (ADX): sum of n-1, then s - s/n + x */
+/* Wilder running sum (ADX): the sum of n-1 values, then TA-Lib's s - s/n + x,
+ * written s*((n-1)/n) + x (as the Wilder average is) so that no divide sits
+ * on the chain from one bar to the next; the two differ in the last bit. */
+typedef struct {
     int64_t cnt;
-    double val;
+    double val, a;
     int n;
 } wsum_t;
 
+static void wsum_init(wsum_t *w, int n) {
+    w->n = n;
+    w->a = (n - 1.0) / n;
+}
+
 static inline double wsum_step(wsum_t *w, double x, int commit) {
     double v;
-    if (w->cnt >= w->n - 1) v = w->val - w->val / w->n + x;
+    if (w->cnt >= w->n - 1) v = w->val * w->a + x;
     else v = w->val + x;
     if (commit) {
         w->val = v;
@@ -520,7 +528,10 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
     case K_STDDEV: var_init(&u->std.v, &mem, a); u->std.nbdev = p[1]; break;
     case K_ATR: case K_NATR: wilder_init(&u->atr.a.w, a); break;
     case K_ADX:
-        u->adx.dmp.n = a; u->adx.dmm.n = a; u->adx.tr.n = a; wilder_init(&u->adx.adx, a);
+        wsum_init(&u->adx.dmp, a);
+        wsum_init(&u->adx.dmm, a);
+        wsum_init(&u->adx.tr, a);
+        wilder_init(&u->adx.adx, a);
         break;
     case K_STOCH:
         mono_init(&u->stoch.hi, &mem, a);
@@ -1094,96 +1105,6 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
     return s;
 }
 
-/* Sliding maximum of sign*x over windows of p ending at each index (shorter
- * at the very start), van Herk/Gil-Werman style: per block of p values a
- * running prefix max plus the previous block's suffix maxima. No
- * data-dependent branches, and max is exact, so the result equals the
- * stream's deque bit for bit. Called chunk by chunk (chunks are whole
- * blocks); `prev` (p doubles) carries the suffix maxima across calls and
- * `cur` is scratch of p doubles. x and out point at the chunk; `first` says
- * whether this is the start of the series. */
-static void sliding_max(const double *x, size_t n, int p, double sign, double *out,
-                        double *prev, double *cur, int first) {
-    size_t P = (size_t)p;
-    for (size_t s = 0; s < n; s += P) {
-        size_t m = n - s < P ? n - s : P;
-        int has_prev = !first || s > 0;
-        double g = -INFINITY;
-        for (size_t k = 0; k < m; k++) {
-            double v = sign * x[s + k];
-            g = v > g ? v : g;
-            double best = g;
-            if (has_prev && k + 1 < P) {
-                double h = prev[k + 1];   /* suffix max of the previous block */
-                best = h > best ? h : best;
-            }
-            out[s + k] = sign * best;
-        }
-        double h = -INFINITY;
-        for (size_t k = m; k-- > 0;) {
-            double v = sign * x[s + k];
-            h = v > h ? v : h;
-            cur[k] = h;
-        }
-        memcpy(prev, cur, m * sizeof(double));
-    }
-}
-
-/* Donchian, Williams %R and Stochastic over arrays: extremes from
- * sliding_max, in cache-sized chunks, then the same per-bar arithmetic as
- * their step functions. */
-static int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
-                          double *const *out, char *err, size_t errlen) {
-    int w = (int)p[0];
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < (kind == K_DONCHIAN ? 2 : 3); j++)
-            if (!isfinite(in[j][i])) {
-                double v[VX_TA_NSLOTS] = {0};
-                v[j] = in[j][i];
-                describe_bad(kind, j, v, (int64_t)i, err, errlen);
-                return -1;
-            }
-    size_t W = (size_t)w, chunk = (4096 / W + 1) * W;
-    double *hh = malloc(sizeof(double) * (2 * chunk + 4 * W));
-    ta_impl *st = kind == K_STOCH ? impl_new(kind, p, err, errlen) : NULL;
-    if (!hh || (kind == K_STOCH && !st)) {
-        free(hh);
-        free(st);
-        if (!hh) snprintf(err, errlen, "%s: out of memory", KINDS[kind].name);
-        return -1;
-    }
-    double *ll = hh + chunk, *hprev = ll + chunk, *lprev = hprev + W, *scratch = lprev + W;
-    for (size_t c0 = 0; c0 < n; c0 += chunk) {
-        size_t m = n - c0 < chunk ? n - c0 : chunk;
-        sliding_max(in[H] + c0, m, w, 1.0, hh, hprev, scratch, c0 == 0);
-        sliding_max(in[L] + c0, m, w, -1.0, ll, lprev, scratch, c0 == 0);
-        for (size_t j = 0; j < m; j++) {
-            size_t i = c0 + j;
-            int ok = i + 1 >= W;
-            if (kind == K_DONCHIAN) {
-                out[0][i] = ok ? hh[j] : NAN;
-                out[1][i] = ok ? (hh[j] + ll[j]) / 2.0 : NAN;
-                out[2][i] = ok ? ll[j] : NAN;
-            } else if (kind == K_WILLR) {
-                double diff = (hh[j] - ll[j]) / -100.0;
-                out[0][i] = !ok ? NAN : diff != 0.0 ? (hh[j] - in[C][i]) / diff : 0.0;
-            } else {
-                stoch_s *s = &st->u.stoch;
-                double k = NAN, d = NAN;
-                if (ok) {
-                    k = sma_step(&s->sk, stoch_k(in[C][i], hh[j], ll[j]), 1);
-                    if (!isnan(k)) d = sma_step(&s->sd, k, 1);
-                }
-                out[0][i] = isnan(d) ? NAN : k;
-                out[1][i] = d;
-            }
-        }
-    }
-    free(st);
-    free(hh);
-    return 0;
-}
-
 /* ---- batch kernels -------------------------------------------------------
  *
  * The generic loop above pays for the step's warm-up branches and its state
@@ -1257,6 +1178,8 @@ static int k_ema(KERNEL_ARGS) {
     return 0;
 }
 
+/* OBV: the signed volumes in a pass that vectorises (no branch to mispredict
+ * on flat closes), then one add per bar on the chain. */
 /* OBV: the signed volumes in a pass that vectorises (no branch to mispredict
  * on flat closes), then one add per bar on the chain. */
 static int k_obv(KERNEL_ARGS) {
@@ -1374,6 +1297,41 @@ static int k_keltner(KERNEL_ARGS) {
         out[0][i] = mid + mult * atr;
         out[1][i] = mid;
         out[2][i] = mid - mult * atr;
+    }
+    return 0;
+}
+
+/* ADX: the three Wilder sums in one pass, +DI/-DI/DX in a pass that
+ * vectorises, then the Wilder average of DX. */
+static int k_adx(KERNEL_ARGS) {
+    size_t per = (size_t)p[0];
+    WARM(K_ADX, 2 * per);
+    const adx_s *s = &u->adx;
+    const double ws = s->tr.a, a = s->adx.a, b = s->adx.b, *h = in[H], *l = in[L], *c = in[C];
+    double sp = s->dmp.val, sm = s->dmm.val, st = s->tr.val, adx = s->adx.val;
+    double P[BLOCK], M[BLOCK], T[BLOCK];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_ADX, HLC, in, b0, b1, err, errlen)) return -1;
+        size_t m = b1 - b0;
+        for (size_t j = 0; j < m; j++) {
+            size_t i = b0 + j;
+            double up = h[i] - h[i - 1], down = l[i - 1] - l[i];
+            int minus = (down > 0) & (up < down), plus = !minus & (up > 0) & (up > down);
+            double pdm = plus ? up : 0.0, mdm = minus ? down : 0.0;
+            P[j] = sp = sp * ws + pdm;
+            M[j] = sm = sm * ws + mdm;
+            T[j] = st = st * ws + true_range(h[i], l[i], c[i - 1]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            double qp = P[j] / T[j], qm = M[j] / T[j];
+            double pdi = T[j] != 0.0 ? 100.0 * qp : 0.0, mdi = T[j] != 0.0 ? 100.0 * qm : 0.0;
+            double t = pdi + mdi, q = fabs(mdi - pdi) / t;
+            out[1][b0 + j] = pdi;
+            out[2][b0 + j] = mdi;
+            T[j] = t != 0.0 ? 100.0 * q : 0.0;
+        }
+        for (size_t j = 0; j < m; j++) out[0][b0 + j] = adx = adx * a + T[j] * b;
     }
     return 0;
 }
@@ -1565,13 +1523,163 @@ static int k_vwap(KERNEL_ARGS) {
     return 0;
 }
 
+/* Sliding maximum of sign*x over windows of p ending at each index (shorter
+ * at the very start), van Herk/Gil-Werman style: per block of p values a
+ * running prefix max, combined with the previous block's suffix maxima. No
+ * data-dependent branches, and max is exact, so the result equals the
+ * stream's deque bit for bit. Called chunk by chunk (chunks are whole
+ * blocks): `prev` (p+1 doubles, all -inf before the series starts; the last
+ * stays -inf) carries the suffix maxima across calls, `cur` is p doubles of
+ * scratch. x and out point at the chunk. */
+static void sliding_max(const double *x, size_t n, int p, double sign, double *out,
+                        double *prev, double *cur) {
+    size_t P = (size_t)p;
+    for (size_t s = 0; s < n; s += P) {
+        size_t m = n - s < P ? n - s : P;
+        const double *xs = x + s;
+        double g = -INFINITY, h = -INFINITY;
+        for (size_t k = 0; k < m; k++) {
+            double v = sign * xs[k];
+            g = v > g ? v : g;
+            cur[k] = g;
+        }
+        for (size_t k = 0; k < m; k++) {
+            double q = prev[k + 1];
+            out[s + k] = sign * (q > cur[k] ? q : cur[k]);
+        }
+        for (size_t k = m; k-- > 0;) {
+            double v = sign * xs[k];
+            h = v > h ? v : h;
+            prev[k] = h;
+        }
+    }
+}
+
+/* An SMA (sum / p, with sma_step's exact sums) of y[0..m) into o[0..m);
+ * o[j] means something from j = p - 1 on. y and o must not overlap. */
+static void sma_run(const double *y, size_t m, int p, double *o) {
+    run_sum r = {0};
+    const double nd = p;
+    for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
+        j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
+        run_sums(&r, y, j0, j1, p, o);
+        for (size_t j = j0; j < j1; j++) o[j] = o[j] / nd;
+    }
+}
+
+/* Windows' extremes for Donchian, Williams %R, Stochastic and Stochastic RSI:
+ * hh/ll from sliding_max over cache-sized chunks of x (high/low, or one
+ * series for both), handed to `emit` with the chunk's offset. */
+typedef struct {
+    double *hh, *ll, *hprev, *lprev, *scratch;
+    size_t chunk;
+} extremes_t;
+
+static int extremes_open(extremes_t *e, int w) {
+    size_t W = (size_t)w;
+    e->chunk = (4096 / W + 1) * W;
+    e->hh = malloc(sizeof(double) * (2 * e->chunk + 3 * W + 2));
+    if (!e->hh) return -1;
+    e->ll = e->hh + e->chunk;
+    e->hprev = e->ll + e->chunk;
+    e->lprev = e->hprev + W + 1;
+    e->scratch = e->lprev + W + 1;
+    for (size_t k = 0; k <= W; k++) e->hprev[k] = e->lprev[k] = -INFINITY;
+    return 0;
+}
+
+static inline double stoch_k_of(double x, double hh, double ll) {
+    double diff = (hh - ll) / 100.0, q = (x - ll) / diff;   /* = stoch_k, vectorisable */
+    return diff != 0.0 ? q : 0.0;
+}
+
+static void nan_prefix(double *const *out, int nout, size_t upto, size_t n) {
+    for (int k = 0; k < nout; k++)
+        for (size_t i = 0; i < upto && i < n; i++) out[k][i] = NAN;
+}
+
+/* Donchian, Williams %R and Stochastic over arrays. */
+static int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
+                          double *const *out, char *err, size_t errlen) {
+    int w = (int)p[0];
+    unsigned mask = kind == K_DONCHIAN ? BIT(H) | BIT(L) : HLC;
+    extremes_t e;
+    if (extremes_open(&e, w)) {
+        snprintf(err, errlen, "%s: out of memory", KINDS[kind].name);
+        return -1;
+    }
+    const double *c = in[C];
+    for (size_t c0 = 0; c0 < n; c0 += e.chunk) {
+        size_t m = n - c0 < e.chunk ? n - c0 : e.chunk;
+        if (check_block(kind, mask, in, c0, c0 + m, err, errlen)) {
+            free(e.hh);
+            return -1;
+        }
+        sliding_max(in[H] + c0, m, w, 1.0, e.hh, e.hprev, e.scratch);
+        sliding_max(in[L] + c0, m, w, -1.0, e.ll, e.lprev, e.scratch);
+        const double *hh = e.hh, *ll = e.ll;
+        if (kind == K_DONCHIAN) {
+            for (size_t j = 0; j < m; j++) {
+                out[0][c0 + j] = hh[j];
+                out[1][c0 + j] = (hh[j] + ll[j]) / 2.0;
+                out[2][c0 + j] = ll[j];
+            }
+        } else if (kind == K_WILLR) {
+            for (size_t j = 0; j < m; j++) {
+                double diff = (hh[j] - ll[j]) / -100.0, q = (hh[j] - c[c0 + j]) / diff;
+                out[0][c0 + j] = diff != 0.0 ? q : 0.0;
+            }
+        } else {
+            for (size_t j = 0; j < m; j++) out[1][c0 + j] = stoch_k_of(c[c0 + j], hh[j], ll[j]);
+        }
+    }
+    free(e.hh);
+    size_t W = (size_t)w;
+    if (kind == K_STOCH) {   /* raw %K in out[1] -> slow %K in out[0] -> %D in out[1] */
+        size_t sk = (size_t)p[1], k0 = W - 1, d0 = k0 + sk - 1;
+        sma_run(out[1] + k0, n - k0, (int)sk, out[0] + k0);
+        sma_run(out[0] + d0, n - d0, (int)p[2], out[1] + d0);
+        nan_prefix(out, 2, d0 + (size_t)p[2] - 1, n);
+    } else {
+        nan_prefix(out, KINDS[kind].noutputs, W - 1, n);
+    }
+    return 0;
+}
+
+/* Stochastic RSI: RSI into out[1], its extremes and %K into out[0], then %D
+ * (an SMA of %K) into out[1] once the RSI is no longer needed. */
+static int k_stochrsi(KERNEL_ARGS) {
+    if (check_block(K_STOCHRSI, BIT(C), in, 0, n, err, errlen)) return -1;
+    size_t rp = (size_t)p[0], fk = (size_t)p[1];
+    double *rout[1] = {out[1]};
+    if (k_rsi(u, p, n, in, rout, err, errlen)) return -1;
+    extremes_t e;
+    if (extremes_open(&e, (int)fk)) {
+        snprintf(err, errlen, "stochrsi: out of memory");
+        return -1;
+    }
+    const double *r = out[1] + rp;
+    size_t m = n - rp;
+    for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
+        size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
+        sliding_max(r + c0, cm, (int)fk, 1.0, e.hh, e.hprev, e.scratch);
+        sliding_max(r + c0, cm, (int)fk, -1.0, e.ll, e.lprev, e.scratch);
+        for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k_of(r[c0 + j], e.hh[j], e.ll[j]);
+    }
+    free(e.hh);
+    size_t k0 = rp + fk - 1;
+    sma_run(out[0] + k0, n - k0, (int)p[2], out[1] + k0);
+    nan_prefix(out, 2, k0 + (size_t)p[2] - 1, n);
+    return 0;
+}
+
 typedef int (*kernel_fn)(KERNEL_ARGS);
 
 static const kernel_fn KERNELS[K_COUNT] = {
     [K_EMA] = k_ema, [K_OBV] = k_obv, [K_RSI] = k_rsi, [K_ATR] = k_atr, [K_NATR] = k_natr,
     [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
     [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
-    [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap,
+    [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap, [K_ADX] = k_adx, [K_STOCHRSI] = k_stochrsi,
 };
 
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
