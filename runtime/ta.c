@@ -998,6 +998,11 @@ static int any_below(const double *x, size_t n, double limit, int inclusive) {
 static int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
                        char *err, size_t errlen) {
     int bad = 0;
+    /* Ask for the next block now: the compute passes over this one run from
+     * L1 and would otherwise leave the memory bus idle on long series. */
+    for (int j = 0; j < VX_TA_NSLOTS; j++)
+        if ((mask >> j) & 1u)
+            for (size_t i = b1; i < b1 + (b1 - b0); i += 8) __builtin_prefetch(in[j] + i);
     for (int j = 0; j < VX_TA_NSLOTS; j++)
         if ((mask >> j) & 1u) bad |= !all_finite(in[j] + b0, b1 - b0);
     if ((mask >> V) & 1u) bad |= any_below(in[V] + b0, b1 - b0, 0.0, 0);
@@ -1191,25 +1196,32 @@ static int k_obv(KERNEL_ARGS) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, err, errlen)) return -1;
         for (size_t i = b0; i < b1; i++) {
-            double up = x[i] > x[i - 1] ? vol[i] : 0.0, down = x[i] < x[i - 1] ? vol[i] : 0.0;
-            o[i] = up - down;
+            double v = vol[i], xc = x[i], xp = x[i - 1];   /* loaded up front: selects vectorise */
+            o[i] = (xc > xp ? v : 0.0) - (xc < xp ? v : 0.0);
         }
         for (size_t i = b0; i < b1; i++) o[i] = obv = obv + o[i];
     }
     return 0;
 }
 
+/* RSI: the two Wilder chains, then the ratio in a pass that vectorises. */
 static int k_rsi(KERNEL_ARGS) {
     WARM(K_RSI, (size_t)p[0] + 1);
     const wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
     const double a = g->a, b = g->b, *x = in[C];
-    double gv = g->val, lv = l->val, *o = out[0];
-    STEADY(K_RSI, BIT(C), w) {
-        double d = x[i] - x[i - 1];
-        gv = gv * a + (d > 0 ? d : 0.0) * b;
-        lv = lv * a + (d < 0 ? -d : 0.0) * b;
-        double t = gv + lv;
-        o[i] = t != 0.0 ? 100.0 * (gv / t) : 0.0;
+    double gv = g->val, lv = l->val, *o = out[0], lt[BLOCK];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_RSI, BIT(C), in, b0, b1, err, errlen)) return -1;
+        for (size_t i = b0; i < b1; i++) {
+            double d = x[i] - x[i - 1];
+            o[i] = gv = gv * a + (d > 0 ? d : 0.0) * b;
+            lt[i - b0] = lv = lv * a + (d < 0 ? -d : 0.0) * b;
+        }
+        for (size_t i = b0; i < b1; i++) {
+            double t = o[i] + lt[i - b0], q = o[i] / t;
+            o[i] = t != 0.0 ? 100.0 * q : 0.0;
+        }
     }
     return 0;
 }
@@ -1221,15 +1233,22 @@ static inline double true_range(double h, double l, double pc) {
     return v;
 }
 
-/* ATR and NATR. */
+/* ATR and NATR (its divide in a pass that vectorises). */
 static int atr_like(int kind, KERNEL_ARGS) {
     WARM(kind, (size_t)p[0] + 1);
     const wilder_t *wl = &u->atr.a.w;
     const double a = wl->a, b = wl->b, *h = in[H], *l = in[L], *c = in[C];
     double atr = wl->val, *o = out[0];
-    STEADY(kind, HLC, w) {
-        atr = atr * a + true_range(h[i], l[i], c[i - 1]) * b;
-        o[i] = kind == K_ATR ? atr : c[i] != 0.0 ? (atr / c[i]) * 100.0 : 0.0;
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(kind, HLC, in, b0, b1, err, errlen)) return -1;
+        for (size_t i = b0; i < b1; i++) o[i] = true_range(h[i], l[i], c[i - 1]);
+        for (size_t i = b0; i < b1; i++) o[i] = atr = atr * a + o[i] * b;
+        if (kind == K_NATR)
+            for (size_t i = b0; i < b1; i++) {
+                double q = o[i] / c[i];
+                o[i] = c[i] != 0.0 ? q * 100.0 : 0.0;
+            }
     }
     return 0;
 }
@@ -1367,22 +1386,29 @@ static void run_sums(run_sum *r, const double *y, size_t j0, size_t j1, int p, d
         f[j] = (x[j] != 0.0 ? 1.0 : 0.0) - (old != 0.0 ? 1.0 : 0.0);
     }
     double sum = r->sum, nz = r->nz;
-    for (size_t j = 0; j < m; j++) {
-        sum += d[j];
-        nz += f[j];
-        if (__builtin_expect(nz == 0.0, 0)) {
-            /* a branch, not a select: a select would sit on the add chain */
-            __asm__ volatile("");
-            sum = 0.0;
+    size_t next = r->next;
+    for (size_t j = 0; j < m;) {
+        /* run up to the next re-sum (if it falls in this block) without testing for it */
+        int resum = next >= j0 + j && next < j1;
+        size_t stop = resum ? next - j0 + 1 : m;
+        for (; j < stop; j++) {
+            sum += d[j];
+            nz += f[j];
+            if (__builtin_expect(nz == 0.0, 0)) {
+                /* a branch, not a select: a select would sit on the add chain */
+                __asm__ volatile("");
+                sum = 0.0;
+            }
+            sums[j0 + j] = sum;
         }
-        sums[j0 + j] = sum;
-        if (__builtin_expect(j0 + j == r->next, 0)) {
-            if (nz != 0.0) sum = exact_sum(y + j0 + j + 1 - P, p);
-            r->next = next_resum(j0 + j + 1, P);
+        if (resum) {
+            if (nz != 0.0) sum = exact_sum(y + j0 + j - P, p);
+            next = next_resum(j0 + j, P);
         }
     }
     r->sum = sum;
     r->nz = nz;
+    r->next = next;
 }
 
 static int k_sma(KERNEL_ARGS) {
