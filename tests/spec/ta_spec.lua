@@ -478,6 +478,53 @@ describe("vibex.ta", function()
       assert.has_error(function() ta.atr({1}, {1}) end, nil)
     end)
 
+    it("names the bad bar deep inside a long series, for every indicator", function()
+      local n = 5000
+      local b = bars(n, 3)
+      for _, case in ipairs(CASES) do
+        local name, p = case[1], case[2]
+        local inputs = ta.indicators()[name].inputs
+        for _, field in ipairs(inputs) do
+          if field ~= "time" then
+            local cols = {}
+            for k, v in pairs(b) do cols[k] = v end
+            local bad = {}
+            for i = 1, n do bad[i] = b[field][i] end
+            bad[4321] = 0 / 0
+            cols[field] = bad
+            local ok, err = ta[name](cols, unpack(p))
+            assert(ok == nil, name .. " accepted a NaN " .. field)
+            assert(err:find("bar 4321", 1, true), name .. ": " .. tostring(err))
+          end
+        end
+      end
+    end)
+
+    it("a batch over a prefix equals the prefix of a longer batch (warm-up and block edges)", function()
+      local b = bars(2100, 5)
+      for _, case in ipairs(CASES) do
+        local name, p = case[1], case[2]
+        local long = ta[name](b, unpack(p))
+        local lb = ta.lookback(name, unpack(p))
+        for _, len in ipairs({lb + 1, lb + 2, lb + 3, lb + 4, lb + 5, lb + 9, 1023, 1024, 1025, 2049}) do
+          local cols = {}
+          for k, v in pairs(b) do cols[k] = {unpack(v, 1, len)} end
+          local short = assert(ta[name](cols, unpack(p)))
+          local pairs_ = ta.is_series(short) and {{short, long}} or {}
+          if not ta.is_series(short) then
+            for o, sv in pairs(short) do pairs_[#pairs_ + 1] = {sv, long[o]} end
+          end
+          for _, pr in ipairs(pairs_) do
+            for i = 1, len do
+              local x, y = pr[1][i], pr[2][i]
+              assert(x == y or (x ~= x and y ~= y),
+                ("%s over %d bars differs at %d: %.17g vs %.17g"):format(name, len, i, x, y))
+            end
+          end
+        end
+      end
+    end)
+
     it("a refused stream update leaves the state untouched", function()
       local s = ta.stream.ema(3)
       for _, x in ipairs({1, 2, 3}) do s:push(x) end
