@@ -1355,10 +1355,11 @@ static int k_adx(KERNEL_ARGS) {
     return 0;
 }
 
-/* Running sums over y[j] (push j, from 0) with rsum_peek/rsum_commit's exact
- * semantics: the non-zero count that makes an all-zero window exactly 0, and
- * the exact re-sum at the first ring wrap after RESUM_EVERY pushes. Called a
- * block (at most BLOCK pushes) at a time; sums[j] gets the sum after push j.
+/* Running sums with rsum_peek/rsum_commit's exact semantics: the non-zero
+ * count that makes an all-zero window exactly 0, and the exact re-sum at the
+ * first ring wrap after RESUM_EVERY pushes. Called a block at a time: x[k]
+ * (k < m <= BLOCK) is push j0 + k (pushes count from 0), x[k - p] must be
+ * readable once that push is p or more, and sums[k] gets the sum after it.
  * The differences and non-zero flags are worked out in a pass that
  * vectorises, so only one add per push sits on the chain. */
 typedef struct {
@@ -1371,10 +1372,9 @@ static size_t next_resum(size_t base, size_t p) {
     return (base + RESUM_EVERY + p - 1) / p * p - 1;
 }
 
-static void run_sums(run_sum *r, const double *y, size_t j0, size_t j1, int p, double *sums) {
+static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double *sums) {
     double d[BLOCK], f[BLOCK];
-    size_t P = (size_t)p, m = j1 - j0, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
-    const double *x = y + j0;
+    size_t P = (size_t)p, j1 = j0 + m, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
     if (j0 == 0) r->next = next_resum(0, P);
     for (size_t j = 0; j < fill; j++) {           /* the ring is not full yet */
         d[j] = x[j];
@@ -1399,10 +1399,10 @@ static void run_sums(run_sum *r, const double *y, size_t j0, size_t j1, int p, d
                 __asm__ volatile("");
                 sum = 0.0;
             }
-            sums[j0 + j] = sum;
+            sums[j] = sum;
         }
         if (resum) {
-            if (nz != 0.0) sum = exact_sum(y + j0 + j - P, p);
+            if (nz != 0.0) sum = exact_sum(x + j - P, p);
             next = next_resum(j0 + j, P);
         }
     }
@@ -1420,7 +1420,7 @@ static int k_sma(KERNEL_ARGS) {
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_SMA, BIT(C), in, b0, b1, err, errlen)) return -1;
-        run_sums(&r, in[C], b0, b1, per, o);
+        run_sums(&r, in[C] + b0, b0, b1 - b0, per, o + b0);
         for (size_t i = b0; i < b1; i++) o[i] = o[i] / nd;
     }
     for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
@@ -1549,6 +1549,55 @@ static int k_vwap(KERNEL_ARGS) {
     return 0;
 }
 
+static void nan_prefix(double *const *out, int nout, size_t upto, size_t n) {
+    for (int k = 0; k < nout; k++)
+        for (size_t i = 0; i < upto && i < n; i++) out[k][i] = NAN;
+}
+
+/* MFI: positive and negative money flow per bar in a pass that vectorises,
+ * their running sums by run_sums (the last p flows kept as its history), the
+ * ratio in a last pass. */
+static int k_mfi(KERNEL_ARGS) {
+    (void)u;
+    size_t P = (size_t)p[0], have = 0;
+    const double *h = in[H], *l = in[L], *c = in[C], *v = in[V];
+    double *U = malloc(sizeof(double) * (2 * (P + BLOCK) + BLOCK));
+    if (!U) {
+        snprintf(err, errlen, "mfi: out of memory");
+        return -1;
+    }
+    double *D = U + P + BLOCK, *S = D + P + BLOCK;
+    run_sum rp = {0}, rn = {0};
+    int rc = 0;
+    for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        rc = check_block(K_MFI, HLC | BIT(V), in, b0 == 1 ? 0 : b0, b1, err, errlen);
+        if (rc) break;
+        size_t m = b1 - b0;
+        double *up = U + have, *dn = D + have, *o = out[0] + b0;
+        for (size_t k = 0; k < m; k++) {
+            size_t i = b0 + k;
+            double tp = (h[i] + l[i] + c[i]) / 3.0, prev = (h[i - 1] + l[i - 1] + c[i - 1]) / 3.0;
+            double mf = tp * v[i];
+            up[k] = tp > prev ? mf : 0.0;
+            dn[k] = tp < prev ? mf : 0.0;
+        }
+        run_sums(&rp, up, b0 - 1, m, (int)P, o);
+        run_sums(&rn, dn, b0 - 1, m, (int)P, S);
+        for (size_t k = 0; k < m; k++) {
+            double t = o[k] + S[k], q = o[k] / t;
+            o[k] = t != 0.0 ? 100.0 * q : 0.0;
+        }
+        size_t keep = have + m < P ? have + m : P;
+        memmove(U, U + have + m - keep, keep * sizeof(double));
+        memmove(D, D + have + m - keep, keep * sizeof(double));
+        have = keep;
+    }
+    free(U);
+    if (!rc) nan_prefix(out, 1, P, n);
+    return rc;
+}
+
 /* Sliding maximum of sign*x over windows of p ending at each index (shorter
  * at the very start), van Herk/Gil-Werman style: per block of p values a
  * running prefix max, combined with the previous block's suffix maxima. No
@@ -1588,7 +1637,7 @@ static void sma_run(const double *y, size_t m, int p, double *o) {
     const double nd = p;
     for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
         j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
-        run_sums(&r, y, j0, j1, p, o);
+        run_sums(&r, y + j0, j0, j1 - j0, p, o + j0);
         for (size_t j = j0; j < j1; j++) o[j] = o[j] / nd;
     }
 }
@@ -1617,11 +1666,6 @@ static int extremes_open(extremes_t *e, int w) {
 static inline double stoch_k_of(double x, double hh, double ll) {
     double diff = (hh - ll) / 100.0, q = (x - ll) / diff;   /* = stoch_k, vectorisable */
     return diff != 0.0 ? q : 0.0;
-}
-
-static void nan_prefix(double *const *out, int nout, size_t upto, size_t n) {
-    for (int k = 0; k < nout; k++)
-        for (size_t i = 0; i < upto && i < n; i++) out[k][i] = NAN;
 }
 
 /* Donchian, Williams %R and Stochastic over arrays. */
@@ -1706,6 +1750,7 @@ static const kernel_fn KERNELS[K_COUNT] = {
     [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
     [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
     [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap, [K_ADX] = k_adx, [K_STOCHRSI] = k_stochrsi,
+    [K_MFI] = k_mfi,
 };
 
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
