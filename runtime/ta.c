@@ -1554,27 +1554,47 @@ static void nan_prefix(double *const *out, int nout, size_t upto, size_t n) {
         for (size_t i = 0; i < upto && i < n; i++) out[k][i] = NAN;
 }
 
+/* A running sum over values made a block at a time, keeping the last p of
+ * them as run_sums' history: fill hist_next(h) with the block's m values,
+ * then hist_sums(). Pushes are numbered from 0. */
+typedef struct {
+    run_sum r;
+    double *buf;      /* p + BLOCK: history, then the block being made */
+    size_t have, p;   /* history values held (at most p) */
+} hist_sum;
+
+static int hist_open(hist_sum *h, size_t p) {
+    memset(h, 0, sizeof *h);
+    h->p = p;
+    h->buf = malloc(sizeof(double) * (p + BLOCK));
+    return h->buf ? 0 : -1;
+}
+
+static double *hist_next(hist_sum *h) { return h->buf + h->have; }
+
+static void hist_sums(hist_sum *h, size_t j0, size_t m, double *sums) {
+    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, sums);
+    size_t keep = h->have + m < h->p ? h->have + m : h->p;
+    memmove(h->buf, h->buf + h->have + m - keep, keep * sizeof(double));
+    h->have = keep;
+}
+
 /* MFI: positive and negative money flow per bar in a pass that vectorises,
- * their running sums by run_sums (the last p flows kept as its history), the
- * ratio in a last pass. */
+ * their running sums, the ratio in a last pass. */
 static int k_mfi(KERNEL_ARGS) {
     (void)u;
-    size_t P = (size_t)p[0], have = 0;
+    size_t P = (size_t)p[0];
     const double *h = in[H], *l = in[L], *c = in[C], *v = in[V];
-    double *U = malloc(sizeof(double) * (2 * (P + BLOCK) + BLOCK));
-    if (!U) {
-        snprintf(err, errlen, "mfi: out of memory");
-        return -1;
-    }
-    double *D = U + P + BLOCK, *S = D + P + BLOCK;
-    run_sum rp = {0}, rn = {0};
-    int rc = 0;
+    hist_sum hp, hn;
+    int rc = hist_open(&hp, P) | hist_open(&hn, P);
+    double S[BLOCK];
+    if (rc) snprintf(err, errlen, "mfi: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         rc = check_block(K_MFI, HLC | BIT(V), in, b0 == 1 ? 0 : b0, b1, err, errlen);
         if (rc) break;
         size_t m = b1 - b0;
-        double *up = U + have, *dn = D + have, *o = out[0] + b0;
+        double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
         for (size_t k = 0; k < m; k++) {
             size_t i = b0 + k;
             double tp = (h[i] + l[i] + c[i]) / 3.0, prev = (h[i - 1] + l[i - 1] + c[i - 1]) / 3.0;
@@ -1582,18 +1602,45 @@ static int k_mfi(KERNEL_ARGS) {
             up[k] = tp > prev ? mf : 0.0;
             dn[k] = tp < prev ? mf : 0.0;
         }
-        run_sums(&rp, up, b0 - 1, m, (int)P, o);
-        run_sums(&rn, dn, b0 - 1, m, (int)P, S);
+        hist_sums(&hp, b0 - 1, m, o);
+        hist_sums(&hn, b0 - 1, m, S);
         for (size_t k = 0; k < m; k++) {
             double t = o[k] + S[k], q = o[k] / t;
             o[k] = t != 0.0 ? 100.0 * q : 0.0;
         }
-        size_t keep = have + m < P ? have + m : P;
-        memmove(U, U + have + m - keep, keep * sizeof(double));
-        memmove(D, D + have + m - keep, keep * sizeof(double));
-        have = keep;
     }
-    free(U);
+    free(hp.buf);
+    free(hn.buf);
+    if (!rc) nan_prefix(out, 1, P, n);
+    return rc;
+}
+
+/* Realized volatility: squared log returns (libm's log, per bar), their
+ * running sum, then the root in a pass that vectorises. */
+static int k_rvol(KERNEL_ARGS) {
+    (void)u;
+    size_t P = (size_t)p[0];
+    const double nd = (double)P, ann = p[1], *x = in[C];
+    hist_sum hs;
+    int rc = hist_open(&hs, P);
+    if (rc) snprintf(err, errlen, "rvol: out of memory");
+    for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, err, errlen);
+        if (rc) break;
+        size_t m = b1 - b0;
+        double *q = hist_next(&hs), *o = out[0] + b0;
+        for (size_t k = 0; k < m; k++) {
+            double r = log(x[b0 + k] / x[b0 + k - 1]);
+            q[k] = r * r;
+        }
+        hist_sums(&hs, b0 - 1, m, o);
+        for (size_t k = 0; k < m; k++) {
+            double t = o[k] / nd;
+            o[k] = sqrt((o[k] > 0.0 ? t : 0.0) * ann);
+        }
+    }
+    free(hs.buf);
     if (!rc) nan_prefix(out, 1, P, n);
     return rc;
 }
@@ -1750,7 +1797,7 @@ static const kernel_fn KERNELS[K_COUNT] = {
     [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
     [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
     [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap, [K_ADX] = k_adx, [K_STOCHRSI] = k_stochrsi,
-    [K_MFI] = k_mfi,
+    [K_MFI] = k_mfi, [K_RVOL] = k_rvol,
 };
 
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
