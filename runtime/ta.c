@@ -8,8 +8,10 @@
  *
  * that computes the outputs for one more bar from the committed state without
  * touching it, then, only if commit is set, folds the bar in. A forming
- * candle is a step with commit = 0; the batch loop is the same step with
- * commit = 1 inlined into a loop, so batch and stream agree bit for bit.
+ * candle is a step with commit = 0. Batch runs the warm-up through the same
+ * step, then a kernel (see "batch kernels") that repeats the step's
+ * arithmetic in the step's order, so batch and stream agree bit for bit
+ * (batch EMA excepted: it reassociates, see k_ema).
  *
  * Running sums are re-summed exactly from their ring every time the ring
  * wraps (amortised O(1)) and count their non-zero members, so a window of
