@@ -998,13 +998,14 @@ static int any_below(const double *x, size_t n, double limit, int inclusive) {
 }
 
 static int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
-                       char *err, size_t errlen) {
+                       size_t n, char *err, size_t errlen) {
     int bad = 0;
     /* Ask for the next block now: the compute passes over this one run from
      * L1 and would otherwise leave the memory bus idle on long series. */
+    size_t ahead = b1 + (b1 - b0) < n ? b1 + (b1 - b0) : n;
     for (int j = 0; j < VX_TA_NSLOTS; j++)
         if ((mask >> j) & 1u)
-            for (size_t i = b1; i < b1 + (b1 - b0); i += 8) __builtin_prefetch(in[j] + i);
+            for (size_t i = b1; i < ahead; i += 8) __builtin_prefetch(in[j] + i);
     for (int j = 0; j < VX_TA_NSLOTS; j++)
         if ((mask >> j) & 1u) bad |= !all_finite(in[j] + b0, b1 - b0);
     if ((mask >> V) & 1u) bad |= any_below(in[V] + b0, b1 - b0, 0.0, 0);
@@ -1030,7 +1031,7 @@ static int check_block(int kind, unsigned mask, const double *const *in, size_t 
         ta_state local = *u0, *u = &local;                                        \
         for (size_t b0 = i0; b0 < i1 && !rc; b0 += BLOCK) {                        \
             size_t b1 = i1 - b0 < BLOCK ? i1 : b0 + BLOCK;                         \
-            rc = check_block(KIND, MASK, in, b0, b1, err, errlen);                 \
+            rc = check_block(KIND, MASK, in, b0, b1, i1, err, errlen);             \
             for (size_t i = b0; i < b1 && !rc; i++) {                              \
                 double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                     \
                 for (int j = 0; j < VX_TA_NSLOTS; j++)                             \
@@ -1128,7 +1129,7 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
 #define STEADY(KIND, MASK, FROM)                                                   \
     for (size_t b0 = (FROM), b1; b0 < n; b0 = b1)                                  \
         if ((b1 = n - b0 < BLOCK ? n : b0 + BLOCK),                                \
-            check_block(KIND, MASK, in, b0, b1, err, errlen))                      \
+            check_block(KIND, MASK, in, b0, b1, n, err, errlen))                   \
             return -1;                                                             \
         else                                                                       \
             for (size_t i = b0; i < b1; i++)
@@ -1161,7 +1162,7 @@ static int k_ema(KERNEL_ARGS) {
     double l[4] = {o[w - 4], o[w - 3], o[w - 2], o[w - 1]};
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_EMA, BIT(C), in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_EMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         size_t i = b0;
         double l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
         for (; i + 4 <= b1; i += 4) {
@@ -1196,7 +1197,7 @@ static int k_obv(KERNEL_ARGS) {
     double obv = u->obv.obv, *o = out[0];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, n, err, errlen)) return -1;
         for (size_t i = b0; i < b1; i++) {
             double v = vol[i], xc = x[i], xp = x[i - 1];   /* loaded up front: selects vectorise */
             o[i] = (xc > xp ? v : 0.0) - (xc < xp ? v : 0.0);
@@ -1214,7 +1215,7 @@ static int k_rsi(KERNEL_ARGS) {
     double gv = g->val, lv = l->val, *o = out[0], lt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_RSI, BIT(C), in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_RSI, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         for (size_t i = b0; i < b1; i++) {
             double d = x[i] - x[i - 1];
             o[i] = gv = gv * a + (d > 0 ? d : 0.0) * b;
@@ -1243,7 +1244,7 @@ static int atr_like(int kind, KERNEL_ARGS) {
     double atr = wl->val, *o = out[0];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(kind, HLC, in, b0, b1, err, errlen)) return -1;
+        if (check_block(kind, HLC, in, b0, b1, n, err, errlen)) return -1;
         for (size_t i = b0; i < b1; i++) o[i] = true_range(h[i], l[i], c[i - 1]);
         for (size_t i = b0; i < b1; i++) o[i] = atr = atr * a + o[i] * b;
         if (kind == K_NATR)
@@ -1333,7 +1334,7 @@ static int k_adx(KERNEL_ARGS) {
     double P[BLOCK], M[BLOCK], T[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_ADX, HLC, in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_ADX, HLC, in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
         for (size_t j = 0; j < m; j++) {
             size_t i = b0 + j;
@@ -1421,7 +1422,7 @@ static int k_sma(KERNEL_ARGS) {
     double *o = out[0];
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_SMA, BIT(C), in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         run_sums(&r, in[C] + b0, b0, b1 - b0, per, o + b0);
         for (size_t i = b0; i < b1; i++) o[i] = o[i] / nd;
     }
@@ -1469,7 +1470,7 @@ static int var_like(int kind, KERNEL_ARGS) {
     double dq[BLOCK], mt[BLOCK], vt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(kind, BIT(C), in, b0, b1, err, errlen)) return -1;
+        if (check_block(kind, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
         const double *xb = x + b0, *ob = x + b0 - per;
         for (size_t j = 0; j < m; j++) dq[j] = (xb[j] - ob[j]) / nd;
@@ -1525,7 +1526,7 @@ static int k_vwap(KERNEL_ARGS) {
     double tp[BLOCK], q[BLOCK], pv[BLOCK], vv[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, err, errlen)) return -1;
+        if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
         for (size_t j = 0; j < m; j++) {
             tp[j] = (h[b0 + j] + l[b0 + j] + c[b0 + j]) / 3.0;
@@ -1593,7 +1594,7 @@ static int k_mfi(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "mfi: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        rc = check_block(K_MFI, HLC | BIT(V), in, b0 == 1 ? 0 : b0, b1, err, errlen);
+        rc = check_block(K_MFI, HLC | BIT(V), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
         if (rc) break;
         size_t m = b1 - b0;
         double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
@@ -1628,7 +1629,7 @@ static int k_rvol(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "rvol: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, err, errlen);
+        rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
         if (rc) break;
         size_t m = b1 - b0;
         double *q = hist_next(&hs), *o = out[0] + b0;
@@ -1730,7 +1731,7 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
     const double *c = in[C];
     for (size_t c0 = 0; c0 < n; c0 += e.chunk) {
         size_t m = n - c0 < e.chunk ? n - c0 : e.chunk;
-        if (check_block(kind, mask, in, c0, c0 + m, err, errlen)) {
+        if (check_block(kind, mask, in, c0, c0 + m, n, err, errlen)) {
             free(e.hh);
             return -1;
         }
@@ -1768,7 +1769,7 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
 /* Stochastic RSI: RSI into out[1], its extremes and %K into out[0], then %D
  * (an SMA of %K) into out[1] once the RSI is no longer needed. */
 static int k_stochrsi(KERNEL_ARGS) {
-    if (check_block(K_STOCHRSI, BIT(C), in, 0, n, err, errlen)) return -1;
+    if (check_block(K_STOCHRSI, BIT(C), in, 0, n, n, err, errlen)) return -1;
     size_t rp = (size_t)p[0], fk = (size_t)p[1];
     double *rout[1] = {out[1]};
     if (k_rsi(u, p, n, in, rout, err, errlen)) return -1;
