@@ -1375,10 +1375,46 @@ static size_t next_resum(size_t base, size_t p) {
     return (base + RESUM_EVERY + p - 1) / p * p - 1;
 }
 
-static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double *sums) {
-    double d[BLOCK], f[BLOCK];
-    size_t P = (size_t)p, j1 = j0 + m, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
-    if (j0 == 0) r->next = next_resum(0, P);
+enum { SEGMENT = 128 };   /* run_sums works in segments of this many pushes */
+
+static int any_zero(const double *x, size_t n) {
+    v2d zero = {0, 0};
+    v2l hit = {0, 0};
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        v2d q;
+        memcpy(&q, x + i, sizeof q);
+        hit |= q == zero;
+    }
+    int any = hit[0] || hit[1];
+    for (; i < n; i++) any |= x[i] == 0.0;
+    return any;
+}
+
+/* run_sums for a block where no value entering or leaving the window is zero:
+ * the non-zero count cannot change, so only the sums are kept. */
+static void run_sums_nonzero(run_sum *r, const double *x, size_t j0, size_t m, size_t P,
+                             double *sums) {
+    double sum = r->sum;
+    size_t next = r->next, j1 = j0 + m;
+    for (size_t j = 0; j < m;) {
+        int resum = next >= j0 + j && next < j1;
+        size_t stop = resum ? next - j0 + 1 : m;
+        for (; j < stop; j++) sums[j] = sum += x[j] - x[j - P];
+        if (resum) {
+            sum = exact_sum(x + j - P, (int)P);
+            next = next_resum(j0 + j, P);
+        }
+    }
+    r->sum = sum;
+    r->next = next;
+}
+
+static void run_sums_general(run_sum *r, const double *x, size_t j0, size_t m, size_t P,
+                             double *sums) {
+    double d[SEGMENT], f[SEGMENT];
+    size_t j1 = j0 + m, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
+    int p = (int)P;
     for (size_t j = 0; j < fill; j++) {           /* the ring is not full yet */
         d[j] = x[j];
         f[j] = x[j] != 0.0 ? 1.0 : 0.0;
@@ -1412,6 +1448,21 @@ static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, do
     r->sum = sum;
     r->nz = nz;
     r->next = next;
+}
+
+/* Segments of SEGMENT pushes with no zero entering or leaving the window take
+ * the short path; the rest (and the first p pushes) the general one. */
+
+static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double *sums) {
+    size_t P = (size_t)p;
+    if (j0 == 0) r->next = next_resum(0, P);
+    for (size_t k = 0; k < m; k += SEGMENT) {
+        size_t mk = m - k < SEGMENT ? m - k : SEGMENT;
+        if (j0 + k >= P && !any_zero(x + k, mk) && !any_zero(x + k - P, mk))
+            run_sums_nonzero(r, x + k, j0 + k, mk, P, sums + k);
+        else
+            run_sums_general(r, x + k, j0 + k, mk, P, sums + k);
+    }
 }
 
 static int k_sma(KERNEL_ARGS) {
