@@ -525,6 +525,28 @@ describe("vibex.ta", function()
       end
     end)
 
+    it("windows of zeros give exactly 0 in batch and stream, across segments and re-sums", function()
+      local n, x, state = 6000, {}, 7
+      for i = 1, n do
+        state = (state * 1103515245 + 12345) % 2147483648
+        -- stretches of exact zeros (longer than the window, and shorter) between noisy values
+        local phase = i % 700
+        x[i] = (phase < 180 or (phase > 400 and phase < 409)) and 0 or (state / 2147483648 - 0.5) * 1e-3
+      end
+      for _, p in ipairs({3, 14, 150}) do
+        local batch = ta.sma(x, p)
+        local s = ta.stream.sma(p)
+        for i = 1, n do
+          local v = s:push(x[i])
+          assert(v == batch[i] or (v ~= v and batch[i] ~= batch[i]),
+            ("sma(%d) at %d: stream %.17g, batch %.17g"):format(p, i, v, batch[i]))
+          local all_zero = i >= p
+          for k = i - p + 1, i do if k < 1 or x[k] ~= 0 then all_zero = false end end
+          if all_zero then assert(batch[i] == 0, ("sma(%d) at %d is %.17g, not 0"):format(p, i, batch[i])) end
+        end
+      end
+    end)
+
     it("a refused stream update leaves the state untouched", function()
       local s = ta.stream.ema(3)
       for _, x in ipairs({1, 2, 3}) do s:push(x) end
