@@ -531,7 +531,9 @@ describe("vibex.ta", function()
         state = (state * 1103515245 + 12345) % 2147483648
         -- stretches of exact zeros (longer than the window, and shorter) between noisy values
         local phase = i % 700
-        x[i] = (phase < 180 or (phase > 400 and phase < 409)) and 0 or (state / 2147483648 - 0.5) * 1e-3
+        -- magnitudes from 1e-6 to 1e6, so a running sum keeps a rounding residue
+        local r = state / 2147483648
+        x[i] = (phase < 180 or (phase > 400 and phase < 409)) and 0 or (r - 0.5) * 10 ^ ((i * 7919 % 13) - 6)
       end
       for _, p in ipairs({3, 14, 150}) do
         local batch = ta.sma(x, p)
