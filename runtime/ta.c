@@ -1164,19 +1164,26 @@ static int k_ema(KERNEL_ARGS) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_EMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         size_t i = b0;
-        double l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
+        /* lanes (0,1) and (2,3) as SSE2 pairs; same expression tree per lane
+         * as the scalar tail below, so a value never depends on which ran */
+        v2d L01 = {l[0], l[1]}, L23 = {l[2], l[3]};
+        const v2d vk = {k, k}, v1 = {c1, c1}, v2 = {c2, c2}, v3 = {c3, c3}, vA = {A, A};
         for (; i + 4 <= b1; i += 4) {
-            double x0 = x[i - 3], x1 = x[i - 2], x2 = x[i - 1], x3 = x[i], x4 = x[i + 1],
-                   x5 = x[i + 2], x6 = x[i + 3];
-            l0 = A * l0 + ((k * x3 + c1 * x2) + (c2 * x1 + c3 * x0));
-            l1 = A * l1 + ((k * x4 + c1 * x3) + (c2 * x2 + c3 * x1));
-            l2 = A * l2 + ((k * x5 + c1 * x4) + (c2 * x3 + c3 * x2));
-            l3 = A * l3 + ((k * x6 + c1 * x5) + (c2 * x4 + c3 * x3));
-            o[i] = l0;
-            o[i + 1] = l1;
-            o[i + 2] = l2;
-            o[i + 3] = l3;
+            v2d a0, a1, a2, a3, b0_, b1_, b2_, b3_;
+            memcpy(&a0, x + i, sizeof a0);
+            memcpy(&a1, x + i - 1, sizeof a1);
+            memcpy(&a2, x + i - 2, sizeof a2);
+            memcpy(&a3, x + i - 3, sizeof a3);
+            memcpy(&b0_, x + i + 2, sizeof b0_);
+            memcpy(&b1_, x + i + 1, sizeof b1_);
+            b2_ = a0;
+            b3_ = a1;
+            L01 = vA * L01 + ((vk * a0 + v1 * a1) + (v2 * a2 + v3 * a3));
+            L23 = vA * L23 + ((vk * b0_ + v1 * b1_) + (v2 * b2_ + v3 * b3_));
+            memcpy(o + i, &L01, sizeof L01);
+            memcpy(o + i + 2, &L23, sizeof L23);
         }
+        double l0 = L01[0], l1 = L01[1], l2 = L23[0], l3 = L23[1];
         l[0] = l0, l[1] = l1, l[2] = l2, l[3] = l3;
         for (size_t j = 0; i < b1; i++, j++) {   /* only the last block has a tail */
             l[j] = A * l[j] + ((k * x[i] + c1 * x[i - 1]) + (c2 * x[i - 2] + c3 * x[i - 3]));
@@ -1186,8 +1193,6 @@ static int k_ema(KERNEL_ARGS) {
     return 0;
 }
 
-/* OBV: the signed volumes in a pass that vectorises (no branch to mispredict
- * on flat closes), then one add per bar on the chain. */
 /* OBV: the signed volumes in a pass that vectorises (no branch to mispredict
  * on flat closes), then one add per bar on the chain. */
 static int k_obv(KERNEL_ARGS) {
