@@ -1859,32 +1859,33 @@ static const kernel_fn KERNELS[K_COUNT] = {
     [K_MFI] = k_mfi, [K_RVOL] = k_rvol,
 };
 
+/* The shape checks of a batch call; 0, or -1 with err naming the call. */
+static int check_call(const ta_impl *s, const double *params, size_t n, const double *const *in,
+                      double *const *out, char *err, size_t errlen) {
+    int kind = s->pub.kind;
+    const vx_ta_info *info = &KINDS[kind];
+    const char *what = NULL, *name = NULL;
+    for (int j = 0; j < VX_TA_NSLOTS && !what; j++)
+        if (((info->inputs >> j) & 1u) && !in[j]) what = "input", name = SLOT_NAMES[j];
+    for (int k = 0; k < info->noutputs && !what; k++)
+        if (!out[k]) what = "output", name = info->output_names[k];
+    if (!what && n > (size_t)s->pub.lookback) return 0;
+    char call[96];   /* formatted only for the error: it would cost more than a 4k-bar run's checks */
+    format_call(kind, params, call, sizeof call);
+    if (what && what[0] == 'i') snprintf(err, errlen, "%s: the %s input is missing", call, name);
+    else if (what) snprintf(err, errlen, "%s: output %s has no buffer", call, name);
+    else if (n == 0) snprintf(err, errlen, "%s: no input values", call);
+    else
+        snprintf(err, errlen, "%s needs at least %d values (its lookback is %d), got %zu",
+                 call, s->pub.lookback + 1, s->pub.lookback, n);
+    return -1;
+}
+
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
                 double *const *out, char *err, size_t errlen) {
     ta_impl *s = impl_new(kind, params, err, errlen);
     if (!s) return -1;
-    const vx_ta_info *info = &KINDS[kind];
-    char call[96];
-    format_call(kind, params, call, sizeof call);
-    int rc = 0;
-    for (int j = 0; j < VX_TA_NSLOTS && !rc; j++)
-        if (((info->inputs >> j) & 1u) && !in[j]) {
-            snprintf(err, errlen, "%s: the %s input is missing", call, SLOT_NAMES[j]);
-            rc = -1;
-        }
-    for (int k = 0; k < info->noutputs && !rc; k++)
-        if (!out[k]) {
-            snprintf(err, errlen, "%s: output %s has no buffer", call, info->output_names[k]);
-            rc = -1;
-        }
-    if (!rc && n == 0) {
-        snprintf(err, errlen, "%s: no input values", call);
-        rc = -1;
-    } else if (!rc && n <= (size_t)s->pub.lookback) {
-        snprintf(err, errlen, "%s needs at least %d values (its lookback is %d), got %zu",
-                 call, s->pub.lookback + 1, s->pub.lookback, n);
-        rc = -1;
-    }
+    int rc = check_call(s, params, n, in, out, err, errlen);
     if (!rc && (kind == K_DONCHIAN || kind == K_WILLR || kind == K_STOCH))
         rc = extremes_batch(kind, params, n, in, out, err, errlen);
     else if (!rc && KERNELS[kind]) rc = KERNELS[kind](&s->u, params, n, in, out, err, errlen);
