@@ -1704,34 +1704,39 @@ static int k_rvol(KERNEL_ARGS) {
     return rc;
 }
 
-/* Sliding maximum of sign*x over windows of p ending at each index (shorter
- * at the very start), van Herk/Gil-Werman style: per block of p values a
- * running prefix max, combined with the previous block's suffix maxima. No
- * data-dependent branches, and max is exact, so the result equals the
- * stream's deque bit for bit. Called chunk by chunk (chunks are whole
- * blocks): `prev` (p+1 doubles, all -inf before the series starts; the last
- * stays -inf) carries the suffix maxima across calls, `cur` is p doubles of
- * scratch. x and out point at the chunk. */
-static void sliding_max(const double *x, size_t n, int p, double sign, double *out,
-                        double *prev, double *cur) {
+/* Sliding maximum of xh and minimum of xl over windows of p ending at each
+ * index (shorter at the very start), van Herk/Gil-Werman style: per block of
+ * p values a running prefix extreme, combined with the previous block's
+ * suffix extremes. No data-dependent branches, and max/min are exact, so the
+ * result equals the stream's deques bit for bit. Both series go through the
+ * same loops, which halves the loop overhead that dominates short windows.
+ * Called chunk by chunk (chunks are whole blocks); hprev/lprev (p+1 doubles,
+ * -inf/+inf before the series starts; the last stays so) carry the suffix
+ * extremes across calls; hcur/lcur are p doubles of scratch. */
+static void sliding_extremes(const double *xh, const double *xl, size_t n, int p, double *hh,
+                             double *ll, double *hprev, double *lprev, double *hcur, double *lcur) {
     size_t P = (size_t)p;
     for (size_t s = 0; s < n; s += P) {
         size_t m = n - s < P ? n - s : P;
-        const double *xs = x + s;
-        double g = -INFINITY, h = -INFINITY;
+        const double *ah = xh + s, *al = xl + s;
+        double gh = -INFINITY, gl = INFINITY;
         for (size_t k = 0; k < m; k++) {
-            double v = sign * xs[k];
-            g = v > g ? v : g;
-            cur[k] = g;
+            gh = ah[k] > gh ? ah[k] : gh;
+            gl = al[k] < gl ? al[k] : gl;
+            hcur[k] = gh;
+            lcur[k] = gl;
         }
         for (size_t k = 0; k < m; k++) {
-            double q = prev[k + 1];
-            out[s + k] = sign * (q > cur[k] ? q : cur[k]);
+            double qh = hprev[k + 1], ql = lprev[k + 1];
+            hh[s + k] = qh > hcur[k] ? qh : hcur[k];
+            ll[s + k] = ql < lcur[k] ? ql : lcur[k];
         }
+        gh = -INFINITY, gl = INFINITY;
         for (size_t k = m; k-- > 0;) {
-            double v = sign * xs[k];
-            h = v > h ? v : h;
-            prev[k] = h;
+            gh = ah[k] > gh ? ah[k] : gh;
+            gl = al[k] < gl ? al[k] : gl;
+            hprev[k] = gh;
+            lprev[k] = gl;
         }
     }
 }
@@ -1749,23 +1754,27 @@ static void sma_run(const double *y, size_t m, int p, double *o) {
 }
 
 /* Windows' extremes for Donchian, Williams %R, Stochastic and Stochastic RSI:
- * hh/ll from sliding_max over cache-sized chunks of x (high/low, or one
+ * hh/ll from sliding_extremes over cache-sized chunks of x (high/low, or one
  * series for both), handed to `emit` with the chunk's offset. */
 typedef struct {
-    double *hh, *ll, *hprev, *lprev, *scratch;
+    double *hh, *ll, *hprev, *lprev, *hcur, *lcur;
     size_t chunk;
 } extremes_t;
 
 static int extremes_open(extremes_t *e, int w) {
     size_t W = (size_t)w;
     e->chunk = (4096 / W + 1) * W;
-    e->hh = malloc(sizeof(double) * (2 * e->chunk + 3 * W + 2));
+    e->hh = malloc(sizeof(double) * (2 * e->chunk + 4 * W + 2));
     if (!e->hh) return -1;
     e->ll = e->hh + e->chunk;
     e->hprev = e->ll + e->chunk;
     e->lprev = e->hprev + W + 1;
-    e->scratch = e->lprev + W + 1;
-    for (size_t k = 0; k <= W; k++) e->hprev[k] = e->lprev[k] = -INFINITY;
+    e->hcur = e->lprev + W + 1;
+    e->lcur = e->hcur + W;
+    for (size_t k = 0; k <= W; k++) {
+        e->hprev[k] = -INFINITY;
+        e->lprev[k] = INFINITY;
+    }
     return 0;
 }
 
@@ -1791,8 +1800,7 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
             free(e.hh);
             return -1;
         }
-        sliding_max(in[H] + c0, m, w, 1.0, e.hh, e.hprev, e.scratch);
-        sliding_max(in[L] + c0, m, w, -1.0, e.ll, e.lprev, e.scratch);
+        sliding_extremes(in[H] + c0, in[L] + c0, m, w, e.hh, e.ll, e.hprev, e.lprev, e.hcur, e.lcur);
         const double *hh = e.hh, *ll = e.ll;
         if (kind == K_DONCHIAN) {
             for (size_t j = 0; j < m; j++) {
@@ -1838,8 +1846,7 @@ static int k_stochrsi(KERNEL_ARGS) {
     size_t m = n - rp;
     for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
         size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
-        sliding_max(r + c0, cm, (int)fk, 1.0, e.hh, e.hprev, e.scratch);
-        sliding_max(r + c0, cm, (int)fk, -1.0, e.ll, e.lprev, e.scratch);
+        sliding_extremes(r + c0, r + c0, cm, (int)fk, e.hh, e.ll, e.hprev, e.lprev, e.hcur, e.lcur);
         for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k_of(r[c0 + j], e.hh[j], e.ll[j]);
     }
     free(e.hh);
