@@ -1755,7 +1755,7 @@ static void sma_run(const double *y, size_t m, int p, double *o) {
 
 /* Windows' extremes for Donchian, Williams %R, Stochastic and Stochastic RSI:
  * hh/ll from sliding_extremes over cache-sized chunks of x (high/low, or one
- * series for both), handed to `emit` with the chunk's offset. */
+ * series for both), which the caller uses a chunk at a time. */
 typedef struct {
     double *hh, *ll, *hprev, *lprev, *hcur, *lcur;
     size_t chunk;
