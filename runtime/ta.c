@@ -293,6 +293,14 @@ static inline void var_step(var_t *s, double x, int commit, double *mean_out, do
     }
 }
 
+/* True range against the previous close: max of H-L, |H-C'|, |L-C'|. */
+static inline double true_range(double h, double l, double pc) {
+    double a = h - l, b = fabs(h - pc), d = fabs(l - pc), v = a;
+    if (b > v) v = b;
+    if (d > v) v = d;
+    return v;
+}
+
 /* True range; the first bar has none (TA-Lib starts ATR at bar 1). */
 typedef struct {
     double prev_close;
@@ -300,13 +308,7 @@ typedef struct {
 } tr_t;
 
 static inline double tr_step(tr_t *t, double h, double l, double c, int commit) {
-    double v = NAN;
-    if (t->cnt > 0) {
-        double a = h - l, b = fabs(h - t->prev_close), d = fabs(l - t->prev_close);
-        v = a;
-        if (b > v) v = b;
-        if (d > v) v = d;
-    }
+    double v = t->cnt > 0 ? true_range(h, l, t->prev_close) : NAN;
     if (commit) {
         t->prev_close = c;
         t->cnt++;
@@ -706,10 +708,17 @@ static inline void step_adx(ta_state *u, const double *v, double *o, int commit)
     }
 }
 
-/* %K of value x against the window's extremes, as TA-Lib writes it. */
+/* %K of value x against the window's extremes, as TA-Lib writes it (the
+ * divide is done unconditionally so that batch loops over it vectorise). */
 static inline double stoch_k(double x, double hh, double ll) {
-    double diff = (hh - ll) / 100.0;
-    return diff != 0.0 ? (x - ll) / diff : 0.0;
+    double diff = (hh - ll) / 100.0, q = (x - ll) / diff;
+    return diff != 0.0 ? q : 0.0;
+}
+
+/* Williams %R of close c against the window's extremes. */
+static inline double willr_of(double c, double hh, double ll) {
+    double diff = (hh - ll) / -100.0, q = (hh - c) / diff;
+    return diff != 0.0 ? q : 0.0;
 }
 
 static inline void step_stoch(ta_state *u, const double *v, double *o, int commit) {
@@ -853,10 +862,7 @@ static inline void step_willr(ta_state *u, const double *v, double *o, int commi
     double hh = mono_step(&s->hi, v[H], commit);
     double ll = -mono_step(&s->lo, -v[L], commit);
     o[0] = NAN;
-    if (s->cnt >= s->n - 1) {
-        double diff = (hh - ll) / -100.0;
-        o[0] = diff != 0.0 ? (hh - v[C]) / diff : 0.0;
-    }
+    if (s->cnt >= s->n - 1) o[0] = willr_of(v[C], hh, ll);
     if (commit) s->cnt++;
 }
 
@@ -1232,13 +1238,6 @@ static int k_rsi(KERNEL_ARGS) {
         }
     }
     return 0;
-}
-
-static inline double true_range(double h, double l, double pc) {
-    double a = h - l, b = fabs(h - pc), d = fabs(l - pc), v = a;
-    if (b > v) v = b;
-    if (d > v) v = d;
-    return v;
 }
 
 /* ATR and NATR (its divide in a pass that vectorises). */
@@ -1778,11 +1777,6 @@ static int extremes_open(extremes_t *e, int w) {
     return 0;
 }
 
-static inline double stoch_k_of(double x, double hh, double ll) {
-    double diff = (hh - ll) / 100.0, q = (x - ll) / diff;   /* = stoch_k, vectorisable */
-    return diff != 0.0 ? q : 0.0;
-}
-
 /* Donchian, Williams %R and Stochastic over arrays. */
 static int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
                           double *const *out, char *err, size_t errlen) {
@@ -1809,12 +1803,9 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
                 out[2][c0 + j] = ll[j];
             }
         } else if (kind == K_WILLR) {
-            for (size_t j = 0; j < m; j++) {
-                double diff = (hh[j] - ll[j]) / -100.0, q = (hh[j] - c[c0 + j]) / diff;
-                out[0][c0 + j] = diff != 0.0 ? q : 0.0;
-            }
+            for (size_t j = 0; j < m; j++) out[0][c0 + j] = willr_of(c[c0 + j], hh[j], ll[j]);
         } else {
-            for (size_t j = 0; j < m; j++) out[1][c0 + j] = stoch_k_of(c[c0 + j], hh[j], ll[j]);
+            for (size_t j = 0; j < m; j++) out[1][c0 + j] = stoch_k(c[c0 + j], hh[j], ll[j]);
         }
     }
     free(e.hh);
@@ -1833,6 +1824,7 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
 /* Stochastic RSI: RSI into out[1], its extremes and %K into out[0], then %D
  * (an SMA of %K) into out[1] once the RSI is no longer needed. */
 static int k_stochrsi(KERNEL_ARGS) {
+    /* checked here too, so that a bad bar is reported as stochrsi's, not rsi's */
     if (check_block(K_STOCHRSI, BIT(C), in, 0, n, n, err, errlen)) return -1;
     size_t rp = (size_t)p[0], fk = (size_t)p[1];
     double *rout[1] = {out[1]};
@@ -1847,7 +1839,7 @@ static int k_stochrsi(KERNEL_ARGS) {
     for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
         size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
         sliding_extremes(r + c0, r + c0, cm, (int)fk, e.hh, e.ll, e.hprev, e.lprev, e.hcur, e.lcur);
-        for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k_of(r[c0 + j], e.hh[j], e.ll[j]);
+        for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k(r[c0 + j], e.hh[j], e.ll[j]);
     }
     free(e.hh);
     size_t k0 = rp + fk - 1;
