@@ -293,6 +293,21 @@ static inline void var_step(var_t *s, double x, int commit, double *mean_out, do
     }
 }
 
+/* 100 * a / t, or 0 when t is 0 (RSI, MFI, DI, DX). The divide is done
+ * unconditionally so that batch loops over it vectorise. */
+static inline double pct(double a, double t) {
+    double q = a / t;
+    return t != 0.0 ? 100.0 * q : 0.0;
+}
+
+/* +DM and -DM from the up move of the high and the down move of the low:
+ * the larger one if positive, the other 0 (branch-free: they are coin flips). */
+static inline void directional_moves(double up, double down, double *pdm, double *mdm) {
+    int minus = (down > 0) & (up < down), plus = !minus & (up > 0) & (up > down);
+    *pdm = plus ? up : 0.0;
+    *mdm = minus ? down : 0.0;
+}
+
 /* True range against the previous close: max of H-L, |H-C'|, |L-C'|. */
 static inline double true_range(double h, double l, double pc) {
     double a = h - l, b = fabs(h - pc), d = fabs(l - pc), v = a;
@@ -621,7 +636,7 @@ static inline double rsi_value(rsi_s *s, double x, int commit) {
         double l = wilder_step(&s->l, d < 0 ? -d : 0.0, commit);
         if (!isnan(g)) {
             double t = g + l;
-            r = t != 0.0 ? 100.0 * (g / t) : 0.0;
+            r = pct(g, t);
         }
     }
     if (commit) {
@@ -682,20 +697,13 @@ static inline void step_adx(ta_state *u, const double *v, double *o, int commit)
     o[0] = o[1] = o[2] = NAN;
     if (s->cnt > 0) {
         double up = h - s->ph, down = s->pl - l;
-        double pdm = 0.0, mdm = 0.0;
-        if (down > 0 && up < down) mdm = down;
-        else if (up > 0 && up > down) pdm = up;
+        double pdm, mdm;
+        directional_moves(up, down, &pdm, &mdm);
         double sp = wsum_step(&s->dmp, pdm, commit);
         double sm = wsum_step(&s->dmm, mdm, commit);
         double st = wsum_step(&s->tr, tr, commit);
         if (!isnan(st)) {
-            double pdi = 0.0, mdi = 0.0, dx = 0.0;
-            if (st != 0.0) {
-                pdi = 100.0 * (sp / st);
-                mdi = 100.0 * (sm / st);
-                double t = pdi + mdi;
-                if (t != 0.0) dx = 100.0 * (fabs(mdi - pdi) / t);
-            }
+            double pdi = pct(sp, st), mdi = pct(sm, st), dx = pct(fabs(mdi - pdi), pdi + mdi);
             o[0] = wilder_step(&s->adx, dx, commit);
             o[1] = pdi;
             o[2] = mdi;
@@ -799,7 +807,7 @@ static inline void step_mfi(ta_state *u, const double *v, double *o, int commit)
         double ps = rsum_peek(&s->pos, up, &zp), ns = rsum_peek(&s->neg, dn, &zn);
         if (s->cnt >= s->n) {
             double t = ps + ns;
-            o[0] = t != 0.0 ? 100.0 * (ps / t) : 0.0;
+            o[0] = pct(ps, t);
         }
         if (commit) {
             rsum_commit(&s->pos, up, ps, zp);
@@ -1233,8 +1241,7 @@ static int k_rsi(KERNEL_ARGS) {
             lt[i - b0] = lv = lv * a + (d < 0 ? -d : 0.0) * b;
         }
         for (size_t i = b0; i < b1; i++) {
-            double t = o[i] + lt[i - b0], q = o[i] / t;
-            o[i] = t != 0.0 ? 100.0 * q : 0.0;
+            o[i] = pct(o[i], o[i] + lt[i - b0]);
         }
     }
     return 0;
@@ -1342,20 +1349,17 @@ static int k_adx(KERNEL_ARGS) {
         size_t m = b1 - b0;
         for (size_t j = 0; j < m; j++) {
             size_t i = b0 + j;
-            double up = h[i] - h[i - 1], down = l[i - 1] - l[i];
-            int minus = (down > 0) & (up < down), plus = !minus & (up > 0) & (up > down);
-            double pdm = plus ? up : 0.0, mdm = minus ? down : 0.0;
+            double pdm, mdm;
+            directional_moves(h[i] - h[i - 1], l[i - 1] - l[i], &pdm, &mdm);
             P[j] = sp = sp * ws + pdm;
             M[j] = sm = sm * ws + mdm;
             T[j] = st = st * ws + true_range(h[i], l[i], c[i - 1]);
         }
         for (size_t j = 0; j < m; j++) {
-            double qp = P[j] / T[j], qm = M[j] / T[j];
-            double pdi = T[j] != 0.0 ? 100.0 * qp : 0.0, mdi = T[j] != 0.0 ? 100.0 * qm : 0.0;
-            double t = pdi + mdi, q = fabs(mdi - pdi) / t;
+            double pdi = pct(P[j], T[j]), mdi = pct(M[j], T[j]);
             out[1][b0 + j] = pdi;
             out[2][b0 + j] = mdi;
-            T[j] = t != 0.0 ? 100.0 * q : 0.0;
+            T[j] = pct(fabs(mdi - pdi), pdi + mdi);
         }
         for (size_t j = 0; j < m; j++) out[0][b0 + j] = adx = adx * a + T[j] * b;
     }
@@ -1663,8 +1667,7 @@ static int k_mfi(KERNEL_ARGS) {
         hist_sums(&hp, b0 - 1, m, o);
         hist_sums(&hn, b0 - 1, m, S);
         for (size_t k = 0; k < m; k++) {
-            double t = o[k] + S[k], q = o[k] / t;
-            o[k] = t != 0.0 ? 100.0 * q : 0.0;
+            o[k] = pct(o[k], o[k] + S[k]);
         }
     }
     free(hp.buf);
