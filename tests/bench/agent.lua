@@ -22,12 +22,7 @@ local log = require "vibex.log"
 
 local M = {}
 
-local function percentile(xs, p)
-  local s = {}
-  for i, x in ipairs(xs) do s[i] = x end
-  table.sort(s)
-  return s[math.max(1, math.ceil(#s * p))]
-end
+local percentile = require("vibex.ab.report").percentile   -- nearest rank
 
 local function make_config(base, accounts)
   local raw = { llm = { providers = { { name = "fast", kind = "openai", base_url = base .. "/v1", model = "m-bench",
