@@ -21,6 +21,7 @@
  */
 #include "ta.h"
 
+#include <emmintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,18 +65,34 @@ static inline int ring_push(ring_t *r, double x) {
  * often enough that rounding never builds up, rare enough to cost nothing. */
 #define RESUM_EVERY 1024
 
+/* A window sum kept as four interleaved chains. With d[i] = x[i] - x[i-p]
+ * (x[i-p] = 0 while the ring fills, d = 0 before the first push), the sum
+ * after push i is
+ *
+ *     S[i] = S[i-4] + ((d[i] + d[i-1]) + (d[i-2] + d[i-3]))
+ *
+ * which is the running sum reassociated so that batch can run four
+ * independent adds (two SSE2 pairs) instead of one serial chain; stream and
+ * batch both use this form, so they still agree bit for bit. An all-zero
+ * window (counted by nz) is exactly 0 and resets its chain. At the first
+ * ring wrap after RESUM_EVERY commits, the sums after that push and the next
+ * three are re-taken exactly (oldest to newest), so every chain restarts
+ * from an exact value. */
 typedef struct {
     ring_t r;
-    double sum;
-    int nz;       /* non-zero members of the window */
-    int since;    /* commits since the last exact re-sum */
+    double lane[4];        /* the sum after push i sits at lane[i & 3] */
+    double d1, d2, d3;     /* d of the last three pushes, newest first */
+    unsigned i;            /* pushes, modulo 2^32 (only i & 3 is used) */
+    int nz;                /* non-zero members of the window */
+    int since;             /* commits since the last exact re-sum */
+    int exact;             /* commits left whose sum is re-taken exactly */
 } rsum_t;
 
 static inline double rsum_peek(const rsum_t *s, double x, int *nz) {
-    double old = ring_oldest(&s->r);
+    double old = ring_oldest(&s->r), d = x - old;
     int z = s->nz + (x != 0.0) - (old != 0.0);
     *nz = z;
-    return z ? s->sum + (x - old) : 0.0;
+    return z ? s->lane[s->i & 3] + ((d + s->d1) + (s->d2 + s->d3)) : 0.0;
 }
 
 static inline double exact_sum(const double *x, int n) {
@@ -84,14 +101,30 @@ static inline double exact_sum(const double *x, int n) {
     return t;
 }
 
+/* The window of a full ring, summed oldest to newest. */
+static inline double ring_sum(const ring_t *r) {
+    double t = 0.0;
+    for (int i = r->pos; i < r->n; i++) t += r->buf[i];
+    for (int i = 0; i < r->pos; i++) t += r->buf[i];
+    return t;
+}
+
 static inline void rsum_commit(rsum_t *s, double x, double sum, int nz) {
-    s->sum = sum;
+    double d = x - ring_oldest(&s->r);
+    s->d3 = s->d2;
+    s->d2 = s->d1;
+    s->d1 = d;
     s->nz = nz;
     s->since++;
     if (ring_push(&s->r, x) && s->since >= RESUM_EVERY) {
         s->since = 0;
-        if (nz) s->sum = exact_sum(s->r.buf, s->r.n);
+        s->exact = 4;
     }
+    if (s->exact) {
+        s->exact--;
+        if (nz) sum = ring_sum(&s->r);
+    }
+    s->lane[s->i++ & 3] = sum;
 }
 
 /* ---- moving-average building blocks ------------------------------------ */
@@ -100,20 +133,20 @@ typedef struct {       /* simple moving average of the last n values */
     rsum_t rs;
     int64_t cnt;
     int n;
-    double nd;
+    double inv;   /* 1/n: a multiply (batch vectorises it) where a divide costs 2+ cycles a bar */
 } sma_t;
 
 static void sma_init(sma_t *s, double **mem, int n) {
     ring_init(&s->rs.r, *mem, n);
     *mem += n;
     s->n = n;
-    s->nd = n;
+    s->inv = 1.0 / n;
 }
 
 static inline double sma_step(sma_t *s, double x, int commit) {
     int nz;
     double sum = rsum_peek(&s->rs, x, &nz);
-    double v = s->cnt >= s->n - 1 ? sum / s->nd : NAN;
+    double v = s->cnt >= s->n - 1 ? sum * s->inv : NAN;
     if (commit) {
         rsum_commit(&s->rs, x, sum, nz);
         s->cnt++;
@@ -249,6 +282,7 @@ typedef struct {
     ring_t r;
     int64_t cnt;
     double mean, m2;
+    double inv;   /* 1/n: a multiply where a divide would cost 2.5 cycles a bar */
     int n;
     int since;
 } var_t;
@@ -257,6 +291,7 @@ static void var_init(var_t *s, double **mem, int n) {
     ring_init(&s->r, *mem, n);
     *mem += n;
     s->n = n;
+    s->inv = 1.0 / n;
 }
 
 static inline void var_step(var_t *s, double x, int commit, double *mean_out, double *var_out) {
@@ -268,12 +303,12 @@ static inline void var_step(var_t *s, double x, int commit, double *mean_out, do
     } else {
         double old = s->r.buf[s->r.pos];
         double d = x - old;
-        mean = s->mean + d / s->n;
+        mean = s->mean + d * s->inv;
         m2 = s->m2 + d * (x - mean + old - s->mean);
     }
     if (s->cnt >= s->n - 1) {
         *mean_out = mean;
-        *var_out = m2 > 0.0 ? m2 / s->n : 0.0;
+        *var_out = m2 > 0.0 ? m2 * s->inv : 0.0;
     } else {
         *mean_out = NAN;
         *var_out = NAN;
@@ -1366,16 +1401,16 @@ static int k_adx(KERNEL_ARGS) {
     return 0;
 }
 
-/* Running sums with rsum_peek/rsum_commit's exact semantics: the non-zero
- * count that makes an all-zero window exactly 0, and the exact re-sum at the
- * first ring wrap after RESUM_EVERY pushes. Called a block at a time: x[k]
- * (k < m <= BLOCK) is push j0 + k (pushes count from 0), x[k - p] must be
- * readable once that push is p or more, and sums[k] gets the sum after it.
- * The differences and non-zero flags are worked out in a pass that
- * vectorises, so only one add per push sits on the chain. */
+/* Running sums with rsum_t's exact semantics (the four chains, the non-zero
+ * count, the exact re-sums), called a block at a time: x[k] (k < m <= BLOCK)
+ * is push j0 + k (pushes count from 0), x[k - p] must be readable once that
+ * push is p or more, and sums[k] gets the sum after it. */
 typedef struct {
-    double sum, nz;   /* nz: non-zero members, counted in a double (exact) */
-    size_t next;      /* the push at which the next re-sum happens */
+    double lane[4];   /* as rsum_t: the sum after push j at lane[j & 3] */
+    double d[3];      /* d of the last three pushes, newest first */
+    long long nz;     /* non-zero members of the window */
+    size_t resum_at;  /* the next push whose sum is re-taken exactly */
+    int left;         /* exact pushes left in this re-sum, counting resum_at */
 } run_sum;
 
 /* The push of the first wrap once RESUM_EVERY pushes follow push `base`. */
@@ -1385,105 +1420,147 @@ static size_t next_resum(size_t base, size_t p) {
 
 enum { SEGMENT = 128 };   /* run_sums works in segments of this many pushes */
 
-static int any_zero(const double *x, size_t n) {
-    v2d zero = {0, 0};
-    v2l hit = {0, 0};
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        v2d q;
-        memcpy(&q, x + i, sizeof q);
-        hit |= q == zero;
-    }
-    int any = hit[0] || hit[1];
-    for (; i < n; i++) any |= x[i] == 0.0;
-    return any;
+/* Pushes j .. j+m-1 on the chains, none of them a re-sum. e[k + 3] is d of
+ * push j+k (e[0..2] the three before), so the sum after push j+k is
+ * lane[(j+k) & 3] + ((e[k+3] + e[k+2]) + (e[k+1] + e[k])), or 0 where mk[k]
+ * is 0 (mk NULL: nowhere); sums[k] gets it times scale (skipped when scale
+ * is 1, which changes nothing). Scalar up to a push that is 0 mod 4, then the
+ * chains (0,1) and (2,3) as SSE2 pairs, with the same adds in the same order. */
+static inline void lane_step(double *lane, size_t j, const double *e, long long mk, double scale,
+                             double *out) {
+    double t = lane[j & 3] + ((e[3] + e[2]) + (e[1] + e[0]));
+    if (!mk) t = 0.0;
+    lane[j & 3] = t;
+    *out = scale != 1.0 ? t * scale : t;
 }
 
-/* run_sums for a block where no value entering or leaving the window is zero:
- * the non-zero count cannot change, so only the sums are kept. */
-static void run_sums_nonzero(run_sum *r, const double *x, size_t j0, size_t m, size_t P,
-                             double *sums) {
-    double sum = r->sum;
-    size_t next = r->next, j1 = j0 + m;
-    for (size_t j = 0; j < m;) {
-        int resum = next >= j0 + j && next < j1;
-        size_t stop = resum ? next - j0 + 1 : m;
-        for (; j < stop; j++) sums[j] = sum += x[j] - x[j - P];
-        if (resum) {
-            sum = exact_sum(x + j - P, (int)P);
-            next = next_resum(j0 + j, P);
-        }
-    }
-    r->sum = sum;
-    r->next = next;
-}
-
-static void run_sums_general(run_sum *r, const double *x, size_t j0, size_t m, size_t P,
-                             double *sums) {
-    double d[SEGMENT], f[SEGMENT];
-    size_t j1 = j0 + m, fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
-    int p = (int)P;
-    for (size_t j = 0; j < fill; j++) {           /* the ring is not full yet */
-        d[j] = x[j];
-        f[j] = x[j] != 0.0 ? 1.0 : 0.0;
-    }
-    for (size_t j = fill; j < m; j++) {
-        double old = x[j - P];
-        d[j] = x[j] - old;
-        f[j] = (x[j] != 0.0 ? 1.0 : 0.0) - (old != 0.0 ? 1.0 : 0.0);
-    }
-    double sum = r->sum, nz = r->nz;
-    size_t next = r->next;
-    for (size_t j = 0; j < m;) {
-        /* run up to the next re-sum (if it falls in this block) without testing for it */
-        int resum = next >= j0 + j && next < j1;
-        size_t stop = resum ? next - j0 + 1 : m;
-        for (; j < stop; j++) {
-            sum += d[j];
-            nz += f[j];
-            if (__builtin_expect(nz == 0.0, 0)) {
-                /* a branch, not a select: a select would sit on the add chain */
-                __asm__ volatile("");
-                sum = 0.0;
+static void lanes_run(double *lane, size_t j, const double *e, const long long *mk, size_t m,
+                      double scale, double *sums) {
+    size_t k = 0;
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    if (k + 4 <= m) {
+        __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2), S = _mm_set1_pd(scale);
+        int scaled = scale != 1.0;
+        for (; k + 4 <= m; k += 4) {
+            const double *f = e + k;
+            __m128d a2 = _mm_loadu_pd(f + 2), a3 = _mm_loadu_pd(f + 3);
+            __m128d s23 = _mm_add_pd(a3, a2);
+            L01 = _mm_add_pd(L01, _mm_add_pd(s23, _mm_add_pd(_mm_loadu_pd(f + 1), _mm_loadu_pd(f))));
+            L23 = _mm_add_pd(L23, _mm_add_pd(_mm_add_pd(_mm_loadu_pd(f + 5), _mm_loadu_pd(f + 4)), s23));
+            if (mk) {
+                L01 = _mm_and_pd(L01, _mm_loadu_pd((const double *)(mk + k)));
+                L23 = _mm_and_pd(L23, _mm_loadu_pd((const double *)(mk + k + 2)));
             }
-            sums[j] = sum;
+            _mm_storeu_pd(sums + k, scaled ? _mm_mul_pd(L01, S) : L01);
+            _mm_storeu_pd(sums + k + 2, scaled ? _mm_mul_pd(L23, S) : L23);
         }
-        if (resum) {
-            if (nz != 0.0) sum = exact_sum(x + j - P, p);
-            next = next_resum(j0 + j, P);
-        }
+        _mm_storeu_pd(lane, L01);
+        _mm_storeu_pd(lane + 2, L23);
     }
-    r->sum = sum;
-    r->nz = nz;
-    r->next = next;
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
 }
 
-/* Segments of SEGMENT pushes with no zero entering or leaving the window take
- * the short path; the rest (and the first p pushes) the general one. */
+/* One segment of at most SEGMENT pushes. A segment where no zero enters or
+ * leaves the window cannot change the non-zero count (which is then above
+ * 0), so it skips the count and the masks. */
+/* Scratch placement. A load from an address whose low 12 bits match a store
+ * still in flight waits for that store ("4K aliasing"). With scratch, inputs
+ * and outputs at arbitrary offsets, this made the same kernel run anywhere
+ * between 450M and 780M bars/s depending on where the caller's arrays
+ * happened to lie. away_from() returns where in buf (PAGE_DOUBLES longer than
+ * needed) scratch should start: the middle of the widest gap, modulo 4096,
+ * between the n arrays it is used with. */
+enum { PAGE_DOUBLES = 4096 / sizeof(double) };
 
-static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double *sums) {
-    size_t P = (size_t)p;
-    if (j0 == 0) r->next = next_resum(0, P);
-    for (size_t k = 0; k < m; k += SEGMENT) {
-        size_t mk = m - k < SEGMENT ? m - k : SEGMENT;
-        if (j0 + k >= P && !any_zero(x + k, mk) && !any_zero(x + k - P, mk))
-            run_sums_nonzero(r, x + k, j0 + k, mk, P, sums + k);
-        else
-            run_sums_general(r, x + k, j0 + k, mk, P, sums + k);
+static double *away_from(double *buf, const uintptr_t *arrays, int n) {
+    unsigned at[8], best = 0, start = 0;
+    for (int k = 0; k < n; k++) {   /* insertion sort of the page offsets */
+        unsigned v = (unsigned)(arrays[k] & 4095);
+        int j = k;
+        for (; j > 0 && at[j - 1] > v; j--) at[j] = at[j - 1];
+        at[j] = v;
     }
+    for (int k = 0; k < n; k++) {
+        unsigned gap = k + 1 < n ? at[k + 1] - at[k] : at[0] + 4096 - at[k];
+        if (gap > best) best = gap, start = at[k];
+    }
+    unsigned want = (start + best / 2) & 4095 & ~15u, have = (unsigned)((uintptr_t)buf & 4095);
+    return buf + ((want - have) & 4095) / sizeof(double);
+}
+
+static void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, double scale,
+                        double *sums) {
+    /* x - P as a number: before the window fills it points before the array */
+    const uintptr_t near[3] = {(uintptr_t)x, (uintptr_t)x - P * sizeof(double), (uintptr_t)sums};
+    double scratch[SEGMENT + 3 + PAGE_DOUBLES], *dd = away_from(scratch, near, 3);
+    long long mk[SEGMENT];
+    size_t fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
+    dd[0] = r->d[2], dd[1] = r->d[1], dd[2] = r->d[0];
+    for (size_t k = 0; k < fill; k++) dd[k + 3] = x[k];   /* the ring is not full yet */
+    __m128d hit = _mm_setzero_pd();
+    const __m128d zero = _mm_setzero_pd();
+    size_t k = fill;
+    for (; k + 2 <= m; k += 2) {   /* d, and whether a zero enters or leaves */
+        __m128d a = _mm_loadu_pd(x + k), b = _mm_loadu_pd(x + k - P);
+        hit = _mm_or_pd(hit, _mm_or_pd(_mm_cmpeq_pd(a, zero), _mm_cmpeq_pd(b, zero)));
+        _mm_storeu_pd(dd + k + 3, _mm_sub_pd(a, b));
+    }
+    int zeros = fill || _mm_movemask_pd(hit);
+    for (; k < m; k++) {
+        dd[k + 3] = x[k] - x[k - P];
+        zeros |= x[k] == 0.0 || x[k - P] == 0.0;
+    }
+    if (zeros) {
+        long long nz = r->nz;
+        for (k = 0; k < fill; k++) {
+            nz += x[k] != 0.0;
+            mk[k] = -(nz != 0);
+        }
+        for (; k < m; k++) {
+            nz += (x[k] != 0.0) - (x[k - P] != 0.0);
+            mk[k] = -(nz != 0);
+        }
+        r->nz = nz;
+    }
+    for (k = 0; k < m;) {
+        size_t at = r->resum_at;
+        int resum = at >= j0 + k && at < j0 + m;
+        size_t stop = resum ? at - j0 + 1 : m;
+        lanes_run(r->lane, j0 + k, dd + k, zeros ? mk + k : NULL, stop - k, scale, sums + k);
+        k = stop;
+        if (!resum) continue;
+        if (!zeros || mk[k - 1]) r->lane[at & 3] = exact_sum(x + k - P, (int)P);
+        if (--r->left) {
+            r->resum_at = at + 1;
+        } else {
+            r->left = 4;
+            r->resum_at = next_resum(at - 3 + 1, P);
+        }
+    }
+    r->d[0] = dd[m + 2], r->d[1] = dd[m + 1], r->d[2] = dd[m];
+}
+
+/* scale: see lanes_run (1 for the plain sums). */
+static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double scale,
+                     double *sums) {
+    size_t P = (size_t)p;
+    if (j0 == 0) {
+        r->resum_at = next_resum(0, P);
+        r->left = 4;
+    }
+    for (size_t k = 0; k < m; k += SEGMENT)
+        run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, scale, sums + k);
 }
 
 static int k_sma(KERNEL_ARGS) {
     (void)u;
     int per = (int)p[0];
-    const double nd = per;
     run_sum r = {0};
     double *o = out[0];
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
-        run_sums(&r, in[C] + b0, b0, b1 - b0, per, o + b0);
-        for (size_t i = b0; i < b1; i++) o[i] = o[i] / nd;
+        run_sums(&r, in[C] + b0, b0, b1 - b0, per, 1.0 / per, o + b0);
     }
     for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
     return 0;
@@ -1523,7 +1600,8 @@ static int var_like(int kind, KERNEL_ARGS) {
     size_t per = (size_t)p[0];
     WARM(kind, per);
     const var_t *v = kind == K_BBANDS ? &u->bb.v : &u->std.v;
-    const double nd = v->n, *x = in[C];
+    const double inv = v->inv, *x = in[C];
+    const double nd = v->n;
     double mean = v->mean, m2 = v->m2;
     int pos = v->r.pos, since = v->since;
     double dq[BLOCK], mt[BLOCK], vt[BLOCK];
@@ -1532,7 +1610,7 @@ static int var_like(int kind, KERNEL_ARGS) {
         if (check_block(kind, BIT(C), in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
         const double *xb = x + b0, *ob = x + b0 - per;
-        for (size_t j = 0; j < m; j++) dq[j] = (xb[j] - ob[j]) / nd;
+        for (size_t j = 0; j < m; j++) dq[j] = (xb[j] - ob[j]) * inv;
         for (size_t j = 0; j < m; j++) {
             double d = xb[j] - ob[j], nm = mean + dq[j];
             m2 = m2 + d * (xb[j] - nm + ob[j] - mean);
@@ -1553,7 +1631,7 @@ static int var_like(int kind, KERNEL_ARGS) {
             }
         }
         for (size_t j = 0; j < m; j++) {   /* = m2 > 0 ? m2 / n : 0, as a max that vectorises */
-            double q = vt[j] / nd;
+            double q = vt[j] * inv;
             vt[j] = sqrt(q > 0.0 ? q : 0.0);
         }
         if (kind == K_STDDEV) {
@@ -1635,7 +1713,7 @@ static int hist_open(hist_sum *h, size_t p) {
 static double *hist_next(hist_sum *h) { return h->buf + h->have; }
 
 static void hist_sums(hist_sum *h, size_t j0, size_t m, double *sums) {
-    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, sums);
+    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, 1.0, sums);
     size_t keep = h->have + m < h->p ? h->have + m : h->p;
     memmove(h->buf, h->buf + h->have + m - keep, keep * sizeof(double));
     h->have = keep;
@@ -1747,11 +1825,9 @@ static void sliding_extremes(const double *xh, const double *xl, size_t n, int p
  * o[j] means something from j = p - 1 on. y and o must not overlap. */
 static void sma_run(const double *y, size_t m, int p, double *o) {
     run_sum r = {0};
-    const double nd = p;
     for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
         j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
-        run_sums(&r, y + j0, j0, j1 - j0, p, o + j0);
-        for (size_t j = j0; j < j1; j++) o[j] = o[j] / nd;
+        run_sums(&r, y + j0, j0, j1 - j0, p, 1.0 / p, o + j0);
     }
 }
 
