@@ -506,7 +506,7 @@ describe("vibex.ta", function()
         local name, p = case[1], case[2]
         local long = ta[name](b, unpack(p))
         local lb = ta.lookback(name, unpack(p))
-        for _, len in ipairs({lb + 1, lb + 2, lb + 3, lb + 4, lb + 5, lb + 9, 1023, 1024, 1025, 2049}) do
+        for _, len in ipairs({lb + 1, lb + 2, lb + 3, lb + 4, lb + 5, lb + 9, 255, 256, 257, 1023, 1024, 1025, 2049}) do
           local cols = {}
           for k, v in pairs(b) do cols[k] = {unpack(v, 1, len)} end
           local short = assert(ta[name](cols, unpack(p)))
