@@ -399,7 +399,10 @@ typedef struct { rsi_s rsi; mono_t hi, lo; int64_t kcnt; int fk; sma_t fd; } sto
 typedef struct { rsum_t sum; int64_t cnt; int n; } cci_s;   /* sum.r holds the TPs */
 typedef struct { double prev; int64_t cnt; rsum_t pos, neg; int n; } mfi_s;
 typedef struct { double prev, lane[4], s1, s2, s3; int64_t cnt; } obv_s;   /* lanes: see rsum_t */
-typedef struct { double session, pv, vol; int64_t cnt; double anchor; } vwap_s;
+/* session: its index floor(t / anchor); lo, hi: its bounds [lo, hi) in t;
+ * pv: the session's sum of (high + low + close) x volume (the 3 of the
+ * typical price is divided out once, at the end). */
+typedef struct { double session, lo, hi, pv, vol; int64_t cnt; double anchor; } vwap_s;
 typedef struct { ring_t r; int64_t cnt; int n; } roc_s;
 typedef struct { mono_t hi, lo; int64_t cnt; int n; } hl_s;    /* WILLR, Donchian */
 typedef struct { ema_t e; atr_t a; double mult; } kelt_s;
@@ -603,7 +606,10 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         ring_init(&u->mfi.neg.r, mem + a, a);
         u->mfi.n = a;
         break;
-    case K_VWAP: u->vwap.anchor = p[0]; u->vwap.session = NAN; break;
+    case K_VWAP:
+        u->vwap.anchor = p[0];
+        u->vwap.session = u->vwap.lo = u->vwap.hi = NAN;
+        break;
     case K_ROC: ring_init(&u->roc.r, mem, a); u->roc.n = a; break;
     case K_WILLR: case K_DONCHIAN:
         mono_init(&u->hl.hi, &mem, a);
@@ -875,16 +881,22 @@ static inline void step_obv(ta_state *u, const double *v, double *o, int commit)
 
 static inline void step_vwap(ta_state *u, const double *v, double *o, int commit) {
     vwap_s *s = &u->vwap;
-    double tp = (v[H] + v[L] + v[C]) / 3.0;
-    double session = floor(v[T] / s->anchor);
-    double pv = tp * v[V], vol = v[V];
+    double hlc = v[H] + v[L] + v[C], t = v[T];
+    double pv = hlc * v[V], vol = v[V];
+    /* the divide and floor only when t leaves the current session's bounds */
+    int inside = t >= s->lo && t < s->hi;
+    double session = inside ? s->session : floor(t / s->anchor);
     if (session == s->session) {
         pv += s->pv;
         vol += s->vol;
     }
-    o[0] = vol > 0.0 ? pv / vol : tp;
+    o[0] = vol > 0.0 ? pv / (3.0 * vol) : hlc / 3.0;
     if (commit) {
-        s->session = session;
+        if (!inside) {
+            s->session = session;
+            s->lo = session * s->anchor;
+            s->hi = s->lo + s->anchor;
+        }
         s->pv = pv;
         s->vol = vol;
         s->cnt++;
@@ -1716,30 +1728,29 @@ static int var_like(int kind, KERNEL_ARGS) {
 static int k_bbands(KERNEL_ARGS) { return var_like(K_BBANDS, u, p, n, in, out, err, errlen); }
 static int k_stddev(KERNEL_ARGS) { return var_like(K_STDDEV, u, p, n, in, out, err, errlen); }
 
-/* VWAP: the session test as a range check on t/anchor (floor only when the
- * session may have changed), divisions in vectorising passes. */
+/* VWAP: the step's session bounds test (floor only when t leaves them), the
+ * running sums, then one divide per bar in a pass that vectorises. */
 static int k_vwap(KERNEL_ARGS) {
     (void)p;
     WARM(K_VWAP, 1);
-    const double anchor = u->vwap.anchor, *h = in[H], *l = in[L], *c = in[C], *vol = in[V],
-                 *t = in[T];
-    double cur = u->vwap.session, PV = u->vwap.pv, VOL = u->vwap.vol, *o = out[0];
-    double tp[BLOCK], q[BLOCK], pv[BLOCK], vv[BLOCK];
+    vwap_s *s = &u->vwap;
+    const double anchor = s->anchor, *h = in[H], *l = in[L], *c = in[C], *vol = in[V], *t = in[T];
+    double cur = s->session, lo = s->lo, hi = s->hi, PV = s->pv, VOL = s->vol, *o = out[0];
+    double hlc[BLOCK], pv[BLOCK], vv[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
+        for (size_t j = 0; j < m; j++) hlc[j] = h[b0 + j] + l[b0 + j] + c[b0 + j];
         for (size_t j = 0; j < m; j++) {
-            tp[j] = (h[b0 + j] + l[b0 + j] + c[b0 + j]) / 3.0;
-            q[j] = t[b0 + j] / anchor;
-        }
-        for (size_t j = 0; j < m; j++) {
-            double a = tp[j] * vol[b0 + j], b = vol[b0 + j];
-            int same = q[j] >= cur && q[j] < cur + 1.0;
+            double a = hlc[j] * vol[b0 + j], b = vol[b0 + j], tj = t[b0 + j];
+            int same = tj >= lo && tj < hi;
             if (!same) {
-                double sess = floor(q[j]);
+                double sess = floor(tj / anchor);
                 same = sess == cur;
                 cur = sess;
+                lo = sess * anchor;
+                hi = lo + anchor;
             }
             if (same) {
                 a += PV;
@@ -1748,7 +1759,10 @@ static int k_vwap(KERNEL_ARGS) {
             PV = pv[j] = a;
             VOL = vv[j] = b;
         }
-        for (size_t j = 0; j < m; j++) o[b0 + j] = vv[j] > 0.0 ? pv[j] / vv[j] : tp[j];
+        for (size_t j = 0; j < m; j++) {   /* the step's expression, as selects around one divide */
+            int any = vv[j] > 0.0;
+            o[b0 + j] = (any ? pv[j] : hlc[j]) / (any ? 3.0 * vv[j] : 3.0);
+        }
     }
     return 0;
 }
