@@ -12,7 +12,7 @@ PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1 libwebsock
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread $(EXTRA_LDLIBS)
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmvec -lm -lpthread $(EXTRA_LDLIBS)
 LDFLAGS_ALL = -Wl,-E $(EXTRA_LDFLAGS)
 
 BUILD   ?= build/release

@@ -29,6 +29,16 @@
 
 #define MAX_PERIOD 100000
 
+/* glibc's libmvec: log of two doubles at once (SSE2 ABI; the library picks
+ * its SSE4 code at load time). Realized volatility takes every log through
+ * it, in stream and batch alike, so both get the same bits; libm's scalar
+ * log was a third of that indicator's time. Within 4 ulp of the true log. */
+__m128d _ZGVbN2v_log(__m128d x);
+
+static inline double log1_mvec(double x) {
+    return _mm_cvtsd_f64(_ZGVbN2v_log(_mm_set1_pd(x)));
+}
+
 /* ---- rings and running sums ------------------------------------------ */
 
 typedef struct {
@@ -412,7 +422,7 @@ typedef struct {
     int dir, has;
 } st_s;
 typedef struct { var_t v; double nbdev; } std_s;
-typedef struct { double prev; int64_t cnt; rsum_t rs; int n; double ann; } rv_s;
+typedef struct { double prev; int64_t cnt; rsum_t rs; int n; double scale; } rv_s;   /* scale: annualize / n */
 
 enum {
     K_SMA, K_EMA, K_WMA, K_DEMA, K_TEMA, K_RSI, K_MACD, K_BBANDS, K_ATR, K_NATR,
@@ -618,7 +628,7 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         break;
     case K_KELTNER: ema_init(&u->kelt.e, a); u->kelt.mult = p[1]; wilder_init(&u->kelt.a.w, c); break;
     case K_SUPERTREND: wilder_init(&u->st.a.w, a); u->st.mult = p[1]; break;
-    case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.ann = p[1]; break;
+    case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.scale = p[1] / a; break;
     default: break;
     }
 }
@@ -983,10 +993,10 @@ static inline void step_rvol(ta_state *u, const double *v, double *o, int commit
     double x = v[C];
     o[0] = NAN;
     if (s->cnt > 0) {
-        double r = log(x / s->prev);
+        double r = log1_mvec(x / s->prev);
         int nz;
         double sum = rsum_peek(&s->rs, r * r, &nz);
-        if (s->cnt >= s->n) o[0] = sqrt((sum > 0.0 ? sum / s->n : 0.0) * s->ann);
+        if (s->cnt >= s->n) o[0] = sqrt(sum > 0.0 ? sum * s->scale : 0.0);
         if (commit) rsum_commit(&s->rs, r * r, sum, nz);
     }
     if (commit) {
@@ -1832,12 +1842,12 @@ static int k_mfi(KERNEL_ARGS) {
     return rc;
 }
 
-/* Realized volatility: squared log returns (libm's log, per bar), their
- * running sum, then the root in a pass that vectorises. */
+/* Realized volatility: squared log returns (libmvec's log, two bars a
+ * call), their running sum, then the root in a pass that vectorises. */
 static int k_rvol(KERNEL_ARGS) {
     (void)u;
     size_t P = (size_t)p[0];
-    const double nd = (double)P, ann = p[1], *x = in[C];
+    const double scale = p[1] / (double)P, *x = in[C];
     hist_sum hs;
     int rc = hist_open(&hs, P);
     if (rc) snprintf(err, errlen, "rvol: out of memory");
@@ -1845,16 +1855,21 @@ static int k_rvol(KERNEL_ARGS) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
         if (rc) break;
-        size_t m = b1 - b0;
+        size_t m = b1 - b0, k = 0;
         double *q = hist_next(&hs), *o = out[0] + b0;
-        for (size_t k = 0; k < m; k++) {
-            double r = log(x[b0 + k] / x[b0 + k - 1]);
+        for (; k < m; k++) q[k] = x[b0 + k] / x[b0 + k - 1];
+        for (k = 0; k + 2 <= m; k += 2) {
+            __m128d r = _ZGVbN2v_log(_mm_loadu_pd(q + k));
+            _mm_storeu_pd(q + k, _mm_mul_pd(r, r));
+        }
+        for (; k < m; k++) {
+            double r = log1_mvec(q[k]);
             q[k] = r * r;
         }
         hist_sums(&hs, b0 - 1, m, o);
-        for (size_t k = 0; k < m; k++) {
-            double t = o[k] / nd;
-            o[k] = sqrt((o[k] > 0.0 ? t : 0.0) * ann);
+        for (k = 0; k < m; k++) {
+            double t = o[k] * scale;
+            o[k] = sqrt(o[k] > 0.0 ? t : 0.0);
         }
     }
     free(hs.buf);
