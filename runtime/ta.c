@@ -1716,19 +1716,20 @@ static int var_like(int kind, KERNEL_ARGS) {
                 }
             }
         }
-        for (size_t j = 0; j < m; j++) {   /* = m2 > 0 ? m2 / n : 0, as a max that vectorises */
-            double q = vt[j] * inv;
-            vt[j] = sqrt(q > 0.0 ? q : 0.0);
-        }
+        /* sd = sqrt(m2 > 0 ? m2 / n : 0), the select a max that vectorises */
         if (kind == K_STDDEV) {
             const double nb = u->std.nbdev;
-            for (size_t j = 0; j < m; j++) out[0][b0 + j] = vt[j] * nb;
+            for (size_t j = 0; j < m; j++) {
+                double q = vt[j] * inv;
+                out[0][b0 + j] = sqrt(q > 0.0 ? q : 0.0) * nb;
+            }
         } else {
             const double up = u->bb.up, dn = u->bb.dn;
             for (size_t j = 0; j < m; j++) {
-                out[0][b0 + j] = mt[j] + up * vt[j];
+                double q = vt[j] * inv, sd = sqrt(q > 0.0 ? q : 0.0);
+                out[0][b0 + j] = mt[j] + up * sd;
                 out[1][b0 + j] = mt[j];
-                out[2][b0 + j] = mt[j] - dn * vt[j];
+                out[2][b0 + j] = mt[j] - dn * sd;
             }
         }
     }
