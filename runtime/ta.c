@@ -770,13 +770,15 @@ static inline void step_adx(ta_state *u, const double *v, double *o, int commit)
 /* %K of value x against the window's extremes, as TA-Lib writes it (the
  * divide is done unconditionally so that batch loops over it vectorise). */
 static inline double stoch_k(double x, double hh, double ll) {
-    double diff = (hh - ll) / 100.0, q = (x - ll) / diff;
+    /* TA-Lib: (x - ll) / ((hh - ll) / 100); one divide instead of two */
+    double diff = hh - ll, q = ((x - ll) * 100.0) / diff;
     return diff != 0.0 ? q : 0.0;
 }
 
 /* Williams %R of close c against the window's extremes. */
 static inline double willr_of(double c, double hh, double ll) {
-    double diff = (hh - ll) / -100.0, q = (hh - c) / diff;
+    /* TA-Lib: (hh - c) / ((hh - ll) / -100); one divide instead of two */
+    double diff = hh - ll, q = ((hh - c) * -100.0) / diff;
     return diff != 0.0 ? q : 0.0;
 }
 
@@ -849,7 +851,9 @@ static inline void step_cci(ta_state *u, const double *v, double *o, int commit)
 
 static inline void step_mfi(ta_state *u, const double *v, double *o, int commit) {
     mfi_s *s = &u->mfi;
-    double tp = (v[H] + v[L] + v[C]) / 3.0;
+    /* high + low + close stands for the typical price: the index is a ratio
+     * of flows, so the 3 cancels, and two divides a bar go */
+    double tp = v[H] + v[L] + v[C];
     o[0] = NAN;
     if (s->cnt > 0) {
         double mf = tp * v[V];
@@ -1826,7 +1830,7 @@ static int k_mfi(KERNEL_ARGS) {
         double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
         for (size_t k = 0; k < m; k++) {
             size_t i = b0 + k;
-            double tp = (h[i] + l[i] + c[i]) / 3.0, prev = (h[i - 1] + l[i - 1] + c[i - 1]) / 3.0;
+            double tp = h[i] + l[i] + c[i], prev = h[i - 1] + l[i - 1] + c[i - 1];   /* see step_mfi */
             double mf = tp * v[i];
             up[k] = tp > prev ? mf : 0.0;
             dn[k] = tp < prev ? mf : 0.0;
