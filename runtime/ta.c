@@ -10,8 +10,7 @@
  * touching it, then, only if commit is set, folds the bar in. A forming
  * candle is a step with commit = 0. Batch runs the warm-up through the same
  * step, then a kernel (see "batch kernels") that repeats the step's
- * arithmetic in the step's order, so batch and stream agree bit for bit
- * (batch EMA excepted: it reassociates, see k_ema).
+ * arithmetic in the step's order, so batch and stream agree bit for bit.
  *
  * Running sums are re-summed exactly from their ring every time the ring
  * wraps (amortised O(1)) and count their non-zero members, so a window of
@@ -390,7 +389,11 @@ static inline double atr_step(atr_t *a, double h, double l, double c, int commit
 /* ---- the indicators --------------------------------------------------- */
 
 typedef struct { sma_t s; } sma_s;
-typedef struct { ema_t e; } ema_s;
+/* The EMA indicator: ema_t through the seed and three bars more, then four
+ * interleaved chains (see k_ema): the last four values, the last three
+ * inputs, and the chains' constants. DEMA, TEMA, MACD and Keltner keep the
+ * serial ema_t. */
+typedef struct { ema_t e; double last[4], x1, x2, x3, c1, c2, c3, A; } ema_s;
 typedef struct { ring_t r; int64_t cnt; double w, sum; int n; double div; } wma_s;
 typedef struct { ema_t e1, e2, e3; } xema_s;      /* DEMA, TEMA */
 typedef struct { double prev; int64_t cnt; wilder_t g, l; } rsi_s;
@@ -564,7 +567,15 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
     memset(u, 0, sizeof *u);
     switch (kind) {
     case K_SMA: sma_init(&u->sma.s, &mem, a); break;
-    case K_EMA: ema_init(&u->ema.e, a); break;
+    case K_EMA: {
+        ema_s *s = &u->ema;
+        ema_init(&s->e, a);
+        s->c1 = s->e.a * s->e.k;
+        s->c2 = s->e.a * s->c1;
+        s->c3 = s->e.a * s->c2;
+        s->A = (s->e.a * s->e.a) * (s->e.a * s->e.a);
+        break;
+    }
     case K_WMA:
         ring_init(&u->wma.r, mem, a > 1 ? a - 1 : 1);
         u->wma.n = a;
@@ -640,7 +651,22 @@ static inline void step_sma(ta_state *u, const double *v, double *o, int commit)
 }
 
 static inline void step_ema(ta_state *u, const double *v, double *o, int commit) {
-    o[0] = ema_step(&u->ema.e, v[C], commit);
+    ema_s *s = &u->ema;
+    int64_t i = s->e.cnt;
+    double x = v[C], e;
+    if (i >= s->e.n + 3) {
+        e = s->A * s->last[i & 3] + ((s->e.k * x + s->c1 * s->x1) + (s->c2 * s->x2 + s->c3 * s->x3));
+        if (commit) s->e.cnt++;
+    } else {
+        e = ema_step(&s->e, x, commit);
+    }
+    o[0] = e;
+    if (commit) {
+        s->last[i & 3] = e;
+        s->x3 = s->x2;
+        s->x2 = s->x1;
+        s->x1 = x;
+    }
 }
 
 static inline void step_wma(ta_state *u, const double *v, double *o, int commit) {
@@ -1201,9 +1227,10 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
  * The generic loop above pays for the step's warm-up branches and its state
  * struct on every bar. A kernel runs only the warm-up through it, then a
  * steady-state loop over locals that does the step's arithmetic in the step's
- * order, so batch and stream still agree bit for bit (EMA is the one
- * deliberate exception; see k_ema). Every kernel checks its inputs a block
- * at a time, before computing that block. */
+ * order, so batch and stream still agree bit for bit. Where a kernel needs a
+ * different order to run fast (EMA, OBV and the window sums run four
+ * interleaved chains), the step uses that order too. Every kernel checks its
+ * inputs a block at a time, before computing that block. */
 
 #define KERNEL_ARGS ta_state *u, const double *p, size_t n, const double *const *in, \
                     double *const *out, char *err, size_t errlen
@@ -1232,14 +1259,14 @@ static size_t warm_up(int kind, ta_state *u, size_t w, size_t n, const double *c
 
 /* EMA by four interleaved chains: e[i] = a^4 e[i-4] + k(x[i] + a x[i-1] +
  * a^2 x[i-2] + a^3 x[i-3]). One serial multiply-add per bar (6 cycles here)
- * cannot keep up with memory; four independent ones can. The price is
- * reassociation: batch EMA equals the stream to a few ulps (the spec checks
- * 1e-13 relative) rather than bit for bit. */
+ * cannot keep up with memory; four independent ones can. The stream
+ * (step_ema) uses the same form from the same bar on, so the two agree bit
+ * for bit; against TA-Lib's serial recurrence it differs by a few ulps. */
 static int k_ema(KERNEL_ARGS) {
     int per = (int)p[0];
     WARM(K_EMA, (size_t)per + 3);
-    const ema_t *e = &u->ema.e;
-    const double k = e->k, a = e->a, c1 = a * k, c2 = a * c1, c3 = a * c2, A = (a * a) * (a * a);
+    const ema_s *e = &u->ema;
+    const double k = e->e.k, c1 = e->c1, c2 = e->c2, c3 = e->c3, A = e->A;
     const double *x = in[C];
     double *o = out[0];
     double l[4] = {o[w - 4], o[w - 3], o[w - 2], o[w - 1]};

@@ -5,9 +5,9 @@
  * Every indicator is one step function over a small state. The batch entry
  * point runs that step through the warm-up and then a kernel that does the
  * step's arithmetic in the step's order, so a stream and a batch run over the
- * same values give bit-for-bit the same numbers at every index. Batch EMA is
- * the exception: it reassociates the recurrence (four interleaved chains) and
- * agrees with the stream to a few ulps.
+ * same values give bit-for-bit the same numbers at every index. Where a
+ * kernel needs another order of operations to run fast (EMA, OBV and the
+ * window sums as four interleaved chains), the step uses that order too.
  *
  * Definitions follow TA-Lib's defaults (lookbacks, SMA-seeded EMA, Wilder
  * smoothing, first valid index); the per-indicator notes are in README.md

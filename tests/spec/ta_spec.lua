@@ -422,12 +422,9 @@ describe("vibex.ta", function()
         local cols = {}
         for i, f in ipairs(inputs) do cols[i] = b[f] end
         local ni = #inputs
-        -- bit for bit, except batch EMA, whose four interleaved chains
-        -- reassociate the recurrence (a few ulps; see k_ema in ta.c)
-        local tol = name == "ema" and 1e-13 or 0
+        -- bit for bit, for every indicator
         local function eq(got, want, i, what)
-          if got ~= want and not (got ~= got and want ~= want)
-            and not (math.abs(got - want) <= tol * math.abs(want)) then
+          if got ~= want and not (got ~= got and want ~= want) then
             error(("%s %s at %d: stream %.17g, batch %.17g"):format(name, what, i, got, want))
           end
         end
