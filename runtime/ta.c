@@ -163,22 +163,58 @@ static inline double sma_step(sma_t *s, double x, int commit) {
     return v;
 }
 
-/* EMA seeded with the SMA of its first n values. prev*(1-k) + x*k is
- * TA-Lib's (x-prev)*k + prev rearranged so that only one multiply and one add
- * sit on the dependency chain from one bar to the next. */
+/* Exponential averages (EMA and Wilder's): seeded with the SMA of the first
+ * n values, then v = prev*a + x*k. For EMA k = 2/(n+1), a = 1-k (TA-Lib's
+ * (x-prev)*k + prev rearranged); for Wilder k = 1/n, a = (n-1)/n (TA-Lib's
+ * (prev*(n-1)+x)/n with the divide off the chain). Either way one multiply
+ * and one add sit on the chain from one bar to the next, 6 cycles here,
+ * which cannot keep up with memory. So from the fourth value after the seed
+ * on, the recurrence runs as four interleaved chains:
+ *
+ *     v[i] = a^4 v[i-4] + ((k x[i] + ak x[i-1]) + (a^2k x[i-2] + a^3k x[i-3]))
+ *
+ * Batch (ew_run) runs them side by side in SSE2 pairs; the step uses the same
+ * form from the same value on, so the two agree bit for bit. Against the
+ * serial recurrence this differs by a few ulps. */
 typedef struct {
-    int64_t cnt;
-    double k, a, sum, val;
+    int64_t cnt, from;           /* from: the input count where the chains start */
+    double k, a, sum, val;       /* val: the last value while serial */
+    double last[4];              /* the value after input i at last[i & 3] */
+    double x1, x2, x3;           /* the last three inputs, newest first */
+    double c1, c2, c3, A;        /* ak, a^2k, a^3k, a^4 */
     int n;
-} ema_t;
+} ew_t;
 
-static void ema_init(ema_t *e, int n) {
+typedef ew_t ema_t;
+typedef ew_t wilder_t;
+
+/* lanes = 1: EMA, ATR, NATR, SuperTrend's ATR and ADX's final average run
+ * the four chains. lanes = 0 keeps the serial recurrence for good: RSI,
+ * DEMA, TEMA, MACD and Keltner run two or three chains side by side already,
+ * and for them the four chains' extra multiplies cost more than they save
+ * (measured: RSI 14% slower with them, DEMA and TEMA 5%). */
+static void ew_init(ew_t *e, int n, double a, double k, int lanes) {
     e->n = n;
-    e->k = 2.0 / (n + 1.0);
-    e->a = 1.0 - e->k;
+    e->from = lanes ? n + 3 : INT64_MAX;
+    e->a = a;
+    e->k = k;
+    e->c1 = a * k;
+    e->c2 = a * e->c1;
+    e->c3 = a * e->c2;
+    e->A = (a * a) * (a * a);
 }
 
-static inline double ema_step(ema_t *e, double x, int commit) {
+static void ema_init(ema_t *e, int n, int lanes) {
+    double k = 2.0 / (n + 1.0);
+    ew_init(e, n, 1.0 - k, k, lanes);
+}
+
+static void wilder_init(wilder_t *w, int n, int lanes) {
+    ew_init(w, n, (n - 1.0) / n, 1.0 / n, lanes);
+}
+
+/* The serial recurrence: the seed, then prev*a + x*k. */
+static inline double ew_serial(ew_t *e, double x, int commit) {
     double v;
     if (e->cnt >= e->n) v = e->val * e->a + x * e->k;
     else if (e->cnt == e->n - 1) v = (e->sum + x) / e->n;
@@ -191,32 +227,26 @@ static inline double ema_step(ema_t *e, double x, int commit) {
     return v;
 }
 
-/* Wilder average: seed SMA(n), then (prev*(n-1)+x)/n, written as
- * prev*((n-1)/n) + x*(1/n) to keep the divide off the chain. */
-typedef struct {
-    int64_t cnt;
-    double sum, val, a, b;
-    int n;
-} wilder_t;
-
-static void wilder_init(wilder_t *w, int n) {
-    w->n = n;
-    w->a = (n - 1.0) / n;
-    w->b = 1.0 / n;
-}
-
-static inline double wilder_step(wilder_t *w, double x, int commit) {
-    double v;
-    if (w->cnt >= w->n) v = w->val * w->a + x * w->b;
-    else if (w->cnt == w->n - 1) v = (w->sum + x) / w->n;
-    else v = NAN;
+static inline double ew_step(ew_t *e, double x, int commit) {
+    if (e->from == INT64_MAX) return ew_serial(e, x, commit);
+    int64_t i = e->cnt;
+    double v = i >= e->from ? e->A * e->last[i & 3] +
+                                  ((e->k * x + e->c1 * e->x1) + (e->c2 * e->x2 + e->c3 * e->x3))
+                            : ew_serial(e, x, 0);
     if (commit) {
-        if (w->cnt < w->n - 1) w->sum += x;
-        else w->val = v;
-        w->cnt++;
+        if (i < e->n - 1) e->sum += x;
+        else e->val = v;
+        e->last[i & 3] = v;
+        e->x3 = e->x2;
+        e->x2 = e->x1;
+        e->x1 = x;
+        e->cnt++;
     }
     return v;
 }
+
+static inline double ema_step(ema_t *e, double x, int commit) { return ew_step(e, x, commit); }
+static inline double wilder_step(wilder_t *w, double x, int commit) { return ew_step(w, x, commit); }
 
 /* Wilder running sum (ADX): the sum of n-1 values, then TA-Lib's s - s/n + x,
  * written s*((n-1)/n) + x (as the Wilder average is) so that no divide sits
@@ -389,11 +419,7 @@ static inline double atr_step(atr_t *a, double h, double l, double c, int commit
 /* ---- the indicators --------------------------------------------------- */
 
 typedef struct { sma_t s; } sma_s;
-/* The EMA indicator: ema_t through the seed and three bars more, then four
- * interleaved chains (see k_ema): the last four values, the last three
- * inputs, and the chains' constants. DEMA, TEMA, MACD and Keltner keep the
- * serial ema_t. */
-typedef struct { ema_t e; double last[4], x1, x2, x3, c1, c2, c3, A; } ema_s;
+typedef struct { ema_t e; } ema_s;
 typedef struct { ring_t r; int64_t cnt; double w, sum; int n; double div; } wma_s;
 typedef struct { ema_t e1, e2, e3; } xema_s;      /* DEMA, TEMA */
 typedef struct { double prev; int64_t cnt; wilder_t g, l; } rsi_s;
@@ -567,26 +593,18 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
     memset(u, 0, sizeof *u);
     switch (kind) {
     case K_SMA: sma_init(&u->sma.s, &mem, a); break;
-    case K_EMA: {
-        ema_s *s = &u->ema;
-        ema_init(&s->e, a);
-        s->c1 = s->e.a * s->e.k;
-        s->c2 = s->e.a * s->c1;
-        s->c3 = s->e.a * s->c2;
-        s->A = (s->e.a * s->e.a) * (s->e.a * s->e.a);
-        break;
-    }
+    case K_EMA: ema_init(&u->ema.e, a, 1); break;
     case K_WMA:
         ring_init(&u->wma.r, mem, a > 1 ? a - 1 : 1);
         u->wma.n = a;
         u->wma.div = a * (a + 1.0) / 2.0;
         break;
     case K_DEMA: case K_TEMA:
-        ema_init(&u->xema.e1, a); ema_init(&u->xema.e2, a); ema_init(&u->xema.e3, a);
+        ema_init(&u->xema.e1, a, 0); ema_init(&u->xema.e2, a, 0); ema_init(&u->xema.e3, a, 0);
         break;
     case K_RSI: case K_STOCHRSI:
-        wilder_init(&u->rsi.g, a);
-        wilder_init(&u->rsi.l, a);
+        wilder_init(&u->rsi.g, a, 0);
+        wilder_init(&u->rsi.l, a, 0);
         if (kind == K_STOCHRSI) {
             mono_init(&u->stochrsi.hi, &mem, b);
             mono_init(&u->stochrsi.lo, &mem, b);
@@ -596,20 +614,20 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         break;
     case K_MACD: {
         int fast = a < b ? a : b, slow = a < b ? b : a;   /* TA-Lib swaps them */
-        ema_init(&u->macd.fast, fast);
-        ema_init(&u->macd.slow, slow);
-        ema_init(&u->macd.sig, c);
+        ema_init(&u->macd.fast, fast, 0);
+        ema_init(&u->macd.slow, slow, 0);
+        ema_init(&u->macd.sig, c, 0);
         u->macd.skip = slow - fast;  /* the fast EMA is seeded where the slow one is */
         break;
     }
     case K_BBANDS: var_init(&u->bb.v, &mem, a); u->bb.up = p[1]; u->bb.dn = p[2]; break;
     case K_STDDEV: var_init(&u->std.v, &mem, a); u->std.nbdev = p[1]; break;
-    case K_ATR: case K_NATR: wilder_init(&u->atr.a.w, a); break;
+    case K_ATR: case K_NATR: wilder_init(&u->atr.a.w, a, 1); break;
     case K_ADX:
         wsum_init(&u->adx.dmp, a);
         wsum_init(&u->adx.dmm, a);
         wsum_init(&u->adx.tr, a);
-        wilder_init(&u->adx.adx, a);
+        wilder_init(&u->adx.adx, a, 1);
         break;
     case K_STOCH:
         mono_init(&u->stoch.hi, &mem, a);
@@ -637,8 +655,12 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         mono_init(&u->hl.lo, &mem, a);
         u->hl.n = a;
         break;
-    case K_KELTNER: ema_init(&u->kelt.e, a); u->kelt.mult = p[1]; wilder_init(&u->kelt.a.w, c); break;
-    case K_SUPERTREND: wilder_init(&u->st.a.w, a); u->st.mult = p[1]; break;
+    case K_KELTNER:
+        ema_init(&u->kelt.e, a, 0);
+        u->kelt.mult = p[1];
+        wilder_init(&u->kelt.a.w, c, 0);
+        break;
+    case K_SUPERTREND: wilder_init(&u->st.a.w, a, 1); u->st.mult = p[1]; break;
     case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.scale = p[1] / a; break;
     default: break;
     }
@@ -651,22 +673,7 @@ static inline void step_sma(ta_state *u, const double *v, double *o, int commit)
 }
 
 static inline void step_ema(ta_state *u, const double *v, double *o, int commit) {
-    ema_s *s = &u->ema;
-    int64_t i = s->e.cnt;
-    double x = v[C], e;
-    if (i >= s->e.n + 3) {
-        e = s->A * s->last[i & 3] + ((s->e.k * x + s->c1 * s->x1) + (s->c2 * s->x2 + s->c3 * s->x3));
-        if (commit) s->e.cnt++;
-    } else {
-        e = ema_step(&s->e, x, commit);
-    }
-    o[0] = e;
-    if (commit) {
-        s->last[i & 3] = e;
-        s->x3 = s->x2;
-        s->x2 = s->x1;
-        s->x1 = x;
-    }
+    o[0] = ema_step(&u->ema.e, v[C], commit);
 }
 
 static inline void step_wma(ta_state *u, const double *v, double *o, int commit) {
@@ -1228,8 +1235,9 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
  * struct on every bar. A kernel runs only the warm-up through it, then a
  * steady-state loop over locals that does the step's arithmetic in the step's
  * order, so batch and stream still agree bit for bit. Where a kernel needs a
- * different order to run fast (EMA, OBV and the window sums run four
- * interleaved chains), the step uses that order too. Every kernel checks its
+ * different order to run fast (EMA, the Wilder averages with lanes, OBV
+ * and the window sums run four interleaved chains), the step uses that
+ * order too. Every kernel checks its
  * inputs a block at a time, before computing that block. */
 
 #define KERNEL_ARGS ta_state *u, const double *p, size_t n, const double *const *in, \
@@ -1257,48 +1265,58 @@ static size_t warm_up(int kind, ta_state *u, size_t w, size_t n, const double *c
     if (w == (size_t)-1) return -1;                                                \
     if (w == n) return 0
 
-/* EMA by four interleaved chains: e[i] = a^4 e[i-4] + k(x[i] + a x[i-1] +
- * a^2 x[i-2] + a^3 x[i-3]). One serial multiply-add per bar (6 cycles here)
- * cannot keep up with memory; four independent ones can. The stream
- * (step_ema) uses the same form from the same bar on, so the two agree bit
- * for bit; against TA-Lib's serial recurrence it differs by a few ulps. */
+/* The four chains of ew_t over inputs x[0..m) of chain index i0 on (at least
+ * e->from), x[-3..-1] being the three inputs before. Same expressions
+ * as ew_step, in SSE2 pairs (chains 0,1 and 2,3) once i0 + k is 0 mod 4. */
+static inline double ew_lane(ew_t *e, int64_t i, const double *x) {
+    double *l = &e->last[i & 3];
+    return *l = e->A * *l + ((e->k * x[0] + e->c1 * x[-1]) + (e->c2 * x[-2] + e->c3 * x[-3]));
+}
+
+static void ew_run(ew_t *e, int64_t i0, const double *x, size_t m, double *out) {
+    size_t k = 0;
+    for (; k < m && ((i0 + (int64_t)k) & 3); k++) out[k] = ew_lane(e, i0 + (int64_t)k, x + k);
+    if (k + 4 <= m) {
+        const __m128d K = _mm_set1_pd(e->k), C1 = _mm_set1_pd(e->c1), C2 = _mm_set1_pd(e->c2),
+                      C3 = _mm_set1_pd(e->c3), A = _mm_set1_pd(e->A);
+        __m128d L01 = _mm_loadu_pd(e->last), L23 = _mm_loadu_pd(e->last + 2);
+        for (; k + 4 <= m; k += 4) {
+            const double *y = x + k;
+            __m128d y0 = _mm_loadu_pd(y), y1 = _mm_loadu_pd(y - 1), y2 = _mm_loadu_pd(y - 2),
+                    y3 = _mm_loadu_pd(y - 3), y4 = _mm_loadu_pd(y + 2), y5 = _mm_loadu_pd(y + 1);
+            L01 = _mm_add_pd(_mm_mul_pd(A, L01),
+                             _mm_add_pd(_mm_add_pd(_mm_mul_pd(K, y0), _mm_mul_pd(C1, y1)),
+                                        _mm_add_pd(_mm_mul_pd(C2, y2), _mm_mul_pd(C3, y3))));
+            L23 = _mm_add_pd(_mm_mul_pd(A, L23),
+                             _mm_add_pd(_mm_add_pd(_mm_mul_pd(K, y4), _mm_mul_pd(C1, y5)),
+                                        _mm_add_pd(_mm_mul_pd(C2, y0), _mm_mul_pd(C3, y1))));
+            _mm_storeu_pd(out + k, L01);
+            _mm_storeu_pd(out + k + 2, L23);
+        }
+        _mm_storeu_pd(e->last, L01);
+        _mm_storeu_pd(e->last + 2, L23);
+    }
+    for (; k < m; k++) out[k] = ew_lane(e, i0 + (int64_t)k, x + k);
+    if (m) {   /* as the step leaves it */
+        e->x1 = x[(ptrdiff_t)m - 1], e->x2 = x[(ptrdiff_t)m - 2], e->x3 = x[(ptrdiff_t)m - 3];
+        e->val = out[m - 1];
+        e->cnt = i0 + (int64_t)m;
+    }
+}
+
+/* A chain's next inputs go to buf + 3; buf[0..2] are its last three inputs. */
+static double *ew_inputs(const ew_t *e, double *buf) {
+    buf[0] = e->x3, buf[1] = e->x2, buf[2] = e->x1;
+    return buf + 3;
+}
+
 static int k_ema(KERNEL_ARGS) {
-    int per = (int)p[0];
-    WARM(K_EMA, (size_t)per + 3);
-    const ema_s *e = &u->ema;
-    const double k = e->e.k, c1 = e->c1, c2 = e->c2, c3 = e->c3, A = e->A;
-    const double *x = in[C];
-    double *o = out[0];
-    double l[4] = {o[w - 4], o[w - 3], o[w - 2], o[w - 1]};
+    WARM(K_EMA, (size_t)p[0] + 3);
+    ema_t *e = &u->ema.e;
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_EMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
-        size_t i = b0;
-        /* lanes (0,1) and (2,3) as SSE2 pairs; same expression tree per lane
-         * as the scalar tail below, so a value never depends on which ran */
-        v2d L01 = {l[0], l[1]}, L23 = {l[2], l[3]};
-        const v2d vk = {k, k}, v1 = {c1, c1}, v2 = {c2, c2}, v3 = {c3, c3}, vA = {A, A};
-        for (; i + 4 <= b1; i += 4) {
-            v2d a0, a1, a2, a3, b0_, b1_, b2_, b3_;
-            memcpy(&a0, x + i, sizeof a0);
-            memcpy(&a1, x + i - 1, sizeof a1);
-            memcpy(&a2, x + i - 2, sizeof a2);
-            memcpy(&a3, x + i - 3, sizeof a3);
-            memcpy(&b0_, x + i + 2, sizeof b0_);
-            memcpy(&b1_, x + i + 1, sizeof b1_);
-            b2_ = a0;
-            b3_ = a1;
-            L01 = vA * L01 + ((vk * a0 + v1 * a1) + (v2 * a2 + v3 * a3));
-            L23 = vA * L23 + ((vk * b0_ + v1 * b1_) + (v2 * b2_ + v3 * b3_));
-            memcpy(o + i, &L01, sizeof L01);
-            memcpy(o + i + 2, &L23, sizeof L23);
-        }
-        double l0 = L01[0], l1 = L01[1], l2 = L23[0], l3 = L23[1];
-        l[0] = l0, l[1] = l1, l[2] = l2, l[3] = l3;
-        for (size_t j = 0; i < b1; i++, j++) {   /* only the last block has a tail */
-            l[j] = A * l[j] + ((k * x[i] + c1 * x[i - 1]) + (c2 * x[i - 2] + c3 * x[i - 3]));
-            o[i] = l[j];
-        }
+        ew_run(e, (int64_t)b0, in[C] + b0, b1 - b0, out[0] + b0);
     }
     return 0;
 }
@@ -1307,7 +1325,7 @@ static int k_ema(KERNEL_ARGS) {
 static int k_rsi(KERNEL_ARGS) {
     WARM(K_RSI, (size_t)p[0] + 1);
     const wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
-    const double a = g->a, b = g->b, *x = in[C];
+    const double a = g->a, b = g->k, *x = in[C];
     double gv = g->val, lv = l->val, *o = out[0], lt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
@@ -1326,15 +1344,17 @@ static int k_rsi(KERNEL_ARGS) {
 
 /* ATR and NATR (its divide in a pass that vectorises). */
 static int atr_like(int kind, KERNEL_ARGS) {
-    WARM(kind, (size_t)p[0] + 1);
-    const wilder_t *wl = &u->atr.a.w;
-    const double a = wl->a, b = wl->b, *h = in[H], *l = in[L], *c = in[C];
-    double atr = wl->val, *o = out[0];
+    WARM(kind, (size_t)p[0] + 4);   /* the chain's index is the bar's - 1 */
+    wilder_t *wl = &u->atr.a.w;
+    const double *h = in[H], *l = in[L], *c = in[C];
+    double *o = out[0], buf[BLOCK + 3];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(kind, HLC, in, b0, b1, n, err, errlen)) return -1;
-        for (size_t i = b0; i < b1; i++) o[i] = true_range(h[i], l[i], c[i - 1]);
-        for (size_t i = b0; i < b1; i++) o[i] = atr = atr * a + o[i] * b;
+        size_t m = b1 - b0;
+        double *tr = ew_inputs(wl, buf);
+        for (size_t j = 0; j < m; j++) tr[j] = true_range(h[b0 + j], l[b0 + j], c[b0 + j - 1]);
+        ew_run(wl, (int64_t)b0 - 1, tr, m, o + b0);
         if (kind == K_NATR)
             for (size_t i = b0; i < b1; i++) {
                 double q = o[i] / c[i];
@@ -1346,6 +1366,40 @@ static int atr_like(int kind, KERNEL_ARGS) {
 
 static int k_atr(KERNEL_ARGS) { return atr_like(K_ATR, u, p, n, in, out, err, errlen); }
 static int k_natr(KERNEL_ARGS) { return atr_like(K_NATR, u, p, n, in, out, err, errlen); }
+
+/* SuperTrend: the ATR by the four chains, the basic bands in a pass that
+ * vectorises, then the trail, whose only chain is compares and selects. */
+static int k_supertrend(KERNEL_ARGS) {
+    WARM(K_SUPERTREND, (size_t)p[0] + 4);   /* the ATR chain's index is the bar's - 1 */
+    st_s *s = &u->st;
+    const double mult = s->mult, *h = in[H], *l = in[L], *c = in[C];
+    double fu = s->fu, fl = s->fl, pc = s->prev_close;
+    int up = s->dir > 0;
+    double buf[BLOCK + 3], BU[BLOCK], BL[BLOCK];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_SUPERTREND, HLC, in, b0, b1, n, err, errlen)) return -1;
+        size_t m = b1 - b0;
+        double *tr = ew_inputs(&s->a.w, buf);
+        for (size_t j = 0; j < m; j++) tr[j] = true_range(h[b0 + j], l[b0 + j], c[b0 + j - 1]);
+        ew_run(&s->a.w, (int64_t)b0 - 1, tr, m, BU);
+        for (size_t j = 0; j < m; j++) {
+            double hl2 = (h[b0 + j] + l[b0 + j]) / 2.0, d = mult * BU[j];
+            BU[j] = hl2 + d;
+            BL[j] = hl2 - d;
+        }
+        for (size_t j = 0; j < m; j++) {
+            double x = c[b0 + j], bu = BU[j], bl = BL[j];
+            fu = bu < fu || pc > fu ? bu : fu;
+            fl = bl > fl || pc < fl ? bl : fl;
+            up = up ? !(x < fl) : x > fu;   /* branch-free: the flips are unpredictable */
+            out[0][b0 + j] = up ? fl : fu;
+            out[1][b0 + j] = up ? 1.0 : -1.0;
+            pc = x;
+        }
+    }
+    return 0;
+}
 
 static int k_dema(KERNEL_ARGS) {
     int per = (int)p[0];
@@ -1398,7 +1452,7 @@ static int k_keltner(KERNEL_ARGS) {
     size_t ep = (size_t)p[0], ap = (size_t)p[2] + 1;
     WARM(K_KELTNER, ep > ap ? ep : ap);
     const kelt_s *s = &u->kelt;
-    const double ea = s->e.a, ek = s->e.k, wa = s->a.w.a, wb = s->a.w.b, mult = s->mult;
+    const double ea = s->e.a, ek = s->e.k, wa = s->a.w.a, wb = s->a.w.k, mult = s->mult;
     const double *h = in[H], *l = in[L], *c = in[C];
     double mid = s->e.val, atr = s->a.w.val;
     STEADY(K_KELTNER, HLC, w) {
@@ -1415,11 +1469,11 @@ static int k_keltner(KERNEL_ARGS) {
  * vectorises, then the Wilder average of DX. */
 static int k_adx(KERNEL_ARGS) {
     size_t per = (size_t)p[0];
-    WARM(K_ADX, 2 * per);
-    const adx_s *s = &u->adx;
-    const double ws = s->tr.a, a = s->adx.a, b = s->adx.b, *h = in[H], *l = in[L], *c = in[C];
-    double sp = s->dmp.val, sm = s->dmm.val, st = s->tr.val, adx = s->adx.val;
-    double P[BLOCK], M[BLOCK], T[BLOCK];
+    WARM(K_ADX, 2 * per + 3);   /* the ADX chain's index is the bar's - per */
+    adx_s *s = &u->adx;
+    const double ws = s->tr.a, *h = in[H], *l = in[L], *c = in[C];
+    double sp = s->dmp.val, sm = s->dmm.val, st = s->tr.val;
+    double P[BLOCK], M[BLOCK], T[BLOCK], db[BLOCK + 3];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_ADX, HLC, in, b0, b1, n, err, errlen)) return -1;
@@ -1432,13 +1486,14 @@ static int k_adx(KERNEL_ARGS) {
             M[j] = sm = sm * ws + mdm;
             T[j] = st = st * ws + true_range(h[i], l[i], c[i - 1]);
         }
+        double *dx = ew_inputs(&s->adx, db);
         for (size_t j = 0; j < m; j++) {
             double pdi = pct(P[j], T[j]), mdi = pct(M[j], T[j]);
             out[1][b0 + j] = pdi;
             out[2][b0 + j] = mdi;
-            T[j] = pct(fabs(mdi - pdi), pdi + mdi);
+            dx[j] = pct(fabs(mdi - pdi), pdi + mdi);
         }
-        for (size_t j = 0; j < m; j++) out[0][b0 + j] = adx = adx * a + T[j] * b;
+        ew_run(&s->adx, (int64_t)b0 - (int64_t)per, dx, m, out[0] + b0);
     }
     return 0;
 }
@@ -2059,7 +2114,7 @@ static const kernel_fn KERNELS[K_COUNT] = {
     [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
     [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
     [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap, [K_ADX] = k_adx, [K_STOCHRSI] = k_stochrsi,
-    [K_MFI] = k_mfi, [K_RVOL] = k_rvol,
+    [K_MFI] = k_mfi, [K_RVOL] = k_rvol, [K_SUPERTREND] = k_supertrend,
 };
 
 /* The shape checks of a batch call; 0, or -1 with err naming the call. */
