@@ -1585,6 +1585,42 @@ static double *away_from(double *buf, const uintptr_t *arrays, int n) {
     return buf + ((want - have) & 4095) / sizeof(double);
 }
 
+/* The window's non-zero count after each of pushes 0..m-1 (x[k - P] leaves
+ * from push `fill` on), starting from nz; mk[k] gets -1 where the count is
+ * above 0, else 0. Returns the last count. Two pushes at a time in SSE2
+ * integers: a compare gives -1 per non-zero, so -1 for a leaving non-zero
+ * minus -1 for an entering one is the change, and a prefix add within the
+ * pair and one broadcast carry keep the dependency chain at two cycles per
+ * pair. The count stays far below 2^31, so a zero test on the low 32 bits
+ * of each lane is a zero test of the count. */
+static long long nonzero_masks(const double *x, size_t P, size_t fill, size_t m, long long nz,
+                               long long *mk) {
+    size_t k = 0;
+    for (; k < fill; k++) {
+        nz += x[k] != 0.0;
+        mk[k] = -(nz != 0);
+    }
+    const __m128d zero = _mm_setzero_pd();
+    const __m128i ones = _mm_set1_epi32(-1);
+    __m128i cnt = _mm_set1_epi64x(nz);
+    for (; k + 2 <= m; k += 2) {
+        __m128i in = _mm_castpd_si128(_mm_cmpneq_pd(_mm_loadu_pd(x + k), zero));
+        __m128i out = _mm_castpd_si128(_mm_cmpneq_pd(_mm_loadu_pd(x + k - P), zero));
+        __m128i d = _mm_sub_epi64(out, in);
+        d = _mm_add_epi64(d, _mm_slli_si128(d, 8));
+        __m128i c = _mm_add_epi64(cnt, d);
+        cnt = _mm_unpackhi_epi64(c, c);
+        __m128i z = _mm_cmpeq_epi32(_mm_shuffle_epi32(c, _MM_SHUFFLE(2, 2, 0, 0)), _mm_setzero_si128());
+        _mm_storeu_si128((__m128i *)(mk + k), _mm_xor_si128(z, ones));
+    }
+    nz = _mm_cvtsi128_si64(cnt);
+    for (; k < m; k++) {
+        nz += (x[k] != 0.0) - (x[k - P] != 0.0);
+        mk[k] = -(nz != 0);
+    }
+    return nz;
+}
+
 static void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, double scale,
                         double *sums) {
     /* x - P as a number: before the window fills it points before the array */
@@ -1607,18 +1643,7 @@ static void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t
         dd[k + 3] = x[k] - x[k - P];
         zeros |= x[k] == 0.0 || x[k - P] == 0.0;
     }
-    if (zeros) {
-        long long nz = r->nz;
-        for (k = 0; k < fill; k++) {
-            nz += x[k] != 0.0;
-            mk[k] = -(nz != 0);
-        }
-        for (; k < m; k++) {
-            nz += (x[k] != 0.0) - (x[k - P] != 0.0);
-            mk[k] = -(nz != 0);
-        }
-        r->nz = nz;
-    }
+    if (zeros) r->nz = nonzero_masks(x, P, fill, m, r->nz, mk);
     for (k = 0; k < m;) {
         size_t at = r->resum_at;
         int resum = at >= j0 + k && at < j0 + m;
