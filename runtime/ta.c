@@ -20,22 +20,56 @@
  */
 #include "ta.h"
 
-#include <emmintrin.h>
+#include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_PERIOD 100000
 
-/* glibc's libmvec: log of two doubles at once (SSE2 ABI; the library picks
- * its SSE4 code at load time). Realized volatility takes every log through
- * it, in stream and batch alike, so both get the same bits; libm's scalar
- * log was a third of that indicator's time. Within 4 ulp of the true log. */
+/* ---- instruction sets ----------------------------------------------------
+ *
+ * The batch kernels are built twice (target_clones: plain x86-64 and AVX2,
+ * picked by the loader from the CPU), and the hand-written SIMD paths have
+ * AVX2 twins picked by ta_avx2(). Four lanes instead of two change no
+ * result: each lane does the same operations in the same order, and nothing
+ * is contracted into FMAs (ISO C mode: -ffp-contract=off). */
+#define TA_KERNEL __attribute__((target_clones("avx2", "default")))
+#define TA_AVX2 __attribute__((target("avx2")))
+
+/* Whether the hand-written AVX2 paths run: the CPU has AVX2, and
+ * VIBEX_TA_ISA is not "sse2" (the test run checks both paths with it). A
+ * fact about the process, so it is worked out once and cached. */
+static int ta_avx2(void) {
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *isa = getenv("VIBEX_TA_ISA");
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && !(isa && strcmp(isa, "sse2") == 0);
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *vx_ta_isa(void) { return ta_avx2() ? "avx2" : "sse2"; }
+
+/* glibc's libmvec: log of two (SSE ABI) or four (AVX2 ABI) doubles at once;
+ * the library picks its code for the CPU at load time. Realized volatility
+ * takes every log through the variant ta_avx2() picks, in stream and batch
+ * alike, so both get the same bits; libm's scalar log was a third of that
+ * indicator's time. Within 4 ulp of the true log. */
 __m128d _ZGVbN2v_log(__m128d x);
+__m256d _ZGVdN4v_log(__m256d x);
+
+static TA_AVX2 double log1_avx2(double x) {
+    return _mm256_cvtsd_f64(_ZGVdN4v_log(_mm256_set1_pd(x)));
+}
 
 static inline double log1_mvec(double x) {
-    return _mm_cvtsd_f64(_ZGVbN2v_log(_mm_set1_pd(x)));
+    return ta_avx2() ? log1_avx2(x) : _mm_cvtsd_f64(_ZGVbN2v_log(_mm_set1_pd(x)));
 }
 
 /* ---- rings and running sums ------------------------------------------ */
@@ -1113,7 +1147,7 @@ static int any_below(const double *x, size_t n, double limit, int inclusive) {
     return any;
 }
 
-static int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
+static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
                        size_t n, char *err, size_t errlen) {
     int bad = 0;
     /* Ask for the next block now: the compute passes over this one run from
@@ -1310,7 +1344,7 @@ static double *ew_inputs(const ew_t *e, double *buf) {
     return buf + 3;
 }
 
-static int k_ema(KERNEL_ARGS) {
+static TA_KERNEL int k_ema(KERNEL_ARGS) {
     WARM(K_EMA, (size_t)p[0] + 3);
     ema_t *e = &u->ema.e;
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
@@ -1322,7 +1356,7 @@ static int k_ema(KERNEL_ARGS) {
 }
 
 /* RSI: the two Wilder chains, then the ratio in a pass that vectorises. */
-static int k_rsi(KERNEL_ARGS) {
+static TA_KERNEL int k_rsi(KERNEL_ARGS) {
     WARM(K_RSI, (size_t)p[0] + 1);
     const wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
     const double a = g->a, b = g->k, *x = in[C];
@@ -1343,7 +1377,7 @@ static int k_rsi(KERNEL_ARGS) {
 }
 
 /* ATR and NATR (its divide in a pass that vectorises). */
-static int atr_like(int kind, KERNEL_ARGS) {
+static TA_KERNEL int atr_like(int kind, KERNEL_ARGS) {
     WARM(kind, (size_t)p[0] + 4);   /* the chain's index is the bar's - 1 */
     wilder_t *wl = &u->atr.a.w;
     const double *h = in[H], *l = in[L], *c = in[C];
@@ -1369,7 +1403,7 @@ static int k_natr(KERNEL_ARGS) { return atr_like(K_NATR, u, p, n, in, out, err, 
 
 /* SuperTrend: the ATR by the four chains, the basic bands in a pass that
  * vectorises, then the trail, whose only chain is compares and selects. */
-static int k_supertrend(KERNEL_ARGS) {
+static TA_KERNEL int k_supertrend(KERNEL_ARGS) {
     WARM(K_SUPERTREND, (size_t)p[0] + 4);   /* the ATR chain's index is the bar's - 1 */
     st_s *s = &u->st;
     const double mult = s->mult, *h = in[H], *l = in[L], *c = in[C];
@@ -1401,7 +1435,7 @@ static int k_supertrend(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_dema(KERNEL_ARGS) {
+static TA_KERNEL int k_dema(KERNEL_ARGS) {
     int per = (int)p[0];
     WARM(K_DEMA, 2 * (size_t)per - 1);
     const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
@@ -1414,7 +1448,7 @@ static int k_dema(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_tema(KERNEL_ARGS) {
+static TA_KERNEL int k_tema(KERNEL_ARGS) {
     int per = (int)p[0];
     WARM(K_TEMA, 3 * (size_t)per - 2);
     const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
@@ -1428,7 +1462,7 @@ static int k_tema(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_macd(KERNEL_ARGS) {
+static TA_KERNEL int k_macd(KERNEL_ARGS) {
     (void)p;
     const macd_s *m = &u->macd;
     size_t slow = (size_t)m->slow.n, from = slow - 1 + (size_t)m->sig.n;
@@ -1448,7 +1482,7 @@ static int k_macd(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_keltner(KERNEL_ARGS) {
+static TA_KERNEL int k_keltner(KERNEL_ARGS) {
     size_t ep = (size_t)p[0], ap = (size_t)p[2] + 1;
     WARM(K_KELTNER, ep > ap ? ep : ap);
     const kelt_s *s = &u->kelt;
@@ -1467,7 +1501,7 @@ static int k_keltner(KERNEL_ARGS) {
 
 /* ADX: the three Wilder sums in one pass, +DI/-DI/DX in a pass that
  * vectorises, then the Wilder average of DX. */
-static int k_adx(KERNEL_ARGS) {
+static TA_KERNEL int k_adx(KERNEL_ARGS) {
     size_t per = (size_t)p[0];
     WARM(K_ADX, 2 * per + 3);   /* the ADX chain's index is the bar's - per */
     adx_s *s = &u->adx;
@@ -1531,8 +1565,32 @@ static inline void lane_step(double *lane, size_t j, const double *e, long long 
     *out = scale != 1.0 ? t * scale : t;
 }
 
+static TA_AVX2 void lanes_run_avx2(double *lane, size_t j, const double *e, const long long *mk,
+                                   size_t m, double scale, double *sums) {
+    size_t k = 0;
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    if (k + 4 <= m) {
+        __m256d L = _mm256_loadu_pd(lane), S = _mm256_set1_pd(scale);
+        int scaled = scale != 1.0;
+        for (; k + 4 <= m; k += 4) {
+            const double *f = e + k;
+            __m256d s32 = _mm256_add_pd(_mm256_loadu_pd(f + 3), _mm256_loadu_pd(f + 2));
+            L = _mm256_add_pd(L, _mm256_add_pd(s32, _mm256_add_pd(_mm256_loadu_pd(f + 1),
+                                                                  _mm256_loadu_pd(f))));
+            if (mk) L = _mm256_and_pd(L, _mm256_loadu_pd((const double *)(mk + k)));
+            _mm256_storeu_pd(sums + k, scaled ? _mm256_mul_pd(L, S) : L);
+        }
+        _mm256_storeu_pd(lane, L);
+    }
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+}
+
 static void lanes_run(double *lane, size_t j, const double *e, const long long *mk, size_t m,
                       double scale, double *sums) {
+    if (ta_avx2()) {
+        lanes_run_avx2(lane, j, e, mk, m, scale, sums);
+        return;
+    }
     size_t k = 0;
     for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
     if (k + 4 <= m) {
@@ -1593,8 +1651,39 @@ static double *away_from(double *buf, const uintptr_t *arrays, int n) {
  * pair and one broadcast carry keep the dependency chain at two cycles per
  * pair. The count stays far below 2^31, so a zero test on the low 32 bits
  * of each lane is a zero test of the count. */
+static TA_AVX2 long long nonzero_masks_avx2(const double *x, size_t P, size_t fill, size_t m,
+                                            long long nz, long long *mk) {
+    size_t k = 0;
+    for (; k < fill; k++) {
+        nz += x[k] != 0.0;
+        mk[k] = -(nz != 0);
+    }
+    const __m256d zero = _mm256_setzero_pd();
+    const __m256i none = _mm256_setzero_si256(), ones = _mm256_set1_epi64x(-1);
+    __m256i cnt = _mm256_set1_epi64x(nz);
+    for (; k + 4 <= m; k += 4) {   /* as below, with the prefix over four lanes */
+        __m256i in = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + k), zero, _CMP_NEQ_UQ));
+        __m256i out = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + k - P), zero, _CMP_NEQ_UQ));
+        __m256i d = _mm256_sub_epi64(out, in);
+        d = _mm256_add_epi64(d, _mm256_blend_epi32(_mm256_permute4x64_epi64(d, _MM_SHUFFLE(2, 1, 0, 0)),
+                                                   none, 0x03));
+        d = _mm256_add_epi64(d, _mm256_blend_epi32(_mm256_permute4x64_epi64(d, _MM_SHUFFLE(1, 0, 0, 0)),
+                                                   none, 0x0f));
+        __m256i c = _mm256_add_epi64(cnt, d);   /* the chain: one add, the broadcast is off it */
+        cnt = _mm256_add_epi64(cnt, _mm256_permute4x64_epi64(d, _MM_SHUFFLE(3, 3, 3, 3)));
+        _mm256_storeu_si256((__m256i *)(mk + k), _mm256_xor_si256(_mm256_cmpeq_epi64(c, none), ones));
+    }
+    nz = _mm256_extract_epi64(cnt, 0);
+    for (; k < m; k++) {
+        nz += (x[k] != 0.0) - (x[k - P] != 0.0);
+        mk[k] = -(nz != 0);
+    }
+    return nz;
+}
+
 static long long nonzero_masks(const double *x, size_t P, size_t fill, size_t m, long long nz,
                                long long *mk) {
+    if (ta_avx2()) return nonzero_masks_avx2(x, P, fill, m, nz, mk);
     size_t k = 0;
     for (; k < fill; k++) {
         nz += x[k] != 0.0;
@@ -1621,7 +1710,7 @@ static long long nonzero_masks(const double *x, size_t P, size_t fill, size_t m,
     return nz;
 }
 
-static void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, double scale,
+static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, double scale,
                         double *sums) {
     /* x - P as a number: before the window fills it points before the array */
     const uintptr_t near[3] = {(uintptr_t)x, (uintptr_t)x - P * sizeof(double), (uintptr_t)sums};
@@ -1694,7 +1783,7 @@ static inline __m128d obv_sv2(const double *x, const double *vol, __m128d *bad) 
 
 enum { AHEAD = 256 };   /* bars a one-pass kernel prefetches ahead (2 KB per array) */
 
-static int k_obv(KERNEL_ARGS) {
+static TA_KERNEL int k_obv(KERNEL_ARGS) {
     (void)p;
     WARM(K_OBV, 1);
     const double *x = in[C], *vol = in[V];
@@ -1749,7 +1838,7 @@ static int k_obv(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_sma(KERNEL_ARGS) {
+static TA_KERNEL int k_sma(KERNEL_ARGS) {
     (void)u;
     int per = (int)p[0];
     run_sum r = {0};
@@ -1763,7 +1852,7 @@ static int k_sma(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_wma(KERNEL_ARGS) {
+static TA_KERNEL int k_wma(KERNEL_ARGS) {
     int per = (int)p[0];
     if (per == 1) return run_batch(K_WMA, u, 0, n, in, out, err, errlen);
     WARM(K_WMA, (size_t)per - 1);
@@ -1779,7 +1868,7 @@ static int k_wma(KERNEL_ARGS) {
     return 0;
 }
 
-static int k_roc(KERNEL_ARGS) {
+static TA_KERNEL int k_roc(KERNEL_ARGS) {
     size_t per = (size_t)p[0];
     WARM(K_ROC, per);
     const double *x = in[C];
@@ -1793,7 +1882,7 @@ static int k_roc(KERNEL_ARGS) {
 
 /* BBANDS and STDDEV: var_step's sliding Welford, the divisions and square
  * roots moved out of the dependency chain into passes that vectorise. */
-static int var_like(int kind, KERNEL_ARGS) {
+static TA_KERNEL int var_like(int kind, KERNEL_ARGS) {
     size_t per = (size_t)p[0];
     WARM(kind, per);
     const var_t *v = kind == K_BBANDS ? &u->bb.v : &u->std.v;
@@ -1852,7 +1941,7 @@ static int k_stddev(KERNEL_ARGS) { return var_like(K_STDDEV, u, p, n, in, out, e
 
 /* VWAP: the step's session bounds test (floor only when t leaves them), the
  * running sums, then one divide per bar in a pass that vectorises. */
-static int k_vwap(KERNEL_ARGS) {
+static TA_KERNEL int k_vwap(KERNEL_ARGS) {
     (void)p;
     WARM(K_VWAP, 1);
     vwap_s *s = &u->vwap;
@@ -1921,7 +2010,7 @@ static void hist_sums(hist_sum *h, size_t j0, size_t m, double *sums) {
 
 /* MFI: positive and negative money flow per bar in a pass that vectorises,
  * their running sums, the ratio in a last pass. */
-static int k_mfi(KERNEL_ARGS) {
+static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     (void)u;
     size_t P = (size_t)p[0];
     const double *h = in[H], *l = in[L], *c = in[C], *v = in[V];
@@ -1956,7 +2045,33 @@ static int k_mfi(KERNEL_ARGS) {
 
 /* Realized volatility: squared log returns (libmvec's log, two bars a
  * call), their running sum, then the root in a pass that vectorises. */
-static int k_rvol(KERNEL_ARGS) {
+/* q[k] = log(q[k])^2 by the libmvec variant log1_mvec uses. */
+static TA_AVX2 size_t log_squares_avx2(double *q, size_t m) {
+    size_t k = 0;
+    for (; k + 4 <= m; k += 4) {
+        __m256d r = _ZGVdN4v_log(_mm256_loadu_pd(q + k));
+        _mm256_storeu_pd(q + k, _mm256_mul_pd(r, r));
+    }
+    return k;
+}
+
+static void log_squares(double *q, size_t m) {
+    size_t k = 0;
+    if (ta_avx2()) {
+        k = log_squares_avx2(q, m);
+    } else {
+        for (; k + 2 <= m; k += 2) {
+            __m128d r = _ZGVbN2v_log(_mm_loadu_pd(q + k));
+            _mm_storeu_pd(q + k, _mm_mul_pd(r, r));
+        }
+    }
+    for (; k < m; k++) {
+        double r = log1_mvec(q[k]);
+        q[k] = r * r;
+    }
+}
+
+static TA_KERNEL int k_rvol(KERNEL_ARGS) {
     (void)u;
     size_t P = (size_t)p[0];
     const double scale = p[1] / (double)P, *x = in[C];
@@ -1970,14 +2085,7 @@ static int k_rvol(KERNEL_ARGS) {
         size_t m = b1 - b0, k = 0;
         double *q = hist_next(&hs), *o = out[0] + b0;
         for (; k < m; k++) q[k] = x[b0 + k] / x[b0 + k - 1];
-        for (k = 0; k + 2 <= m; k += 2) {
-            __m128d r = _ZGVbN2v_log(_mm_loadu_pd(q + k));
-            _mm_storeu_pd(q + k, _mm_mul_pd(r, r));
-        }
-        for (; k < m; k++) {
-            double r = log1_mvec(q[k]);
-            q[k] = r * r;
-        }
+        log_squares(q, m);
         hist_sums(&hs, b0 - 1, m, o);
         for (k = 0; k < m; k++) {
             double t = o[k] * scale;
@@ -1998,7 +2106,7 @@ static int k_rvol(KERNEL_ARGS) {
  * Called chunk by chunk (chunks are whole blocks); hprev/lprev (p+1 doubles,
  * -inf/+inf before the series starts; the last stays so) carry the suffix
  * extremes across calls; hcur/lcur are p doubles of scratch. */
-static void sliding_extremes(const double *xh, const double *xl, size_t n, int p, double *hh,
+static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_t n, int p, double *hh,
                              double *ll, double *hprev, double *lprev, double *hcur, double *lcur) {
     size_t P = (size_t)p;
     for (size_t s = 0; s < n; s += P) {
@@ -2062,7 +2170,7 @@ static int extremes_open(extremes_t *e, int w) {
 }
 
 /* Donchian, Williams %R and Stochastic over arrays. */
-static int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
+static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
                           double *const *out, char *err, size_t errlen) {
     int w = (int)p[0];
     unsigned mask = kind == K_DONCHIAN ? BIT(H) | BIT(L) : HLC;
@@ -2107,7 +2215,7 @@ static int extremes_batch(int kind, const double *p, size_t n, const double *con
 
 /* Stochastic RSI: RSI into out[1], its extremes and %K into out[0], then %D
  * (an SMA of %K) into out[1] once the RSI is no longer needed. */
-static int k_stochrsi(KERNEL_ARGS) {
+static TA_KERNEL int k_stochrsi(KERNEL_ARGS) {
     /* checked here too, so that a bad bar is reported as stochrsi's, not rsi's */
     if (check_block(K_STOCHRSI, BIT(C), in, 0, n, n, err, errlen)) return -1;
     size_t rp = (size_t)p[0], fk = (size_t)p[1];

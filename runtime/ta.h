@@ -56,6 +56,11 @@ typedef struct vx_ta_stream {
 /* The indicator table: *count entries, indexed by kind. */
 const vx_ta_info *vx_ta_kinds(int *count);
 
+/* Which hand-written SIMD paths the batch kernels take: "avx2" on a CPU
+ * with AVX2 unless the environment has VIBEX_TA_ISA=sse2, else "sse2".
+ * Results are the same bits either way. */
+const char *vx_ta_isa(void);
+
 /* Lookback (the index of the first valid output) for these parameters, or -1
  * with err filled when a parameter is out of range. params holds
  * info->nparams values. */

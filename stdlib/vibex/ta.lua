@@ -22,6 +22,7 @@ typedef struct vx_ta_stream {
     double out[4]; int64_t count; int kind; int noutputs; int lookback; int failed; char err[160];
 } vx_ta_stream;
 const vx_ta_info *vx_ta_kinds(int *count);
+const char *vx_ta_isa(void);
 int vx_ta_lookback(int kind, const double *params, char *err, size_t errlen);
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
                 double *const *out, char *err, size_t errlen);
@@ -186,6 +187,10 @@ do
     BY_NAME[spec.name] = spec
   end
 end
+
+--- Which SIMD paths the batch kernels take on this machine: "avx2" or "sse2"
+--- (VIBEX_TA_ISA=sse2 forces the latter; the numbers are the same bits).
+function M.isa() return ffi.string(C.vx_ta_isa()) end
 
 --- What indicators exist: name -> {title, inputs, params, defaults, outputs}.
 function M.indicators()

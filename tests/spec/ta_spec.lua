@@ -557,6 +557,12 @@ describe("vibex.ta", function()
     end)
   end)
 
+  it("names the SIMD paths it takes, and VIBEX_TA_ISA=sse2 forces the baseline", function()
+    local isa = ta.isa()
+    if os.getenv("VIBEX_TA_ISA") == "sse2" then assert.equal("sse2", isa)
+    else assert.is_truthy(isa == "avx2" or isa == "sse2") end
+  end)
+
   it("is available to sandboxed strategy scripts and as a REPL global", function()
     local env = require("vibex.sandbox").env({name = "context.lua"})
     local f = assert(load("local ta = require('vibex.ta') return ta.ema({1, 2, 3, 4}, 3):last(2)", "=s", "t", env))
