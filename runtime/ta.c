@@ -1112,39 +1112,15 @@ static void describe_bad(int kind, int slot, const double *v, int64_t index, cha
  * phase and a compute phase (SMA took 2.0x the copy time, now about 1.4x). */
 enum { BLOCK = 256 };
 
-/* Branch-free block scans in SSE2 lanes (GCC vector extensions): x - x is 0
- * for a finite value and NaN otherwise, and a NaN survives the sums. */
-typedef double v2d __attribute__((vector_size(16)));
-typedef long long v2l __attribute__((vector_size(16)));
-
-static int all_finite(const double *x, size_t n) {
-    v2d a = {0, 0}, b = {0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v2d p, q;
-        memcpy(&p, x + i, sizeof p);
-        memcpy(&q, x + i + 2, sizeof q);
-        a += p - p;
-        b += q - q;
-    }
-    double t = (a[0] + a[1]) + (b[0] + b[1]);
-    for (; i < n; i++) t += x[i] - x[i];
-    return t == 0.0;
-}
-
-/* Whether any value is below `limit` (or equal to it, when `inclusive`). */
-static int any_below(const double *x, size_t n, double limit, int inclusive) {
-    v2d lim = {limit, limit};
-    v2l hit = {0, 0};
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        v2d p;
-        memcpy(&p, x + i, sizeof p);
-        hit |= inclusive ? (p <= lim) : (p < lim);
-    }
-    int any = hit[0] || hit[1];
-    for (; i < n; i++) any |= inclusive ? x[i] <= limit : x[i] < limit;
-    return any;
+/* Whether every x is below +inf and above lo (or at it, when `inclusive`):
+ * one pass of compares that vectorises, and NaN fails both. */
+static inline int all_in_range(const double *x, size_t n, double lo, int inclusive) {
+    int bad = 0;
+    if (inclusive)
+        for (size_t i = 0; i < n; i++) bad |= !(x[i] >= lo) | !(x[i] < HUGE_VAL);
+    else
+        for (size_t i = 0; i < n; i++) bad |= !(x[i] > lo) | !(x[i] < HUGE_VAL);
+    return !bad;
 }
 
 static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
@@ -1156,10 +1132,12 @@ static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *i
     for (int j = 0; j < VX_TA_NSLOTS; j++)
         if ((mask >> j) & 1u)
             for (size_t i = b1; i < ahead; i += 8) __builtin_prefetch(in[j] + i);
-    for (int j = 0; j < VX_TA_NSLOTS; j++)
-        if ((mask >> j) & 1u) bad |= !all_finite(in[j] + b0, b1 - b0);
-    if ((mask >> V) & 1u) bad |= any_below(in[V] + b0, b1 - b0, 0.0, 0);
-    if (kind == K_RVOL) bad |= any_below(in[C] + b0, b1 - b0, 0.0, 1);
+    for (int j = 0; j < VX_TA_NSLOTS; j++) {   /* finite; volume >= 0; rvol's prices > 0 */
+        if (!((mask >> j) & 1u)) continue;
+        if (j == V) bad |= !all_in_range(in[j] + b0, b1 - b0, 0.0, 1);
+        else if (j == C && kind == K_RVOL) bad |= !all_in_range(in[j] + b0, b1 - b0, 0.0, 0);
+        else bad |= !all_in_range(in[j] + b0, b1 - b0, -HUGE_VAL, 0);
+    }
     if (!bad) return 0;
     for (size_t i = b0; i < b1; i++) {
         double v[VX_TA_NSLOTS] = {0};
