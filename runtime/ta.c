@@ -2023,28 +2023,29 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
 
 /* Realized volatility: squared log returns (libmvec's log, two bars a
  * call), their running sum, then the root in a pass that vectorises. */
-/* q[k] = log(q[k])^2 by the libmvec variant log1_mvec uses. */
-static TA_AVX2 size_t log_squares_avx2(double *q, size_t m) {
+/* q[k] = log(x[k] / x[k-1])^2, the log by the libmvec variant log1_mvec
+ * uses, in one pass (x[-1] is read). */
+static TA_AVX2 size_t log_returns_sq_avx2(const double *x, double *q, size_t m) {
     size_t k = 0;
     for (; k + 4 <= m; k += 4) {
-        __m256d r = _ZGVdN4v_log(_mm256_loadu_pd(q + k));
+        __m256d r = _ZGVdN4v_log(_mm256_div_pd(_mm256_loadu_pd(x + k), _mm256_loadu_pd(x + k - 1)));
         _mm256_storeu_pd(q + k, _mm256_mul_pd(r, r));
     }
     return k;
 }
 
-static void log_squares(double *q, size_t m) {
+static void log_returns_sq(const double *x, double *q, size_t m) {
     size_t k = 0;
     if (ta_avx2()) {
-        k = log_squares_avx2(q, m);
+        k = log_returns_sq_avx2(x, q, m);
     } else {
         for (; k + 2 <= m; k += 2) {
-            __m128d r = _ZGVbN2v_log(_mm_loadu_pd(q + k));
+            __m128d r = _ZGVbN2v_log(_mm_div_pd(_mm_loadu_pd(x + k), _mm_loadu_pd(x + k - 1)));
             _mm_storeu_pd(q + k, _mm_mul_pd(r, r));
         }
     }
     for (; k < m; k++) {
-        double r = log1_mvec(q[k]);
+        double r = log1_mvec(x[k] / x[k - 1]);
         q[k] = r * r;
     }
 }
@@ -2060,12 +2061,11 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
         if (rc) break;
-        size_t m = b1 - b0, k = 0;
-        double *q = hist_next(&hs), *o = out[0] + b0;
-        for (; k < m; k++) q[k] = x[b0 + k] / x[b0 + k - 1];
-        log_squares(q, m);
+        size_t m = b1 - b0;
+        double *o = out[0] + b0;
+        log_returns_sq(x + b0, hist_next(&hs), m);
         hist_sums(&hs, b0 - 1, m, o);
-        for (k = 0; k < m; k++) {
+        for (size_t k = 0; k < m; k++) {
             double t = o[k] * scale;
             o[k] = sqrt(o[k] > 0.0 ? t : 0.0);
         }
