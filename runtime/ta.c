@@ -1123,15 +1123,20 @@ static inline int all_in_range(const double *x, size_t n, double lo, int inclusi
     return !bad;
 }
 
-static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
-                       size_t n, char *err, size_t errlen) {
-    int bad = 0;
-    /* Ask for the next block now: the compute passes over this one run from
-     * L1 and would otherwise leave the memory bus idle on long series. */
+/* Ask for the next block now: the compute passes over this one run from L1
+ * and would otherwise leave the memory bus idle on long series. */
+static inline void prefetch_next(const double *const *in, unsigned mask, size_t b0, size_t b1,
+                                 size_t n) {
     size_t ahead = b1 + (b1 - b0) < n ? b1 + (b1 - b0) : n;
     for (int j = 0; j < VX_TA_NSLOTS; j++)
         if ((mask >> j) & 1u)
             for (size_t i = b1; i < ahead; i += 8) __builtin_prefetch(in[j] + i);
+}
+
+static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
+                       size_t n, char *err, size_t errlen) {
+    int bad = 0;
+    prefetch_next(in, mask, b0, b1, n);
     for (int j = 0; j < VX_TA_NSLOTS; j++) {   /* finite; volume >= 0; rvol's prices > 0 */
         if (!((mask >> j) & 1u)) continue;
         if (j == V) bad |= !all_in_range(in[j] + b0, b1 - b0, 0.0, 1);
@@ -1998,17 +2003,23 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "mfi: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        rc = check_block(K_MFI, HLC | BIT(V), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
-        if (rc) break;
+        if (b0 == 1 && (rc = check_block(K_MFI, HLC | BIT(V), in, 0, 1, n, err, errlen))) break;
+        prefetch_next(in, HLC | BIT(V), b0, b1, n);
         size_t m = b1 - b0;
         double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
+        int bad = 0;
         for (size_t k = 0; k < m; k++) {
             size_t i = b0 + k;
             double tp = h[i] + l[i] + c[i], prev = h[i - 1] + l[i - 1] + c[i - 1];   /* see step_mfi */
             double mf = tp * v[i];
+            /* The block's check, in this pass: a NaN or an infinity among h, l,
+             * c and v makes mf NaN or infinite (0 x inf is NaN). An overflow
+             * to inf sends a good block to check_block, which passes it. */
+            bad |= !(mf - mf == 0.0) | (v[i] < 0.0);
             up[k] = tp > prev ? mf : 0.0;
             dn[k] = tp < prev ? mf : 0.0;
         }
+        if (bad && (rc = check_block(K_MFI, HLC | BIT(V), in, b0, b1, n, err, errlen))) break;
         hist_sums(&hp, b0 - 1, m, o);
         hist_sums(&hn, b0 - 1, m, S);
         for (size_t k = 0; k < m; k++) {

@@ -485,16 +485,28 @@ describe("vibex.ta", function()
           if field ~= "time" then
             local cols = {}
             for k, v in pairs(b) do cols[k] = v end
-            local bad = {}
-            for i = 1, n do bad[i] = b[field][i] end
-            bad[4321] = 0 / 0
-            cols[field] = bad
-            local ok, err = ta[name](cols, unpack(p))
-            assert(ok == nil, name .. " accepted a NaN " .. field)
-            assert(err:find("bar 4321", 1, true), name .. ": " .. tostring(err))
+            local worst = {0 / 0, 1 / 0, -1 / 0}
+            if field == "volume" then worst[#worst + 1] = -1 end
+            for _, x in ipairs(worst) do
+              local bad = {}
+              for i = 1, n do bad[i] = b[field][i] end
+              bad[4321] = x
+              cols[field] = bad
+              local ok, err = ta[name](cols, unpack(p))
+              assert(ok == nil, ("%s accepted %s as %s"):format(name, tostring(x), field))
+              assert(err:find("bar 4321", 1, true), name .. ": " .. tostring(err))
+            end
           end
         end
       end
+    end)
+
+    it("accepts finite values whose sums overflow (kernels that check in passing)", function()
+      local big, vol = {}, {}
+      for i = 1, 600 do big[i] = 1e308 * (1 + (i % 3) / 10); vol[i] = 1e10 end
+      local m = ta.mfi({high = big, low = big, close = big, volume = vol}, 14)
+      assert.is_truthy(ta.is_series(m))
+      assert.equal(600, #m)
     end)
 
     it("a batch over a prefix equals the prefix of a longer batch (warm-up and block edges)", function()
