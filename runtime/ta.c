@@ -1702,19 +1702,12 @@ static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t
     size_t fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
     dd[0] = r->d[2], dd[1] = r->d[1], dd[2] = r->d[0];
     for (size_t k = 0; k < fill; k++) dd[k + 3] = x[k];   /* the ring is not full yet */
-    __m128d hit = _mm_setzero_pd();
-    const __m128d zero = _mm_setzero_pd();
-    size_t k = fill;
-    for (; k + 2 <= m; k += 2) {   /* d, and whether a zero enters or leaves */
-        __m128d a = _mm_loadu_pd(x + k), b = _mm_loadu_pd(x + k - P);
-        hit = _mm_or_pd(hit, _mm_or_pd(_mm_cmpeq_pd(a, zero), _mm_cmpeq_pd(b, zero)));
-        _mm_storeu_pd(dd + k + 3, _mm_sub_pd(a, b));
-    }
-    int zeros = fill || _mm_movemask_pd(hit);
-    for (; k < m; k++) {
+    int zeros = fill != 0;
+    for (size_t k = fill; k < m; k++) {   /* d, and whether a zero enters or leaves */
         dd[k + 3] = x[k] - x[k - P];
-        zeros |= x[k] == 0.0 || x[k - P] == 0.0;
+        zeros |= (x[k] == 0.0) | (x[k - P] == 0.0);
     }
+    size_t k;
     if (zeros) r->nz = nonzero_masks(x, P, fill, m, r->nz, mk);
     for (k = 0; k < m;) {
         size_t at = r->resum_at;

@@ -43,7 +43,11 @@ local function real_bars(n)
   return cols
 end
 
-local MULTI = {adx = true, stoch = true, supertrend = true}
+-- The issue names ADX, the Stochastic and SuperTrend as the multi-pass
+-- indicators. StochRSI is the Stochastic applied to an RSI: the fast %K of
+-- the RSI's extremes, then an SMA of it, after the RSI's own pass. It cannot
+-- be faster than either, so it takes the Stochastic's floor.
+local MULTI = {adx = true, stoch = true, supertrend = true, stochrsi = true}
 
 local function floor_for(name)
   if name == "cci" then return 30e6 end
