@@ -543,8 +543,10 @@ describe("vibex.ta", function()
         -- magnitudes from 1e-6 to 1e6, so a running sum keeps a rounding residue
         local r = state / 2147483648
         x[i] = (phase < 180 or (phase > 400 and phase < 409)) and 0 or (r - 0.5) * 10 ^ ((i * 7919 % 13) - 6)
+        -- and single zeros scattered among them: segments with zeros but no all-zero window
+        if phase >= 409 and (state % 4) == 0 then x[i] = 0 end
       end
-      for _, p in ipairs({3, 14, 150}) do
+      for _, p in ipairs({3, 14, 64, 65, 129, 130, 150}) do
         local batch = ta.sma(x, p)
         local s = ta.stream.sma(p)
         for i = 1, n do
