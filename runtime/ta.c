@@ -1532,7 +1532,7 @@ static size_t next_resum(size_t base, size_t p) {
     return (base + RESUM_EVERY + p - 1) / p * p - 1;
 }
 
-enum { SEGMENT = 128 };   /* run_sums works in segments of this many pushes */
+enum { SEGMENT = 256 };   /* run_sums works in segments of this many pushes */
 
 /* Pushes j .. j+m-1 on the chains, none of them a re-sum. e[k + 3] is d of
  * push j+k (e[0..2] the three before), so the sum after push j+k is
