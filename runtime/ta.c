@@ -1610,35 +1610,44 @@ static void lanes_run(double *lane, size_t j, const double *e, const long long *
  * get "yes": the general path is always right. */
 enum { ZMAP_WORDS = (SEGMENT + 128 + 63) / 64 };
 
-static TA_AVX2 uint64_t zero_bits_avx2(const double *x, size_t n) {
+/* w[k] bit i set where y[64k + i] == 0, for the R values of y. */
+static TA_AVX2 void zero_map_avx2(const double *y, size_t R, uint64_t *w) {
     const __m256d zero = _mm256_setzero_pd();
-    uint64_t v = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        v |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + i), zero, _CMP_EQ_OQ)) << i;
-    for (; i < n; i++) v |= (uint64_t)(x[i] == 0.0) << i;
-    return v;
+    for (size_t at = 0; at < R; at += 64) {   /* each word in a register */
+        size_t n = R - at < 64 ? R - at : 64, i = 0;
+        uint64_t v = 0;
+        for (; i + 4 <= n; i += 4)
+            v |= (uint64_t)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(y + at + i), zero,
+                                                            _CMP_EQ_OQ)) << i;
+        for (; i < n; i++) v |= (uint64_t)(y[at + i] == 0.0) << i;
+        w[at / 64] = v;
+    }
 }
 
-/* Bit i set where x[i] == 0, for n <= 64. */
-static uint64_t zero_bits(const double *x, size_t n) {
-    if (ta_avx2()) return zero_bits_avx2(x, n);
+static void zero_map(const double *y, size_t R, uint64_t *w) {
+    if (ta_avx2()) {
+        zero_map_avx2(y, R, w);
+        return;
+    }
     const __m128d zero = _mm_setzero_pd();
-    uint64_t v = 0;
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2)
-        v |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(x + i), zero)) << i;
-    for (; i < n; i++) v |= (uint64_t)(x[i] == 0.0) << i;
-    return v;
+    for (size_t at = 0; at < R; at += 64) {
+        size_t n = R - at < 64 ? R - at : 64, i = 0;
+        uint64_t v = 0;
+        for (; i + 2 <= n; i += 2)
+            v |= (uint64_t)_mm_movemask_pd(_mm_cmpeq_pd(_mm_loadu_pd(y + at + i), zero)) << i;
+        for (; i < n; i++) v |= (uint64_t)(y[at + i] == 0.0) << i;
+        w[at / 64] = v;
+    }
 }
 
 static int has_zero_window(const double *x, size_t m, size_t P) {
     size_t R = m + P - 1, run = 0;   /* run: zeros running into the current word */
     if (P > 129 || R > ZMAP_WORDS * 64) return 1;
-    const double *y = x + 1 - (ptrdiff_t)P;
+    uint64_t w[ZMAP_WORDS];
+    zero_map(x + 1 - (ptrdiff_t)P, R, w);
     for (size_t at = 0; at < R; at += 64) {
         unsigned width = R - at < 64 ? (unsigned)(R - at) : 64;
-        uint64_t full = width == 64 ? ~0ull : (1ull << width) - 1, v = zero_bits(y + at, width);
+        uint64_t full = width == 64 ? ~0ull : (1ull << width) - 1, v = w[at / 64];
         if (v == full) {
             if ((run += width) >= P) return 1;
             continue;
