@@ -93,9 +93,21 @@ function M.run(row, fmt, best, quick)
     local p = ffi.new("double[4]", spec.defaults[1] or 0, spec.defaults[2] or 0, spec.defaults[3] or 0)
     local ins = ffi.new("const double *[5]", bars[0], bars[1], bars[2], bars[3], bars[4])
     local sins = ffi.new("const double *[5]", sbars[0], sbars[1], sbars[2], sbars[3], sbars[4])
-    local t_big = best(quick and 1 or 3, function()
+    local function run_big()
       assert(C.vx_ta_batch(kind, p, big, ins, outp, err, 256) == 0, ffi.string(err))
-    end)
+    end
+    local t_big, t_copy = math.huge, 1 / copy_rate * big
+    if name == "sma" or name == "ema" or name == "obv" then
+      -- the 1.5x targets: the copy and the indicator in turns, best of each,
+      -- so that both see the same minute of a shared machine
+      t_copy = math.huge
+      for _ = 1, quick and 1 or 4 do
+        t_copy = math.min(t_copy, best(1, function() for i = 0, big - 1 do dst[i] = src[i] end end))
+        t_big = math.min(t_big, best(1, run_big))
+      end
+    else
+      t_big = best(quick and 1 or 3, run_big)
+    end
     local reps = quick and 100 or 500
     -- 15 short samples (about 8 ms each): on a shared VM a neighbour's burst
     -- can cover five of them, and then one indicator reads 40% low
@@ -103,7 +115,7 @@ function M.run(row, fmt, best, quick)
       for _ = 1, reps do assert(C.vx_ta_batch(kind, p, small, sins, outp, err, 256) == 0) end
     end)
     local rate_big, rate_small = big / t_big, small * reps / t_small
-    local ratio = copy_rate / rate_big
+    local ratio = t_big / t_copy
     local fl = floor_for(name)
     local notes = {}
     notes[#notes + 1] = ("%.2fx copy time"):format(ratio)
