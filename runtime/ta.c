@@ -1534,73 +1534,86 @@ static size_t next_resum(size_t base, size_t p) {
 
 enum { SEGMENT = 256 };   /* run_sums works in segments of this many pushes */
 
+/* What a running sum's output gets: the sum times scale (skipped when scale
+ * is 1, which changes nothing), and with root, the square root of that
+ * where the sum is above 0, else 0 (realized volatility; in the same loop
+ * so that the square roots overlap the adds). */
+typedef struct {
+    double scale;
+    int root;
+} sum_out;
+
 /* Pushes j .. j+m-1 on the chains, none of them a re-sum. e[k + 3] is d of
  * push j+k (e[0..2] the three before), so the sum after push j+k is
  * lane[(j+k) & 3] + ((e[k+3] + e[k+2]) + (e[k+1] + e[k])), or 0 where mk[k]
- * is 0 (mk NULL: nowhere); sums[k] gets it times scale (skipped when scale
- * is 1, which changes nothing). Scalar up to a push that is 0 mod 4, then the
- * chains (0,1) and (2,3) as SSE2 pairs, with the same adds in the same order. */
-static inline void lane_step(double *lane, size_t j, const double *e, long long mk, double scale,
+ * is 0 (mk NULL: nowhere); sums[k] gets it as f says. Scalar up to a push
+ * that is 0 mod 4, then the chains as SSE2 pairs (0,1) and (2,3), or as one
+ * AVX2 quad, with the same operations in the same order. */
+static inline void lane_step(double *lane, size_t j, const double *e, long long mk, sum_out f,
                              double *out) {
     double t = lane[j & 3] + ((e[3] + e[2]) + (e[1] + e[0]));
     if (!mk) t = 0.0;
     lane[j & 3] = t;
-    *out = scale != 1.0 ? t * scale : t;
+    double v = f.scale != 1.0 ? t * f.scale : t;
+    *out = f.root ? sqrt(t > 0.0 ? v : 0.0) : v;
 }
 
 static TA_AVX2 void lanes_run_avx2(double *lane, size_t j, const double *e, const long long *mk,
-                                   size_t m, double scale, double *sums) {
+                                   size_t m, sum_out f, double *sums) {
     size_t k = 0;
-    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
     if (k + 4 <= m) {
-        __m256d L = _mm256_loadu_pd(lane), S = _mm256_set1_pd(scale);
-        int scaled = scale != 1.0;
+        __m256d L = _mm256_loadu_pd(lane), S = _mm256_set1_pd(f.scale), zero = _mm256_setzero_pd();
+        int scaled = f.scale != 1.0;
         for (; k + 4 <= m; k += 4) {
-            const double *f = e + k;
-            __m256d s32 = _mm256_add_pd(_mm256_loadu_pd(f + 3), _mm256_loadu_pd(f + 2));
-            L = _mm256_add_pd(L, _mm256_add_pd(s32, _mm256_add_pd(_mm256_loadu_pd(f + 1),
-                                                                  _mm256_loadu_pd(f))));
+            const double *g = e + k;
+            __m256d s32 = _mm256_add_pd(_mm256_loadu_pd(g + 3), _mm256_loadu_pd(g + 2));
+            L = _mm256_add_pd(L, _mm256_add_pd(s32, _mm256_add_pd(_mm256_loadu_pd(g + 1),
+                                                                  _mm256_loadu_pd(g))));
             if (mk) L = _mm256_and_pd(L, _mm256_loadu_pd((const double *)(mk + k)));
-            _mm256_storeu_pd(sums + k, scaled ? _mm256_mul_pd(L, S) : L);
+            __m256d v = scaled ? _mm256_mul_pd(L, S) : L;
+            if (f.root) v = _mm256_sqrt_pd(_mm256_and_pd(_mm256_cmp_pd(L, zero, _CMP_GT_OQ), v));
+            _mm256_storeu_pd(sums + k, v);
         }
         _mm256_storeu_pd(lane, L);
     }
-    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
+}
+
+static inline __m128d sum_out2(__m128d L, sum_out f, __m128d S) {
+    __m128d v = f.scale != 1.0 ? _mm_mul_pd(L, S) : L;
+    return f.root ? _mm_sqrt_pd(_mm_and_pd(_mm_cmpgt_pd(L, _mm_setzero_pd()), v)) : v;
 }
 
 static void lanes_run(double *lane, size_t j, const double *e, const long long *mk, size_t m,
-                      double scale, double *sums) {
+                      sum_out f, double *sums) {
     if (ta_avx2()) {
-        lanes_run_avx2(lane, j, e, mk, m, scale, sums);
+        lanes_run_avx2(lane, j, e, mk, m, f, sums);
         return;
     }
     size_t k = 0;
-    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
     if (k + 4 <= m) {
-        __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2), S = _mm_set1_pd(scale);
-        int scaled = scale != 1.0;
+        __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2), S = _mm_set1_pd(f.scale);
         for (; k + 4 <= m; k += 4) {
-            const double *f = e + k;
-            __m128d a2 = _mm_loadu_pd(f + 2), a3 = _mm_loadu_pd(f + 3);
+            const double *g = e + k;
+            __m128d a2 = _mm_loadu_pd(g + 2), a3 = _mm_loadu_pd(g + 3);
             __m128d s23 = _mm_add_pd(a3, a2);
-            L01 = _mm_add_pd(L01, _mm_add_pd(s23, _mm_add_pd(_mm_loadu_pd(f + 1), _mm_loadu_pd(f))));
-            L23 = _mm_add_pd(L23, _mm_add_pd(_mm_add_pd(_mm_loadu_pd(f + 5), _mm_loadu_pd(f + 4)), s23));
+            L01 = _mm_add_pd(L01, _mm_add_pd(s23, _mm_add_pd(_mm_loadu_pd(g + 1), _mm_loadu_pd(g))));
+            L23 = _mm_add_pd(L23, _mm_add_pd(_mm_add_pd(_mm_loadu_pd(g + 5), _mm_loadu_pd(g + 4)), s23));
             if (mk) {
                 L01 = _mm_and_pd(L01, _mm_loadu_pd((const double *)(mk + k)));
                 L23 = _mm_and_pd(L23, _mm_loadu_pd((const double *)(mk + k + 2)));
             }
-            _mm_storeu_pd(sums + k, scaled ? _mm_mul_pd(L01, S) : L01);
-            _mm_storeu_pd(sums + k + 2, scaled ? _mm_mul_pd(L23, S) : L23);
+            _mm_storeu_pd(sums + k, sum_out2(L01, f, S));
+            _mm_storeu_pd(sums + k + 2, sum_out2(L23, f, S));
         }
         _mm_storeu_pd(lane, L01);
         _mm_storeu_pd(lane + 2, L23);
     }
-    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, scale, sums + k);
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
 }
 
-/* One segment of at most SEGMENT pushes. A segment where no zero enters or
- * leaves the window cannot change the non-zero count (which is then above
- * 0), so it skips the count and the masks. */
 /* Whether x[1-P .. m-1] holds a run of P zeros or more, that is, whether
  * some window ending in the segment is all zero and needs the count and the
  * masks. Money flows, squared returns of flat closes and %K put zeros in
@@ -1763,7 +1776,7 @@ static long long nonzero_masks(const double *x, size_t P, size_t fill, size_t m,
     return nz;
 }
 
-static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, double scale,
+static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, sum_out f,
                         double *sums) {
     /* x - P as a number: before the window fills it points before the array */
     const uintptr_t near[3] = {(uintptr_t)x, (uintptr_t)x - P * sizeof(double), (uintptr_t)sums};
@@ -1789,7 +1802,7 @@ static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t
         size_t at = r->resum_at;
         int resum = at >= j0 + k && at < j0 + m;
         size_t stop = resum ? at - j0 + 1 : m;
-        lanes_run(r->lane, j0 + k, dd + k, zeros ? mk + k : NULL, stop - k, scale, sums + k);
+        lanes_run(r->lane, j0 + k, dd + k, zeros ? mk + k : NULL, stop - k, f, sums + k);
         k = stop;
         if (!resum) continue;
         if (!zeros || mk[k - 1]) r->lane[at & 3] = exact_sum(x + k - P, (int)P);
@@ -1803,8 +1816,8 @@ static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t
     r->d[0] = dd[m + 2], r->d[1] = dd[m + 1], r->d[2] = dd[m];
 }
 
-/* scale: see lanes_run (1 for the plain sums). */
-static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, double scale,
+/* f: what the outputs get (sum_out). */
+static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum_out f,
                      double *sums) {
     size_t P = (size_t)p;
     if (j0 == 0) {
@@ -1812,7 +1825,7 @@ static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, do
         r->left = 4;
     }
     for (size_t k = 0; k < m; k += SEGMENT)
-        run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, scale, sums + k);
+        run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, f, sums + k);
 }
 
 /* OBV in one pass per block: the input checks, the signed volumes (selects,
@@ -1898,7 +1911,7 @@ static TA_KERNEL int k_sma(KERNEL_ARGS) {
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
-        run_sums(&r, in[C] + b0, b0, b1 - b0, per, 1.0 / per, o + b0);
+        run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0}, o + b0);
     }
     for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
     return 0;
@@ -2053,8 +2066,8 @@ static int hist_open(hist_sum *h, size_t p) {
 
 static double *hist_next(hist_sum *h) { return h->buf + h->have; }
 
-static void hist_sums(hist_sum *h, size_t j0, size_t m, double *sums) {
-    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, 1.0, sums);
+static void hist_sums(hist_sum *h, size_t j0, size_t m, sum_out f, double *sums) {
+    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, f, sums);
     size_t keep = h->have + m < h->p ? h->have + m : h->p;
     memmove(h->buf, h->buf + h->have + m - keep, keep * sizeof(double));
     h->have = keep;
@@ -2089,8 +2102,8 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
             dn[k] = tp < prev ? mf : 0.0;
         }
         if (bad && (rc = check_block(K_MFI, HLC | BIT(V), in, b0, b1, n, err, errlen))) break;
-        hist_sums(&hp, b0 - 1, m, o);
-        hist_sums(&hn, b0 - 1, m, S);
+        hist_sums(&hp, b0 - 1, m, (sum_out){1.0, 0}, o);
+        hist_sums(&hn, b0 - 1, m, (sum_out){1.0, 0}, S);
         for (size_t k = 0; k < m; k++) {
             o[k] = pct(o[k], o[k] + S[k]);
         }
@@ -2144,11 +2157,7 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
         size_t m = b1 - b0;
         double *o = out[0] + b0;
         log_returns_sq(x + b0, hist_next(&hs), m);
-        hist_sums(&hs, b0 - 1, m, o);
-        for (size_t k = 0; k < m; k++) {
-            double t = o[k] * scale;
-            o[k] = sqrt(o[k] > 0.0 ? t : 0.0);
-        }
+        hist_sums(&hs, b0 - 1, m, (sum_out){scale, 1}, o);
     }
     free(hs.buf);
     if (!rc) nan_prefix(out, 1, P, n);
@@ -2198,7 +2207,7 @@ static void sma_run(const double *y, size_t m, int p, double *o) {
     run_sum r = {0};
     for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
         j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
-        run_sums(&r, y + j0, j0, j1 - j0, p, 1.0 / p, o + j0);
+        run_sums(&r, y + j0, j0, j1 - j0, p, (sum_out){1.0 / p, 0}, o + j0);
     }
 }
 
