@@ -222,11 +222,11 @@ typedef struct {
 typedef ew_t ema_t;
 typedef ew_t wilder_t;
 
-/* lanes = 1: EMA, ATR, NATR, SuperTrend's ATR and ADX's final average run
- * the four chains. lanes = 0 keeps the serial recurrence for good: RSI,
- * DEMA, TEMA, MACD and Keltner run two or three chains side by side already,
- * and for them the four chains' extra multiplies cost more than they save
- * (measured: RSI 14% slower with them, DEMA and TEMA 5%). */
+/* lanes = 1 runs the four chains from the fourth value after the seed on:
+ * every EMA and Wilder average but MACD's (EMA, DEMA, TEMA, RSI, ATR, NATR,
+ * Keltner, SuperTrend's ATR and ADX's final average). lanes = 0 keeps the
+ * serial recurrence for good: MACD's three EMAs already run side by side,
+ * and there the chains' extra multiplies cost more than they save. */
 static void ew_init(ew_t *e, int n, double a, double k, int lanes) {
     e->n = n;
     e->from = lanes ? n + 3 : INT64_MAX;
@@ -634,11 +634,11 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         u->wma.div = a * (a + 1.0) / 2.0;
         break;
     case K_DEMA: case K_TEMA:
-        ema_init(&u->xema.e1, a, 0); ema_init(&u->xema.e2, a, 0); ema_init(&u->xema.e3, a, 0);
+        ema_init(&u->xema.e1, a, 1); ema_init(&u->xema.e2, a, 1); ema_init(&u->xema.e3, a, 1);
         break;
     case K_RSI: case K_STOCHRSI:
-        wilder_init(&u->rsi.g, a, 0);
-        wilder_init(&u->rsi.l, a, 0);
+        wilder_init(&u->rsi.g, a, 1);
+        wilder_init(&u->rsi.l, a, 1);
         if (kind == K_STOCHRSI) {
             mono_init(&u->stochrsi.hi, &mem, b);
             mono_init(&u->stochrsi.lo, &mem, b);
@@ -690,9 +690,9 @@ static void state_init(int kind, ta_state *u, const double *p, double *mem) {
         u->hl.n = a;
         break;
     case K_KELTNER:
-        ema_init(&u->kelt.e, a, 0);
+        ema_init(&u->kelt.e, a, 1);
         u->kelt.mult = p[1];
-        wilder_init(&u->kelt.a.w, c, 0);
+        wilder_init(&u->kelt.a.w, c, 1);
         break;
     case K_SUPERTREND: wilder_init(&u->st.a.w, a, 1); u->st.mult = p[1]; break;
     case K_RVOL: ring_init(&u->rv.rs.r, mem, a); u->rv.n = a; u->rv.scale = p[1] / a; break;
@@ -1290,9 +1290,27 @@ static inline double ew_lane(ew_t *e, int64_t i, const double *x) {
     return *l = e->A * *l + ((e->k * x[0] + e->c1 * x[-1]) + (e->c2 * x[-2] + e->c3 * x[-3]));
 }
 
+static TA_AVX2 size_t ew_quads_avx2(ew_t *e, const double *x, size_t k, size_t m, double *out) {
+    const __m256d K = _mm256_set1_pd(e->k), C1 = _mm256_set1_pd(e->c1), C2 = _mm256_set1_pd(e->c2),
+                  C3 = _mm256_set1_pd(e->c3), A = _mm256_set1_pd(e->A);
+    __m256d L = _mm256_loadu_pd(e->last);
+    for (; k + 4 <= m; k += 4) {
+        const double *y = x + k;
+        __m256d t = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(K, _mm256_loadu_pd(y)),
+                                                _mm256_mul_pd(C1, _mm256_loadu_pd(y - 1))),
+                                  _mm256_add_pd(_mm256_mul_pd(C2, _mm256_loadu_pd(y - 2)),
+                                                _mm256_mul_pd(C3, _mm256_loadu_pd(y - 3))));
+        L = _mm256_add_pd(_mm256_mul_pd(A, L), t);
+        _mm256_storeu_pd(out + k, L);
+    }
+    _mm256_storeu_pd(e->last, L);
+    return k;
+}
+
 static void ew_run(ew_t *e, int64_t i0, const double *x, size_t m, double *out) {
     size_t k = 0;
     for (; k < m && ((i0 + (int64_t)k) & 3); k++) out[k] = ew_lane(e, i0 + (int64_t)k, x + k);
+    if (k + 4 <= m && ta_avx2()) k = ew_quads_avx2(e, x, k, m, out);
     if (k + 4 <= m) {
         const __m128d K = _mm_set1_pd(e->k), C1 = _mm_set1_pd(e->c1), C2 = _mm_set1_pd(e->c2),
                       C3 = _mm_set1_pd(e->c3), A = _mm_set1_pd(e->A);
@@ -1340,21 +1358,23 @@ static TA_KERNEL int k_ema(KERNEL_ARGS) {
 
 /* RSI: the two Wilder chains, then the ratio in a pass that vectorises. */
 static TA_KERNEL int k_rsi(KERNEL_ARGS) {
-    WARM(K_RSI, (size_t)p[0] + 1);
-    const wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
-    const double a = g->a, b = g->k, *x = in[C];
-    double gv = g->val, lv = l->val, *o = out[0], lt[BLOCK];
+    WARM(K_RSI, (size_t)p[0] + 4);   /* the chains' index is the bar's - 1 */
+    wilder_t *g = &u->rsi.g, *l = &u->rsi.l;
+    const double *x = in[C];
+    double *o = out[0], gb[BLOCK + 3], lb[BLOCK + 3], lt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         if (check_block(K_RSI, BIT(C), in, b0, b1, n, err, errlen)) return -1;
-        for (size_t i = b0; i < b1; i++) {
-            double d = x[i] - x[i - 1];
-            o[i] = gv = gv * a + (d > 0 ? d : 0.0) * b;
-            lt[i - b0] = lv = lv * a + (d < 0 ? -d : 0.0) * b;
+        size_t m = b1 - b0;
+        double *gain = ew_inputs(g, gb), *loss = ew_inputs(l, lb);
+        for (size_t j = 0; j < m; j++) {
+            double d = x[b0 + j] - x[b0 + j - 1];
+            gain[j] = d > 0 ? d : 0.0;
+            loss[j] = d < 0 ? -d : 0.0;
         }
-        for (size_t i = b0; i < b1; i++) {
-            o[i] = pct(o[i], o[i] + lt[i - b0]);
-        }
+        ew_run(g, (int64_t)b0 - 1, gain, m, o + b0);
+        ew_run(l, (int64_t)b0 - 1, loss, m, lt);
+        for (size_t j = 0; j < m; j++) o[b0 + j] = pct(o[b0 + j], o[b0 + j] + lt[j]);
     }
     return 0;
 }
@@ -1418,33 +1438,36 @@ static TA_KERNEL int k_supertrend(KERNEL_ARGS) {
     return 0;
 }
 
-static TA_KERNEL int k_dema(KERNEL_ARGS) {
-    int per = (int)p[0];
-    WARM(K_DEMA, 2 * (size_t)per - 1);
-    const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
-    double e1 = u->xema.e1.val, e2 = u->xema.e2.val, *o = out[0];
-    STEADY(K_DEMA, BIT(C), w) {
-        e1 = e1 * a + x[i] * k;
-        e2 = e2 * a + e1 * k;
-        o[i] = 2.0 * e1 - e2;
+/* DEMA and TEMA: each EMA by the four chains over the one before's output
+ * (its chain index is the bar's - (p-1) per EMA before it), then the
+ * combination in a pass that vectorises. */
+static int xema_run(int kind, KERNEL_ARGS) {
+    size_t per = (size_t)p[0], deep = kind == K_TEMA ? 3 : 2;
+    WARM(kind, deep * (per - 1) + 4);   /* the last EMA's chains start at its input per + 3 */
+    xema_s *s = &u->xema;
+    double b1[BLOCK + 3], b2[BLOCK + 3], E3[BLOCK], *o = out[0];
+    for (size_t b0 = w, bend; b0 < n; b0 = bend) {
+        bend = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(kind, BIT(C), in, b0, bend, n, err, errlen)) return -1;
+        size_t m = bend - b0;
+        double *E1 = ew_inputs(&s->e2, b1), *E2 = ew_inputs(&s->e3, b2);
+        ew_run(&s->e1, (int64_t)b0, in[C] + b0, m, E1);
+        ew_run(&s->e2, (int64_t)(b0 - (per - 1)), E1, m, E2);
+        if (kind == K_DEMA) {
+            for (size_t j = 0; j < m; j++) o[b0 + j] = 2.0 * E1[j] - E2[j];
+            continue;
+        }
+        ew_run(&s->e3, (int64_t)(b0 - 2 * (per - 1)), E2, m, E3);
+        for (size_t j = 0; j < m; j++) o[b0 + j] = 3.0 * E1[j] - 3.0 * E2[j] + E3[j];
     }
     return 0;
 }
 
-static TA_KERNEL int k_tema(KERNEL_ARGS) {
-    int per = (int)p[0];
-    WARM(K_TEMA, 3 * (size_t)per - 2);
-    const double k = u->xema.e1.k, a = u->xema.e1.a, *x = in[C];
-    double e1 = u->xema.e1.val, e2 = u->xema.e2.val, e3 = u->xema.e3.val, *o = out[0];
-    STEADY(K_TEMA, BIT(C), w) {
-        e1 = e1 * a + x[i] * k;
-        e2 = e2 * a + e1 * k;
-        e3 = e3 * a + e2 * k;
-        o[i] = 3.0 * e1 - 3.0 * e2 + e3;
-    }
-    return 0;
-}
+static TA_KERNEL int k_dema(KERNEL_ARGS) { return xema_run(K_DEMA, u, p, n, in, out, err, errlen); }
+static TA_KERNEL int k_tema(KERNEL_ARGS) { return xema_run(K_TEMA, u, p, n, in, out, err, errlen); }
 
+/* MACD keeps the serial recurrence: its three EMAs already run side by side,
+ * and the four chains (measured) made it 5-10% slower. */
 static TA_KERNEL int k_macd(KERNEL_ARGS) {
     (void)p;
     const macd_s *m = &u->macd;
@@ -1465,19 +1488,28 @@ static TA_KERNEL int k_macd(KERNEL_ARGS) {
     return 0;
 }
 
+/* Keltner: the EMA of closes and the ATR each by the four chains, then the
+ * bands in a pass that vectorises. */
 static TA_KERNEL int k_keltner(KERNEL_ARGS) {
-    size_t ep = (size_t)p[0], ap = (size_t)p[2] + 1;
+    size_t ep = (size_t)p[0] + 3, ap = (size_t)p[2] + 4;   /* where both run their chains */
     WARM(K_KELTNER, ep > ap ? ep : ap);
-    const kelt_s *s = &u->kelt;
-    const double ea = s->e.a, ek = s->e.k, wa = s->a.w.a, wb = s->a.w.k, mult = s->mult;
-    const double *h = in[H], *l = in[L], *c = in[C];
-    double mid = s->e.val, atr = s->a.w.val;
-    STEADY(K_KELTNER, HLC, w) {
-        mid = mid * ea + c[i] * ek;
-        atr = atr * wa + true_range(h[i], l[i], c[i - 1]) * wb;
-        out[0][i] = mid + mult * atr;
-        out[1][i] = mid;
-        out[2][i] = mid - mult * atr;
+    kelt_s *s = &u->kelt;
+    const double mult = s->mult, *h = in[H], *l = in[L], *c = in[C];
+    double buf[BLOCK + 3];
+    for (size_t b0 = w, b1; b0 < n; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        if (check_block(K_KELTNER, HLC, in, b0, b1, n, err, errlen)) return -1;
+        size_t m = b1 - b0;
+        double *up = out[0] + b0, *mid = out[1] + b0, *dn = out[2] + b0;
+        ew_run(&s->e, (int64_t)b0, c + b0, m, mid);
+        double *tr = ew_inputs(&s->a.w, buf);
+        for (size_t j = 0; j < m; j++) tr[j] = true_range(h[b0 + j], l[b0 + j], c[b0 + j - 1]);
+        ew_run(&s->a.w, (int64_t)b0 - 1, tr, m, dn);   /* the ATR, in dn until the bands */
+        for (size_t j = 0; j < m; j++) {
+            double d = mult * dn[j];
+            up[j] = mid[j] + d;
+            dn[j] = mid[j] - d;
+        }
     }
     return 0;
 }

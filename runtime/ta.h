@@ -6,9 +6,9 @@
  * point runs that step through the warm-up and then a kernel that does the
  * step's arithmetic in the step's order, so a stream and a batch run over the
  * same values give bit-for-bit the same numbers at every index. Where a
- * kernel needs another order of operations to run fast (EMA, the Wilder
- * averages of ATR, NATR, SuperTrend and ADX, OBV and the window sums as four
- * interleaved chains), the step uses that order too.
+ * kernel needs another order of operations to run fast (the EMAs and Wilder
+ * averages but MACD's, OBV and the window sums as four interleaved chains),
+ * the step uses that order too.
  *
  * Definitions follow TA-Lib's defaults (lookbacks, SMA-seeded EMA, Wilder
  * smoothing, first valid index); the per-indicator notes are in README.md
