@@ -207,9 +207,9 @@ static inline double sma_step(sma_t *s, double x, int commit) {
  *
  *     v[i] = a^4 v[i-4] + ((k x[i] + ak x[i-1]) + (a^2k x[i-2] + a^3k x[i-3]))
  *
- * Batch (ew_run) runs them side by side in SSE2 pairs; the step uses the same
- * form from the same value on, so the two agree bit for bit. Against the
- * serial recurrence this differs by a few ulps. */
+ * Batch (ew_run) runs them side by side (one AVX2 quad or two SSE2 pairs);
+ * the step uses the same form from the same value on, so the two agree bit
+ * for bit. Against the serial recurrence this differs by a few ulps. */
 typedef struct {
     int64_t cnt, from;           /* from: the input count where the chains start */
     double k, a, sum, val;       /* val: the last value while serial */
@@ -1283,8 +1283,9 @@ static size_t warm_up(int kind, ta_state *u, size_t w, size_t n, const double *c
     if (w == n) return 0
 
 /* The four chains of ew_t over inputs x[0..m) of chain index i0 on (at least
- * e->from), x[-3..-1] being the three inputs before. Same expressions
- * as ew_step, in SSE2 pairs (chains 0,1 and 2,3) once i0 + k is 0 mod 4. */
+ * e->from), x[-3..-1] being the three inputs before. Same expressions as
+ * ew_step, as one AVX2 quad or as SSE2 pairs (chains 0,1 and 2,3) once
+ * i0 + k is 0 mod 4. */
 static inline double ew_lane(ew_t *e, int64_t i, const double *x) {
     double *l = &e->last[i & 3];
     return *l = e->A * *l + ((e->k * x[0] + e->c1 * x[-1]) + (e->c2 * x[-2] + e->c3 * x[-3]));
