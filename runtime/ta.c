@@ -1809,19 +1809,25 @@ static long long nonzero_masks(const double *x, size_t P, size_t fill, size_t m,
     return nz;
 }
 
-static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P, sum_out f,
-                        double *sums) {
+/* Returns whether a pushed value was not finite (the caller's check_block
+ * then names it): SMA checks its input here, in the pass that reads it. */
+static TA_KERNEL int run_segment(run_sum *r, const double *x, size_t j0, size_t m, size_t P,
+                                 sum_out f, double *sums) {
     /* x - P as a number: before the window fills it points before the array */
     const uintptr_t near[3] = {(uintptr_t)x, (uintptr_t)x - P * sizeof(double), (uintptr_t)sums};
     double scratch[SEGMENT + 3 + PAGE_DOUBLES], *dd = away_from(scratch, near, 3);
     long long mk[SEGMENT];
     size_t fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
     dd[0] = r->d[2], dd[1] = r->d[1], dd[2] = r->d[0];
-    for (size_t k = 0; k < fill; k++) dd[k + 3] = x[k];   /* the ring is not full yet */
-    int zeros = fill != 0;
-    for (size_t k = fill; k < m; k++) {   /* d, and whether a zero enters or leaves */
+    int zeros = fill != 0, bad = 0;
+    for (size_t k = 0; k < fill; k++) {   /* the ring is not full yet */
+        dd[k + 3] = x[k];
+        bad |= !(x[k] > -HUGE_VAL) | !(x[k] < HUGE_VAL);
+    }
+    for (size_t k = fill; k < m; k++) {   /* d, whether a zero enters or leaves, the check */
         dd[k + 3] = x[k] - x[k - P];
         zeros |= (x[k] == 0.0) | (x[k - P] == 0.0);
+        bad |= !(x[k] > -HUGE_VAL) | !(x[k] < HUGE_VAL);
     }
     size_t k;
     if (zeros && !fill && !has_zero_window(x, m, P)) {
@@ -1847,18 +1853,21 @@ static TA_KERNEL void run_segment(run_sum *r, const double *x, size_t j0, size_t
         }
     }
     r->d[0] = dd[m + 2], r->d[1] = dd[m + 1], r->d[2] = dd[m];
+    return bad;
 }
 
-/* f: what the outputs get (sum_out). */
-static void run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum_out f,
-                     double *sums) {
+/* f: what the outputs get (sum_out). Returns whether a value was not finite. */
+static int run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum_out f,
+                    double *sums) {
     size_t P = (size_t)p;
+    int bad = 0;
     if (j0 == 0) {
         r->resum_at = next_resum(0, P);
         r->left = 4;
     }
     for (size_t k = 0; k < m; k += SEGMENT)
-        run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, f, sums + k);
+        bad |= run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, f, sums + k);
+    return bad;
 }
 
 /* OBV in one pass per block: the input checks, the signed volumes (selects,
@@ -1943,8 +1952,10 @@ static TA_KERNEL int k_sma(KERNEL_ARGS) {
     double *o = out[0];
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
-        run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0}, o + b0);
+        prefetch_next(in, BIT(C), b0, b1, n);
+        if (run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0}, o + b0) &&
+            check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen))
+            return -1;
     }
     for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
     return 0;
