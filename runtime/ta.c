@@ -1568,13 +1568,22 @@ static size_t next_resum(size_t base, size_t p) {
 enum { SEGMENT = 256 };   /* run_sums works in segments of this many pushes */
 
 /* What a running sum's output gets: the sum times scale (skipped when scale
- * is 1, which changes nothing), and with root, the square root of that
- * where the sum is above 0, else 0 (realized volatility; in the same loop
- * so that the square roots overlap the adds). */
+ * is 1, which changes nothing); with root, the square root of that where
+ * the sum is above 0, else 0 (realized volatility); with num, the percentage
+ * pct(num[k], num[k] + that) (MFI: the positive flows' sum over both, num
+ * running alongside the outputs, which it may be). In the same loop as the
+ * adds, so that the roots and divides overlap them. */
 typedef struct {
     double scale;
     int root;
+    const double *num;
 } sum_out;
+
+/* f for the outputs from index k on. */
+static inline sum_out sum_out_from(sum_out f, size_t k) {
+    if (f.num) f.num += k;
+    return f;
+}
 
 /* Pushes j .. j+m-1 on the chains, none of them a re-sum. e[k + 3] is d of
  * push j+k (e[0..2] the three before), so the sum after push j+k is
@@ -1583,18 +1592,19 @@ typedef struct {
  * that is 0 mod 4, then the chains as SSE2 pairs (0,1) and (2,3), or as one
  * AVX2 quad, with the same operations in the same order. */
 static inline void lane_step(double *lane, size_t j, const double *e, long long mk, sum_out f,
-                             double *out) {
+                             size_t k, double *sums) {
     double t = lane[j & 3] + ((e[3] + e[2]) + (e[1] + e[0]));
     if (!mk) t = 0.0;
     lane[j & 3] = t;
     double v = f.scale != 1.0 ? t * f.scale : t;
-    *out = f.root ? sqrt(t > 0.0 ? v : 0.0) : v;
+    if (f.root) v = sqrt(t > 0.0 ? v : 0.0);
+    sums[k] = f.num ? pct(f.num[k], f.num[k] + v) : v;
 }
 
 static TA_AVX2 void lanes_run_avx2(double *lane, size_t j, const double *e, const long long *mk,
                                    size_t m, sum_out f, double *sums) {
     size_t k = 0;
-    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, k, sums);
     if (k + 4 <= m) {
         __m256d L = _mm256_loadu_pd(lane), S = _mm256_set1_pd(f.scale), zero = _mm256_setzero_pd();
         int scaled = f.scale != 1.0;
@@ -1606,16 +1616,26 @@ static TA_AVX2 void lanes_run_avx2(double *lane, size_t j, const double *e, cons
             if (mk) L = _mm256_and_pd(L, _mm256_loadu_pd((const double *)(mk + k)));
             __m256d v = scaled ? _mm256_mul_pd(L, S) : L;
             if (f.root) v = _mm256_sqrt_pd(_mm256_and_pd(_mm256_cmp_pd(L, zero, _CMP_GT_OQ), v));
+            if (f.num) {   /* pct(a, a + v), as pct() */
+                __m256d a = _mm256_loadu_pd(f.num + k), t = _mm256_add_pd(a, v);
+                v = _mm256_and_pd(_mm256_cmp_pd(t, zero, _CMP_NEQ_UQ),
+                                  _mm256_mul_pd(_mm256_set1_pd(100.0), _mm256_div_pd(a, t)));
+            }
             _mm256_storeu_pd(sums + k, v);
         }
         _mm256_storeu_pd(lane, L);
     }
-    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, k, sums);
 }
 
-static inline __m128d sum_out2(__m128d L, sum_out f, __m128d S) {
+static inline __m128d sum_out2(__m128d L, sum_out f, __m128d S, size_t k) {
     __m128d v = f.scale != 1.0 ? _mm_mul_pd(L, S) : L;
-    return f.root ? _mm_sqrt_pd(_mm_and_pd(_mm_cmpgt_pd(L, _mm_setzero_pd()), v)) : v;
+    if (f.root) v = _mm_sqrt_pd(_mm_and_pd(_mm_cmpgt_pd(L, _mm_setzero_pd()), v));
+    if (f.num) {
+        __m128d a = _mm_loadu_pd(f.num + k), t = _mm_add_pd(a, v);
+        v = _mm_and_pd(_mm_cmpneq_pd(t, _mm_setzero_pd()), _mm_mul_pd(_mm_set1_pd(100.0), _mm_div_pd(a, t)));
+    }
+    return v;
 }
 
 static void lanes_run(double *lane, size_t j, const double *e, const long long *mk, size_t m,
@@ -1625,7 +1645,7 @@ static void lanes_run(double *lane, size_t j, const double *e, const long long *
         return;
     }
     size_t k = 0;
-    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
+    for (; k < m && ((j + k) & 3); k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, k, sums);
     if (k + 4 <= m) {
         __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2), S = _mm_set1_pd(f.scale);
         for (; k + 4 <= m; k += 4) {
@@ -1638,13 +1658,13 @@ static void lanes_run(double *lane, size_t j, const double *e, const long long *
                 L01 = _mm_and_pd(L01, _mm_loadu_pd((const double *)(mk + k)));
                 L23 = _mm_and_pd(L23, _mm_loadu_pd((const double *)(mk + k + 2)));
             }
-            _mm_storeu_pd(sums + k, sum_out2(L01, f, S));
-            _mm_storeu_pd(sums + k + 2, sum_out2(L23, f, S));
+            _mm_storeu_pd(sums + k, sum_out2(L01, f, S, k));
+            _mm_storeu_pd(sums + k + 2, sum_out2(L23, f, S, k + 2));
         }
         _mm_storeu_pd(lane, L01);
         _mm_storeu_pd(lane + 2, L23);
     }
-    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, sums + k);
+    for (; k < m; k++) lane_step(lane, j + k, e + k, mk ? mk[k] : -1, f, k, sums);
 }
 
 /* Whether x[1-P .. m-1] holds a run of P zeros or more, that is, whether
@@ -1841,7 +1861,8 @@ static TA_KERNEL int run_segment(run_sum *r, const double *x, size_t j0, size_t 
         size_t at = r->resum_at;
         int resum = at >= j0 + k && at < j0 + m;
         size_t stop = resum ? at - j0 + 1 : m;
-        lanes_run(r->lane, j0 + k, dd + k, zeros ? mk + k : NULL, stop - k, f, sums + k);
+        lanes_run(r->lane, j0 + k, dd + k, zeros ? mk + k : NULL, stop - k, sum_out_from(f, k),
+                  sums + k);
         k = stop;
         if (!resum) continue;
         if (!zeros || mk[k - 1]) r->lane[at & 3] = exact_sum(x + k - P, (int)P);
@@ -1866,7 +1887,8 @@ static int run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum
         r->left = 4;
     }
     for (size_t k = 0; k < m; k += SEGMENT)
-        bad |= run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, f, sums + k);
+        bad |= run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, sum_out_from(f, k),
+                           sums + k);
     return bad;
 }
 
@@ -1953,7 +1975,7 @@ static TA_KERNEL int k_sma(KERNEL_ARGS) {
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         prefetch_next(in, BIT(C), b0, b1, n);
-        if (run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0}, o + b0) &&
+        if (run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0, NULL}, o + b0) &&
             check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen))
             return -1;
     }
@@ -2117,15 +2139,15 @@ static void hist_sums(hist_sum *h, size_t j0, size_t m, sum_out f, double *sums)
     h->have = keep;
 }
 
-/* MFI: positive and negative money flow per bar in a pass that vectorises,
- * their running sums, the ratio in a last pass. */
+/* MFI: positive and negative money flow per bar in a pass that vectorises
+ * (and checks the inputs), then their running sums, the second one giving
+ * the ratio as it goes. */
 static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     (void)u;
     size_t P = (size_t)p[0];
     const double *h = in[H], *l = in[L], *c = in[C], *v = in[V];
     hist_sum hp, hn;
     int rc = hist_open(&hp, P) | hist_open(&hn, P);
-    double S[BLOCK];
     if (rc) snprintf(err, errlen, "mfi: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
@@ -2146,11 +2168,8 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
             dn[k] = tp < prev ? mf : 0.0;
         }
         if (bad && (rc = check_block(K_MFI, HLC | BIT(V), in, b0, b1, n, err, errlen))) break;
-        hist_sums(&hp, b0 - 1, m, (sum_out){1.0, 0}, o);
-        hist_sums(&hn, b0 - 1, m, (sum_out){1.0, 0}, S);
-        for (size_t k = 0; k < m; k++) {
-            o[k] = pct(o[k], o[k] + S[k]);
-        }
+        hist_sums(&hp, b0 - 1, m, (sum_out){1.0, 0, NULL}, o);
+        hist_sums(&hn, b0 - 1, m, (sum_out){1.0, 0, o}, o);   /* pct(up, up + down) */
     }
     free(hp.buf);
     free(hn.buf);
@@ -2201,7 +2220,7 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
         size_t m = b1 - b0;
         double *o = out[0] + b0;
         log_returns_sq(x + b0, hist_next(&hs), m);
-        hist_sums(&hs, b0 - 1, m, (sum_out){scale, 1}, o);
+        hist_sums(&hs, b0 - 1, m, (sum_out){scale, 1, NULL}, o);
     }
     free(hs.buf);
     if (!rc) nan_prefix(out, 1, P, n);
@@ -2251,7 +2270,7 @@ static void sma_run(const double *y, size_t m, int p, double *o) {
     run_sum r = {0};
     for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
         j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
-        run_sums(&r, y + j0, j0, j1 - j0, p, (sum_out){1.0 / p, 0}, o + j0);
+        run_sums(&r, y + j0, j0, j1 - j0, p, (sum_out){1.0 / p, 0, NULL}, o + j0);
     }
 }
 
