@@ -1115,7 +1115,7 @@ enum { BLOCK = 256 };
 /* Whether every x is below +inf and above lo (or at it, when `inclusive`):
  * one pass of compares that vectorises, and NaN fails both. */
 static inline int all_in_range(const double *x, size_t n, double lo, int inclusive) {
-    int bad = 0;
+    long long bad = 0;   /* 64-bit, as the compares: the vectorised ORs need no narrowing */
     if (inclusive)
         for (size_t i = 0; i < n; i++) bad |= !(x[i] >= lo) | !(x[i] < HUGE_VAL);
     else
@@ -1839,7 +1839,7 @@ static TA_KERNEL int run_segment(run_sum *r, const double *x, size_t j0, size_t 
     long long mk[SEGMENT];
     size_t fill = j0 < P ? (P - j0 < m ? P - j0 : m) : 0;
     dd[0] = r->d[2], dd[1] = r->d[1], dd[2] = r->d[0];
-    int zeros = fill != 0, bad = 0;
+    long long zeros = fill != 0, bad = 0;   /* 64-bit: the vectorised ORs need no narrowing */
     for (size_t k = 0; k < fill; k++) {   /* the ring is not full yet */
         dd[k + 3] = x[k];
         bad |= !(x[k] > -HUGE_VAL) | !(x[k] < HUGE_VAL);
@@ -1874,7 +1874,7 @@ static TA_KERNEL int run_segment(run_sum *r, const double *x, size_t j0, size_t 
         }
     }
     r->d[0] = dd[m + 2], r->d[1] = dd[m + 1], r->d[2] = dd[m];
-    return bad;
+    return bad != 0;
 }
 
 /* f: what the outputs get (sum_out). Returns whether a value was not finite. */
@@ -2155,7 +2155,7 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
         prefetch_next(in, HLC | BIT(V), b0, b1, n);
         size_t m = b1 - b0;
         double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
-        int bad = 0;
+        long long bad = 0;   /* 64-bit: see all_in_range */
         for (size_t k = 0; k < m; k++) {
             size_t i = b0 + k;
             double tp = h[i] + l[i] + c[i], prev = h[i - 1] + l[i - 1] + c[i - 1];   /* see step_mfi */
