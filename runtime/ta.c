@@ -1133,8 +1133,8 @@ static inline void prefetch_next(const double *const *in, unsigned mask, size_t 
             for (size_t i = b1; i < ahead; i += 8) __builtin_prefetch(in[j] + i);
 }
 
-static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0, size_t b1,
-                       size_t n, char *err, size_t errlen) {
+static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0,
+                                 size_t b1, size_t n, char *err, size_t errlen) {
     int bad = 0;
     prefetch_next(in, mask, b0, b1, n);
     for (int j = 0; j < VX_TA_NSLOTS; j++) {   /* finite; volume >= 0; rvol's prices > 0 */
@@ -1633,7 +1633,8 @@ static inline __m128d sum_out2(__m128d L, sum_out f, __m128d S, size_t k) {
     if (f.root) v = _mm_sqrt_pd(_mm_and_pd(_mm_cmpgt_pd(L, _mm_setzero_pd()), v));
     if (f.num) {
         __m128d a = _mm_loadu_pd(f.num + k), t = _mm_add_pd(a, v);
-        v = _mm_and_pd(_mm_cmpneq_pd(t, _mm_setzero_pd()), _mm_mul_pd(_mm_set1_pd(100.0), _mm_div_pd(a, t)));
+        v = _mm_and_pd(_mm_cmpneq_pd(t, _mm_setzero_pd()),
+                       _mm_mul_pd(_mm_set1_pd(100.0), _mm_div_pd(a, t)));
     }
     return v;
 }
@@ -1781,16 +1782,18 @@ static TA_AVX2 long long nonzero_masks_avx2(const double *x, size_t P, size_t fi
     const __m256i none = _mm256_setzero_si256(), ones = _mm256_set1_epi64x(-1);
     __m256i cnt = _mm256_set1_epi64x(nz);
     for (; k + 4 <= m; k += 4) {   /* as below, with the prefix over four lanes */
-        __m256i in = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + k), zero, _CMP_NEQ_UQ));
-        __m256i out = _mm256_castpd_si256(_mm256_cmp_pd(_mm256_loadu_pd(x + k - P), zero, _CMP_NEQ_UQ));
-        __m256i d = _mm256_sub_epi64(out, in);
-        d = _mm256_add_epi64(d, _mm256_blend_epi32(_mm256_permute4x64_epi64(d, _MM_SHUFFLE(2, 1, 0, 0)),
-                                                   none, 0x03));
-        d = _mm256_add_epi64(d, _mm256_blend_epi32(_mm256_permute4x64_epi64(d, _MM_SHUFFLE(1, 0, 0, 0)),
-                                                   none, 0x0f));
+        __m256d a = _mm256_loadu_pd(x + k), b = _mm256_loadu_pd(x + k - P);
+        __m256i in = _mm256_castpd_si256(_mm256_cmp_pd(a, zero, _CMP_NEQ_UQ));
+        __m256i out = _mm256_castpd_si256(_mm256_cmp_pd(b, zero, _CMP_NEQ_UQ));
+        __m256i d = _mm256_sub_epi64(out, in), up1, up2;
+        up1 = _mm256_permute4x64_epi64(d, _MM_SHUFFLE(2, 1, 0, 0));   /* lanes up by one */
+        d = _mm256_add_epi64(d, _mm256_blend_epi32(up1, none, 0x03));
+        up2 = _mm256_permute4x64_epi64(d, _MM_SHUFFLE(1, 0, 0, 0));   /* and by two */
+        d = _mm256_add_epi64(d, _mm256_blend_epi32(up2, none, 0x0f));
         __m256i c = _mm256_add_epi64(cnt, d);   /* the chain: one add, the broadcast is off it */
         cnt = _mm256_add_epi64(cnt, _mm256_permute4x64_epi64(d, _MM_SHUFFLE(3, 3, 3, 3)));
-        _mm256_storeu_si256((__m256i *)(mk + k), _mm256_xor_si256(_mm256_cmpeq_epi64(c, none), ones));
+        __m256i nonzero = _mm256_xor_si256(_mm256_cmpeq_epi64(c, none), ones);
+        _mm256_storeu_si256((__m256i *)(mk + k), nonzero);
     }
     nz = _mm256_extract_epi64(cnt, 0);
     for (; k < m; k++) {
@@ -1887,8 +1890,8 @@ static int run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum
         r->left = 4;
     }
     for (size_t k = 0; k < m; k += SEGMENT)
-        bad |= run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P, sum_out_from(f, k),
-                           sums + k);
+        bad |= run_segment(r, x + k, j0 + k, m - k < SEGMENT ? m - k : SEGMENT, P,
+                           sum_out_from(f, k), sums + k);
     return bad;
 }
 
@@ -2236,8 +2239,9 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
  * Called chunk by chunk (chunks are whole blocks); hprev/lprev (p+1 doubles,
  * -inf/+inf before the series starts; the last stays so) carry the suffix
  * extremes across calls; hcur/lcur are p doubles of scratch. */
-static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_t n, int p, double *hh,
-                             double *ll, double *hprev, double *lprev, double *hcur, double *lcur) {
+static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_t n, int p,
+                                        double *hh, double *ll, double *hprev, double *lprev,
+                                        double *hcur, double *lcur) {
     size_t P = (size_t)p;
     for (size_t s = 0; s < n; s += P) {
         size_t m = n - s < P ? n - s : P;
@@ -2301,7 +2305,7 @@ static int extremes_open(extremes_t *e, int w) {
 
 /* Donchian, Williams %R and Stochastic over arrays. */
 static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
-                          double *const *out, char *err, size_t errlen) {
+                                    double *const *out, char *err, size_t errlen) {
     int w = (int)p[0];
     unsigned mask = kind == K_DONCHIAN ? BIT(H) | BIT(L) : HLC;
     extremes_t e;
