@@ -2233,9 +2233,11 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
 /* Sliding maximum of xh and minimum of xl over windows of p ending at each
  * index (shorter at the very start), van Herk/Gil-Werman style: per block of
  * p values a running prefix extreme, combined with the previous block's
- * suffix extremes. No data-dependent branches, and max/min are exact, so the
- * result equals the stream's deques bit for bit. Both series go through the
- * same loops, which halves the loop overhead that dominates short windows.
+ * suffix extremes. No data-dependent branches; max/min are exact, and among
+ * equal values the newest wins, as in the stream's deques (it shows with
+ * signed zeros), so the result equals the stream bit for bit. Both series
+ * go through the same loops, which halves the loop overhead that dominates
+ * short windows.
  * Called chunk by chunk (chunks are whole blocks); hprev/lprev (p+1 doubles,
  * -inf/+inf before the series starts; the last stays so) carry the suffix
  * extremes across calls; hcur/lcur are p doubles of scratch. */
@@ -2247,9 +2249,9 @@ static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_
         size_t m = n - s < P ? n - s : P;
         const double *ah = xh + s, *al = xl + s;
         double gh = -INFINITY, gl = INFINITY;
-        for (size_t k = 0; k < m; k++) {
-            gh = ah[k] > gh ? ah[k] : gh;
-            gl = al[k] < gl ? al[k] : gl;
+        for (size_t k = 0; k < m; k++) {   /* >= and <=: among equal values the newest wins */
+            gh = ah[k] >= gh ? ah[k] : gh;
+            gl = al[k] <= gl ? al[k] : gl;
             hcur[k] = gh;
             lcur[k] = gl;
         }
@@ -2264,6 +2266,29 @@ static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_
             gl = al[k] < gl ? al[k] : gl;
             hprev[k] = gh;
             lprev[k] = gl;
+        }
+    }
+}
+
+/* Sliding maximum of xh and minimum of xl over windows of P ending at
+ * series indices g0 .. g0+m-1 (xh, xl point at index g0; shorter windows at
+ * the series' start), for short windows: P-1 passes of compare-and-select
+ * that vectorise, where vHGW's running extremes are a chain per block. An
+ * older value replaces the running extreme only when strictly beyond it, so
+ * among equal values the newest wins, as in the stream's deques (signed
+ * zeros included). */
+enum { DIRECT_MAX = 8 };   /* the longest window done this way (at 14, vHGW is 2x faster) */
+
+static TA_KERNEL void direct_extremes(const double *xh, const double *xl, size_t g0, size_t m,
+                                      size_t P, double *hh, double *ll) {
+    memcpy(hh, xh, m * sizeof *hh);
+    memcpy(ll, xl, m * sizeof *ll);
+    for (size_t d = 1; d < P; d++) {
+        ptrdiff_t back = (ptrdiff_t)d;
+        for (size_t i = d > g0 ? d - g0 : 0; i < m; i++) {
+            double a = xh[(ptrdiff_t)i - back], b = xl[(ptrdiff_t)i - back];
+            hh[i] = a > hh[i] ? a : hh[i];
+            ll[i] = b < ll[i] ? b : ll[i];
         }
     }
 }
@@ -2320,7 +2345,11 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
             free(e.hh);
             return -1;
         }
-        sliding_extremes(in[H] + c0, in[L] + c0, m, w, e.hh, e.ll, e.hprev, e.lprev, e.hcur, e.lcur);
+        if (w <= DIRECT_MAX)
+            direct_extremes(in[H] + c0, in[L] + c0, c0, m, (size_t)w, e.hh, e.ll);
+        else
+            sliding_extremes(in[H] + c0, in[L] + c0, m, w, e.hh, e.ll, e.hprev, e.lprev, e.hcur,
+                             e.lcur);
         const double *hh = e.hh, *ll = e.ll;
         if (kind == K_DONCHIAN) {
             for (size_t j = 0; j < m; j++) {
@@ -2364,7 +2393,11 @@ static TA_KERNEL int k_stochrsi(KERNEL_ARGS) {
     size_t m = n - rp;
     for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
         size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
-        sliding_extremes(r + c0, r + c0, cm, (int)fk, e.hh, e.ll, e.hprev, e.lprev, e.hcur, e.lcur);
+        if (fk <= DIRECT_MAX)
+            direct_extremes(r + c0, r + c0, c0, cm, fk, e.hh, e.ll);
+        else
+            sliding_extremes(r + c0, r + c0, cm, (int)fk, e.hh, e.ll, e.hprev, e.lprev, e.hcur,
+                             e.lcur);
         for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k(r[c0 + j], e.hh[j], e.ll[j]);
     }
     free(e.hh);

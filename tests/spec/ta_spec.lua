@@ -560,6 +560,26 @@ describe("vibex.ta", function()
       end
     end)
 
+    it("window extremes keep the newest of equal values, as the stream does (signed zeros)", function()
+      local n, h, state = 3000, {}, 11
+      local values = {0.0, -0.0, 1.5, -1.5, 0.0, -0.0, 2.0}
+      for i = 1, n do
+        state = (state * 1103515245 + 12345) % 2147483648
+        h[i] = values[state % 7 + 1]
+      end
+      local function same(x, y) return (x ~= x and y ~= y) or (x == y and 1 / x == 1 / y) end
+      for _, p in ipairs({3, 8, 9, 20}) do   -- both the direct windows and vHGW
+        local b = assert(ta.donchian(h, h, p))
+        local s = ta.stream.donchian(p)
+        for i = 1, n do
+          local up, mid, lo = s:push{high = h[i], low = h[i]}
+          assert(same(up, b.upper[i]) and same(lo, b.lower[i]) and same(mid, b.middle[i]),
+            ("donchian(%d) at %d: stream %s/%s, batch %s/%s"):format(p, i, 1 / up, 1 / lo,
+              1 / b.upper[i], 1 / b.lower[i]))
+        end
+      end
+    end)
+
     it("a refused stream update leaves the state untouched", function()
       local s = ta.stream.ema(3)
       for _, x in ipairs({1, 2, 3}) do s:push(x) end
