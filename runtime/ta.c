@@ -261,11 +261,17 @@ static inline double ew_serial(ew_t *e, double x, int commit) {
     return v;
 }
 
+/* The chained value from the one four inputs back and inputs x0 (newest)
+ * to x3: the one expression step and batch (ew_lane) both use. */
+static inline double ew_chained(const ew_t *e, double back4, double x0, double x1, double x2,
+                                double x3) {
+    return e->A * back4 + ((e->k * x0 + e->c1 * x1) + (e->c2 * x2 + e->c3 * x3));
+}
+
 static inline double ew_step(ew_t *e, double x, int commit) {
     if (e->from == INT64_MAX) return ew_serial(e, x, commit);
     int64_t i = e->cnt;
-    double v = i >= e->from ? e->A * e->last[i & 3] +
-                                  ((e->k * x + e->c1 * e->x1) + (e->c2 * e->x2 + e->c3 * e->x3))
+    double v = i >= e->from ? ew_chained(e, e->last[i & 3], x, e->x1, e->x2, e->x3)
                             : ew_serial(e, x, 0);
     if (commit) {
         if (i < e->n - 1) e->sum += x;
@@ -1252,10 +1258,10 @@ static ta_impl *impl_new(int kind, const double *params, char *err, size_t errle
  * struct on every bar. A kernel runs only the warm-up through it, then a
  * steady-state loop over locals that does the step's arithmetic in the step's
  * order, so batch and stream still agree bit for bit. Where a kernel needs a
- * different order to run fast (EMA, the Wilder averages with lanes, OBV
- * and the window sums run four interleaved chains), the step uses that
- * order too. Every kernel checks its
- * inputs a block at a time, before computing that block. */
+ * different order to run fast (the EMAs and Wilder averages but MACD's, OBV
+ * and the window sums run four interleaved chains), the step uses that order
+ * too. Every kernel checks its inputs a block at a time, before computing
+ * that block, or in the pass that reads them (SMA, MFI, OBV). */
 
 #define KERNEL_ARGS ta_state *u, const double *p, size_t n, const double *const *in, \
                     double *const *out, char *err, size_t errlen
@@ -1288,7 +1294,7 @@ static size_t warm_up(int kind, ta_state *u, size_t w, size_t n, const double *c
  * i0 + k is 0 mod 4. */
 static inline double ew_lane(ew_t *e, int64_t i, const double *x) {
     double *l = &e->last[i & 3];
-    return *l = e->A * *l + ((e->k * x[0] + e->c1 * x[-1]) + (e->c2 * x[-2] + e->c3 * x[-3]));
+    return *l = ew_chained(e, *l, x[0], x[-1], x[-2], x[-3]);
 }
 
 static TA_AVX2 size_t ew_quads_avx2(ew_t *e, const double *x, size_t k, size_t m, double *out) {
@@ -1765,12 +1771,12 @@ static double *away_from(double *buf, const uintptr_t *arrays, int n) {
 
 /* The window's non-zero count after each of pushes 0..m-1 (x[k - P] leaves
  * from push `fill` on), starting from nz; mk[k] gets -1 where the count is
- * above 0, else 0. Returns the last count. Two pushes at a time in SSE2
- * integers: a compare gives -1 per non-zero, so -1 for a leaving non-zero
- * minus -1 for an entering one is the change, and a prefix add within the
- * pair and one broadcast carry keep the dependency chain at two cycles per
- * pair. The count stays far below 2^31, so a zero test on the low 32 bits
- * of each lane is a zero test of the count. */
+ * above 0, else 0. Returns the last count. Two (SSE2) or four (AVX2) pushes
+ * at a time in integers: a compare gives -1 per non-zero, so -1 for a
+ * leaving non-zero minus -1 for an entering one is the change; a prefix add
+ * within the group and one carried add keep the dependency chain short. In
+ * SSE2 the count stays far below 2^31, so a zero test on the low 32 bits of
+ * each lane is a zero test of the count. */
 static TA_AVX2 long long nonzero_masks_avx2(const double *x, size_t P, size_t fill, size_t m,
                                             long long nz, long long *mk) {
     size_t k = 0;
@@ -1781,7 +1787,7 @@ static TA_AVX2 long long nonzero_masks_avx2(const double *x, size_t P, size_t fi
     const __m256d zero = _mm256_setzero_pd();
     const __m256i none = _mm256_setzero_si256(), ones = _mm256_set1_epi64x(-1);
     __m256i cnt = _mm256_set1_epi64x(nz);
-    for (; k + 4 <= m; k += 4) {   /* as below, with the prefix over four lanes */
+    for (; k + 4 <= m; k += 4) {
         __m256d a = _mm256_loadu_pd(x + k), b = _mm256_loadu_pd(x + k - P);
         __m256i in = _mm256_castpd_si256(_mm256_cmp_pd(a, zero, _CMP_NEQ_UQ));
         __m256i out = _mm256_castpd_si256(_mm256_cmp_pd(b, zero, _CMP_NEQ_UQ));
@@ -1906,6 +1912,17 @@ static inline double obv_sv(double xc, double xp, double v) {
     return (xc > xp ? v : 0.0) - (xc < xp ? v : 0.0);
 }
 
+/* One bar of k_obv outside the SSE2 pairs: the chain's add, and the check
+ * folded into bad as a NaN. */
+static inline void obv_bar(const double *x, const double *vol, size_t i, double *o, double *lane,
+                           double *s1, double *s2, double *s3, __m128d *bad) {
+    double sv = obv_sv(x[i], x[i - 1], vol[i]);
+    int wrong = x[i] - x[i] != 0.0 || vol[i] - vol[i] != 0.0 || vol[i] < 0.0;
+    *bad = _mm_or_pd(*bad, _mm_set_sd(wrong ? NAN : 0.0));
+    o[i] = lane[i & 3] = lane[i & 3] + ((sv + *s1) + (*s2 + *s3));
+    *s3 = *s2, *s2 = *s1, *s1 = sv;
+}
+
 static inline __m128d obv_sv2(const double *x, const double *vol, __m128d *bad) {
     __m128d xc = _mm_loadu_pd(x), xp = _mm_loadu_pd(x - 1), v = _mm_loadu_pd(vol);
     __m128d fx = _mm_sub_pd(xc, xc), fv = _mm_sub_pd(v, v);   /* 0, or NaN if not finite */
@@ -1925,13 +1942,8 @@ static TA_KERNEL int k_obv(KERNEL_ARGS) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
         __m128d bad = _mm_setzero_pd();
         size_t i = b0;
-        for (; i < b1 && (i & 3); i++) {   /* scalar to a bar that is 0 mod 4 */
-            double sv = obv_sv(x[i], x[i - 1], vol[i]);
-            bad = _mm_or_pd(bad, _mm_set_sd(x[i] - x[i] != 0.0 || vol[i] - vol[i] != 0.0 ||
-                                            vol[i] < 0.0 ? NAN : 0.0));
-            o[i] = lane[i & 3] = lane[i & 3] + ((sv + s1) + (s2 + s3));
-            s3 = s2, s2 = s1, s1 = sv;
-        }
+        for (; i < b1 && (i & 3); i++)   /* scalar to a bar that is 0 mod 4 */
+            obv_bar(x, vol, i, o, lane, &s1, &s2, &s3, &bad);
         if (i + 4 <= b1) {
             __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2);
             /* (sv[i-2], sv[i-1]) and (sv[i-4], sv[i-3]); only the upper half of the latter is read */
@@ -1955,13 +1967,7 @@ static TA_KERNEL int k_obv(KERNEL_ARGS) {
             s1 = _mm_cvtsd_f64(_mm_unpackhi_pd(Pm2, Pm2)), s2 = _mm_cvtsd_f64(Pm2);
             s3 = _mm_cvtsd_f64(_mm_unpackhi_pd(Pm4, Pm4));
         }
-        for (; i < b1; i++) {   /* the tail */
-            double sv = obv_sv(x[i], x[i - 1], vol[i]);
-            bad = _mm_or_pd(bad, _mm_set_sd(x[i] - x[i] != 0.0 || vol[i] - vol[i] != 0.0 ||
-                                            vol[i] < 0.0 ? NAN : 0.0));
-            o[i] = lane[i & 3] = lane[i & 3] + ((sv + s1) + (s2 + s3));
-            s3 = s2, s2 = s1, s1 = sv;
-        }
+        for (; i < b1; i++) obv_bar(x, vol, i, o, lane, &s1, &s2, &s3, &bad);   /* the tail */
         if (_mm_movemask_pd(_mm_cmpunord_pd(bad, bad)) &&   /* all-ones masks are NaNs too */
             check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, n, err, errlen))
             return -1;
@@ -2180,8 +2186,6 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     return rc;
 }
 
-/* Realized volatility: squared log returns (libmvec's log, two bars a
- * call), their running sum, then the root in a pass that vectorises. */
 /* q[k] = log(x[k] / x[k-1])^2, the log by the libmvec variant log1_mvec
  * uses, in one pass (x[-1] is read). */
 static TA_AVX2 size_t log_returns_sq_avx2(const double *x, double *q, size_t m) {
@@ -2209,6 +2213,9 @@ static void log_returns_sq(const double *x, double *q, size_t m) {
     }
 }
 
+/* Realized volatility: squared log returns (libmvec's log, two or four bars
+ * a call), then their running sum, which scales and takes the root as it
+ * goes. */
 static TA_KERNEL int k_rvol(KERNEL_ARGS) {
     (void)u;
     size_t P = (size_t)p[0];
@@ -2328,6 +2335,17 @@ static int extremes_open(extremes_t *e, int w) {
     return 0;
 }
 
+/* The extremes of the chunk at series index c0 (xh, xl point at it; m
+ * values) into e->hh, e->ll: direct compares for windows of DIRECT_MAX or
+ * less, vHGW (whose carry in e is then kept) for longer ones. */
+static void window_extremes(extremes_t *e, const double *xh, const double *xl, size_t c0,
+                            size_t m, int w) {
+    if (w <= DIRECT_MAX)
+        direct_extremes(xh, xl, c0, m, (size_t)w, e->hh, e->ll);
+    else
+        sliding_extremes(xh, xl, m, w, e->hh, e->ll, e->hprev, e->lprev, e->hcur, e->lcur);
+}
+
 /* Donchian, Williams %R and Stochastic over arrays. */
 static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const double *const *in,
                                     double *const *out, char *err, size_t errlen) {
@@ -2345,11 +2363,7 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
             free(e.hh);
             return -1;
         }
-        if (w <= DIRECT_MAX)
-            direct_extremes(in[H] + c0, in[L] + c0, c0, m, (size_t)w, e.hh, e.ll);
-        else
-            sliding_extremes(in[H] + c0, in[L] + c0, m, w, e.hh, e.ll, e.hprev, e.lprev, e.hcur,
-                             e.lcur);
+        window_extremes(&e, in[H] + c0, in[L] + c0, c0, m, w);
         const double *hh = e.hh, *ll = e.ll;
         if (kind == K_DONCHIAN) {
             for (size_t j = 0; j < m; j++) {
@@ -2393,11 +2407,7 @@ static TA_KERNEL int k_stochrsi(KERNEL_ARGS) {
     size_t m = n - rp;
     for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
         size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
-        if (fk <= DIRECT_MAX)
-            direct_extremes(r + c0, r + c0, c0, cm, fk, e.hh, e.ll);
-        else
-            sliding_extremes(r + c0, r + c0, cm, (int)fk, e.hh, e.ll, e.hprev, e.lprev, e.hcur,
-                             e.lcur);
+        window_extremes(&e, r + c0, r + c0, c0, cm, (int)fk);
         for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k(r[c0 + j], e.hh[j], e.ll[j]);
     }
     free(e.hh);
