@@ -49,6 +49,9 @@ end
 -- be faster than either, so it takes the Stochastic's floor.
 local MULTI = {adx = true, stoch = true, supertrend = true, stochrsi = true}
 
+-- the indicators held to 1.5x of the copy's time on 10M bars
+local NEAR_COPY = {sma = true, ema = true, obv = true}
+
 local function floor_for(name)
   if name == "cci" then return 30e6 end
   if MULTI[name] then return 100e6 end
@@ -70,7 +73,8 @@ function M.run(row, fmt, best, quick)
   -- baselines: memcpy and a plain element loop, one array in, one out
   local src, dst = bars[2], out[0]
   local t_memcpy = best(5, function() ffi.copy(dst, src, 8 * big) end)
-  local t_loop = best(5, function() for i = 0, big - 1 do dst[i] = src[i] end end)
+  local function copy_loop() for i = 0, big - 1 do dst[i] = src[i] end end
+  local t_loop = best(5, copy_loop)
   local copy_rate = big / t_loop
   row(("streaming copy, %s doubles (plain loop)"):format(fmt(big)), fmt(copy_rate), "elem/s",
       ("%.1f GB/s read+write; memcpy %s elem/s"):format(copy_rate * 16 / 1e9, fmt(big / t_memcpy)))
@@ -98,12 +102,12 @@ function M.run(row, fmt, best, quick)
       assert(C.vx_ta_batch(kind, p, big, ins, outp, err, 256) == 0, ffi.string(err))
     end
     local t_big, t_copy = math.huge, 1 / copy_rate * big
-    if name == "sma" or name == "ema" or name == "obv" then
+    if NEAR_COPY[name] then
       -- the 1.5x targets: the copy and the indicator in turns, best of each,
       -- so that both see the same minute of a shared machine
       t_copy = math.huge
       for _ = 1, quick and 1 or 4 do
-        t_copy = math.min(t_copy, best(1, function() for i = 0, big - 1 do dst[i] = src[i] end end))
+        t_copy = math.min(t_copy, best(1, copy_loop))
         t_big = math.min(t_big, best(1, run_big))
       end
     else
@@ -129,7 +133,7 @@ function M.run(row, fmt, best, quick)
     local fl = floor_for(name)
     local notes = {}
     notes[#notes + 1] = ("%.2fx copy time"):format(ratio)
-    if name == "sma" or name == "ema" or name == "obv" then
+    if NEAR_COPY[name] then
       notes[#notes + 1] = ratio <= 1.5 and "(<= 1.5x: ok)" or "(> 1.5x: MISSED)"
       if ratio > 1.5 then missed[#missed + 1] = name .. " 10M" end
     end
