@@ -198,6 +198,32 @@ int vx_candles_close_due(vx_candles *c, double now_ms) {
     return 1;
 }
 
+int vx_candles_copy(vx_candles *dst, const vx_candles *src) {
+    if (dst->interval_ms != src->interval_ms || dst->cap < src->len) {
+        snprintf(dst->err, sizeof dst->err, "candles: cannot copy %d candles of %" PRId64 " ms into %d of %" PRId64 " ms",
+                 src->len, src->interval_ms, dst->cap, dst->interval_ms);
+        return -1;
+    }
+    double *from[NCOLS], *to[NCOLS];
+    columns(src, from);
+    columns(dst, to);
+    size_t bytes = sizeof(double) * (size_t)src->len;
+    for (int k = 0; k < NCOLS; k++) {
+        /* both halves: the copy is a valid series that may be appended to */
+        memcpy(to[k], from[k] + src->start, bytes);
+        memcpy(to[k] + dst->cap, from[k] + src->start, bytes);
+    }
+    dst->len = src->len;
+    dst->start = 0;
+    dst->closed = src->closed;
+    dst->appended = src->appended;
+    dst->gaps = src->gaps;
+    dst->missing = src->missing;
+    dst->gap_from = src->gap_from;
+    dst->gap_to = src->gap_to;
+    return 0;
+}
+
 int vx_candles_link(vx_candles *fine, vx_candles *coarse) {
     if (coarse->interval_ms % fine->interval_ms != 0 || coarse->interval_ms == fine->interval_ms) {
         snprintf(fine->err, sizeof fine->err,

@@ -73,6 +73,12 @@ int vx_candles_close_due(vx_candles *c, double now_ms);
  * fine's, and both must share the alignment. Returns 0 or -1 (err in fine). */
 int vx_candles_link(vx_candles *fine, vx_candles *coarse);
 
+/* Copy src's candles (the window, its flags and counters, not its links to
+ * coarser series) into dst, which must have the same interval and room for
+ * them. A decision cycle works on such a copy, so frames that arrive while
+ * it runs cannot change what it reads. 0, or -1 (err in dst). */
+int vx_candles_copy(vx_candles *dst, const vx_candles *src);
+
 /* Open time of the period containing t for this series. */
 double vx_candles_align(const vx_candles *c, double t);
 

@@ -19,8 +19,20 @@ typedef struct scan {
 enum { F_T = 1, F_TT = 2, F_S = 4, F_I = 8, F_O = 16, F_H = 32, F_L = 64, F_C = 128, F_V = 256, F_X = 512 };
 #define F_ALL (F_T | F_TT | F_S | F_I | F_O | F_H | F_L | F_C | F_V | F_X)
 
+/* Character classes, one table lookup a byte: white space, the bytes a
+ * bare JSON number may hold, and the bytes of true/false/null. */
+enum { CC_WS = 1, CC_NUM = 2, CC_WORD = 4 };
+static const unsigned char CC[256] = {
+    [' '] = CC_WS, ['\n'] = CC_WS, ['\r'] = CC_WS, ['\t'] = CC_WS,
+    ['0'] = CC_NUM, ['1'] = CC_NUM, ['2'] = CC_NUM, ['3'] = CC_NUM, ['4'] = CC_NUM, ['5'] = CC_NUM,
+    ['6'] = CC_NUM, ['7'] = CC_NUM, ['8'] = CC_NUM, ['9'] = CC_NUM, ['+'] = CC_NUM, ['-'] = CC_NUM,
+    ['.'] = CC_NUM, ['e'] = CC_NUM | CC_WORD, ['E'] = CC_NUM,
+    ['a'] = CC_WORD, ['f'] = CC_WORD, ['l'] = CC_WORD, ['n'] = CC_WORD, ['r'] = CC_WORD, ['s'] = CC_WORD,
+    ['t'] = CC_WORD, ['u'] = CC_WORD,
+};
+
 static void skip_ws(scan *s) {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t')) s->p++;
+    while (s->p < s->end && (CC[(unsigned char)*s->p] & CC_WS)) s->p++;
 }
 
 static int expect(scan *s, char c) {
@@ -80,7 +92,7 @@ static int skip_value(scan *s, int depth) {
     default: break;
     }
     const char *q = s->p;
-    while (q < s->end && ((*q && strchr("+-.eE", *q)) || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z'))) q++;
+    while (q < s->end && (CC[(unsigned char)*q] & (CC_NUM | CC_WORD))) q++;
     if (q == s->p) return 0;
     s->p = q;
     return 1;
@@ -150,7 +162,7 @@ static int read_decimal(scan *s, double *out) {
     skip_ws(s);
     if (s->p < s->end && *s->p == '"') return read_string(s, &a, &b) && parse_decimal(a, b, out);
     const char *q = s->p;
-    while (q < s->end && ((*q && strchr("+-.eE", *q)) || (*q >= '0' && *q <= '9'))) q++;
+    while (q < s->end && (CC[(unsigned char)*q] & CC_NUM)) q++;
     if (q == s->p || !parse_decimal(s->p, q, out)) return 0;
     s->p = q;
     return 1;
@@ -251,4 +263,100 @@ int vx_kline_msg_parse(const char *text, size_t n, vx_kline_msg *out) {
     if (!walk_object(&s, envelope_field, &c)) return 0;
     skip_ws(&s);
     return s.p == s.end && c.is_kline && (c.seen & F_ALL) == F_ALL;
+}
+
+/* ---- the other hot market messages: mark price and book ticker ---------- */
+
+enum { Q_E = 1, Q_S = 2, Q_P = 4, Q_R = 8, Q_B = 16, Q_A = 32 };
+
+typedef struct mctx {
+    vx_kline_msg *k;
+    vx_quote_msg *q;
+    unsigned kseen, qseen;
+    int kind; /* from "e" */
+    int has_k;
+} mctx;
+
+static int mk_field(scan *s, const char *key, size_t klen, void *ctx) {
+    mctx *c = ctx;
+    if (klen != 1) return skip_value(s, 1);
+    return kline_field(s, key[0], c->k, &c->kseen);
+}
+
+static int kind_of(const char *a, const char *b) {
+    size_t n = (size_t)(b - a);
+    if (n == 5 && !memcmp(a, "kline", 5)) return VX_MSG_KLINE;
+    if (n == 15 && !memcmp(a, "markPriceUpdate", 15)) return VX_MSG_MARK;
+    if (n == 10 && !memcmp(a, "bookTicker", 10)) return VX_MSG_BOOK;
+    return VX_MSG_OTHER;
+}
+
+/* Top-level fields of an event. One-letter keys mean different things in
+ * different events, so the meaning follows "e" (venues send it first; a
+ * message that does not is left to the general decoder). */
+static int m_event_field(scan *s, const char *key, size_t klen, void *ctx) {
+    mctx *c = ctx;
+    if (klen != 1) return skip_value(s, 1);
+    char ch = key[0];
+    if (ch == 'e') {
+        const char *a, *b;
+        if (!read_string(s, &a, &b)) return 0;
+        c->kind = kind_of(a, b);
+        c->qseen |= Q_E;
+        return 1;
+    }
+    if (!(c->qseen & Q_E)) return 0; /* "e" must come first */
+    if (ch == 'E') return read_int(s, &c->k->event_time) && (c->q->event_time = c->k->event_time, 1);
+    switch (c->kind) {
+    case VX_MSG_KLINE:
+        if (ch == 'k') return c->has_k = 1, walk_object(s, mk_field, c);
+        return skip_value(s, 1);
+    case VX_MSG_MARK:
+        switch (ch) {
+        case 's': c->qseen |= Q_S; return read_name(s, c->q->symbol, sizeof c->q->symbol);
+        case 'p': c->qseen |= Q_P; return read_decimal(s, &c->q->mark);
+        case 'i': return read_decimal(s, &c->q->index_price);
+        case 'r': c->qseen |= Q_R; return read_decimal(s, &c->q->funding_rate);
+        case 'T': return read_int(s, &c->q->next_funding_time);
+        default: return skip_value(s, 1);
+        }
+    case VX_MSG_BOOK:
+        switch (ch) {
+        case 's': c->qseen |= Q_S; return read_name(s, c->q->symbol, sizeof c->q->symbol);
+        case 'b': c->qseen |= Q_B; return read_decimal(s, &c->q->bid);
+        case 'B': return read_decimal(s, &c->q->bid_qty);
+        case 'a': c->qseen |= Q_A; return read_decimal(s, &c->q->ask);
+        case 'A': return read_decimal(s, &c->q->ask_qty);
+        default: return skip_value(s, 1);
+        }
+    default:
+        return 0; /* not ours: stop scanning early */
+    }
+}
+
+static int m_envelope_field(scan *s, const char *key, size_t klen, void *ctx) {
+    mctx *c = ctx;
+    if (klen == 6 && !memcmp(key, "stream", 6)) return read_name(s, c->k->stream, sizeof c->k->stream);
+    if (klen == 4 && !memcmp(key, "data", 4)) return walk_object(s, m_event_field, c);
+    return m_event_field(s, key, klen, ctx);
+}
+
+int vx_market_msg_parse(const char *text, size_t n, vx_kline_msg *k, vx_quote_msg *q) {
+    if (!text || !k || !q) return VX_MSG_OTHER;
+    /* only the fields that are read later are reset: the scanner fills the rest */
+    k->trades = 0;
+    k->quote_volume = k->taker_buy_volume = k->taker_buy_quote_volume = 0;
+    k->stream[0] = '\0';
+    memset(q, 0, sizeof *q);
+    scan s = {text, text + n};
+    mctx c = {k, q, 0, 0, VX_MSG_OTHER, 0};
+    if (!walk_object(&s, m_envelope_field, &c)) return VX_MSG_OTHER;
+    skip_ws(&s);
+    if (s.p != s.end) return VX_MSG_OTHER;
+    switch (c.kind) {
+    case VX_MSG_KLINE: return c.has_k && (c.kseen & F_ALL) == F_ALL ? VX_MSG_KLINE : VX_MSG_OTHER;
+    case VX_MSG_MARK: return (c.qseen & (Q_S | Q_P)) == (Q_S | Q_P) ? VX_MSG_MARK : VX_MSG_OTHER;
+    case VX_MSG_BOOK: return (c.qseen & (Q_S | Q_B | Q_A)) == (Q_S | Q_B | Q_A) ? VX_MSG_BOOK : VX_MSG_OTHER;
+    default: return VX_MSG_OTHER;
+    }
 }

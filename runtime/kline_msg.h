@@ -30,6 +30,24 @@ typedef struct vx_kline_msg {
     char stream[64];
 } vx_kline_msg;
 
+/* The two other hot market messages: the mark price (with the funding rate)
+ * and the best bid/ask. */
+typedef struct vx_quote_msg {
+    int64_t event_time;
+    int64_t next_funding_time;
+    double mark, index_price, funding_rate;
+    double bid, bid_qty, ask, ask_qty;
+    char symbol[32];
+} vx_quote_msg;
+
+enum { VX_MSG_OTHER = 0, VX_MSG_KLINE = 1, VX_MSG_MARK = 2, VX_MSG_BOOK = 3 };
+
+/* Which hot message s[0..n) is (a kline into k, a markPriceUpdate or a
+ * bookTicker into q), or VX_MSG_OTHER for anything else, malformed input
+ * included. The event's "e" must precede its other one-letter fields (as
+ * venues send it); otherwise the message is left to the general decoder. */
+int vx_market_msg_parse(const char *s, size_t n, vx_kline_msg *k, vx_quote_msg *q);
+
 /* 1 when s[0..n) is a complete kline event (all of t T s i o h l c v x
  * present), 0 otherwise. Never reads outside s[0..n). */
 int vx_kline_msg_parse(const char *s, size_t n, vx_kline_msg *out);

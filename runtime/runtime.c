@@ -211,6 +211,7 @@ static int setup_lua(vx_runtime *rt) {
     preload(L, "vibex.core.task", vx_open_task);
     preload(L, "vibex.core.http", vx_open_http);
     preload(L, "vibex.core.ws", vx_open_ws);
+    preload(L, "vibex.core.mdsink", vx_open_mdsink);
     preload(L, "vibex.core.fdwait", vx_open_fdwait);
     preload(L, "vibex.core.log", vx_open_log);
     preload(L, "vibex.core.metrics", vx_open_metrics);

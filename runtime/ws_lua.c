@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "mdsink.h"
 #include "task.h"
 #include "vx_lua.h"
 #include "ws.h"
@@ -42,6 +43,9 @@ typedef struct lconn {
     double received;
     int close_code;
     char close_reason[300];
+    vx_md_sink *sink;   /* offered every message first (market data), or NULL */
+    int sink_ref;       /* keeps the sink alive while the connection is */
+    double sunk;        /* messages the sink took */
 } lconn;
 
 static size_t queued_bytes(const lconn *lc) { return lc->q.len - lc->q_head; }
@@ -49,6 +53,10 @@ static size_t queued_bytes(const lconn *lc) { return lc->q.len - lc->q_head; }
 static void release_self(lconn *lc) {
     if (lc->self_ref != LUA_NOREF) luaL_unref(lc->L, LUA_REGISTRYINDEX, lc->self_ref);
     lc->self_ref = LUA_NOREF;
+    /* no message comes after this: the sink may go */
+    if (lc->sink_ref != LUA_NOREF) luaL_unref(lc->L, LUA_REGISTRYINDEX, lc->sink_ref);
+    lc->sink_ref = LUA_NOREF;
+    lc->sink = NULL;
 }
 
 static void wake_with_message(lconn *lc, const char *p, size_t n) {
@@ -75,9 +83,13 @@ static void on_closed(vx_ws_conn *c, int code, const char *reason, void *ud);
 
 static void on_message(vx_ws_conn *c, const char *p, size_t n, int binary, void *ud) {
     (void)c;
-    (void)binary;
     lconn *lc = ud;
     lc->received++;
+    /* market data the sink applies never becomes a Lua string */
+    if (lc->sink && !binary && vx_md_sink_offer(lc->sink, p, n)) {
+        lc->sunk++;
+        return;
+    }
     if (lc->waiter && lc->q_count == 0) {
         wake_with_message(lc, p, n);
         return;
@@ -182,9 +194,13 @@ static int l_connect(lua_State *L) {
         lua_pushliteral(L, "invalid");
         return 3;
     }
+    lua_getfield(L, 1, "sink");
+    vx_md_sink *sink = lua_isnil(L, -1) ? NULL : vx_md_sink_check(L, -1);
+    int sink_idx = lua_gettop(L);
     lconn *lc = lua_newuserdata(L, sizeof *lc);
     memset(lc, 0, sizeof *lc);
     lc->self_ref = LUA_NOREF;
+    lc->sink_ref = LUA_NOREF;
     lc->L = rt->L;
     lc->high = max_queue > 0 ? (size_t)max_queue : (8u << 20);
     lc->low = lc->high / 4;
@@ -200,6 +216,11 @@ static int l_connect(lua_State *L) {
     }
     lua_pushvalue(L, -1);
     lc->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (sink) {
+        lua_pushvalue(L, sink_idx);
+        lc->sink_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lc->sink = sink;
+    }
     lc->waiter = t;
     return vx_task_wait(L, t, VX_WAIT_IO, on_cancel, lc);
 }
@@ -281,7 +302,7 @@ static int l_status(lua_State *L) {
 
 static int l_stats(lua_State *L) {
     lconn *lc = luaL_checkudata(L, 1, CONN_MT);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushnumber(L, lc->received);
     lua_setfield(L, -2, "received");
     lua_pushnumber(L, (double)lc->q_count);
@@ -290,6 +311,8 @@ static int l_stats(lua_State *L) {
     lua_setfield(L, -2, "queued_bytes");
     lua_pushboolean(L, lc->paused);
     lua_setfield(L, -2, "paused");
+    lua_pushnumber(L, lc->sunk);
+    lua_setfield(L, -2, "sunk");
     lua_pushnumber(L, lc->c ? (double)vx_ws_pending(lc->c) : 0);
     lua_setfield(L, -2, "pending_send");
     return 1;

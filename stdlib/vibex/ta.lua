@@ -49,6 +49,7 @@ int vx_candles_trade(vx_candles *c, double t, double price, double qty);
 int vx_candles_close_due(vx_candles *c, double now_ms);
 int vx_candles_link(vx_candles *fine, vx_candles *coarse);
 int vx_candles_find(const vx_candles *c, double t);
+int vx_candles_copy(vx_candles *dst, const vx_candles *src);
 
 typedef struct vx_series { double *p; int64_t n; } vx_series;
 ]]
@@ -469,6 +470,15 @@ function Candles:trade(t, price, qty)
   local rc = C.vx_candles_trade(self.ptr, t, price, qty)
   if rc < 0 then return nil, ffi.string(self.ptr.err) end
   return UPDATE_RESULT[rc]
+end
+
+--- Copy this series' candles into `into` (a series of the same interval
+--- with room for them; made when nil) and return it: a copy that frames
+--- arriving later do not change.
+function Candles:copy(into)
+  into = into or assert(M.candles{interval = self.interval, capacity = math.max(1, self.ptr.cap), symbol = self.symbol})
+  if C.vx_candles_copy(into.ptr, self.ptr) ~= 0 then return nil, ffi.string(into.ptr.err) end
+  return into
 end
 
 --- Close the forming candle if its period ended by now_ms (a boundary timer).
