@@ -180,3 +180,44 @@ int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d) {
     if (product(a, b, &p) != 0 || product(c, d, &q) != 0) return -2;
     return cmp_scaled(p, a.scale + b.scale, q, c.scale + d.scale);
 }
+
+/* 10^n as a 128-bit integer, or -1 past 10^38. */
+static i128 pow10_128(int n) {
+    if (n < 0 || n > 38) return -1;
+    i128 p = 1;
+    while (n--) p *= 10;
+    return p;
+}
+
+static int mul3(i128 a, i128 b, i128 c, i128 *out) {
+    i128 t;
+    if (__builtin_mul_overflow(a, b, &t) || __builtin_mul_overflow(t, c, out)) return -1;
+    return 0;
+}
+
+int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out) {
+    if (step.m <= 0 || b.m <= 0) return -1;
+    int s = base.scale > step.scale ? base.scale : step.scale;
+    i128 bv = at_scale(base, s), sv = at_scale(step, s);
+    /* k = floor((a/b - base) / step), everything over b.m * 10^(a.scale) to stay in integers */
+    i128 p1 = pow10_128(b.scale + s), p2 = pow10_128(a.scale);
+    if (p1 < 0 || p2 < 0) return -1;
+    i128 x, y, den, num;
+    if (__builtin_mul_overflow((i128)a.m, p1, &x) || mul3(bv, (i128)b.m, p2, &y) || mul3(sv, (i128)b.m, p2, &den))
+        return -1;
+    if (__builtin_sub_overflow(x, y, &num)) return -1;
+    i128 k = div_floor(num, den), r = num - k * den;
+    if (r != 0) {
+        switch (mode) {
+        case VX_ROUND_DOWN: break;
+        case VX_ROUND_UP: k++; break;
+        case VX_ROUND_NEAREST:
+            if (2 * r >= den) k++;
+            break;
+        default: return 1;
+        }
+    }
+    i128 v;
+    if (__builtin_mul_overflow(k, sv, &v) || __builtin_add_overflow(v, bv, &v)) return -1;
+    return store(v, s, out);
+}

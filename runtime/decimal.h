@@ -38,6 +38,10 @@ int vx_dec_cmp(vx_dec a, vx_dec b);
  * EXACT fails unless x is already on the grid). 0, -1 (overflow or bad
  * step), or 1 (EXACT and not on the grid). */
 int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out);
+/* a / b (b > 0) rounded onto the grid base + k*step, exactly: how a notional
+ * becomes a quantity without passing through a binary double. Returns as
+ * vx_dec_round_step (-1 also on overflow past 128-bit intermediates). */
+int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out);
 /* Sign of a*b - c, computed exactly (for notional >= minimum). -2 on overflow. */
 int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c);
 /* Sign of a*b - c*d, exactly (for price <= mark * multiplier). -2 on overflow. */

@@ -12,6 +12,7 @@
 --   dec.cmp("1.10", "1.1")                       --> 0
 --   dec.cmp_product("0.5", "20", "10")           --> 0   (sign of a*b - c)
 --   dec.normalize("100.0000")                    --> "100"
+--   dec.div_round("400", "60000.1", "0.001", "down")  --> "0.006"  (400 / 60000.1 onto the grid)
 local ffi = require "ffi"
 
 ffi.cdef [[
@@ -23,6 +24,7 @@ int vx_dec_cmp(vx_dec a, vx_dec b);
 int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out);
 int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c);
 int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d);
+int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out);
 ]]
 
 local C = ffi.C
@@ -86,6 +88,31 @@ function M.round(v, step, mode, base, what)
   elseif rc ~= 0 then
     return nil, ("%s %s is out of range for step %s"):format(what or "value", format(x), format(s))
   end
+  return format(out)
+end
+
+--- a / b rounded onto the grid base + k*step, computed exactly (no binary
+-- double in between): how a notional becomes a quantity. nil, err on bad
+-- input, b <= 0 or overflow.
+function M.div_round(a, b, step, mode, base)
+  local m = MODES[mode or "down"]
+  if not m then error(("decimal.div_round: mode must be down, up, nearest or exact, got %s"):format(tostring(mode)), 2) end
+  local x, e1 = parse(a, "dividend")
+  local y, e2 = parse(b, "divisor")
+  local s, e3 = parse(step, "step")
+  if not (x and y and s) then return nil, e1 or e2 or e3 end
+  if y.m <= 0 then return nil, ("divisor must be positive, got %s"):format(format(y)) end
+  if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
+  local b0 = ffi.new("vx_dec")
+  if base ~= nil then
+    local berr
+    b0, berr = parse(base, "base")
+    if not b0 then return nil, berr end
+  end
+  local out = ffi.new("vx_dec")
+  local rc = C.vx_dec_div_round_step(x, y, b0, s, m, out)
+  if rc == 1 then return nil, ("%s / %s is not a multiple of %s"):format(format(x), format(y), format(s)) end
+  if rc ~= 0 then return nil, ("%s / %s is out of range for step %s"):format(format(x), format(y), format(s)) end
   return format(out)
 end
 
