@@ -24,6 +24,7 @@ local breaker = require "vibex.breaker"
 local crypto = require "vibex.core.crypto"
 local errors = require "vibex.exchange.errors"
 local filters = require "vibex.exchange.filters"
+local orders = require "vibex.exchange.orders"
 local http = require "vibex.http"
 local json = require "vibex.json"
 local log = require "vibex.log"
@@ -105,6 +106,9 @@ function Client:sync_time()
   local t1 = wall_ms()
   self.offset_ms = math.floor(res.serverTime - (t0 + t1) / 2)
   self.synced_at = t1
+  -- nonces signed against the old offset must not hold the next ones
+  -- outside the venue's window (V3)
+  if self.signer and self.signer.rebase then self.signer.rebase(self:now()) end
   return self.offset_ms
 end
 
@@ -174,25 +178,39 @@ local function retry_after_ms(h, default)
   return s and s * 1000 or default
 end
 
+-- The breaker guards ordinary calls; a lookup that must resolve an order's
+-- unknown outcome passes it (opts.no_breaker): the failures that opened it
+-- are exactly why the lookup is needed.
+local function breaker_allow(self, opts)
+  if opts.no_breaker then return true end
+  return self.breaker:allow()
+end
+
+local function breaker_record(self, token, ok)
+  if token ~= true then self.breaker:record(token, ok) end
+end
+
+local CLOCK_CODES = { [-1021] = true, [-4225] = true }
+
 --- One request, no retries. Returns decoded body, or nil, err.
 function Client:_send(method, path, params, opts)
   local is_order = opts.order
   local ok, perr = self:_pace(opts.weight or 1, is_order)
   if not ok then return nil, perr end
-  local token, berr = self.breaker:allow()
+  local token, berr = breaker_allow(self, opts)
   if not token then
-    return nil, errors.new("retry", berr, { venue = self.venue })
+    return nil, errors.new("retry", berr, { venue = self.venue, breaker = "open" })
   end
   local list = sorted_pairs(params)
-  local query
+  local query, nonce
   local headers = { "User-Agent: vibex" }
   if opts.signed then
     if not self.signer then
-      self.breaker:record(token, true)
+      breaker_record(self, token, true)
       return nil, errors.new("auth", "this call needs credentials (api_key/api_secret or user/signer/private_key)",
         { venue = self.venue })
     end
-    query = self.signer.sign(list, self:now())
+    query, nonce = self.signer.sign(list, self:now())
     for _, hd in ipairs(self.signer.headers) do headers[#headers + 1] = hd end
   else
     query = signer.join(list)
@@ -217,7 +235,7 @@ function Client:_send(method, path, params, opts)
                                           timeout_ms = opts.timeout_ms or self.timeout_ms }
   latency_hist:labels(self.venue):observe((task.hrtime() - t0) / 1e9)
   if not res then
-    self.breaker:record(token, false)
+    breaker_record(self, token, false)
     requests_total:labels(self.venue, "transport"):inc()
     return nil, errors.new(is_order and "unknown" or "retry", ("%s: %s"):format(tkind or "transport", terr),
       { venue = self.venue, transport = tkind, request = what })
@@ -225,8 +243,13 @@ function Client:_send(method, path, params, opts)
   self:_note_headers(res.headers)
   local status = res.status
   local decoded, jerr = json.decode(res.body)
+  local code = type(decoded) == "table" and tonumber(decoded.code) or nil
+  -- a nonce the venue took (anything but a clock refusal) is one it remembers
+  if nonce and status < 500 and not (code and CLOCK_CODES[code]) and self.signer.accepted then
+    self.signer.accepted(nonce)
+  end
   if status == 200 then
-    self.breaker:record(token, true)
+    breaker_record(self, token, true)
     if decoded == nil then
       requests_total:labels(self.venue, "malformed"):inc()
       return nil, errors.new(is_order and "unknown" or "retry", "malformed JSON from the venue: " .. jerr,
@@ -235,11 +258,10 @@ function Client:_send(method, path, params, opts)
     requests_total:labels(self.venue, "ok"):inc()
     return decoded
   end
-  local code = type(decoded) == "table" and tonumber(decoded.code) or nil
   local msg = type(decoded) == "table" and decoded.msg or res.body:sub(1, 200)
   local fields = { venue = self.venue, status = status, request = what }
   if status == 429 then
-    self.breaker:record(token, true)
+    breaker_record(self, token, true)
     local wait = retry_after_ms(res.headers, 1000)
     self.paused_until = math.max(self.paused_until, wall_ms() + wait)
     fields.retry_after_ms = wait
@@ -250,7 +272,7 @@ function Client:_send(method, path, params, opts)
     return nil, e
   end
   if status == 418 then
-    self.breaker:record(token, true)
+    breaker_record(self, token, true)
     local wait = retry_after_ms(res.headers, 120000)
     self.banned_until = wall_ms() + wait
     requests_total:labels(self.venue, "418"):inc()
@@ -262,14 +284,14 @@ function Client:_send(method, path, params, opts)
     return nil, e
   end
   if status >= 500 then
-    self.breaker:record(token, false)
+    breaker_record(self, token, false)
     requests_total:labels(self.venue, "5xx"):inc()
     local e = code and errors.from_code(code, msg, fields) or errors.new("retry", msg, fields)
     -- a failed order may still exist; a failed read can simply be repeated
     if is_order then e.kind = "unknown" elseif status == 503 or e.kind == "unknown" then e.kind = "retry" end
     return nil, e
   end
-  self.breaker:record(token, true)
+  breaker_record(self, token, true)
   requests_total:labels(self.venue, "error"):inc()
   if code then return nil, errors.from_code(code, msg, fields) end
   return nil, errors.new((status == 401 or status == 403) and "auth" or "rejected", msg, fields)
@@ -400,7 +422,8 @@ function Client:all_orders(symbol, o)
 end
 function Client:user_trades(symbol, o)
   o = o or {}
-  return signed(self, "GET", "/userTrades", { symbol = symbol, startTime = o.start_ms, endTime = o.end_ms, limit = o.limit }, 5)
+  return signed(self, "GET", "/userTrades", { symbol = symbol, orderId = o.order_id, startTime = o.start_ms,
+                                               endTime = o.end_ms, limit = o.limit }, 5, { no_breaker = o.no_breaker })
 end
 function Client:income(o)
   o = o or {}
@@ -426,53 +449,33 @@ function Client:position_mode() return signed(self, "GET", "/positionSide/dual",
 
 -- ---- orders ------------------------------------------------------------------
 
---- A client order id from (account, decision, leg): the same inputs give the
--- same id, so a re-sent order is recognisably the same order. 32 characters
--- from the venue's allowed set.
-function M.client_order_id(account, decision, leg)
-  return "vx" .. crypto.sha256(("%s|%s|%s"):format(account, decision, leg or 1)):sub(1, 30)
-end
+--- A client order id from (account, cycle, leg): see vibex.exchange.orders.
+M.client_order_id = orders.client_order_id
 
-local ALIASES = {
-  qty = "quantity", stop = "stopPrice", stop_price = "stopPrice", reduce_only = "reduceOnly",
-  close_position = "closePosition", tif = "timeInForce", time_in_force = "timeInForce",
-  position_side = "positionSide", working_type = "workingType", callback_rate = "callbackRate",
-  activation_price = "activationPrice", client_id = "newClientOrderId", price_protect = "priceProtect",
-}
-local LOCAL = { decision = true, leg = true, account = true }
+--- Venue parameters from an order table (domain or venue names, defaults).
+function Client:order_params(order) return orders.params(order, { account = self.account }) end
 
---- Venue parameters from a friendly order table (aliases, defaults).
-function Client:order_params(order)
-  local p = {}
-  for k, v in pairs(order) do
-    if not LOCAL[k] then p[ALIASES[k] or k] = v end
-  end
-  p.type = p.type or (p.price and "LIMIT" or "MARKET")
-  if (p.type == "LIMIT" or p.type == "STOP" or p.type == "TAKE_PROFIT") and not p.timeInForce then p.timeInForce = "GTC" end
-  if p.side then p.side = p.side:upper() end
-  p.newClientOrderId = p.newClientOrderId
-    or M.client_order_id(order.account or self.account, order.decision or ("%d-%d"):format(wall_ms(), math.random(1e9)), order.leg)
-  return p
-end
-
---- Round and check an order against the symbol's filters.
-function Client:prepare(order)
-  local p = self:order_params(order)
+--- Round and check an order against the symbol's filters and the venue's
+-- rules for parameters; o.quote = {mark, bid, ask} for orders without a
+-- price (MIN_NOTIONAL, PERCENT_PRICE).
+function Client:prepare(order, o)
+  local p = orders.params(order, { account = self.account })
   local rules, err = self:symbol_rules(p.symbol)
   if not rules then return nil, err end
-  return rules:format(p, order.mark_price)
+  return orders.prepare(rules, p, { account = self.account, quote = o and o.quote })
 end
 
 --- Look an order up by client order id (or order id). nil, err with
 -- err.code == -2013 when the venue does not have it.
 function Client:get_order(symbol, o)
-  return signed(self, "GET", "/order", { symbol = symbol, origClientOrderId = o.client_id, orderId = o.order_id })
+  return signed(self, "GET", "/order", { symbol = symbol, origClientOrderId = o.client_id, orderId = o.order_id }, 1,
+    { no_breaker = o.no_breaker })
 end
 
 --- After an unknown outcome: the order as the venue has it, or nil when it
 -- certainly does not exist, or nil, err when that cannot be known yet.
 function Client:_resolve(p)
-  local got, err = self:get_order(p.symbol, { client_id = p.newClientOrderId })
+  local got, err = self:get_order(p.symbol, { client_id = p.newClientOrderId, no_breaker = true })
   if got then return got end
   if err.code == -2013 then return nil end
   return nil, err
@@ -488,9 +491,16 @@ end
 -- acceptance window (recvWindow for V1, the nonce window for V3), so before
 -- re-sending we wait until that window has passed since the request was
 -- signed, and look once more.
-function Client:place(order)
-  local p, err = self:prepare(order)
+function Client:place(order, o)
+  local p, err = self:prepare(order, o)
   if not p then return nil, err end
+  return self:send_order(p)
+end
+
+--- Send an order prepared by prepare(), exactly as it is (the executor
+-- records these parameters before it sends them). The same unknown-outcome
+-- handling as place().
+function Client:send_order(p)
   if p.type == "MARKET" and not p.newOrderRespType then p.newOrderRespType = "RESULT" end
   local attempts = 0
   while true do
@@ -615,6 +625,6 @@ function Client:place_batch(orders)
   return out
 end
 
-M.Client = Client -- the simulated venue borrows order_params and prepare
+M.Client = Client
 
 return M

@@ -11,7 +11,9 @@
 --   stop price,  to the nearest tick
 --   activation
 -- Then every filter is checked: PRICE_FILTER, LOT_SIZE / MARKET_LOT_SIZE,
--- MIN_NOTIONAL (mark price for orders without a price) and PERCENT_PRICE.
+-- MIN_NOTIONAL (mark price for orders without a price) and PERCENT_PRICE
+-- (a LIMIT price against the mark; a MARKET order's side of the book, the
+-- price it would take, against the mark).
 local dec = require "vibex.decimal"
 local errors = require "vibex.exchange.errors"
 
@@ -68,6 +70,15 @@ function Rules:qty(q, market, mode)
   return dec.round(q, step, mode or "down", base, "quantity")
 end
 
+--- The quantity a notional buys at a price, onto the step grid, rounded
+-- down exactly (never through a binary double): notional / price.
+function Rules:qty_of_notional(notional, price, market)
+  local step = market and nonzero(self.market_step) and self.market_step or self.step
+  local base = market and self.market_min_qty or self.min_qty
+  if not nonzero(step) then return dec.div_round(notional, price, "0.00000001", "down") end
+  return dec.div_round(notional, price, step, "down", base)
+end
+
 function Rules:check_price(p, what)
   what = what or "price"
   if dec.cmp(p, "0") <= 0 then return refuse("PRICE_FILTER", ("%s %s must be positive"):format(what, p)) end
@@ -99,8 +110,9 @@ end
 --- Round and check an order. Returns a copy with price, stopPrice,
 -- activationPrice and quantity as exact decimal strings, or nil and a
 -- "filter" error that names the filter. `mark` is the mark price (for
--- MIN_NOTIONAL of orders without a price and for PERCENT_PRICE).
-function Rules:format(order, mark)
+-- MIN_NOTIONAL of orders without a price and for PERCENT_PRICE); `book`
+-- ({bid, ask}, optional) is what a MARKET order would take.
+function Rules:format(order, mark, book)
   local o = {}
   for k, v in pairs(order) do o[k] = v end
   o.symbol = o.symbol or self.symbol
@@ -145,6 +157,19 @@ function Rules:format(order, mark)
     if s and s < 0 then
       return refuse("MIN_NOTIONAL", ("notional %s x %s is below the minimum %s of %s (or set reduceOnly)")
         :format(o.quantity, dec.normalize(ref), self.min_notional, self.symbol), o)
+    end
+  end
+  if typ == "MARKET" and mark and book and self.multiplier_up then
+    local take = side == "BUY" and book.ask or book.bid
+    if take and tonumber(take) and tonumber(take) > 0 then
+      if side == "BUY" and dec.cmp_products(take, "1", mark, self.multiplier_up) > 0 then
+        return refuse("PERCENT_PRICE", ("a MARKET BUY would take the ask %s, above mark %s x multiplierUp %s")
+          :format(dec.normalize(take), dec.normalize(mark), self.multiplier_up), o)
+      end
+      if side == "SELL" and dec.cmp_products(take, "1", mark, self.multiplier_down) < 0 then
+        return refuse("PERCENT_PRICE", ("a MARKET SELL would take the bid %s, below mark %s x multiplierDown %s")
+          :format(dec.normalize(take), dec.normalize(mark), self.multiplier_down), o)
+      end
     end
   end
   if typ == "LIMIT" and mark and self.multiplier_up then

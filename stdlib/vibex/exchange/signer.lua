@@ -70,22 +70,44 @@ function M.v3(o)
   end
   local domain = eth.eip712_domain("AsterSignTransaction", "1", o.chain_id or 1666,
                                    "0x0000000000000000000000000000000000000000")
-  local last_nonce = 0
+  local window_ms = o.nonce_window_ms or 10000
+  -- Nonces are microseconds and strictly increasing (the venue remembers
+  -- the last 100 and refuses a repeat, or one below all of them). Only the
+  -- nonces the venue took bind the next ones: those it refused as outside
+  -- its window (after a clock step) are forgotten at the next resync, or
+  -- every later nonce would stay outside the window too.
+  local last_nonce, high_accepted = 0, 0
   return {
     kind = "v3",
     -- the venue refuses a nonce this far from its clock (documented as 10 s)
-    acceptance_ms = o.nonce_window_ms or 10000,
+    acceptance_ms = window_ms,
     headers = {},
     address = derived,
+    --- Add the auth parameters; returns the signed string and its nonce.
     sign = function(list, now_ms)
-      -- microseconds, strictly increasing: the venue refuses a repeated nonce
-      local nonce = math.max(now_ms * 1000, last_nonce + 1)
+      local nonce = math.max(math.floor(now_ms) * 1000, last_nonce + 1)
       last_nonce = nonce
       list[#list + 1] = { "nonce", ("%d"):format(nonce) }
       list[#list + 1] = { "user", user }
       list[#list + 1] = { "signer", signer_addr }
       local s = M.join(list)
-      return s .. "&signature=0x" .. crypto.hex(key:sign_message(domain, s))
+      return s .. "&signature=0x" .. crypto.hex(key:sign_message(domain, s)), nonce
+    end,
+    --- The venue answered a request signed with this nonce (not a clock refusal).
+    accepted = function(nonce)
+      if nonce > high_accepted then high_accepted = nonce end
+    end,
+    --- After a clock resync: the next nonce follows the venue's clock and
+    -- the highest nonce it took, unless that one lies beyond its window
+    -- now (the venue's clock stepped back): then no nonce near it can be
+    -- taken, and one at the venue's time cannot repeat it.
+    rebase = function(now_ms)
+      local now_us = math.floor(now_ms) * 1000
+      if high_accepted > now_us + window_ms * 1000 then
+        last_nonce = now_us
+      else
+        last_nonce = high_accepted
+      end
     end,
   }
 end

@@ -19,6 +19,7 @@ local aster = require "vibex.exchange.aster"
 local dec = require "vibex.decimal"
 local errors = require "vibex.exchange.errors"
 local filters = require "vibex.exchange.filters"
+local orders = require "vibex.exchange.orders"
 
 ffi.cdef [[
 typedef struct vx_sim vx_sim;
@@ -156,8 +157,15 @@ end
 local Sim = {}
 Sim.__index = Sim
 Sim.__tostring = function(s) return ("<exchange sim %s: wallet %s>"):format(s.account, text(C.vx_sim_wallet(s.engine))) end
-Sim.order_params = aster.Client.order_params
-Sim.prepare = aster.Client.prepare
+function Sim:order_params(order) return orders.params(order, { account = self.account }) end
+
+--- Round and check an order exactly as the live adapter does (vibex.exchange.orders).
+function Sim:prepare(order, o)
+  local p = orders.params(order, { account = self.account })
+  local rules, err = self:symbol_rules(p.symbol)
+  if not rules then return nil, err end
+  return orders.prepare(rules, p, { account = self.account, quote = o and o.quote })
+end
 
 --- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,
 -- min_notional, maker_fee ("0.0002"), taker_fee ("0.0004"), maint_margin
@@ -172,7 +180,7 @@ function M.new(o)
   if engine == nil then return nil, "sim: out of memory" end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 10000,
+                           by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 10000, trades = {},
                            tick_units = {} }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
@@ -445,9 +453,15 @@ function Sim:position_mode() return { dualSidePosition = self.hedge or false } e
 
 local req = ffi.new("vx_sim_order_req")
 
-function Sim:place(order)
-  local p, err = self:prepare(order)
+function Sim:place(order, o)
+  local p, err = self:prepare(order, o)
   if not p then return nil, err end
+  return self:send_order(p)
+end
+
+--- Send parameters made by prepare(), as they are (the live adapter's
+-- send_order): the venue's order, or nil, err.
+function Sim:send_order(p)
   local i, serr = self:_sym(p.symbol)
   if not i then return nil, serr end
   local t = TYPES[p.type]
@@ -623,6 +637,29 @@ function Sim:_emit(route, ev)
   end
 end
 
+--- The last `history` fills stay queryable, as the venue's /userTrades.
+function Sim:_keep_trade(t)
+  local list = self.trades
+  list[#list + 1] = t
+  if #list > self.history * 2 then
+    local keep = {}
+    for k = #list - self.history + 1, #list do keep[#keep + 1] = list[k] end
+    self.trades = keep
+  end
+end
+
+--- Fills, oldest first: o.order_id narrows to one order.
+function Sim:user_trades(symbol, o)
+  o = o or {}
+  local out = {}
+  for _, t in ipairs(self.trades) do
+    if (not symbol or t.symbol == symbol) and (not o.order_id or t.orderId == tonumber(o.order_id)) then
+      out[#out + 1] = t
+    end
+  end
+  return out
+end
+
 --- A finished order stays queryable (get_order) among the last
 -- `history` (10000) finished ones; older ones are forgotten, so a long
 -- paper run does not grow without bound.
@@ -697,7 +734,12 @@ function Sim:_event(e)
       x = ({ CANCELED = "CANCELED", EXPIRED = "EXPIRED", REJECTED = "REJECTED" })[v.status] or (v.status == "FILLED" and "TRADE" or "NEW")
       if v.status == "FILLED" then self.open[id] = nil self:_retire(id) return nil end -- the fill event carried it
     end
-    if e.kind == EV_FILL then v.status = e.filled == self.qty_units[id] and "FILLED" or "PARTIALLY_FILLED" end
+    if e.kind == EV_FILL then
+      v.status = e.filled == self.qty_units[id] and "FILLED" or "PARTIALLY_FILLED"
+      self:_keep_trade { symbol = sym, id = tonumber(e.trade_id), orderId = id, side = v.side, price = text(e.price),
+                         qty = text(e.qty), realizedPnl = text(e.realized_pnl), commission = text(e.fee),
+                         commissionAsset = "USDT", time = E, maker = e.maker == 1, positionSide = v.positionSide }
+    end
     v.updateTime = E
     self.open[id] = (v.status == "NEW" or v.status == "PARTIALLY_FILLED") or nil
     if not self.open[id] then self:_retire(id) end
