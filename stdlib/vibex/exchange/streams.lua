@@ -142,6 +142,34 @@ function Market:_note_kline(k)
   if not last or k.open_time >= last then self.last_kline[key] = k.open_time end
 end
 
+-- The newest candle seen of a kline stream, by either path: frames the
+-- sink applied in C never pass through _note_kline.
+function Market:_last_open(name)
+  local a = self.last_kline[name]
+  local b = self.sink and self.sink.last_open(name)
+  if a and b then return math.max(a, b) end
+  return a or b
+end
+
+-- While the candles missed during a disconnect are fetched, live frames of
+-- those streams must queue behind them (in Lua) instead of overtaking them
+-- in the sink; afterwards the sink takes them again.
+function Market:_pause_klines(shard, paused)
+  if not self.sink then return end
+  for name in pairs(shard.streams) do
+    if name:find("@kline_", 1, true) then self.sink.pause(name, paused) end
+  end
+end
+
+-- Everything that queued on the connection (during the backfill), in order.
+function Market:_drain(conn)
+  while true do
+    local msg = conn:poll()
+    if not msg then return end
+    self:_dispatch(msg)
+  end
+end
+
 function Market:_dispatch(msg)
   local st = self.stats
   st.messages = st.messages + 1
@@ -195,7 +223,7 @@ function Market:_backfill(shard)
   local todo = {}
   for name in pairs(shard.streams) do
     local sym, iv = name:match("^(.-)@kline_(.+)$")
-    if sym and self.last_kline[name] and KLINE_MS[iv] then todo[#todo + 1] = { name, sym:upper(), iv } end
+    if sym and self:_last_open(name) and KLINE_MS[iv] then todo[#todo + 1] = { name, sym:upper(), iv } end
   end
   if #todo == 0 then return 0 end
   table.sort(todo, function(a, b) return a[1] < b[1] end)
@@ -203,7 +231,7 @@ function Market:_backfill(shard)
   local n = 0
   for _, t in ipairs(todo) do
     local name, sym, iv = t[1], t[2], t[3]
-    local from = self.last_kline[name]
+    local from = self:_last_open(name)
     local rows, err = self.client:klines(sym, iv, { start_ms = from, end_ms = self.client:now() })
     if not rows then
       tlog:warn("gap check failed; candles may be missing until the next one closes",
@@ -250,7 +278,8 @@ function Market:_run(shard)
   local attempt = 0
   while not self.closed do
     local url = self:_url(shard)
-    local conn, err = ws.connect { url = url, ping_s = self.ping_s, hangup_s = self.hangup_s, insecure = self.insecure }
+    local conn, err = ws.connect { url = url, ping_s = self.ping_s, hangup_s = self.hangup_s, insecure = self.insecure,
+                                   sink = self.sink and self.sink.ud, max_queue = self.max_queue }
     if conn then
       shard.conn = conn
       shard.rotating = false
@@ -263,6 +292,10 @@ function Market:_run(shard)
         call(tlog, "on_reconnect", self.h.on_reconnect, { shard = shard.id, attempt = attempt, backfilled = n })
       end
       shard.connected_once = true
+      -- what queued behind the backfill goes first, then the sink takes over
+      -- (no yield in between, so nothing can slip past)
+      self:_drain(conn)
+      self:_pause_klines(shard, false)
       shard.rot = task.spawn("stream-rotate", function()
         task.sleep(self.rotate_ms)
         shard.rotating = true
@@ -276,6 +309,7 @@ function Market:_run(shard)
       end
       shard.rot:cancel()
       shard.conn, shard.rot = nil, nil
+      self:_pause_klines(shard, true)
     end
     if self.closed then break end
     if shard.rotating then
@@ -377,7 +411,9 @@ end
 --- o: url (ws base, e.g. wss://fstream.asterdex.com), client (REST, for
 -- the gap check), handlers on_*, max_streams (200), rotate_ms (23.5 h),
 -- min_backoff_ms (250), max_backoff_ms (30000), ping_s, hangup_s,
--- backfill (true), venue.
+-- backfill (true), venue, sink ({ud, last_open(name), pause(name, paused)}:
+-- a market-data sink that takes hot frames in C, see vibex.marketdata),
+-- max_queue (bytes queued in Lua before the socket stops being read).
 function M.market(o)
   local m = setmetatable({
     url = assert(o.url, "market stream: url is required"):gsub("/+$", ""),
@@ -385,6 +421,7 @@ function M.market(o)
     max_streams = o.max_streams or 200, rotate_ms = o.rotate_ms or (DAY_MS - 1800e3),
     min_backoff_ms = o.min_backoff_ms or 250, max_backoff_ms = o.max_backoff_ms or 30000,
     ping_s = o.ping_s, hangup_s = o.hangup_s, insecure = o.insecure, backfill = o.backfill ~= false,
+    sink = o.sink, max_queue = o.max_queue,
     shards = {}, last_kline = {}, next_id = 0,
     stats = { messages = 0, klines = 0, malformed = 0, reconnects = 0, backfilled = 0 },
   }, Market)
