@@ -40,6 +40,14 @@ function R:get(account, cycle_key)
   return rows[1]
 end
 
+--- The newest cycle key recorded for an account (nil when none).
+function R:last_key(account)
+  local rows, err = self.pool:query([[SELECT d.cycle_key FROM decisions d JOIN accounts a USING (account_id)
+    WHERE a.name = $1 ORDER BY d.started_at DESC, d.decision_id DESC LIMIT 1]], account)
+  if not rows then return nil, err end
+  return rows[1] and rows[1].cycle_key
+end
+
 function R:recent(account, limit)
   return self.pool:query([[SELECT d.* FROM decisions d JOIN accounts a USING (account_id)
     WHERE a.name = $1 ORDER BY d.started_at DESC, d.decision_id DESC LIMIT $2]], account, limit or 20)

@@ -71,6 +71,16 @@ function R:paper_load(account)
   return json.decode(rows[1].state)
 end
 
+--- r: account, reason, orders_checked, orders_updated, fills_recorded,
+-- positions_corrected, foreign_orders, details (table).
+function R:reconciliation(r)
+  return self.write([[INSERT INTO reconciliations (account_id, reason, orders_checked, orders_updated, fills_recorded,
+      positions_corrected, foreign_orders, details)
+    VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8::jsonb)]],
+    r.account, r.reason, r.orders_checked or 0, r.orders_updated or 0, r.fills_recorded or 0, r.positions_corrected or 0,
+    r.foreign_orders or 0, json.encode(r.details or {}))
+end
+
 function R:audit(table_name, row_id)
   return self.pool:query([[SELECT action, old_row, new_row, changed_at FROM audit_log
     WHERE table_name = $1 AND row_id = $2 ORDER BY audit_log_id]], table_name, row_id)

@@ -17,7 +17,7 @@ function R:upsert(p)
       margin_type = COALESCE(EXCLUDED.margin_type, positions.margin_type),
       unrealized_pnl = EXCLUDED.unrealized_pnl, liquidation_price = EXCLUDED.liquidation_price,
       exit_plan = COALESCE(EXCLUDED.exit_plan, positions.exit_plan)]],
-    p.account, p.symbol, p.position_side or "BOTH", p.quantity, p.entry_price, p.leverage, p.margin_type,
+    p.account, p.symbol, p.position_side or "both", p.quantity, p.entry_price, p.leverage, p.margin_type,
     p.unrealized_pnl, p.liquidation_price, p.exit_plan)
 end
 
@@ -26,7 +26,7 @@ function R:close(account, symbol, side)
   return self.write([[
     UPDATE positions SET quantity = 0, unrealized_pnl = 0, deleted_at = now()
     WHERE account_id = (SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL)
-      AND symbol = $2 AND position_side = $3 AND deleted_at IS NULL]], account, symbol, side or "BOTH")
+      AND symbol = $2 AND position_side = $3 AND deleted_at IS NULL]], account, symbol, side or "both")
 end
 
 function R:current(account)
