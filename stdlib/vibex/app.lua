@@ -13,6 +13,15 @@
 -- accounts on the sim venue trade a replay of stored or generated candles
 -- instead (vibex.agent.replay); when it ends a summary is printed and, if
 -- nothing else runs, vibex exits.
+--
+-- An account starts in steps, each of which can fail loudly: the venue
+-- (clock, exchange info, the symbols, the keys), its market data (history
+-- over REST, then the streams; one service per venue, shared), the user
+-- data stream, and a reconciliation with the venue before the first
+-- decision. A failure is an ERROR line with the cause and the fix, the
+-- account shows as `failed` with that reason in state.json and `vibex
+-- status`, no cycle is counted for it, and where the cause can pass (the
+-- venue is down, rate limits, the clock) the start is retried with backoff.
 local runtime = require "vibex.runtime"
 local config = require "vibex.config"
 local scripts = require "vibex.scripts"
@@ -20,6 +29,9 @@ local task = require "vibex.task"
 local log = require "vibex.log"
 local json = require "vibex.json"
 local metrics = require "vibex.metrics"
+local exchange = require "vibex.exchange"
+local marketdata = require "vibex.marketdata"
+local venues = require "vibex.exchange.venue"
 
 local M = {}
 
@@ -32,9 +44,10 @@ local config_version_gauge = metrics.gauge("vibex_config_version", "Version numb
 
 --- One decision: a cycle of the agent for the runner's account.
 function M.decide(app, r, acc)
-  if not app.agent or not app.agent.accounts[r.name] then return end
+  if not app.agent or not app.agent.accounts[r.name] then return nil end
   local rec, err = app.agent:cycle(r.name, { account = acc })
-  if not rec and err ~= "busy" then error(err, 0) end
+  if not rec and err ~= "busy" and err ~= "already ran" then error(err, 0) end
+  return rec
 end
 
 local function configure_logging(rt)
@@ -53,11 +66,19 @@ function App:write_state()
     versions = self.store:list_versions(), accounts = {}, updated_at = runtime.wall_ms(), leaderboard = self.leaderboard,
   }
   for name, r in pairs(self.runners) do
+    local a = self.agent and self.agent.accounts[name]
     st.accounts[name] = {
-      status = r.status, decisions = r.decisions, started_at = r.started_at,
+      status = r.status, reason = r.reason, fix = r.fix, retry_at = r.retry_at, attempts = r.attempts,
+      decisions = r.decisions, started_at = r.started_at,
       last_decision_at = r.last_decision_at, last_config_version = r.last_config_version,
-      risk = r.last_risk, positions = r.positions, mode = r.mode,
+      risk = r.last_risk, positions = r.positions, mode = r.mode, venue = r.venue,
+      reconciled_at = a and a.reconciled_ms, last_reconcile = a and a.last_reconcile,
+      unknown_orders = a and a.resolver:count() or nil, market = r.market_key,
     }
+  end
+  if next(self.markets) then
+    st.market = {}
+    for k, md in pairs(self.markets) do st.market[k] = md:stats() end
   end
   for name, r in pairs(self.stopped) do
     st.accounts[name] = { status = "stopped", decisions = r.decisions, stopped_at = r.stopped_at,
@@ -79,13 +100,14 @@ function App:decision(r)
   if not acc then return end
   r.phase = "deciding"
   r.mode = acc.mode
-  local ok, err = xpcall(M.decide, debug.traceback, self, r, acc)
+  local ok, rec = xpcall(M.decide, debug.traceback, self, r, acc)
   r.phase = "idle"
   if not ok then
-    if task.is_cancelled(err) then error(err, 0) end
-    log.error("decision failed", { account = r.name, err = tostring(err) })
+    if task.is_cancelled(rec) then error(rec, 0) end
+    log.error("decision failed", { account = r.name, err = tostring(rec) })
   end
-  r.decisions = r.decisions + 1
+  -- only a cycle that ran counts (not one skipped as busy or already run)
+  if ok and rec then r.decisions = r.decisions + 1 end
   r.last_decision_at = runtime.wall_ms()
   r.last_config_version = version
   r.last_risk = acc.risk
@@ -109,40 +131,182 @@ function App:in_replay(acc)
   return self.store:get("replay") ~= nil and acc.exchange.venue == "sim"
 end
 
-function App:add_to_agent(acc)
-  if not self.agent or self.agent.accounts[acc.name] then return end
-  local replay = require "vibex.agent.replay"
-  local o = {}
-  if acc.exchange.venue == "sim" or acc.mode == "paper" then
-    o.venue = replay.venue(acc)
-    if acc.exchange.venue ~= "sim" then -- paper next to a live market: its public data feeds the sim
-      o.data_venue = require("vibex.exchange").from_config { name = acc.name, exchange = {
-        venue = acc.exchange.venue, base_url = acc.exchange.base_url, testnet = acc.exchange.testnet } }
-    end
-    if not self:in_replay(acc) then
-      o.persist_paper = true
-      local snap = self.repos and self.repos.ledger:paper_load(acc.name)
-      if snap then
-        local ok, err = pcall(o.venue.restore, o.venue, snap)
-        log.info(ok and "paper account restored" or "paper account not restored", { account = acc.name, err = err and tostring(err) })
+-- ---- starting an account ----------------------------------------------------------------------
+
+-- Why an account cannot start, as the person running it needs it: what,
+-- how to fix it, and whether trying again later can help.
+local function explain(step, err, acc)
+  local e = type(err) == "table" and err or { msg = tostring(err) }
+  local kind, msg = e.kind, e.msg or tostring(err)
+  local where = acc.exchange.base_url or acc.exchange.venue
+  if kind == "auth" then
+    return ("%s: the venue refused the account's keys (%s)"):format(step, msg),
+      "check accounts." .. acc.name .. ".exchange.credentials (api_key and api_secret for V1 keys; user, signer and private_key for V3) and the key's permissions", false
+  end
+  if kind == "retry" or kind == "unknown" or kind == "rate_limit" or kind == "banned" or kind == "clock" or e.transport then
+    return ("%s: the venue at %s cannot be reached or is not answering (%s)"):format(step, where, msg),
+      "check exchange.base_url / ws_url and the network; vibex keeps trying", true
+  end
+  if kind == "script" then
+    return ("%s: %s"):format(step, msg), "create the script or name an existing one in the strategy; vibex checks again", true
+  end
+  if kind == "config" then return ("%s: %s"):format(step, msg), e.fix or "fix the account's config", false end
+  if kind == "symbol" then
+    return ("%s: %s"):format(step, msg), "use a symbol the venue lists (GET /fapi/v1/exchangeInfo) in accounts." .. acc.name .. ".symbols", false
+  end
+  return ("%s: %s"):format(step, msg), "see the message; the account stays stopped until the config changes", false
+end
+
+-- The scripts a strategy names must exist (in its own dir or scripts/).
+function App:check_scripts(acc)
+  local strat = self.agent:strategy(acc)
+  for _, role in ipairs { "context", "prompt", "policy", "rules" } do
+    local name = strat[role]
+    if name then
+      local found = (strat.dir and runtime.exists(strat.dir .. "/" .. name .. ".lua"))
+        or runtime.exists(runtime.home() .. "/scripts/" .. name .. ".lua")
+      if not found then
+        return nil, { kind = "script", msg = ("the %s script %q does not exist (looked in %sscripts/)")
+          :format(role, name, strat.dir and (strat.dir .. "/ and ") or "") }
       end
     end
   end
+  return true
+end
+
+-- The shared market-data service of a venue (public data: no keys).
+function App:market_for(acc)
+  local ex = acc.exchange
+  local client, err = exchange.from_config { name = acc.name, exchange = { venue = ex.venue, base_url = ex.base_url,
+                                                                           ws_url = ex.ws_url, testnet = ex.testnet } }
+  if not client then return nil, { kind = "config", msg = tostring(err) } end
+  if not client.ws_url then
+    return nil, { kind = "config", msg = "no WebSocket URL for the market data streams",
+                  fix = "set accounts." .. acc.name .. ".exchange.ws_url (e.g. wss://fstream.asterdex.com)" }
+  end
+  local key = ("%s %s %s"):format(ex.venue, client.base_url, client.ws_url)
+  local md = self.markets[key]
+  if not md then
+    local ok, serr = client:sync_time()
+    if not ok then return nil, serr end
+    md = marketdata.live { client = client, name = ex.venue }
+    self.markets[key] = md
+  end
+  return md, key
+end
+
+-- Bring an account up on its venue. true | nil, err (see explain).
+function App:bring_up(r, acc)
+  local okc, cerr = self:check_scripts(acc)
+  if not okc then return nil, "scripts", cerr end
+  local strat = self.agent:strategy(acc)
+  local intervals = strat.intervals or { "5m", "1h" }
+  local o = {}
+  if self:in_replay(acc) then
+    local replay = require "vibex.agent.replay"
+    o.sim = replay.venue(acc)
+    o.venue = venues.new(o.sim, { account = acc.name })
+    self.replay_md = self.replay_md or marketdata.replay { interval = self.store:get("replay").interval or "5m" }
+    local ok, terr = self.replay_md:track(acc.symbols, intervals, 400)
+    if not ok then return nil, "market data", { kind = "config", msg = terr } end
+    o.market = self.replay_md
+  elseif acc.exchange.venue == "sim" or acc.mode == "paper" then
+    local replay = require "vibex.agent.replay"
+    o.sim = replay.venue(acc)
+    o.venue = venues.new(o.sim, { account = acc.name })
+    if acc.exchange.venue ~= "sim" then -- paper next to a live market: its public data feeds the sim
+      local md, key = self:market_for(acc)
+      if not md then return nil, "market data", key end
+      local ok, terr = md:track(acc.symbols, intervals, 400)
+      if not ok then return nil, "market data", { kind = "retry", msg = terr } end
+      o.market, o.data_venue, r.market_key = md, true, key
+    end
+    o.persist_paper = true
+    local snap = self.repos and self.repos.ledger:paper_load(acc.name)
+    if snap then
+      local ok, err = pcall(o.sim.restore, o.sim, snap)
+      log.info(ok and "paper account restored" or "paper account not restored", { account = acc.name, err = err and tostring(err) })
+    end
+  else
+    local client, ferr = exchange.from_config(acc)
+    if not client then return nil, "venue", { kind = "config", msg = tostring(ferr) } end
+    local v = venues.new(client, { account = acc.name })
+    local ok, err = v:connect()
+    if not ok then return nil, "venue (clock and exchange info)", err end
+    for _, sym in ipairs(acc.symbols) do
+      local rules, rerr = v:rules(sym)
+      if not rules then return nil, "venue", { kind = "symbol", msg = tostring(rerr and rerr.msg or rerr) } end
+    end
+    local bals, berr = v:balances()
+    if not bals then return nil, "account (keys)", berr end
+    local md, key = self:market_for(acc)
+    if not md then return nil, "market data", key end
+    local tok, terr = md:track(acc.symbols, intervals, 400)
+    if not tok then return nil, "market data (history and streams)", { kind = "retry", msg = terr } end
+    o.venue, o.market, r.market_key = v, md, key
+  end
   local ok, err = pcall(self.agent.add_account, self.agent, acc, o)
-  if not ok then log.error("account not added to the agent", { account = acc.name, err = tostring(err) }) end
+  if not ok then return nil, "account", { kind = "config", msg = tostring(err):gsub("^.-:%d+: ", "") } end
+  if not self:in_replay(acc) then
+    local s, rerr = self.agent:reconcile(acc.name, "start")
+    if not s then
+      self.agent:remove_account(acc.name)
+      return nil, "reconciliation with the venue", { kind = "retry", msg = tostring(rerr) }
+    end
+  else
+    self.agent.accounts[acc.name].started = true
+  end
+  return true
+end
+
+-- Start an account, retrying with backoff where the cause can pass.
+function App:start_runner(r, acc)
+  local attempt = 0
+  while not r.stopping do
+    local ok, step, err = self:bring_up(r, acc)
+    if ok then
+      r.status, r.reason, r.fix, r.retry_at = "running", nil, nil, nil
+      log.info("account running", { account = acc.name, venue = acc.exchange.venue, mode = acc.mode,
+                                    symbols = table.concat(acc.symbols, ",") })
+      self:write_state()
+      return true
+    end
+    local why, fix, retry = explain(step, err, acc)
+    attempt = attempt + 1
+    r.status, r.reason, r.fix, r.attempts = "failed", why, fix, attempt
+    local wait = retry and math.min(60000, 1000 * 2 ^ math.min(attempt - 1, 6)) or nil
+    r.retry_at = wait and (runtime.wall_ms() + wait) or nil
+    log.error(("account %s cannot start: %s. Fix: %s"):format(acc.name, why, fix),
+      { account = acc.name, retry_in_ms = wait and math.floor(wait) or nil, attempt = attempt })
+    self:write_state()
+    if not retry then return false end
+    task.sleep(wait)
+  end
+  return false
 end
 
 function App:start_account(acc)
-  local r = { name = acc.name, status = "running", decisions = 0, phase = "idle",
-              started_at = runtime.wall_ms(), positions = {}, mode = acc.mode }
+  local r = { name = acc.name, status = "starting", decisions = 0, phase = "idle", venue = acc.exchange.venue,
+              started_at = runtime.wall_ms(), positions = {}, mode = acc.mode, attempts = 0 }
   self.runners[acc.name] = r
   self.stopped[acc.name] = nil
-  self:add_to_agent(acc)
   if self:in_replay(acc) then
     r.replay = true
+    if not self:start_runner(r, acc) then r.replay_failed = true end
     r.task = task.spawn("account:" .. acc.name, function() end) -- the replay drives its cycles
   else
     r.task = task.spawn("account:" .. acc.name, function()
+      if not self:start_runner(r, acc) then return end
+      r.reconcile_task = task.spawn("reconcile-every:" .. acc.name, function()
+        while not r.stopping do
+          local cur = self.store:get("accounts." .. acc.name)
+          task.sleep(((cur and cur.reconcile and cur.reconcile.interval_s) or 300) * 1000)
+          if r.stopping or not self.agent.accounts[acc.name] then break end
+          local ok, err = self.agent:reconcile(acc.name, "periodic")
+          if not ok then log.warn("periodic reconciliation failed", { account = acc.name, error = tostring(err) }) end
+          self:write_state()
+        end
+      end)
       task.sleep(until_next(acc.decision_interval_s))
       while not r.stopping do
         local interval = self:decision(r)
@@ -160,6 +324,7 @@ end
 --- between decisions) and forget it.
 function App:halt_runner(r)
   r.stopping = true
+  if r.reconcile_task then r.reconcile_task:cancel() end
   if r.phase == "idle" then r.task:cancel() end
   pcall(r.task.join, r.task, 60000) -- at shutdown the wait itself may be cancelled
   self.runners[r.name] = nil
@@ -255,7 +420,8 @@ function M.start(path, opts)
   opts = opts or {}
   local snap, errors = config.load(path, { environment = opts.environment })
   if not snap then return nil, errors end
-  local self = setmetatable({ path = path, store = opts.store or config.default, runners = {}, stopped = {} }, App)
+  local self = setmetatable({ path = path, store = opts.store or config.default, runners = {}, stopped = {},
+                              markets = {} }, App)
   local cfg = snap.config
   configure_logging(cfg.runtime)
   local ok, err = runtime.mkdir_p(cfg.runtime.data_dir)
@@ -287,7 +453,8 @@ function M.start(path, opts)
   end
   local current = function() return self.store:get() end
   self.agent = require("vibex.agent").new { config = current, repos = self.repos, writer = self.writer, scripts = self.scripts,
-                                             lab = require("vibex.ab").new { pool = h.pool, config = current } }
+                                             lab = require("vibex.ab").new { pool = h.pool, config = current },
+                                             data_dir = cfg.runtime.data_dir }
   self:reconcile(snap, nil)
   if cfg.replay then self:start_replay(cfg) end
   self.watcher = self.store:watch(path, {
@@ -303,6 +470,10 @@ function App:start_replay(cfg)
   local accounts = {}
   for _, acc in ipairs(cfg.accounts) do
     if acc.enabled ~= false and self:in_replay(acc) and self.agent.accounts[acc.name] then accounts[#accounts + 1] = acc end
+  end
+  if #accounts == 0 then
+    log.error("replay not started: no replay account could start (see the errors above)")
+    self.replay_done = true
   end
   if #accounts == 0 then return end
   self.replay_task = task.spawn("replay", function()
@@ -332,6 +503,7 @@ function App:stop()
   local names = {}
   for name in pairs(self.runners) do names[#names + 1] = name end
   for _, name in ipairs(names) do self:stop_account(name, "shutdown") end
+  for _, md in pairs(self.markets) do md:close() end
   self:write_state()
   -- the task is unwinding from the shutdown and cannot wait: stop the
   -- local server without waiting for pg_ctl (it finishes on its own)

@@ -248,6 +248,14 @@ local account = S.record({
     starting_balance = S.number { gt = 0, default = 10000 },
     fee_rate = S.number { min = 0, max = 0.01, default = 0.0004 },
   }, { default = {} }),
+  -- the venue is the truth: how often the database is checked against it
+  -- (also at start-up and after every reconnect), and what to do with open
+  -- orders on the venue that vibex did not place
+  reconcile = S.record({
+    interval_s = S.number { min = 5, max = 86400, default = 300 },
+    foreign_orders = S.enum { "report", "cancel", default = "report",
+      doc = "\"report\" (log them and leave them) or \"cancel\"" },
+  }, { default = {} }),
 }, {
   check = function(v, path, ctx)
     local creds = v.exchange and v.exchange.credentials or {}
@@ -298,6 +306,22 @@ local experiment = S.record({
   variants = S.list(variant, { min = 2, max = 20, unique_by = "name", required = true }),
 })
 M.experiment = experiment
+
+-- Every script a strategy names must exist where the runtime looks for it
+-- (the strategy's dir first, then scripts/): a typo is a config error, not
+-- an account that fails at its first decision.
+local SCRIPT_ROLES = { "context", "prompt", "policy", "rules" }
+local function check_strategy_scripts(strat, path, ctx)
+  local exists = ctx.data and ctx.data.script_exists
+  if not exists then return end
+  for _, role in ipairs(SCRIPT_ROLES) do
+    local name = strat[role]
+    if name and not (strat.dir and exists(name, strat.dir)) and not exists(name) then
+      ctx:error(S.join(path, role), ("no script %q: %sscripts/%s.lua does not exist")
+        :format(name, strat.dir and (strat.dir .. "/" .. name .. ".lua and ") or "", name))
+    end
+  end
+end
 
 local function check_experiments(v, ctx)
   local providers, accounts, claimed = {}, {}, {}
@@ -410,6 +434,16 @@ M.config = S.record({
       end
     end
     check_experiments(v, ctx)
+    local snames = {}
+    for n in pairs(v.strategies) do snames[#snames + 1] = n end
+    table.sort(snames)
+    for _, n in ipairs(snames) do check_strategy_scripts(v.strategies[n], "strategies." .. n, ctx) end
+    for i, a in ipairs(v.accounts) do
+      if type(a.strategy) == "table" then check_strategy_scripts(a.strategy, ("accounts[%d].strategy"):format(i), ctx) end
+      if a.mode == "live" and a.exchange.base_url and not a.exchange.ws_url then
+        ctx:error(("accounts[%d].exchange.ws_url"):format(i), "required when base_url is set: the market data and the account's events come over the venue's WebSocket streams (e.g. wss://fstream.asterdex.com)")
+      end
+    end
     if envname == "testing" then
       local function local_only(path, u)
         if u and not is_loopback_url(u) then

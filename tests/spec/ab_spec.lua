@@ -80,7 +80,7 @@ describe("experiments: config errors", function()
       experiments = extra,
     }
     local _, errs = S.validate(config_schema.config, raw, { data = { environment = "testing",
-      script_exists = function(name) return name == "prompt" or name == "context" end } })
+      script_exists = function(name) return name == "prompt" or name == "context" or name == "policy" or name == "ema_cross" end } })
     local out = {}
     for _, e in ipairs(errs or {}) do out[#out + 1] = e.path .. ": " .. e.message end
     return table.concat(out, "\n")
@@ -163,7 +163,7 @@ describe("experiments: with the database and the fake model", function()
     local rows = replay.generate("BTCUSDT", replay.spec("BTCUSDT"), 400, 300000, replay.date_ms("2026-04-01"), 2)
     local counts = { early = { good = 0, bad = 0 }, late = { good = 0, bad = 0 } }
     for i, k in ipairs(rows) do
-      a.venue:candle("BTCUSDT", k, 300000)
+      a.sim:candle("BTCUSDT", k, 300000)
       a.market:push("BTCUSDT", { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high),
                                  low = tonumber(k.low), close = tonumber(k.close), volume = tonumber(k.volume) })
       if i > 100 then

@@ -38,7 +38,7 @@ describe("agent fuzz", function()
     local acc = cfg.accounts[1]
     local ag = agent.new { config = cfg, scripts = reg, getenv = function() end, venue = function(a) return replay.venue(a) end }
     local a = ag:add_account(acc)
-    local venue = a.venue
+    local venue = a.sim -- the simulated venue itself: watch the exact requests the executor sends
 
     -- watch what the venue is asked to do
     local violations, placed, entries = {}, {}, 0
@@ -47,12 +47,12 @@ describe("agent fuzz", function()
       local b = venue:balances()[1]
       return tonumber(b.balance) + tonumber(b.crossUnPnl), tonumber(b.availableBalance)
     end
-    local place, set_leverage = venue.place, venue.set_leverage
+    local place, set_leverage = venue.send_order, venue.set_leverage
     function venue.set_leverage(v, symbol, lev)
       if lev > LIMITS.max_leverage then violations[#violations + 1] = ("leverage %s on %s"):format(lev, symbol) end
       return set_leverage(v, symbol, lev)
     end
-    function venue.place(v, o)
+    function venue.send_order(v, o)
       local now = v:now()
       local entry = not o.reduceOnly and not o.closePosition
       if entry then

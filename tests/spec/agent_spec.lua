@@ -10,6 +10,7 @@ local scripts = require "vibex.scripts"
 local agent = require "vibex.agent"
 local replay = require "vibex.agent.replay"
 local exchange = require "vibex.exchange"
+local marketdata = require "vibex.marketdata"
 local json = require "vibex.json"
 local runtime = require "vibex.runtime"
 local task = require "vibex.task"
@@ -43,6 +44,7 @@ return {
 
 describe("agent", function()
   local cluster, pool, repos, llmfake, venue_fake, dir, reg, cfg, ag
+  local services = {}
 
   setup(function()
     cluster = h.postgres()
@@ -68,15 +70,24 @@ describe("agent", function()
     for _, acc in ipairs(cfg.accounts) do
       assert(repos.accounts:ensure { name = acc.name, venue = acc.exchange.venue, mode = acc.mode })
     end
-    ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end,
+    ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, data_dir = dir .. "/data",
                      venue = function(acc)
                        if acc.exchange.venue == "sim" then return replay.venue(acc) end
                        return assert(exchange.from_config(acc))
+                     end,
+                     -- a live account's candles come from the venue's market-data service
+                     market = function(acc)
+                       if acc.exchange.venue == "sim" then return nil end
+                       local md = marketdata.live { client = assert(exchange.from_config(acc)) }
+                       assert(md:track(acc.symbols, { "5m", "1h" }, 400))
+                       services[#services + 1] = md
+                       return md
                      end }
     for _, acc in ipairs(cfg.accounts) do ag:add_account(acc) end
   end)
   teardown(function()
     if ag then ag:close() end
+    for _, md in ipairs(services) do md:close() end
     if reg then reg:close() end
     llmfake.stop()
     venue_fake.stop()
@@ -96,13 +107,13 @@ describe("agent", function()
   local candles, pushed = {}, {}
   local function advance(name, n)
     local a = ag.accounts[name]
-    for _, sym in ipairs(a.market.symbols) do
+    for _, sym in ipairs(a.mview.symbols) do
       candles[sym] = candles[sym] or replay.generate(sym, replay.spec(sym), 1000, 300000, replay.date_ms("2026-03-01"), 3)
       pushed[name .. sym] = pushed[name .. sym] or 0
       for _ = 1, n do
         pushed[name .. sym] = pushed[name .. sym] + 1
         local k = candles[sym][pushed[name .. sym]]
-        a.venue:candle(sym, k, 300000)
+        a.sim:candle(sym, k, 300000)
         a.market:push(sym, { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high), low = tonumber(k.low),
                              close = tonumber(k.close), volume = tonumber(k.volume) })
       end
@@ -127,7 +138,7 @@ describe("agent", function()
     local r1 = cycle("paper1")
     assert.equal("model", r1.source)
     assert.equal(3, #r1.orders) -- entry, stop loss, take profit
-    for _, o in ipairs(r1.orders) do assert.equal("NEW", o.status) end
+    for _, o in ipairs(r1.orders) do assert.equal("new", o.status) end
     advance("paper1", 1) -- the market entry fills on the next candle
     local r2 = cycle("paper1")
     assert.equal("pyramiding", r2.validation.refusals[1].rule) -- long already: the gate refuses adding
@@ -212,7 +223,7 @@ describe("agent", function()
     model("m-live", { sequence = { "good", "risky", "500", "500", "500", "500" }, mode = "hold" })
     local l1 = cycle("live1")
     assert.equal("model", l1.source)
-    assert.equal("NEW", l1.orders[2].status) -- the stop loss rests at the venue
+    assert.equal("new", l1.orders[2].status) -- the stop loss rests at the venue
     -- the entry's fill comes back on the user stream
     assert.is_true(h.wait_until(function() return #a.events > 0 end, 10000))
     local l2 = cycle("live1")
@@ -270,22 +281,27 @@ describe("agent", function()
                            min_confidence = 0.6, max_orders_per_minute = 20, max_daily_loss = 100 },
                   paper = { starting_balance = 5000, fee_rate = 0.0004 } }
     assert(repos.accounts:ensure { name = "shadow", venue = "aster", mode = "paper" })
-    local public = assert(exchange.from_config { name = "shadow", exchange = { venue = "aster", base_url = venue_fake.base } })
-    local a = ag:add_account(acc, { venue = replay.venue(acc), data_venue = public })
+    local public = assert(exchange.from_config { name = "shadow", exchange = { venue = "aster", base_url = venue_fake.base,
+                                                                               ws_url = venue_fake.ws } })
+    local md = marketdata.live { client = public }
+    assert(md:track(acc.symbols, { "5m", "1h" }, 400))
+    local sim = replay.venue(acc)
+    local a = ag:add_account(acc, { venue = sim, sim = sim, market = md, data_venue = true })
     model("m-paper", { mode = "good" })
     local r1 = ag:cycle("shadow", { account = acc })
     assert.is_nil(r1.error, r1.error)
     assert.equal("model", r1.source)
-    assert.equal("NEW", r1.orders[1].status)
-    assert.equal(1, a.market:candles("BTCUSDT", "5m"):len() >= 300 and 1 or 0) -- history loaded over REST
+    assert.equal("new", r1.orders[1].status)
+    assert.is_true(a.market:series("BTCUSDT", "5m"):len() >= 300) -- history loaded over REST
     local r2 = ag:cycle("shadow", { account = acc }) -- the next live price fills the paper entry
     assert.is_nil(r2.error, r2.error)
     local pos = a.venue:positions("BTCUSDT")[1]
-    assert.is_true(tonumber(pos.positionAmt) > 0)
+    assert.is_true(tonumber(pos.quantity) > 0)
     -- filled at the live venue's price (its mark), not at a made-up one
     local mark = tonumber(public:premium_index("BTCUSDT").markPrice)
-    assert.near(mark, tonumber(pos.entryPrice), mark * 0.03)
+    assert.near(mark, tonumber(pos.entry_price), mark * 0.03)
     ag:remove_account("shadow")
+    md:close()
   end)
 
   it("reloads prompt.lua while cycles run: the next prompt changes, a broken edit keeps the previous one", function()

@@ -106,7 +106,7 @@ describe("risk gate", function()
     return v
   end
   local function entry(o)
-    local e = { kind = "entry", symbol = "BTCUSDT", side = "BUY", qty = 5, price = 100, leverage = 2, confidence = 0.8 }
+    local e = { kind = "entry", symbol = "BTCUSDT", side = "buy", qty = 5, price = 100, leverage = 2, confidence = 0.8 }
     for k, x in pairs(o or {}) do e[k] = x end
     return e
   end
@@ -130,7 +130,7 @@ describe("risk gate", function()
     assert.equal("quantity", rule_of(risk.gate(), { entry { qty = 0 / 0 } }))
     local pos = { BTCUSDT = { side = "long", qty = 5, notional = 500 } }
     assert.equal("pyramiding", rule_of(risk.gate(), { entry() }, view { positions = pos }))
-    assert.equal("opposite_position", rule_of(risk.gate(), { entry { side = "SELL" } }, view { positions = pos }))
+    assert.equal("opposite_position", rule_of(risk.gate(), { entry { side = "sell" } }, view { positions = pos }))
     local v = view { pyramiding = true, positions = pos }
     assert.is_nil(rule_of(risk.gate(), { entry() }, v))                                              -- 500 + 500 = 1000
     assert.equal("max_position_notional", rule_of(risk.gate(), { entry { qty = 5.1 } }, v))
@@ -149,7 +149,7 @@ describe("risk gate", function()
     local day = 86400000 * 10
     assert.is_nil(rule_of(g, { entry() }, view { now_ms = day + 1000, equity = 10000 }))
     assert.equal("max_daily_loss", rule_of(g, { entry() }, view { now_ms = day + 5000, equity = 9900 }))
-    local exit = { kind = "exit", symbol = "BTCUSDT", side = "SELL", qty = 5, price = 100, reduce_only = true }
+    local exit = { kind = "exit", symbol = "BTCUSDT", side = "sell", qty = 5, price = 100, reduce_only = true }
     assert.is_nil(rule_of(g, { exit }, view { now_ms = day + 6000, equity = 9850 }))
     assert.is_nil(rule_of(g, { entry() }, view { now_ms = day + 86400000, equity = 9850 })) -- a new day, a new start
   end)
@@ -159,18 +159,18 @@ describe("risk gate", function()
     local t = 86400000 * 10
     for i = 1, 5 do g:sent({}, t + i) end
     assert.equal("max_orders_per_minute", rule_of(g, { entry() }, view { now_ms = t + 10 }))
-    local exit = { kind = "exit", symbol = "BTCUSDT", side = "SELL", qty = 5, price = 100, reduce_only = true }
+    local exit = { kind = "exit", symbol = "BTCUSDT", side = "sell", qty = 5, price = 100, reduce_only = true }
     assert.is_nil(rule_of(g, { exit }, view { now_ms = t + 10 }))
     assert.is_nil(rule_of(g, { entry() }, view { now_ms = t + 60010 }))                         -- the minute has passed
   end)
 
   it("refuses exits that are not reduce-only and stops that would fire at once", function()
-    assert.equal("reduce_only", rule_of(risk.gate(), { { kind = "exit", symbol = "BTCUSDT", side = "SELL", qty = 1 } }))
-    local stop = { kind = "protect", protect = "stop", symbol = "BTCUSDT", side = "SELL", stop_price = 101, close_position = true }
+    assert.equal("reduce_only", rule_of(risk.gate(), { { kind = "exit", symbol = "BTCUSDT", side = "sell", qty = 1 } }))
+    local stop = { kind = "protect", protect = "stop", symbol = "BTCUSDT", side = "sell", stop_price = 101, close_position = true }
     assert.equal("protective_side", rule_of(risk.gate(), { stop }))
     stop.stop_price = 99
     assert.is_nil(rule_of(risk.gate(), { stop }))
-    local tp = { kind = "protect", protect = "take_profit", symbol = "BTCUSDT", side = "SELL", stop_price = 99, close_position = true }
+    local tp = { kind = "protect", protect = "take_profit", symbol = "BTCUSDT", side = "sell", stop_price = 99, close_position = true }
     assert.equal("protective_side", rule_of(risk.gate(), { tp }))
   end)
 end)

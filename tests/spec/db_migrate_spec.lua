@@ -95,18 +95,18 @@ describe("migrations", function()
   it("audits every change to accounts, orders and positions, and records order and position history", function()
     local a = assert(pool:query("insert into accounts (name, venue) values ('audit', 'sim') returning account_id"))[1]
     local o = assert(pool:query([[insert into orders (account_id, client_order_id, symbol, side, type, quantity, price)
-      values ($1, 'vx-audit-1', 'BTCUSDT', 'BUY', 'LIMIT', $2, $3) returning order_id]], a.account_id, "0.010", "60000.1"))[1]
-    assert(pool:query("update orders set status = 'NEW', venue_order_id = '77' where order_id = $1", o.order_id))
-    assert(pool:query("update orders set status = 'FILLED', executed_qty = quantity, avg_price = price where order_id = $1", o.order_id))
+      values ($1, 'vx-audit-1', 'BTCUSDT', 'buy', 'limit', $2, $3) returning order_id]], a.account_id, "0.010", "60000.1"))[1]
+    assert(pool:query("update orders set status = 'new', venue_order_id = '77' where order_id = $1", o.order_id))
+    assert(pool:query("update orders set status = 'filled', executed_quantity = quantity, average_price = price where order_id = $1", o.order_id))
     assert(pool:query("update orders set updated_at = now() where order_id = $1", o.order_id)) -- no real change
     local audit = assert(pool:query([[select action, new_row->>'status' as status from audit_log
       where table_name = 'orders' and row_id = $1 order by audit_log_id]], o.order_id))
     assert.same({ "INSERT", "UPDATE", "UPDATE" }, { audit[1].action, audit[2].action, audit[3].action })
     assert.equal(3, #audit)
-    assert.equal("FILLED", audit[3].status)
-    local ev = assert(pool:query("select status, executed_qty from order_events where order_id = $1 order by order_event_id", o.order_id))
-    assert.same({ "PENDING", "NEW", "FILLED" }, { ev[1].status, ev[2].status, ev[3].status })
-    assert.equal("0.010", ev[3].executed_qty)
+    assert.equal("filled", audit[3].status)
+    local ev = assert(pool:query("select status, executed_quantity from order_events where order_id = $1 order by order_event_id", o.order_id))
+    assert.same({ "pending", "new", "filled" }, { ev[1].status, ev[2].status, ev[3].status })
+    assert.equal("0.010", ev[3].executed_quantity)
     local p = assert(pool:query([[insert into positions (account_id, symbol, quantity, entry_price)
       values ($1, 'BTCUSDT', '0.010', '60000.1') returning position_id]], a.account_id))[1]
     assert(pool:query("update positions set quantity = '0.020', entry_price = '60100.05' where position_id = $1", p.position_id))

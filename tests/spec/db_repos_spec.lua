@@ -48,24 +48,26 @@ describe("repositories", function()
 
   it("records orders, their transitions and fills exactly", function()
     assert(repo.accounts:ensure { name = "ord" })
-    local o = { account = "ord", client_order_id = "vx-o-1", symbol = "BTCUSDT", side = "BUY", type = "LIMIT",
+    local o = { account = "ord", client_order_id = "vx-o-1", symbol = "BTCUSDT", side = "buy", type = "limit",
                 quantity = "0.012", price = "60000.10", time_in_force = "GTC" }
     assert(repo.orders:insert(o))
     assert(repo.orders:insert(o)) -- idempotent
-    assert(repo.orders:update("vx-o-1", { status = "NEW", venue_order_id = 991, venue_time_ms = 1795514400000 }))
-    assert(repo.orders:update("vx-o-1", { status = "FILLED", executed_qty = "0.012", avg_price = "60000.10",
+    assert(repo.orders:update("vx-o-1", { status = "new", venue_order_id = 991, venue_time_ms = 1795514400000 }))
+    assert(repo.orders:update("vx-o-1", { status = "filled", executed_quantity = "0.012", average_price = "60000.10",
                                           venue_time_ms = 1795514400500 }))
     -- a late, older update does not move it back
-    assert(repo.orders:update("vx-o-1", { status = "NEW", venue_time_ms = 1795514400100 }))
+    assert(repo.orders:update("vx-o-1", { status = "new", venue_time_ms = 1795514400100 }))
+    -- nor does a final status ever become an open one again, whatever its time
+    assert(repo.orders:update("vx-o-1", { status = "new", executed_quantity = "0", venue_time_ms = 1795514409999 }))
     local got = assert(repo.orders:get("vx-o-1"))
-    assert.equal("FILLED", got.status)
-    assert.equal("0.012", got.executed_qty)
+    assert.equal("filled", got.status)
+    assert.equal("0.012", got.executed_quantity)
     assert.equal("60000.10", got.price)
     assert.equal("991", got.venue_order_id)
     local ev = assert(repo.orders:events("vx-o-1"))
-    assert.same({ "PENDING", "NEW", "FILLED" }, { ev[1].status, ev[2].status, ev[3].status })
+    assert.same({ "pending", "new", "filled" }, { ev[1].status, ev[2].status, ev[3].status })
     assert.equal(0, #assert(repo.orders:open("ord")))
-    local f = { account = "ord", client_order_id = "vx-o-1", trade_id = 5001, symbol = "BTCUSDT", side = "BUY",
+    local f = { account = "ord", client_order_id = "vx-o-1", trade_id = 5001, symbol = "BTCUSDT", side = "buy",
                 price = "60000.10", quantity = "0.012", fee = "0.28800048", fee_asset = "USDT", time_ms = 1795514400500 }
     assert(repo.fills:record(f))
     assert(repo.fills:record(f)) -- the same trade from the stream and from REST

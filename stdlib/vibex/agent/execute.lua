@@ -1,6 +1,7 @@
---- vibex.agent.execute — from a policy's intents to concrete orders (sized,
--- rounded to the symbol's step and tick), and from orders the risk gate
--- approved to the venue.
+--- vibex.agent.execute — the one path from a policy's intents to the venue:
+-- legs made exact, the risk gate, the record, the wire.
+--
+--   local summary = execute.run(agent, a, acc, intents, decisions, view, rec)
 --
 -- Intents a policy script returns (a list):
 --   {action = "open", symbol, side = "long" | "short", size_usd = n | quantity = n,
@@ -8,10 +9,30 @@
 --   {action = "close", symbol}                       -- the whole position, then its orders
 --   {action = "protect", symbol, stop_loss, take_profit} -- replace the protective orders
 --   {action = "cancel", symbol}                      -- every open order of the symbol
--- Entries are MARKET orders; stops and targets are close-position
--- STOP_MARKET / TAKE_PROFIT_MARKET orders on the mark price, sent only
--- after their entry was accepted. Client order ids come from (account,
--- cycle, leg), so a re-sent order is recognisably the same order.
+--
+-- In order, for every cycle:
+--   1. legs: each intent becomes venue orders, each prepared once by the
+--      venue's shared order preparation (vibex.exchange.orders): quantities
+--      from notionals by exact decimal division, rounded down onto the step;
+--      stop prices onto the tick; every symbol filter checked, MARKET orders
+--      against the mark price and the book the market-data service keeps.
+--      Legs are numbered in a fixed order, and the client order id of a leg
+--      is derived from (account, cycle, leg).
+--   2. the risk gate (vibex.agent.risk) judges the exact legs; nothing it
+--      refuses is sent, and protective legs of a refused entry go with it.
+--      This is the only place orders are sent from, so no path skips it.
+--   3. every approved leg is recorded (status pending, with the gate's
+--      verdict) before the first one is sent: the order log takes it at
+--      once, PostgreSQL behind it (vibex.agent.recorder). A row holds
+--      exactly the strings that are sent.
+--   4. the wire: entries (after their leverage), then their stop and target
+--      once the entry was accepted. An answer that never came (timeout, 5xx,
+--      malformed) leaves the order "unknown", never "rejected": the resolver
+--      (vibex.agent.reconcile) looks it up until the venue answers, and the
+--      stop and target of such an entry are sent once it resolves as accepted.
+local dec = require "vibex.decimal"
+local domain = require "vibex.exchange.domain"
+local orders = require "vibex.exchange.orders"
 local log = require "vibex.log"
 
 local M = {}
@@ -19,35 +40,50 @@ local M = {}
 local tlog = log.channel("trading")
 
 local PRIORITY = { close = 1, cancel = 2, protect = 3, open = 4 }
+local CONDITIONAL = { stop = true, stop_market = true, take_profit = true, take_profit_market = true,
+                      trailing_stop_market = true }
 
 local function finite_pos(x) return type(x) == "number" and x == x and x > 0 and x < math.huge end
 
--- Round a quantity down to the symbol's step: the number, or nil, reason.
-local function round_qty(venue, symbol, q)
-  local rules, err = venue:symbol_rules(symbol)
-  if not rules then return nil, tostring(err) end
-  local s, rerr = rules:qty(("%.8f"):format(q), true, "down")
-  if not s then return nil, tostring(rerr) end
-  local n = tonumber(s)
-  if not n or n <= 0 then return nil, ("quantity %.8f rounds to zero at the step of %s"):format(q, symbol) end
-  return n, s
-end
+local function opposite(side) return side == "buy" and "sell" or "buy" end
 
-local function protects(list, entry_side, symbol, it, parent)
-  local exit_side = entry_side == "BUY" and "SELL" or "BUY"
+-- ---- 1. legs ------------------------------------------------------------------------------
+
+local function protect_legs(list, entry_side, symbol, it, parent)
+  local exit_side = opposite(entry_side)
   if finite_pos(it.stop_loss) then
-    list[#list + 1] = { kind = "protect", protect = "stop", symbol = symbol, side = exit_side, stop_price = it.stop_loss,
+    list[#list + 1] = { kind = "protect", protect = "stop", symbol = symbol, side = exit_side, stop = it.stop_loss,
                         close_position = true, parent = parent }
   end
   if finite_pos(it.take_profit) then
     list[#list + 1] = { kind = "protect", protect = "take_profit", symbol = symbol, side = exit_side,
-                        stop_price = it.take_profit, close_position = true, parent = parent }
+                        stop = it.take_profit, close_position = true, parent = parent }
   end
 end
 
---- Intents -> concrete orders for the gate. Returns orders, bad (intents
--- that cannot become an order, with the reason).
-function M.materialize(a, intents, decisions, view)
+-- The exact quantity of an entry: an explicit quantity rounded down onto the
+-- step, or the notional divided by the reference price, exactly.
+local function entry_quantity(venue, symbol, it, price)
+  local rules, err = venue:rules(symbol)
+  if not rules then return nil, tostring(err) end
+  local q, qerr
+  if finite_pos(it.quantity) then
+    q, qerr = rules:qty(it.quantity, true, "down")
+  elseif finite_pos(it.size_usd) and finite_pos(price) then
+    q, qerr = rules:qty_of_notional(it.size_usd, price, true)
+  else
+    return nil, "no positive size (size_usd or quantity)"
+  end
+  if not q then return nil, tostring(qerr) end
+  if dec.cmp(q, "0") <= 0 then
+    return nil, ("the size rounds to zero at the step of %s"):format(symbol)
+  end
+  return q
+end
+
+--- Intents -> legs for the gate (not yet prepared). Returns legs, bad
+-- (intents that cannot become an order, with the reason).
+function M.legs(a, intents, decisions, view)
   local list, bad = {}, {}
   local sorted = {}
   for i, it in ipairs(intents) do
@@ -63,39 +99,40 @@ function M.materialize(a, intents, decisions, view)
   for _, s in ipairs(sorted) do
     local it = s.it
     local sym = it.symbol
-    local dec = type(it.decision) == "number" and decisions[it.decision] or nil
+    local dcs = type(it.decision) == "number" and decisions[it.decision] or nil
     local function refuse(msg) bad[#bad + 1] = { rule = "intent", symbol = sym, message = msg } end
     if type(sym) ~= "string" or not view.symbols[sym] then
       refuse(("intent %d: unknown symbol %s"):format(s.i, tostring(sym)))
     elseif it.action == "open" then
-      local side = it.side == "long" and "BUY" or it.side == "short" and "SELL" or nil
+      local side = it.side == "long" and "buy" or it.side == "short" and "sell" or nil
       local px = view.prices[sym]
-      local q = it.quantity or (finite_pos(it.size_usd) and finite_pos(px) and it.size_usd / px or nil)
       if not side then refuse(("open %s: side must be long or short, found %s"):format(sym, tostring(it.side)))
-      elseif not finite_pos(q) then refuse(("open %s: no positive size"):format(sym))
       else
-        local n, qerr = round_qty(a.venue, sym, q)
-        if not n then refuse(("open %s: %s"):format(sym, qerr)) else
-          local entry = { kind = "entry", symbol = sym, side = side, qty = n, price = px, leverage = it.leverage or 1,
-                          confidence = it.confidence or (dec and dec.confidence) or 0,
+        local q, qerr = entry_quantity(a.venue, sym, it, px)
+        if not q then refuse(("open %s: %s"):format(sym, qerr)) else
+          local entry = { kind = "entry", symbol = sym, side = side, quantity = q, qty = tonumber(q), price = px,
+                          leverage = it.leverage or 1, confidence = it.confidence or (dcs and dcs.confidence) or 0,
                           plan = { stop_loss = it.stop_loss, take_profit = it.take_profit,
-                                   invalidation = it.invalidation or (dec and dec.invalidation), confidence = it.confidence } }
+                                   invalidation = it.invalidation or (dcs and dcs.invalidation), confidence = it.confidence } }
           list[#list + 1] = entry
-          protects(list, side, sym, it, entry)
+          protect_legs(list, side, sym, it, entry)
         end
       end
     elseif it.action == "close" then
       local pos = view.positions[sym]
-      if not pos then refuse(("close %s: no open position"):format(sym)) else
-        list[#list + 1] = { kind = "exit", symbol = sym, side = pos.side == "long" and "SELL" or "BUY", qty = pos.qty,
-                            price = view.prices[sym], reduce_only = true }
-        list[#list + 1] = { kind = "cancel", symbol = sym, which = "protective" }
+      if not pos or pos.pending then refuse(("close %s: no open position"):format(sym)) else
+        local exit = { kind = "exit", symbol = sym, side = pos.side == "long" and "sell" or "buy",
+                       quantity = pos.quantity_text, qty = pos.qty, price = view.prices[sym], reduce_only = true }
+        list[#list + 1] = exit
+        -- the stop and target go only once the exit is in: a refused exit
+        -- must not leave the position unprotected
+        list[#list + 1] = { kind = "cancel", symbol = sym, which = "protective", after = exit }
       end
     elseif it.action == "protect" then
       local pos = view.positions[sym]
-      if not pos then refuse(("protect %s: no open position"):format(sym)) else
+      if not pos or pos.pending then refuse(("protect %s: no open position"):format(sym)) else
         list[#list + 1] = { kind = "cancel", symbol = sym, which = "protective" }
-        protects(list, pos.side == "long" and "BUY" or "SELL", sym, it, nil)
+        protect_legs(list, pos.side == "long" and "buy" or "sell", sym, it, nil)
         list[#list].replan = { stop_loss = it.stop_loss, take_profit = it.take_profit }
       end
     elseif it.action == "cancel" then
@@ -107,8 +144,50 @@ function M.materialize(a, intents, decisions, view)
   return list, bad
 end
 
---- The approved orders less the protective orders of entries the gate
--- refused (nothing to protect).
+-- The venue order of a leg, in the domain's names.
+local function leg_order(leg)
+  if leg.kind == "protect" then
+    return { symbol = leg.symbol, side = leg.side, type = leg.protect == "stop" and "stop_market" or "take_profit_market",
+             stop_price = leg.stop, close_position = true, working_type = "mark_price", client_order_id = leg.client_order_id }
+  end
+  return { symbol = leg.symbol, side = leg.side, type = "market", quantity = leg.quantity,
+           reduce_only = leg.reduce_only or nil, client_order_id = leg.client_order_id }
+end
+
+--- Number the order legs, derive their client ids and prepare each once:
+-- the exact request. A leg that cannot be prepared is refused (with the
+-- filter's reason), and so are the protective legs of a refused entry.
+function M.prepare(a, acc, legs, view, cycle_key)
+  local out, bad, leg_no = {}, {}, 0
+  local failed = {}
+  for _, leg in ipairs(legs) do
+    if leg.kind == "cancel" then
+      out[#out + 1] = leg
+    elseif leg.parent and failed[leg.parent] then
+      failed[leg] = true
+    else
+      leg_no = leg_no + 1
+      leg.leg = leg_no
+      leg.client_order_id = orders.client_order_id(acc.name, cycle_key, leg_no)
+      local quote = { mark = view.prices[leg.symbol], bid = view.books[leg.symbol] and view.books[leg.symbol].bid,
+                      ask = view.books[leg.symbol] and view.books[leg.symbol].ask }
+      local p, err = a.venue:prepare(leg_order(leg), { quote = quote })
+      if not p then
+        failed[leg] = true
+        bad[#bad + 1] = { rule = err and err.filter or "order", symbol = leg.symbol, kind = leg.kind, side = leg.side,
+                          message = ("%s %s: %s"):format(leg.kind, leg.symbol, err and err.msg or tostring(err)) }
+      else
+        leg.params = p
+        if p.quantity then leg.quantity, leg.qty = p.quantity, tonumber(p.quantity) end
+        if p.stopPrice then leg.stop_price, leg.stop = p.stopPrice, tonumber(p.stopPrice) end
+        out[#out + 1] = leg
+      end
+    end
+  end
+  return out, bad
+end
+
+--- The approved legs less the protective legs of entries the gate refused.
 function M.without_orphans(approved)
   local ok = {}
   for _, o in ipairs(approved) do ok[o] = true end
@@ -119,107 +198,169 @@ function M.without_orphans(approved)
   return out
 end
 
-local CONDITIONAL = { STOP = true, STOP_MARKET = true, TAKE_PROFIT = true, TAKE_PROFIT_MARKET = true,
-                      TRAILING_STOP_MARKET = true }
+-- ---- 3. the record ---------------------------------------------------------------------
 
--- Cancel a symbol's orders: all of them, or only the protective
--- (conditional) ones, so an exit sent just before is left to fill.
+local function lower(v) return type(v) == "string" and v:lower() or nil end
+local function truthy(v) return v == true or v == "true" end
+
+local DBKIND = { entry = "entry", exit = "exit" }
+
+--- The orders row of a prepared leg: exactly what is sent.
+function M.row(acc, leg, cycle_key, verdict)
+  local p = leg.params
+  return {
+    account = acc.name, client_order_id = p.newClientOrderId, symbol = p.symbol, side = lower(p.side),
+    type = lower(p.type), quantity = p.quantity, price = p.price, stop_price = p.stopPrice,
+    position_side = lower(p.positionSide or "BOTH"), time_in_force = p.timeInForce,
+    reduce_only = truthy(p.reduceOnly), close_position = truthy(p.closePosition), working_type = lower(p.workingType),
+    cycle_key = cycle_key, leg = leg.leg, kind = DBKIND[leg.kind] or leg.protect,
+    parent_client_order_id = leg.parent and leg.parent.client_order_id or nil, risk = verdict, origin = leg.origin or "agent",
+  }
+end
+
+-- ---- 4. the wire ---------------------------------------------------------------------------
+
+-- Cancel a symbol's orders: all, or only the protective (conditional)
+-- ones, so an exit sent just before is left to fill.
 local function cancel(venue, o)
   if o.which ~= "protective" then return venue:cancel_all(o.symbol) end
   local open, err = venue:open_orders(o.symbol)
   if not open then return nil, err end
   local n = 0
   for _, x in ipairs(open) do
-    if CONDITIONAL[x.type or x.origType] then
-      local ok, cerr = venue:cancel { symbol = o.symbol, order_id = x.orderId }
-      if not ok then return nil, cerr end
+    if CONDITIONAL[x.type] then
+      local ok, cerr = venue:cancel(o.symbol, { venue_order_id = x.venue_order_id })
+      if not ok and cerr and cerr.code ~= -2011 then return nil, cerr end
       n = n + 1
     end
   end
   return { canceled = n }
 end
 
-local function order_summary(o, res, err)
-  return { leg = o.leg, kind = o.kind, symbol = o.symbol, side = o.side, qty = o.qty, stop_price = o.stop_price,
-           type = o.type, client_order_id = o.client_id, status = res and res.status or "REJECTED",
-           error = err and tostring(err) or nil }
+local function summary(leg, order, err, status)
+  return { leg = leg.leg, kind = leg.kind == "protect" and leg.protect or leg.kind, symbol = leg.symbol, side = leg.side,
+           quantity = leg.quantity, stop_price = leg.stop_price, client_order_id = leg.client_order_id,
+           status = status or (order and order.status) or "rejected", error = err and tostring(err) or nil }
 end
 
--- The venue order for a concrete order.
-local function venue_order(o, acc, rec)
-  local v = { symbol = o.symbol, side = o.side, account = acc.name, decision = rec.cycle_key, leg = o.leg }
-  if o.kind == "protect" then
-    v.type = o.protect == "stop" and "STOP_MARKET" or "TAKE_PROFIT_MARKET"
-    v.stopPrice = ("%.8f"):format(o.stop_price)
-    v.closePosition = true
-    v.workingType = "MARK_PRICE"
-  else
-    v.type = "MARKET"
-    v.quantity = ("%.8f"):format(o.qty)
-    if o.reduce_only then v.reduceOnly = true end
+--- The outcome of a send, into the record and the account's state.
+-- Returns "accepted" | "unknown" | "rejected".
+function M.outcome(a, leg, order, err, sent_ms)
+  local cid = leg.client_order_id
+  if order then
+    leg.accepted = true
+    a.rq:update(cid, { status = order.status, executed_quantity = order.executed_quantity,
+                       average_price = order.average_price, venue_order_id = order.venue_order_id,
+                       venue_time_ms = order.updated_ms, sent_ms = sent_ms })
+    return "accepted"
   end
-  return v
+  if err and err.kind == "unknown" then
+    leg.unknown = true
+    -- the last error is kept with it; the status says the outcome is not known
+    a.rq:update(cid, { status = "unknown", sent_ms = sent_ms, reject_reason = tostring(err) })
+    return "unknown"
+  end
+  a.rq:update(cid, { status = "rejected", reject_reason = tostring(err), sent_ms = sent_ms })
+  return "rejected"
 end
 
---- Send the approved orders, in order. Entries set the symbol's leverage
--- first; protective orders go only after their entry was accepted. Every
--- order is written to the database before it is sent, then updated with
--- the venue's answer.
-function M.run(agent, a, acc, approved, rec, view)
-  local venue, R = a.venue, agent.repos
-  local leg = 0
-  for _, o in ipairs(approved) do
-    if o.kind == "cancel" then
-      local res, err = cancel(venue, o)
-      rec.orders[#rec.orders + 1] = { kind = "cancel", symbol = o.symbol, status = res and "DONE" or "FAILED",
-                                      error = err and tostring(err) or nil }
-    elseif o.parent and not o.parent.accepted then
-      rec.orders[#rec.orders + 1] = { kind = o.kind, symbol = o.symbol, side = o.side, status = "SKIPPED",
-                                      error = "its entry was not accepted" }
-    else
-      leg = leg + 1
-      o.leg = leg
-      if o.kind == "entry" and a.leverage[o.symbol] ~= o.leverage then
-        local lev = math.max(1, math.floor(o.leverage + 0.5))
-        local ok, lerr = venue:set_leverage(o.symbol, lev)
-        if ok then a.leverage[o.symbol] = o.leverage else
-          tlog:warn("leverage not set", { account = acc.name, symbol = o.symbol, leverage = lev, error = tostring(lerr) })
+--- Send one prepared leg: its leverage first (entries), then the order.
+-- Returns the outcome ("accepted", "unknown", "rejected") and the venue's
+-- order or the error.
+function M.send(a, acc, leg, now_ms)
+  local venue = a.venue
+  if leg.kind == "entry" and a.leverage[leg.symbol] ~= leg.leverage then
+    local lev = math.max(1, math.floor(leg.leverage + 0.5))
+    local ok, lerr = venue:set_leverage(leg.symbol, lev)
+    if ok then a.leverage[leg.symbol] = leg.leverage else
+      tlog:warn("leverage not set", { account = acc.name, symbol = leg.symbol, leverage = lev, error = tostring(lerr) })
+    end
+  end
+  local sent_ms = venue:now()
+  local order, err = venue:send(leg.params)
+  a.gate:sent(leg, now_ms)
+  -- a request refused before it left (breaker open, pacing, local checks) was never sent
+  local went = order or (err and err.kind ~= "retry" and err.kind ~= "invalid" and err.kind ~= "filter" and err.kind ~= "banned")
+  local outcome = M.outcome(a, leg, order, err, went and sent_ms or nil)
+  if outcome ~= "accepted" then
+    local fn = outcome == "unknown" and tlog.error or tlog.warn
+    fn(tlog, outcome == "unknown" and "order outcome unknown: it is looked up until the venue answers"
+                                   or "order refused by the venue",
+       { account = acc.name, symbol = leg.symbol, kind = leg.kind, client_order_id = leg.client_order_id,
+         error = tostring(err) })
+  end
+  return outcome, order or err
+end
+
+--- The whole path for one cycle's intents. rec collects what happened
+-- (orders, refusals); step(name) times the steps. Returns the approved legs.
+function M.run(agent, a, acc, intents, decisions, view, rec, step)
+  local legs, bad = M.legs(a, intents, decisions, view)
+  local prepared, pbad = M.prepare(a, acc, legs, view, rec.cycle_key)
+  for _, b in ipairs(pbad) do bad[#bad + 1] = b end
+  for _, b in ipairs(bad) do rec.validation.refusals[#rec.validation.refusals + 1] = b end
+  -- 2. the gate
+  local approved, refused = a.gate:check(prepared, view, acc.risk)
+  approved = M.without_orphans(approved)
+  for _, r in ipairs(refused) do
+    rec.validation.refusals[#rec.validation.refusals + 1] = { rule = r.rule, message = r.message, symbol = r.order.symbol,
+                                                              kind = r.order.kind, side = r.order.side, qty = r.order.qty }
+    agent:refused(acc, r.rule)
+  end
+  if step then step("risk") end
+  local sends = 0
+  for _, leg in ipairs(approved) do if leg.kind ~= "cancel" then sends = sends + 1 end end
+  -- 3. the record: every leg before the first byte
+  if sends > 0 then
+    agent:record_decision_async(a, rec)
+    local verdict = { gate = "approved", checked_ms = view.now_ms, limits = acc.risk }
+    for _, leg in ipairs(approved) do
+      if leg.kind ~= "cancel" then
+        local ok, err = a.rq:insert(M.row(acc, leg, rec.cycle_key, verdict))
+        if not ok then
+          tlog:error("order not recorded, so not sent", { account = acc.name, symbol = leg.symbol, error = tostring(err) })
+          rec.error = "order record: " .. tostring(err)
+          return {}
         end
-      end
-      local vo = venue_order(o, acc, rec)
-      local p = venue:order_params(vo)
-      o.client_id, o.type = p.newClientOrderId, p.type
-      if R then
-        R.orders:insert { account = acc.name, client_order_id = p.newClientOrderId, symbol = o.symbol, side = o.side,
-                          type = p.type, quantity = p.quantity, stop_price = p.stopPrice, reduce_only = p.reduceOnly or false,
-                          close_position = p.closePosition or false, working_type = p.workingType, leg = leg,
-                          cycle_key = rec.cycle_key }
-      end
-      vo.newClientOrderId = p.newClientOrderId
-      local res, err = venue:place(vo)
-      a.gate:sent(o, view.now_ms)
-      if res then
-        o.accepted = true
-        if o.kind == "entry" then
-          o.plan.opened = rec.cycle_key
-          a.exit_plans[o.symbol] = o.plan
-        end
-        if o.replan and a.exit_plans[o.symbol] then
-          for k, v in pairs(o.replan) do a.exit_plans[o.symbol][k] = v end
-        end
-      end
-      if R then
-        R.orders:update(p.newClientOrderId, res and { status = res.status, executed_qty = res.executedQty,
-                                                       avg_price = res.avgPrice ~= "0" and res.avgPrice or nil,
-                                                       venue_order_id = res.orderId }
-                                          or { status = "REJECTED", reject_reason = tostring(err) })
-      end
-      rec.orders[#rec.orders + 1] = order_summary(o, res, err)
-      if not res then
-        tlog:warn("order refused by the venue", { account = acc.name, symbol = o.symbol, kind = o.kind, error = tostring(err) })
+        a.known[leg.client_order_id] = true
       end
     end
   end
+  -- 4. the wire
+  for _, leg in ipairs(approved) do
+    if leg.kind == "cancel" and leg.after and not leg.after.accepted then
+      rec.orders[#rec.orders + 1] = { kind = "cancel", symbol = leg.symbol, status = "skipped",
+                                      error = "the exit was not accepted: the protective orders stay" }
+    elseif leg.kind == "cancel" then
+      local res, err = cancel(a.venue, leg)
+      rec.orders[#rec.orders + 1] = { kind = "cancel", symbol = leg.symbol, status = res and "done" or "failed",
+                                      error = err and tostring(err) or nil }
+    elseif leg.parent and leg.parent.unknown then
+      -- sent when the entry resolves as accepted (reconcile.lua)
+      a.resolver:after(leg.parent, leg)
+      rec.orders[#rec.orders + 1] = summary(leg, nil, nil, "pending")
+    elseif leg.parent and not leg.parent.accepted then
+      a.rq:update(leg.client_order_id, { status = "rejected", reject_reason = "not sent: its entry was not accepted" })
+      rec.orders[#rec.orders + 1] = summary(leg, nil, "its entry was not accepted", "skipped")
+    else
+      local outcome, res = M.send(a, acc, leg, view.now_ms)
+      if outcome == "accepted" then
+        if leg.kind == "entry" then
+          leg.plan.opened = rec.cycle_key
+          a.exit_plans[leg.symbol] = leg.plan
+        end
+        if leg.replan and a.exit_plans[leg.symbol] then
+          for k, v in pairs(leg.replan) do a.exit_plans[leg.symbol][k] = v end
+        end
+      elseif outcome == "unknown" then
+        a.resolver:watch(leg)
+      end
+      rec.orders[#rec.orders + 1] = summary(leg, outcome == "accepted" and res or nil,
+                                            outcome ~= "accepted" and res or nil, outcome == "unknown" and "unknown" or nil)
+    end
+  end
+  return approved
 end
 
+M.FINAL = domain.FINAL
 return M

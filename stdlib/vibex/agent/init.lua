@@ -9,8 +9,14 @@
 -- of `decisions`, and a diary entry. Scripts (context, prompt, policy,
 -- rules) come from the hot-reloaded registry and are looked up at every
 -- call, so an edit applies at the next cycle and a broken edit keeps the
--- previous version. Scripts get data, never the venue: orders they plan go
--- through vibex.agent.risk, which the executor alone calls.
+-- previous version. Scripts get data, never the venue: the orders they plan
+-- go out through vibex.agent.execute, which calls the risk gate
+-- (vibex.agent.risk) itself, so no path sends an order the gate did not see.
+--
+-- Market data comes from the venue's market-data service (vibex.marketdata):
+-- a cycle copies what it needs from the buffers at its start and reads
+-- only that copy; no REST call is on its path. The venue is seen through
+-- vibex.exchange.venue, in the trading vocabulary (no wire field names).
 --
 -- Where decisions come from, per cycle:
 --   model     the account's LLM provider (accounts[i].llm, llm.default, or
@@ -28,10 +34,13 @@ local metrics = require "vibex.metrics"
 local llm = require "vibex.llm"
 local decision = require "vibex.agent.decision"
 local risk = require "vibex.agent.risk"
-local market = require "vibex.agent.market"
+local marketdata = require "vibex.marketdata"
 local perf = require "vibex.agent.perf"
 local execute = require "vibex.agent.execute"
 local diary = require "vibex.agent.diary"
+local recorder = require "vibex.agent.recorder"
+local reconcile = require "vibex.agent.reconcile"
+local venues = require "vibex.exchange.venue"
 
 local M = {}
 
@@ -52,13 +61,16 @@ Agent.__index = Agent
 -- outage state), scripts (a vibex.scripts registry over scripts/),
 -- venue(acc) -> venue, clock() -> ms (default: the venue's clock),
 -- getenv (os.getenv), llm_client(provider) (default vibex.llm.client),
--- lab (vibex.ab: experiments; nil runs none).
+-- lab (vibex.ab: experiments; nil runs none), data_dir (where the order
+-- logs live; default the config's runtime.data_dir), market(acc) -> the
+-- account's vibex.marketdata service (default: add_account's o.market, else
+-- a replay service fed by pushes).
 function M.new(o)
   local self = setmetatable({
     get_config = type(o.config) == "function" and o.config or function() return o.config end,
     repos = o.repos, writer = o.writer, scripts = o.scripts, registries = {}, make_venue = o.venue,
     clock = o.clock, getenv = o.getenv or os.getenv, make_client = o.llm_client or llm.client,
-    clients = {}, accounts = {}, env_provider = false, lab = o.lab,
+    clients = {}, accounts = {}, env_provider = false, lab = o.lab, data_dir = o.data_dir, make_market = o.market,
   }, Agent)
   self.env_provider = llm.provider_from_env(self.getenv) or false
   return self
@@ -159,24 +171,51 @@ end
 -- ---- accounts -------------------------------------------------------------------------------------
 
 --- Start tracking an account: its venue, market data, risk gate, user
--- stream (fills and order updates are recorded) and fallback breaker.
+-- stream (fills and order updates are recorded), order record and fallback
+-- breaker. o: venue (a vibex.exchange.venue, or a wire client that one is
+-- made of), market (the venue's vibex.marketdata service; a replay service
+-- is made when none is given), sim (the simulated venue itself, for paper
+-- accounts: replays feed it candles), data_venue (paper next to a live
+-- market), persist_paper.
 function Agent:add_account(acc, o)
   o = o or {}
   local strat = self:strategy(acc)
   local venue = o.venue or self.make_venue(acc)
+  if getmetatable(venue) ~= venues.Venue then venue = venues.new(venue, { account = acc.name }) end
+  local intervals = strat.intervals or { "5m", "1h" }
+  local md = o.market or (self.make_market and self.make_market(acc))
+  if not md then
+    md = marketdata.replay { interval = intervals[1] }
+    assert(md:track(acc.symbols, intervals, o.capacity or 400))
+  end
+  local cfg = self:config()
+  local data_dir = self.data_dir or (cfg.runtime and cfg.runtime.data_dir) or "data"
   local a = {
-    name = acc.name, venue = venue, live = venue.venue ~= "sim", strategy = strat.name, data_venue = o.data_venue,
-    persist_paper = o.persist_paper,
-    market = o.market or market.new { symbols = acc.symbols, intervals = strat.intervals or { "5m", "1h" },
-                                      capacity = o.capacity or 400 },
+    name = acc.name, venue = venue, live = venue.live, strategy = strat.name, data_venue = o.data_venue,
+    sim = o.sim or (not venue.live and venue.client) or nil, persist_paper = o.persist_paper,
+    market = md, mview = md:view(acc.symbols, intervals), intervals = intervals,
     gate = risk.gate { account = acc.name }, perf = perf.new(), exit_plans = {}, events = {},
     cycles = 0, invalid_streak = 0, fallback_until = nil, fallback_reason = nil, leverage = {}, busy = false,
-    last_positions = {}, pending_notes = {},
+    last_positions = {}, pending_notes = {}, known = {},
+    rq = recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }
-  self.accounts[acc.name] = a
-  a.stream = venue:user_stream { on_order = function(ev) a.events[#a.events + 1] = ev end,
-                                 on_account = function(ev) a.events[#a.events + 1] = ev end }
+  a.resolver = reconcile.resolver(self, a, acc.name)
+  local us, uerr = venue:user_stream {
+    -- the record is written as events come; the cycle's accounting reads them at its start
+    on_event = function(ev)
+      a.events[#a.events + 1] = ev
+      self:record_event(a, acc.name, ev)
+    end,
+    -- after a reconnect: what happened while the stream was down comes from REST
+    on_resync = function() if a.started then self:schedule_reconcile(a, "reconnect") end end,
+  }
+  if not us then error(("account %s: the user data stream cannot start: %s"):format(acc.name, tostring(uerr)), 0) end
+  a.stream = us
   if self.repos then
+    local replayed, rerr = a.rq:replay()
+    if not replayed then error(("account %s: %s"):format(acc.name, tostring(rerr)), 0) end
+    local last = self.repos.decisions:last_key(acc.name)
+    a.recorded_key = last -- the newest cycle a previous process ran: never run again
     local sid, err = self.repos.strategies:ensure { name = strat.name, description = strat.description,
       scripts = { context = strat.context, prompt = strat.prompt, policy = strat.policy, rules = strat.rules, dir = strat.dir },
       params = strat.params }
@@ -187,6 +226,7 @@ function Agent:add_account(acc, o)
       alog:warn("strategy not recorded in the database", { account = acc.name, error = tostring(err) })
     end
   end
+  self.accounts[acc.name] = a
   local p = self:provider(acc)
   if p then
     alog:info("account decides with a model", { account = acc.name, provider = p.name, model = p.model,
@@ -199,10 +239,48 @@ function Agent:add_account(acc, o)
   return a
 end
 
+--- Reconcile an account with its venue now (start-up: before the first
+-- decision). The summary | nil, err.
+function Agent:reconcile(name, reason)
+  local a = self.accounts[name]
+  if not a then return nil, "unknown account " .. tostring(name) end
+  local acc = self:account_config(name)
+  local s, err = reconcile.run(self, a, acc, reason or "manual")
+  if s and reason == "start" then
+    -- no decision while an order's fate is open: one sent just before a
+    -- kill may still reach the venue, until its acceptance window passes
+    local window = reconcile.acceptance_ms(a.venue)
+    local deadline = a.venue:now() + 3 * window + 5000
+    while s and s.undecided > 0 and a.venue:now() < deadline do
+      alog:info("waiting for orders whose outcome is still open before the first decision",
+        { account = name, orders = s.undecided, wait_ms = math.min(window, 2000) })
+      task.sleep(math.min(window, 2000))
+      s, err = reconcile.run(self, a, acc, "start")
+    end
+    if s then a.started = true end
+  end
+  if s and s.undecided > 0 then self:schedule_reconcile(a, "retry", reconcile.acceptance_ms(a.venue)) end
+  return s, err
+end
+
+--- A reconciliation soon, in its own task (several requests coalesce).
+function Agent:schedule_reconcile(a, reason, delay_ms)
+  if a.reconcile_task then return end
+  a.reconcile_task = task.spawn("reconcile:" .. a.name, function()
+    task.sleep(delay_ms or 200)
+    a.reconcile_task = nil
+    if not self.accounts[a.name] then return end
+    local ok, err = self:reconcile(a.name, reason)
+    if not ok then alog:warn("reconciliation failed; tried again later", { account = a.name, reason = reason, error = tostring(err) }) end
+  end)
+end
+
 function Agent:remove_account(name)
   local a = self.accounts[name]
   if not a then return end
   if a.stream and a.stream.close then a.stream:close() end
+  if a.reconcile_task then a.reconcile_task:cancel() end
+  a.rq:close()
   self.accounts[name] = nil
 end
 
@@ -213,7 +291,8 @@ function Agent:now(a) return self.clock and self.clock() or a.venue:now() end
 local function num(x) return tonumber(x) or 0 end
 
 --- Balances, positions and prices now. prices: the reference price per
--- symbol (the mark where the venue gives one, else the last close).
+-- symbol (the mark where the market data has one, else the last close),
+-- from the cycle's market view.
 function Agent:view(a, acc)
   local v = a.venue
   local bals, berr = v:balances()
@@ -221,25 +300,27 @@ function Agent:view(a, acc)
   local wallet, available, upnl = 0, 0, 0
   for _, b in ipairs(bals) do
     if b.asset == "USDT" then
-      wallet, available, upnl = num(b.balance or b.walletBalance), num(b.availableBalance), num(b.crossUnPnl)
+      wallet, available, upnl = num(b.wallet), num(b.available), num(b.unrealized_pnl)
     end
   end
   local plist, perr = v:positions()
   if not plist then return nil, "positions: " .. tostring(perr) end
-  local view = { now_ms = self:now(a), symbols = {}, prices = {}, positions = {}, list = {}, wallet = wallet,
+  local mv = a.mview
+  local view = { now_ms = self:now(a), symbols = {}, prices = {}, books = {}, positions = {}, list = {}, wallet = wallet,
                  available = available, unrealized = 0 }
   for _, s in ipairs(acc.symbols) do
     view.symbols[s] = true
-    view.prices[s] = a.market:mark(s)
+    view.prices[s] = mv:mark(s)
+    view.books[s] = mv:book(s)
   end
   for _, p in ipairs(plist) do
-    local q = num(p.positionAmt)
+    local q = num(p.quantity)
     if q ~= 0 and view.symbols[p.symbol] then
-      local mark = num(p.markPrice) > 0 and num(p.markPrice) or view.prices[p.symbol] or num(p.entryPrice)
-      local pos = { symbol = p.symbol, side = q > 0 and "long" or "short", qty = math.abs(q), entry_price = num(p.entryPrice),
-                    mark_price = mark, unrealized_pnl = num(p.unRealizedProfit), leverage = num(p.leverage),
-                    liquidation_price = tonumber(p.liquidationPrice), notional = math.abs(q) * mark,
-                    exit_plan = a.exit_plans[p.symbol] }
+      local mark = num(p.mark_price) > 0 and num(p.mark_price) or view.prices[p.symbol] or num(p.entry_price)
+      local pos = { symbol = p.symbol, side = p.side, qty = math.abs(q), quantity_text = reconcile.abs_text(p.quantity),
+                    entry_price = num(p.entry_price), mark_price = mark, unrealized_pnl = num(p.unrealized_pnl),
+                    leverage = num(p.leverage), liquidation_price = tonumber(p.liquidation_price),
+                    notional = math.abs(q) * mark, exit_plan = a.exit_plans[p.symbol] }
       view.positions[p.symbol] = pos
       view.list[#view.list + 1] = pos
       view.unrealized = view.unrealized + pos.unrealized_pnl
@@ -248,26 +329,23 @@ function Agent:view(a, acc)
   -- entries sent but not filled yet count as exposure: the gate must not
   -- approve a second entry while the first is on its way
   -- per symbol: a venue weighs "all symbols" far heavier than one
-  local open = {}
   for _, sym in ipairs(acc.symbols) do
     local list, oerr = v:open_orders(sym)
     if not list then return nil, "open orders: " .. tostring(oerr) end
-    for _, o in ipairs(list) do open[#open + 1] = o end
-  end
-  for _, o in ipairs(open) do
-    local entry = (o.type == "MARKET" or o.type == "LIMIT") and not (o.reduceOnly == true or o.reduceOnly == "true")
-      and not (o.closePosition == true or o.closePosition == "true")
-    if entry and view.symbols[o.symbol] then
-      local q = num(o.origQty) - num(o.executedQty)
-      local px = num(o.price) > 0 and num(o.price) or view.prices[o.symbol] or 0
-      local side = o.side == "BUY" and "long" or "short"
-      local p = view.positions[o.symbol]
-      if not p then
-        p = { symbol = o.symbol, side = side, qty = 0, notional = 0, pending = true }
-        view.positions[o.symbol] = p
+    for _, o in ipairs(list) do
+      local entry = (o.type == "market" or o.type == "limit") and not o.reduce_only and not o.close_position
+      if entry and view.symbols[o.symbol] then
+        local q = num(o.quantity) - num(o.executed_quantity)
+        local px = num(o.price) > 0 and num(o.price) or view.prices[o.symbol] or 0
+        local side = o.side == "buy" and "long" or "short"
+        local p = view.positions[o.symbol]
+        if not p then
+          p = { symbol = o.symbol, side = side, qty = 0, notional = 0, pending = true }
+          view.positions[o.symbol] = p
+        end
+        p.pending_notional = (p.pending_notional or 0) + q * px
+        p.notional = p.notional + q * px
       end
-      p.pending_notional = (p.pending_notional or 0) + q * px
-      p.notional = p.notional + q * px
     end
   end
   if upnl == 0 then upnl = view.unrealized end
@@ -280,7 +358,7 @@ end
 
 -- What context.lua gets: data and functions that read it, never the venue.
 function Agent:context_input(a, acc, strat, view)
-  local md = a.market
+  local md = a.mview
   return {
     now_ms = view.now_ms, cycle = a.cycles + 1, account = {
       name = acc.name, equity = view.equity, wallet = view.wallet, available = view.available,
@@ -423,6 +501,12 @@ function Agent:run_cycle(a, o)
   -- one row per cycle: a second cycle in the same interval (run by hand)
   -- gets its own key
   local key = o.cycle_key or cycle_key(now_ms, acc.decision_interval_s)
+  -- a cycle a previous process already ran (and maybe traded) never runs again
+  local done = a.recorded_key
+  if not o.cycle_key and done and (key == done or done:sub(1, #key + 1) == key .. "#") then
+    alog:info("cycle skipped: it already ran before the restart", { account = acc.name, cycle = key })
+    return nil, "already ran"
+  end
   if key == a.last_key then
     a.key_seq = (a.key_seq or 1) + 1
     key = ("%s#%d"):format(key, a.key_seq)
@@ -442,12 +526,10 @@ function Agent:run_cycle(a, o)
     t_step = t
   end
   a.cycles = a.cycles + 1
-  -- 1. market data (live venues: REST; replays pushed it already)
-  if (a.live or a.data_venue) and not o.skip_refresh then
-    local ok, err = a.market:refresh(a.data_venue or a.venue)
-    if not ok then rec.error = "market data: " .. tostring(err) end
-    if ok and a.data_venue then self:feed_paper(a, acc) end
-  end
+  -- 1. market data: a copy of the buffers, taken now; frames that arrive
+  -- while the cycle runs change the buffers, not this copy
+  a.mview:take()
+  if a.data_venue then self:feed_paper(a, acc) end
   step("market")
   local view, verr = self:view(a, acc)
   if not view then
@@ -548,32 +630,24 @@ function Agent:run_cycle(a, o)
     intents = {}
   end
   rec.intents = intents
-  -- 7. the risk gate, then 8. execution
-  local orders, bad = execute.materialize(a, intents, read.decisions, view)
-  for _, b in ipairs(bad) do rec.validation.refusals[#rec.validation.refusals + 1] = b end
-  local approved, refused = a.gate:check(orders, view, acc.risk)
-  approved = execute.without_orphans(approved)
-  for _, r in ipairs(refused) do
-    rec.validation.refusals[#rec.validation.refusals + 1] = { rule = r.rule, message = r.message, symbol = r.order.symbol,
-                                                              kind = r.order.kind, side = r.order.side, qty = r.order.qty }
-    refusals_total:labels(acc.name, r.rule):inc()
-  end
-  step("risk")
-  if #approved > 0 and self.repos then self:record_decision(rec) end -- orders point at their decision
-  execute.run(self, a, acc, approved, rec, view)
+  -- 7-8. the risk gate and the venue: one path (vibex.agent.execute)
+  execute.run(self, a, acc, intents, read.decisions, view, rec, step)
   step("execute")
   return self:finish(a, acc, rec, view, t_start)
 end
 
+function Agent:refused(acc, rule) refusals_total:labels(acc.name, rule):inc() end
+
 -- Paper next to a live market: the live prices become the simulated
 -- venue's trades and marks, so its resting orders and stops execute.
 function Agent:feed_paper(a, acc)
-  local now = a.data_venue:now()
+  local now = a.market:now()
+  local sim = a.sim
   for _, sym in ipairs(acc.symbols) do
-    local k = a.market:candles(sym):at(-1)
-    if k then a.venue:tick(sym, ("%.8f"):format(k.c), now) end
-    local m = a.market.mark_price[sym]
-    if m then a.venue:mark(sym, ("%.8f"):format(m), now) end
+    local px = a.mview:price(sym)
+    if px then sim:tick(sym, ("%.8f"):format(px), now) end
+    local m = a.mview:mark(sym)
+    if m then sim:mark(sym, ("%.8f"):format(m), now) end
   end
 end
 
@@ -603,52 +677,72 @@ function Agent:account_config(name)
   error("agent: account " .. tostring(name) .. " is not in the config")
 end
 
--- Fold the venue's order and account events into the database and the
--- performance record.
+-- One venue event into the database, in the account's record queue (after
+-- the row of the order it is about).
+function Agent:record_event(a, name, ev)
+  if not self.repos then return end
+  local R = self.repos
+  if ev.kind == "order" then
+    local o, f = ev.order, ev.fill
+    a.rq:enqueue(function()
+      if not ev.stale then
+        R.orders:update(o.client_order_id, { status = o.status, executed_quantity = o.executed_quantity,
+                                             average_price = o.average_price, venue_order_id = o.venue_order_id,
+                                             venue_time_ms = ev.time_ms })
+      end
+      if f then
+        return R.fills:record { account = name, client_order_id = f.client_order_id, trade_id = f.trade_id,
+                                symbol = f.symbol, side = f.side, price = f.price, quantity = f.quantity, fee = f.fee,
+                                fee_asset = f.fee_asset, realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
+      end
+      return true
+    end)
+  elseif ev.kind == "account" and ev.reason == "funding_fee" then
+    a.rq:enqueue(function()
+      for _, b in ipairs(ev.balances or {}) do
+        if (tonumber(b.change) or 0) ~= 0 then
+          for _, p in ipairs(ev.positions or {}) do
+            R.ledger:funding { account = name, symbol = p.symbol, amount = b.change, position_qty = p.quantity,
+                               time_ms = ev.time_ms }
+          end
+        end
+      end
+      return true
+    end)
+  elseif ev.kind == "margin_call" then
+    tlog:error("ALERT: margin call from the venue", { account = name, alert = true, positions = #(ev.positions or {}) })
+  end
+end
+
+-- What the venue's events since the last cycle mean for the account's
+-- performance and the diary (they were recorded as they came).
 function Agent:settle_events(a, acc, rec)
   local evs = a.events
   if #evs == 0 then return end
   a.events = {}
-  local R = self.repos and (self.repos.batch and self.repos.batch() or self.repos)
   for _, ev in ipairs(evs) do
-    if ev.e == "ORDER_TRADE_UPDATE" then
-      local o = ev.o
-      if R then
-        R.orders:update(o.c, { status = o.X, executed_qty = o.z, avg_price = o.ap ~= "0" and o.ap or nil,
-                                        venue_order_id = o.i, venue_time_ms = ev.E })
+    local f = ev.kind == "order" and ev.fill
+    if f then
+      local rp = tonumber(f.realized_pnl) or 0
+      a.perf:fill(rp, tonumber(f.fee) or 0)
+      if rp ~= 0 then -- what became of earlier decisions: realized results, by symbol
+        rec.realized = rec.realized or {}
+        local x = rec.realized[f.symbol] or { pnl = 0, fees = 0, plan = a.exit_plans[f.symbol] }
+        x.pnl, x.fees = x.pnl + rp, x.fees + (tonumber(f.fee) or 0)
+        rec.realized[f.symbol] = x
       end
-      if o.x == "TRADE" and tonumber(o.l) and tonumber(o.l) > 0 then
-        a.perf:fill(tonumber(o.rp) or 0, tonumber(o.n) or 0)
-        local rp = tonumber(o.rp) or 0
-        if rp ~= 0 then -- what became of earlier decisions: realized results, by symbol
-          rec.realized = rec.realized or {}
-          local x = rec.realized[o.s] or { pnl = 0, fees = 0, plan = a.exit_plans[o.s] }
-          x.pnl, x.fees = x.pnl + rp, x.fees + (tonumber(o.n) or 0)
-          rec.realized[o.s] = x
-        end
-        if R then
-          R.fills:record { account = acc.name, client_order_id = o.c, trade_id = o.t, symbol = o.s, side = o.S,
-                                    price = o.L, quantity = o.l, fee = o.n, fee_asset = o.N, realized_pnl = o.rp,
-                                    is_maker = o.m, time_ms = o.T or ev.E }
-        end
-        rec.fills = (rec.fills or 0) + 1
-      end
-    elseif ev.e == "ACCOUNT_UPDATE" and ev.a and ev.a.m == "FUNDING_FEE" then
-      for _, b in ipairs(ev.a.B or {}) do
-        local amt = tonumber(b.bc) or 0
-        a.perf:funding(amt)
-        if R and amt ~= 0 then
-          for _, p in ipairs(ev.a.P or {}) do
-            R.ledger:funding { account = acc.name, symbol = p.s, amount = b.bc, position_qty = p.pa, time_ms = ev.E }
-          end
-        end
-      end
+      rec.fills = (rec.fills or 0) + 1
+    elseif ev.kind == "account" and ev.reason == "funding_fee" then
+      for _, b in ipairs(ev.balances or {}) do a.perf:funding(tonumber(b.change) or 0) end
     end
   end
-  if R and R.commit then
-    local ok, err = R.commit()
-    if not ok then alog:error("fills and order updates not recorded", { account = acc.name, error = tostring(err) }) end
-  end
+end
+
+--- The decision row, written behind the cycle in the account's record
+-- queue: before the rows of its orders, which point at it.
+function Agent:record_decision_async(a, rec)
+  if not self.repos then return end
+  a.rq:enqueue(function() return self:record_decision(rec) end)
 end
 
 function Agent:record_decision(rec, R)
@@ -682,6 +776,7 @@ function Agent:finish(a, acc, rec, view, t_start)
     rec.performance = a.perf:summary()
   end
   if self.repos then
+    a.rq:flush() -- the orders of the cycle first (written behind the wire)
     -- everything about the cycle in one transaction (one journal entry in an outage)
     local R = self.repos.batch and self.repos.batch() or self.repos
     self:record_decision(rec, R)
@@ -695,7 +790,7 @@ function Agent:finish(a, acc, rec, view, t_start)
                               intent = r }
     end
     if view then self:record_state(a, acc, rec, view, R) end
-    if a.persist_paper and a.venue.snapshot then R.ledger:paper_save(acc.name, a.venue:snapshot()) end
+    if a.persist_paper and a.sim then R.ledger:paper_save(acc.name, a.sim:snapshot()) end
     local body, tags = diary.entry(a, acc, rec, view)
     R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key }
     if R.commit then

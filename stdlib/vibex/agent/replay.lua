@@ -193,14 +193,21 @@ function Run:run()
   local times, at = self:timeline()
   if #times == 0 then return nil, "replay: no candles" end
   local ag, iv = self.agent, self.interval_ms
-  local by_symbol, every = {}, {}
+  local by_symbol, every, markets = {}, {}, {}
   for _, acc in ipairs(self.accounts) do
     every[acc.name] = math.max(iv, math.ceil(acc.decision_interval_s * 1000 / iv) * iv)
     for _, s in ipairs(acc.symbols) do
+      local a = ag.accounts[acc.name]
       by_symbol[s] = by_symbol[s] or {}
-      table.insert(by_symbol[s], ag.accounts[acc.name])
+      table.insert(by_symbol[s], a)
+      -- accounts share their market-data service: a candle goes into it once
+      markets[s] = markets[s] or {}
+      local seen = false
+      for _, m in ipairs(markets[s]) do if m == a.market then seen = true end end
+      if not seen then table.insert(markets[s], a.market) end
     end
   end
+  self.markets = markets
   local funding, next_f = {}, {}
   for _, s in ipairs(self.symbols) do
     funding[s] = funding_schedule(self.rc, s, times[1], times[#times] + iv)
@@ -218,11 +225,10 @@ function Run:run()
     for _, item in ipairs(at[t]) do
       local sym, k = item[1], item[2]
       self:settle_funding(sym, funding[sym], next_f, t, by_symbol[sym])
-      for _, a in ipairs(by_symbol[sym]) do
-        a.venue:candle(sym, k, iv)
-        a.market:push(sym, { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high),
-                             low = tonumber(k.low), close = tonumber(k.close), volume = tonumber(k.volume) or 0 })
-      end
+      for _, a in ipairs(by_symbol[sym]) do a.sim:candle(sym, k, iv) end
+      local bar = { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high), low = tonumber(k.low),
+                    close = tonumber(k.close), volume = tonumber(k.volume) or 0 }
+      for _, m in ipairs(markets[sym]) do m:push(sym, bar) end
       self.candles = self.candles + 1
     end
     if n > warmup then self:decide_at(t + iv, every) end
@@ -230,7 +236,7 @@ function Run:run()
   end
   for _, acc in ipairs(self.accounts) do
     local a = ag.accounts[acc.name]
-    if ag.repos and a.venue.snapshot then ag.repos.ledger:paper_save(acc.name, a.venue:snapshot()) end
+    if ag.repos and a.sim then ag.repos.ledger:paper_save(acc.name, a.sim:snapshot()) end
   end
   self:leaderboard()
   return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv }
@@ -240,10 +246,10 @@ function Run:settle_funding(sym, list, next_f, t, accounts)
   while list[next_f[sym]] and list[next_f[sym]].time_ms <= t do
     local f = list[next_f[sym]]
     for _, a in ipairs(accounts) do
-      local last = a.venue:ticker(sym).price
-      if last ~= "0" then a.venue:funding(sym, f.rate, last, f.time_ms) end
-      a.market:set_funding(sym, tonumber(f.rate))
+      local last = a.sim:ticker(sym).price
+      if last ~= "0" then a.sim:funding(sym, f.rate, last, f.time_ms) end
     end
+    for _, m in ipairs(self.markets[sym]) do m:set_funding(sym, tonumber(f.rate)) end
     next_f[sym] = next_f[sym] + 1
   end
 end

@@ -1,16 +1,18 @@
 --- vibex.agent.risk — the risk gate: the last code between any strategy and
--- the exchange. Scripts never see it and cannot skip it: the agent's
--- executor sends only what `gate:check` approved.
+-- the exchange. Scripts never see it and cannot skip it: the executor
+-- (vibex.agent.execute), the only code that sends orders, calls it on every
+-- cycle's legs and sends only what `gate:check` approved.
 --
 --   local gate = risk.gate{account = "trend"}
 --   local approved, refused = gate:check(orders, view, limits)
 --   -- refused: {{order = o, rule = "max_leverage", message = "…"}}
 --   gate:sent(order, now_ms)          -- after a placement, for the order rate
 --
--- orders: concrete orders made by the agent from a policy's intents:
---   {kind = "entry" | "exit" | "protect" | "cancel", symbol, side = "BUY" | "SELL",
+-- orders: the legs the executor made from a policy's intents, already
+-- prepared (rounded, filter-checked), so the gate judges what would be sent:
+--   {kind = "entry" | "exit" | "protect" | "cancel", symbol, side = "buy" | "sell",
 --    qty (number), price (reference price), leverage, confidence,
---    reduce_only, close_position, stop_price, protect = "stop" | "take_profit"}
+--    reduce_only, close_position, stop (number), protect = "stop" | "take_profit"}
 -- view: what the account looks like now:
 --   {now_ms, symbols = {SYM = true}, prices = {SYM = n}, positions = {SYM = {side, qty, notional}},
 --    equity, available, outage (the database is away and on_outage forbids entries),
@@ -96,7 +98,7 @@ local function check_entry(self, o, view, limits, acc)
   if view.outage then return "database_outage", "the database is unreachable and on_outage = no_new_positions" end
   local notional = o.qty * o.price
   local pos = acc.positions[o.symbol]
-  local side = o.side == "BUY" and "long" or "short"
+  local side = o.side == "buy" and "long" or "short"
   if pos and pos.side == side and not view.pyramiding then
     return "pyramiding", ("already %s %s and the strategy does not allow adding to a position"):format(side, o.symbol)
   end
@@ -129,11 +131,12 @@ local function check_exit(_, o, view)
   if o.kind == "exit" and not o.close_position and not finite_pos(o.qty) then return "quantity", "quantity must be positive" end
   if o.kind == "protect" then
     local px = view.prices[o.symbol]
-    if not finite_pos(o.stop_price) then return "protective_side", "a protective order needs a stop price" end
-    -- a SELL stop protects a long: it must sit below the price; a SELL take-profit above it
-    local below = (o.side == "SELL") == (o.protect == "stop")
-    if px and ((below and o.stop_price >= px) or (not below and o.stop_price <= px)) then
-      return "protective_side", ("%s %s at %s would fire at once (price %s)"):format(o.protect, o.side, o.stop_price, px)
+    local stop = o.stop or tonumber(o.stop_price)
+    if not finite_pos(stop) then return "protective_side", "a protective order needs a stop price" end
+    -- a sell stop protects a long: it must sit below the price; a sell take-profit above it
+    local below = (o.side == "sell") == (o.protect == "stop")
+    if px and ((below and stop >= px) or (not below and stop <= px)) then
+      return "protective_side", ("%s %s at %s would fire at once (price %s)"):format(o.protect, o.side, stop, px)
     end
   end
 end
@@ -169,7 +172,7 @@ function Gate:check(orders, view, limits)
         local n = o.qty * o.price
         local p = acc.positions[o.symbol]
         if not p then
-          p = { side = o.side == "BUY" and "long" or "short", notional = 0 }
+          p = { side = o.side == "buy" and "long" or "short", notional = 0 }
           acc.positions[o.symbol] = p
           acc.count = acc.count + 1
         end

@@ -11,7 +11,7 @@ local function db_counts(pool, name)
            (SELECT count(*) FROM decisions d WHERE d.account_id = a.account_id AND d.parsed->>'source' = 'model') AS model,
            (SELECT count(*) FROM decisions d WHERE d.account_id = a.account_id AND d.parsed->>'source' = 'fallback') AS fallback,
            (SELECT count(*) FROM orders o WHERE o.account_id = a.account_id) AS orders,
-           (SELECT count(*) FROM orders o WHERE o.account_id = a.account_id AND o.status = 'FILLED') AS filled,
+           (SELECT count(*) FROM orders o WHERE o.account_id = a.account_id AND o.status = 'filled') AS filled,
            (SELECT count(*) FROM fills f WHERE f.account_id = a.account_id) AS fills,
            (SELECT count(*) FROM risk_refusals r WHERE r.account_id = a.account_id) AS refusals,
            (SELECT count(*) FROM diary_entries e WHERE e.account_id = a.account_id) AS diary,
