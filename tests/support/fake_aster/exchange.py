@@ -31,6 +31,7 @@ class Symbol:
                  mkt_max=None):
         self.name = name
         self.price = Decimal(price)
+        self.base = Decimal(price)  # the candle generator's anchor; trades move self.price only
         self.tick, self.step = Decimal(tick), Decimal(step)
         self.min_qty, self.max_qty = Decimal(min_qty), Decimal(max_qty)
         self.min_price, self.max_price = Decimal(min_price), Decimal(max_price)
@@ -108,6 +109,7 @@ class Exchange:
         self.income = []
         self.created = {}  # account -> orders accepted (what the venue counts)
         self.listeners = []  # callables(account, event)
+        self.frozen = False  # a test holds the market still (see server.py)
 
     # ---- accounts ----------------------------------------------------------
 
@@ -188,6 +190,8 @@ class Exchange:
         typ = p.get("type")
         if typ not in TYPES:
             reject(-1116, "Invalid orderType.")
+        if self.frozen and typ == "MARKET":
+            reject(-2010, "New order rejected: trading is paused (test freeze).")
         pside = p.get("positionSide", "BOTH")
         if pside not in ("BOTH", "LONG", "SHORT"):
             reject(-4060, "Invalid position side.")
@@ -465,7 +469,18 @@ class Exchange:
     def public(o):
         return {k: v for k, v in o.items() if not k.startswith("_")}
 
-    def snapshot(self):
+    def duplicates(self, name):
+        """Client order ids this account had accepted more than once."""
+        seen, dups = {}, []
+        for o in self.orders.values():
+            if o["_account"] == name:
+                cid = o["clientOrderId"]
+                seen[cid] = seen.get(cid, 0) + 1
+                if seen[cid] == 2:
+                    dups.append(cid)
+        return dups
+
+    def snapshot(self, full=False):
         out = {"created": self.created, "accounts": {}}
         for name, a in self.accounts.items():
             out["accounts"][name] = {
@@ -476,7 +491,12 @@ class Exchange:
                                 if o["_account"] == name and o["status"] in ("NEW", "PARTIALLY_FILLED")],
                 "orders": len([o for o in self.orders.values() if o["_account"] == name]),
                 "events": len(a.events),
+                "duplicates": self.duplicates(name),
             }
+            if full:
+                out["accounts"][name]["all_orders"] = [self.public(o) for o in self.orders.values()
+                                                       if o["_account"] == name]
+                out["accounts"][name]["trades"] = [self.public(t) for t in self.trades if t["_account"] == name]
         return out
 
     # ---- market data -------------------------------------------------------------
@@ -484,7 +504,7 @@ class Exchange:
     def kline(self, s, open_time, interval_ms):
         """A deterministic candle for any open time: a smooth path around the symbol's price."""
         k = open_time // interval_ms
-        base = s.price
+        base = s.base
         def at(i):
             return base * Decimal(1 + 0.02 * math.sin(i * 0.05) + 0.004 * math.sin(i * 0.9))
         o, c = at(k), at(k + 1)

@@ -163,7 +163,10 @@ def query_order(srv, acct, p):
 
 def user_trades(srv, acct, p):
     srv.ex.symbol(p.get("symbol", ""))
-    return _own(srv, acct, srv.ex.trades, p.get("symbol"))
+    rows = _own(srv, acct, srv.ex.trades, p.get("symbol"))
+    if p.get("orderId"):
+        rows = [t for t in rows if str(t["orderId"]) == p["orderId"]]
+    return rows
 
 
 def income(srv, acct, p):

@@ -9,10 +9,34 @@ and shares no code with the client: signatures are checked with ethsig.py
 
 Start: python3 server.py  -> prints "LISTENING <port>" on stdout.
 Control (no auth, test-only): POST /_fake/setup, /_fake/faults, /_fake/price,
-/_fake/clock; GET /_fake/state. See the handlers below.
+/_fake/clock; GET /_fake/state (?full=1: every order and trade), /_fake/log.
+See the handlers below.
+
+Faults (POST /_fake/faults {"faults": [...]}, or {"clear": true}) match a
+method and a path prefix and fire `count` times (-1: until cleared), after
+letting `skip` matching requests through:
+  {"kind": "status", "status": 503}                 answer at once, nothing processed
+  {"kind": "status", "status": 503, "after": true}  process, then answer 503
+  {"kind": "malformed"}                             process, then a cut-off body
+  {"kind": "timeout", "seconds": 30}                process, then answer late
+  {"kind": "drop"}                                  close the connection, nothing processed
+  {"latency_ms": n}                                 wait first (with any kind); in-flight
+                                                    requests show in /_fake/state "inflight"
+  "match": "type=STOP_MARKET"                       only requests whose parameters contain this
+
+Setup {"freeze": true} stops the price walk and refuses new MARKET orders
+(conditional orders are still taken: they cannot trigger while prices
+stand still), so positions and balances hold still for a comparison;
+{"freeze": false} lets it go again.
+
+Prices move by themselves with setup {"auto_price": {"period_ms": 250,
+"step": 0.0015, "seed": 1}}: a mean-reverting random walk per symbol, and
+every move works the resting orders (stops trigger, limits fill).
 """
 import asyncio
 import hashlib
+import math
+import random
 import hmac
 import json
 import sys
@@ -42,11 +66,16 @@ class Faults:
         rule.setdefault("path", "/")
         self.rules.append(rule)
 
-    def take(self, method, path):
+    def take(self, method, path, text=""):
         for r in self.rules:
-            if r["count"] != 0 and (r["method"] in ("*", method)) and path.startswith(r["path"]):
+            if r["count"] != 0 and (r["method"] in ("*", method)) and path.startswith(r["path"]) \
+                    and r.get("match", "") in text:
+                if r.get("skip", 0) > 0:
+                    r["skip"] -= 1
+                    return None
                 if r["count"] > 0:
                     r["count"] -= 1
+                r["fired"] = r.get("fired", 0) + 1
                 return dict(r)
         return None
 
@@ -105,6 +134,8 @@ class Server:
         self.nonces = {}    # signer -> list of recent nonces
         self.nonce_window_us = 10_000_000
         self.ws = None
+        self.inflight = 0
+        self.auto = None    # {"period_ms", "step", "seed"}: prices that move by themselves
 
     def server_time(self):
         return now_ms() + self.clock_offset
@@ -175,7 +206,35 @@ class Server:
         path, _, query = target.partition("?")
         if path.startswith("/_fake/"):
             return self.control(method, path, query, body)
-        fault = self.faults.take(method, path)
+        self.inflight += 1
+        try:
+            return await self.handle_venue(method, path, query, headers, body)
+        finally:
+            self.inflight -= 1
+
+    async def move_prices(self):
+        """The auto_price walk: each period every symbol moves by a small
+        random step, pulled back toward where it started, on its tick."""
+        rng = None
+        while True:
+            auto = self.auto
+            if not auto or self.ex.frozen:
+                await asyncio.sleep(0.1)
+                continue
+            if rng is None:
+                rng = random.Random(auto.get("seed", 1))
+            await asyncio.sleep(auto.get("period_ms", 250) / 1000)
+            step = auto.get("step", 0.0015)
+            for s in self.ex.symbols.values():
+                p = float(s.price)
+                pull = 0.05 * math.log(float(s.base) / p)
+                p *= math.exp(step * rng.gauss(0, 1) + pull)
+                d = (Decimal(repr(p)) / s.tick).quantize(Decimal(1)) * s.tick
+                if d > 0:
+                    self.ex.set_price(s.name, d)
+
+    async def handle_venue(self, method, path, query, headers, body):
+        fault = self.faults.take(method, path, query + "&" + body)
         if fault and fault.get("latency_ms"):
             await asyncio.sleep(fault["latency_ms"] / 1000)
         if fault and fault.get("kind") == "drop":
@@ -255,6 +314,10 @@ class Server:
                 self.limits.window_ms = req["window_ms"]
             if "ban_s" in req:
                 self.limits.ban_s = req["ban_s"]
+            if "auto_price" in req:
+                self.auto = req["auto_price"]
+            if "freeze" in req:
+                self.ex.frozen = bool(req["freeze"])
             return 200, "{}", {}
         if path == "/_fake/faults":
             for f in req.get("faults", []):
@@ -269,7 +332,10 @@ class Server:
             self.clock_offset = int(req.get("offset_ms", 0))
             return 200, "{}", {}
         if path == "/_fake/state":
-            return 200, json.dumps(self.ex.snapshot(), default=str), {}
+            st = self.ex.snapshot(full="full=1" in query)
+            st["inflight"] = self.inflight
+            st["faults_fired"] = sum(r.get("fired", 0) for r in self.faults.rules)
+            return 200, json.dumps(st, default=str), {}
         if path == "/_fake/ws" and self.ws:
             return self.ws.control(req)
         if path == "/_fake/log":
@@ -372,6 +438,7 @@ async def main():
     print("LISTENING %d" % port, flush=True)
     if server.ws:
         asyncio.get_running_loop().create_task(server.ws.pump())
+    asyncio.get_running_loop().create_task(server.move_prices())
     async with srv:
         await srv.serve_forever()
 
