@@ -65,6 +65,21 @@ struct vx_http_req {
 
 static void check_done(vx_http *h);
 
+/* curl keeps finished connections open for reuse, and watches their
+ * sockets (and sometimes a timer) meanwhile. Those handles must not keep
+ * the runtime alive: they are referenced only while a request is in
+ * flight, so an idle client lets the loop end. */
+static void set_ref(uv_handle_t *handle, int ref) {
+    if (ref) uv_ref(handle);
+    else uv_unref(handle);
+}
+
+static void update_refs(vx_http *h) {
+    int busy = h->in_flight > 0;
+    for (sock_ctx *c = h->socks; c; c = c->next) set_ref((uv_handle_t *)&c->poll, busy);
+    set_ref((uv_handle_t *)&h->timer, busy);
+}
+
 static void free_sock_cb(uv_handle_t *handle) { free(handle->data); }
 
 static void unlink_sock(vx_http *h, sock_ctx *c) {
@@ -116,6 +131,7 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         if (h->socks) h->socks->prev = c;
         h->socks = c;
         curl_multi_assign(h->multi, s, c);
+        set_ref((uv_handle_t *)&c->poll, h->in_flight > 0);
     }
     int ev = 0;
     if (what & CURL_POLL_IN) ev |= UV_READABLE;
@@ -182,6 +198,7 @@ static void free_req(vx_http_req *r) {
     free(r->url_shown);
     free(r);
     h->in_flight--;
+    if (h->in_flight == 0) update_refs(h);
 }
 
 /* The timer is the last handle to close; its callback owns the struct. */
@@ -329,7 +346,7 @@ vx_http_req *vx_http_start(vx_http *h, const vx_http_opts *o, vx_http_done_fn do
     r->next = h->reqs;
     if (h->reqs) h->reqs->prev = r;
     h->reqs = r;
-    h->in_flight++;
+    if (h->in_flight++ == 0) update_refs(h);
     if (curl_multi_add_handle(h->multi, r->easy) != CURLM_OK) {
         snprintf(err, errlen, "could not start the transfer");
         free_req(r);

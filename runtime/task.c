@@ -404,9 +404,11 @@ int vx_task_wait(lua_State *L, vx_task *t, vx_wait_kind kind, vx_wait_cancel_fn 
         t->cancel_requested = 1;
     }
     if (t->cancel_requested && kind == VX_WAIT_SOFT) {
+        /* The interrupt is pushed by run_task when the task resumes: values
+         * pushed here, below a yield of 0 results, would not survive it. */
         clear_wait(t);
         if (cancel) cancel(t, op);
-        t->nresume = vx_task_push_interrupt(t, 0);
+        t->nresume = 0;
         vx_task_enqueue(t);
     }
     return lua_yield(L, 0);

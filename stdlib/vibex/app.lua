@@ -81,7 +81,8 @@ function App:write_state()
     for k, md in pairs(self.markets) do st.market[k] = md:stats() end
   end
   for name, r in pairs(self.stopped) do
-    st.accounts[name] = { status = "stopped", decisions = r.decisions, stopped_at = r.stopped_at,
+    st.accounts[name] = { status = "stopped", decisions = r.decisions, stopped_at = r.stopped_at, mode = r.mode,
+                          venue = r.venue, last_decision_at = r.last_decision_at,
                           last_config_version = r.last_config_version, positions = r.positions }
   end
   local ok, err = runtime.write_file(self.state_path, json.encode(st))
@@ -187,8 +188,8 @@ function App:market_for(acc)
   local key = ("%s %s %s"):format(ex.venue, client.base_url, client.ws_url)
   local md = self.markets[key]
   if not md then
-    local ok, serr = client:sync_time()
-    if not ok then return nil, serr end
+    -- registered before anything yields: accounts start side by side, and
+    -- a venue must have one service, not one per account
     md = marketdata.live { client = client, name = ex.venue }
     self.markets[key] = md
   end
@@ -285,6 +286,20 @@ function App:start_runner(r, acc)
   return false
 end
 
+-- The runner's task: whatever ends it (done, failed, cancelled), the tasks
+-- waiting for it to end are woken (App:halt_runner, which must not use a
+-- join: during a shutdown only waits for I/O are allowed).
+function App:runner_task(r, body)
+  return task.spawn("account:" .. r.name, function()
+    local ok, err = pcall(body)
+    r.ended = true
+    local waiting = r.end_waiters or {}
+    r.end_waiters = nil
+    for _, t in ipairs(waiting) do task.unpark(t) end
+    if not ok and not task.is_cancelled(err) then error(err, 0) end
+  end)
+end
+
 function App:start_account(acc)
   local r = { name = acc.name, status = "starting", decisions = 0, phase = "idle", venue = acc.exchange.venue,
               started_at = runtime.wall_ms(), positions = {}, mode = acc.mode, attempts = 0 }
@@ -295,7 +310,7 @@ function App:start_account(acc)
     if not self:start_runner(r, acc) then r.replay_failed = true end
     r.task = task.spawn("account:" .. acc.name, function() end) -- the replay drives its cycles
   else
-    r.task = task.spawn("account:" .. acc.name, function()
+    r.task = self:runner_task(r, function()
       if not self:start_runner(r, acc) then return end
       r.reconcile_task = task.spawn("reconcile-every:" .. acc.name, function()
         while not r.stopping do
@@ -325,8 +340,15 @@ end
 function App:halt_runner(r)
   r.stopping = true
   if r.reconcile_task then r.reconcile_task:cancel() end
+  -- between decisions the runner just sleeps: end it now; a decision in
+  -- progress finishes first, its records included (the wait is one for
+  -- I/O, which a shutdown's grace period lets run)
   if r.phase == "idle" then r.task:cancel() end
-  pcall(r.task.join, r.task, 60000) -- at shutdown the wait itself may be cancelled
+  if not r.ended and not r.replay and task.current() then
+    r.end_waiters = r.end_waiters or {}
+    r.end_waiters[#r.end_waiters + 1] = task.current()
+    pcall(task.timeout, 60000, task.park, true)
+  end
   self.runners[r.name] = nil
   accounts_gauge:dec()
 end
@@ -497,18 +519,25 @@ function App:start_replay(cfg)
 end
 
 function App:stop()
+  -- every step on its own: one that fails (a call refused because the loop
+  -- is shutting down) must not leave connections or the database open
+  local function step(what, fn, ...)
+    local ok, err = pcall(fn, ...)
+    if not ok and not task.is_cancelled(err) then log.warn("shutdown step failed", { step = what, error = tostring(err) }) end
+  end
   if self.replay_task and not self.replay_done then self.replay_task:cancel() end
-  if self.watcher then self.watcher.close() end
-  if self.scripts then self.scripts:close() end
+  if self.watcher then step("config watcher", self.watcher.close) end
+  if self.scripts then step("scripts", self.scripts.close, self.scripts) end
   local names = {}
   for name in pairs(self.runners) do names[#names + 1] = name end
-  for _, name in ipairs(names) do self:stop_account(name, "shutdown") end
-  for _, md in pairs(self.markets) do md:close() end
-  self:write_state()
+  for _, name in ipairs(names) do step("account " .. name, self.stop_account, self, name, "shutdown") end
+  for _, md in pairs(self.markets) do step("market data", md.close, md) end
+  if self.agent then step("agent", self.agent.close, self.agent) end -- the strategies' own script watchers
+  step("state", self.write_state, self)
   -- the task is unwinding from the shutdown and cannot wait: stop the
   -- local server without waiting for pg_ctl (it finishes on its own)
-  if self.writer then self.writer:close() end
-  if self.db then self.db.close { nowait = true } end
+  if self.writer then step("journal", self.writer.close, self.writer) end
+  if self.db then step("database", self.db.close, { nowait = true }) end
 end
 
 --- `vibex run CONFIG`: start, run until SIGINT/SIGTERM, stop cleanly.
@@ -522,10 +551,17 @@ function M.run(path)
   local up = metrics.gauge("vibex_up", "1 while vibex run is running")
   up:set(1)
   local done = false
-  runtime.on("shutdown", function() done = true end)
+  local main = task.current()
+  -- the main task waits as for I/O (woken by the shutdown hook), not in a
+  -- sleep: a shutdown ends sleeping tasks at once, and this one still has
+  -- to stop everything cleanly, which means waiting for the last writes
+  runtime.on("shutdown", function()
+    done = true
+    task.unpark(main)
+  end)
   while not done do
-    local ok = pcall(task.sleep, app.replay_task and 50 or 1000)
-    if not ok then break end
+    local ok, err = pcall(task.timeout, app.replay_task and 50 or 1000, task.park, true)
+    if not ok and not task.is_timeout(err) then break end
     -- a replay that ended with nothing else running ends the run
     if app.replay_done then
       local others = false

@@ -12,6 +12,10 @@ usage: vibex [--env ENV] COMMAND [ARGS...]
   vibex test [PATHS...]      run busted specs inside the runtime (default: tests/spec)
   vibex run CONFIG           run the configured accounts until SIGINT/SIGTERM
   vibex check CONFIG         validate a config; print the effective config (secrets masked)
+  vibex status [CONFIG] [--json]
+                             what a running (or the last) `vibex run` of CONFIG is doing: each
+                             account's state (running, starting, failed with the reason and the
+                             fix), decisions, reconciliation, market data (exit 3 if one failed)
   vibex migrate [status|up|up --dry-run] [CONFIG]
                              database migrations (migrations/NNNN_name.sql); the database is
                              the config's database.url, or the local one under data_dir/pg
@@ -106,6 +110,38 @@ M.commands.run = function(config, ...)
   if select("#", ...) > 0 then return fail("run takes one config file, got extra arguments") end
   if not runtime.stat(config) then return fail(("cannot open %s: No such file or directory"):format(config)) end
   return require("vibex.app").run(config)
+end
+
+--- vibex status [CONFIG] [--json]: the run's state file, readable.
+M.commands.status = function(...)
+  local path, as_json = nil, false
+  for _, a in ipairs { ... } do
+    if a == "--json" then as_json = true
+    elseif a:sub(1, 1) == "-" then return fail(("status: unknown option '%s'"):format(a))
+    elseif not path then path = a
+    else return fail("status takes one config file, got more") end
+  end
+  local data_dir = "data"
+  if path then
+    local config = require "vibex.config"
+    local snap, errors = config.load(path)
+    if not snap then
+      io.stderr:write(config.format_errors(errors, path), "\n")
+      return 2
+    end
+    data_dir = snap.config.runtime.data_dir
+  end
+  local file = data_dir .. "/state.json"
+  local text = runtime.read_file(file)
+  if not text then return fail(("status: no run state in %s (has `vibex run%s` started?)"):format(file, path and (" " .. path) or "")) end
+  if as_json then
+    io.stdout:write(text, "\n")
+  else
+    io.stdout:write(require("vibex.status").render(require("vibex.json").decode(text) or {}, file), "\n")
+  end
+  local st = require("vibex.json").decode(text) or {}
+  for _, a in pairs(st.accounts or {}) do if a.status == "failed" then return 3 end end
+  return 0
 end
 
 -- The database of a config (its database.url, or the local one under its

@@ -33,6 +33,7 @@ local ta = require "vibex.ta"
 require "vibex.exchange.streams" -- declares vx_kline_msg
 local core = require "vibex.core.mdsink"
 local log = require "vibex.log"
+local task = require "vibex.task"
 
 ffi.cdef [[
 typedef struct vx_quote_msg {
@@ -301,7 +302,30 @@ end
 -- nil, err (the venue refused or could not be reached; nothing is left
 -- half-routed).
 function Live:track(symbols, intervals, capacity)
+  -- one track at a time: accounts starting side by side share symbols, and
+  -- a series must be filled and routed once
+  while self.tracking do
+    self.track_waiters = self.track_waiters or {}
+    self.track_waiters[#self.track_waiters + 1] = task.current()
+    task.park(true)
+  end
+  self.tracking = true
+  local ok, res, err = pcall(self._track, self, symbols, intervals, capacity)
+  self.tracking = false
+  local w = self.track_waiters
+  self.track_waiters = nil
+  for _, t in ipairs(w or {}) do task.unpark(t) end
+  if not ok then error(res, 0) end
+  return res, err
+end
+
+function Live:_track(symbols, intervals, capacity)
   capacity = math.max(2, math.min(capacity or 400, 5000))
+  if not self.synced then
+    local ok, serr = self.client:sync_time()
+    if not ok then return nil, serr end
+    self.synced = true
+  end
   local md, serr = self:_stream()
   if not md then return nil, "market stream: " .. tostring(serr) end
   for _, sym in ipairs(symbols) do

@@ -40,6 +40,7 @@ local M = {}
 local tlog = log.channel("trading")
 
 local PRIORITY = { close = 1, cancel = 2, protect = 3, open = 4 }
+local NOT_SENT = { retry = true, invalid = true, filter = true, banned = true, shutdown = true }
 local CONDITIONAL = { stop = true, stop_market = true, take_profit = true, take_profit_market = true,
                       trailing_stop_market = true }
 
@@ -251,8 +252,14 @@ function M.outcome(a, leg, order, err, sent_ms)
     leg.accepted = true
     a.rq:update(cid, { status = order.status, executed_quantity = order.executed_quantity,
                        average_price = order.average_price, venue_order_id = order.venue_order_id,
-                       venue_time_ms = order.updated_ms, sent_ms = sent_ms })
+                       venue_time_ms = order.updated_ms, sent_ms = sent_ms, resolved = order.found_by_lookup })
     return "accepted"
+  end
+  if err and err.kind == "shutdown" then
+    -- never sent, and the process is stopping: the row stays pending, and
+    -- the next start's reconciliation sends a stop or target whose entry
+    -- is on the venue (an entry is not sent late: its decision is stale)
+    return "pending"
   end
   if err and err.kind == "unknown" then
     leg.unknown = true
@@ -265,8 +272,9 @@ function M.outcome(a, leg, order, err, sent_ms)
 end
 
 --- Send one prepared leg: its leverage first (entries), then the order.
--- Returns the outcome ("accepted", "unknown", "rejected") and the venue's
--- order or the error.
+-- Returns the outcome ("accepted", "unknown", "rejected", or "pending" when
+-- the process began stopping before it left) and the venue's order or the
+-- error.
 function M.send(a, acc, leg, now_ms)
   local venue = a.venue
   if leg.kind == "entry" and a.leverage[leg.symbol] ~= leg.leverage then
@@ -279,15 +287,17 @@ function M.send(a, acc, leg, now_ms)
   local sent_ms = venue:now()
   local order, err = venue:send(leg.params)
   a.gate:sent(leg, now_ms)
-  -- a request refused before it left (breaker open, pacing, local checks) was never sent
-  local went = order or (err and err.kind ~= "retry" and err.kind ~= "invalid" and err.kind ~= "filter" and err.kind ~= "banned")
+  -- a request refused before it left (breaker open, a ban, local checks, the
+  -- loop stopping) was never sent
+  local went = order or (err and not NOT_SENT[err.kind])
   local outcome = M.outcome(a, leg, order, err, went and sent_ms or nil)
+  local MSG = { unknown = "order outcome unknown: it is looked up until the venue answers",
+                rejected = "order refused by the venue",
+                pending = "order not sent: the process is stopping (a stop or target goes out at the next start)" }
   if outcome ~= "accepted" then
-    local fn = outcome == "unknown" and tlog.error or tlog.warn
-    fn(tlog, outcome == "unknown" and "order outcome unknown: it is looked up until the venue answers"
-                                   or "order refused by the venue",
-       { account = acc.name, symbol = leg.symbol, kind = leg.kind, client_order_id = leg.client_order_id,
-         error = tostring(err) })
+    local fn = outcome == "rejected" and tlog.warn or tlog.error
+    fn(tlog, MSG[outcome], { account = acc.name, symbol = leg.symbol, kind = leg.kind,
+                             client_order_id = leg.client_order_id, error = tostring(err) })
   end
   return outcome, order or err
 end

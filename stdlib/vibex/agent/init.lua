@@ -278,9 +278,11 @@ end
 function Agent:remove_account(name)
   local a = self.accounts[name]
   if not a then return end
-  if a.stream and a.stream.close then a.stream:close() end
+  -- each step on its own: a failing one (the loop is shutting down) must
+  -- not leave the others undone
+  if a.stream and a.stream.close then pcall(a.stream.close, a.stream) end
   if a.reconcile_task then a.reconcile_task:cancel() end
-  a.rq:close()
+  pcall(a.rq.close, a.rq)
   self.accounts[name] = nil
 end
 
@@ -684,19 +686,16 @@ function Agent:record_event(a, name, ev)
   local R = self.repos
   if ev.kind == "order" then
     local o, f = ev.order, ev.fill
-    a.rq:enqueue(function()
-      if not ev.stale then
-        R.orders:update(o.client_order_id, { status = o.status, executed_quantity = o.executed_quantity,
-                                             average_price = o.average_price, venue_order_id = o.venue_order_id,
-                                             venue_time_ms = ev.time_ms })
-      end
-      if f then
-        return R.fills:record { account = name, client_order_id = f.client_order_id, trade_id = f.trade_id,
-                                symbol = f.symbol, side = f.side, price = f.price, quantity = f.quantity, fee = f.fee,
-                                fee_asset = f.fee_asset, realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
-      end
-      return true
-    end)
+    if not ev.stale then
+      a.rq:update(o.client_order_id, { status = o.status, executed_quantity = o.executed_quantity,
+                                       average_price = o.average_price, venue_order_id = o.venue_order_id,
+                                       venue_time_ms = ev.time_ms })
+    end
+    if f then
+      a.rq:fill { account = name, client_order_id = f.client_order_id, trade_id = f.trade_id, symbol = f.symbol,
+                  side = f.side, price = f.price, quantity = f.quantity, fee = f.fee, fee_asset = f.fee_asset,
+                  realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
+    end
   elseif ev.kind == "account" and ev.reason == "funding_fee" then
     a.rq:enqueue(function()
       for _, b in ipairs(ev.balances or {}) do

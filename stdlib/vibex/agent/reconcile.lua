@@ -152,7 +152,7 @@ end
 
 -- Record the fills of one order from the venue's trade list (each once).
 local function record_fills(R, venue, acc_name, row, order)
-  if (tonumber(order.executed_quantity) or 0) <= 0 then return 0 end
+  if (tonumber(order.executed_quantity) or 0) <= 0 or not order.venue_order_id then return 0 end
   local trades, err = venue:trades(row.symbol, { venue_order_id = order.venue_order_id,
                                                  client_order_id = row.client_order_id, no_breaker = true })
   if not trades then return 0, err end
@@ -266,6 +266,14 @@ function M._run(agent, a, acc, reason, R, venue)
     end
   end
   a.rq:flush()
+  -- fills the database lacks for orders it knows executed (lost with a
+  -- killed process or while the user stream was away)
+  local short = R.orders:missing_fills(acc.name) or {}
+  for _, row in ipairs(short) do
+    local n = record_fills(R, venue, acc.name, row, { executed_quantity = row.executed_quantity,
+                                                      venue_order_id = row.venue_order_id })
+    s.fills_recorded = s.fills_recorded + (n or 0)
+  end
   -- 2. positions
   M._positions(a, acc, R, positions, s)
   -- 3. balances

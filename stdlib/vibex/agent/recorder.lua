@@ -5,6 +5,7 @@
 --   rq:replay()                         -- at start: what a killed process logged goes to the database
 --   rq:insert(row)                      -- before the order is sent: logged now, written to PostgreSQL behind
 --   rq:update(client_order_id, fields)  -- the venue's answer (or "unknown"), the same way
+--   rq:fill(f)                          -- a fill the venue reported, the same way
 --   rq:enqueue(fn)                      -- any other write that must keep its place (the decision row)
 --   rq:flush()                          -- wait until the database has everything queued so far
 --
@@ -57,6 +58,7 @@ end
 local function apply(repos, entry)
   if entry.op == "insert" then return repos.orders:insert(entry.row) end
   if entry.op == "update" then return repos.orders:update(entry.client_order_id, entry.fields) end
+  if entry.op == "fill" then return repos.fills:record(entry.fill) end
   return true
 end
 
@@ -110,6 +112,16 @@ function R:update(client_order_id, fields)
   if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
   local repos = self.repos
   self:enqueue(function() return repos.orders:update(client_order_id, fields) end)
+  return true
+end
+
+--- Record a fill the venue reported (f: see db.fills:record), the same way.
+function R:fill(f)
+  if not self.repos then return true end
+  local ok, err = self:_log { op = "fill", fill = f }
+  if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
+  local repos = self.repos
+  self:enqueue(function() return repos.fills:record(f) end)
   return true
 end
 

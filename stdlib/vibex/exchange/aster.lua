@@ -235,6 +235,10 @@ function Client:_send(method, path, params, opts)
                                           timeout_ms = opts.timeout_ms or self.timeout_ms }
   latency_hist:labels(self.venue):observe((task.hrtime() - t0) / 1e9)
   if not res then
+    if tkind == "shutdown" then -- never sent: the loop is stopping
+      breaker_record(self, token, true)
+      return nil, errors.new("shutdown", terr, { venue = self.venue, request = what })
+    end
     breaker_record(self, token, false)
     requests_total:labels(self.venue, "transport"):inc()
     return nil, errors.new(is_order and "unknown" or "retry", ("%s: %s"):format(tkind or "transport", terr),
@@ -499,7 +503,8 @@ end
 
 --- Send an order prepared by prepare(), exactly as it is (the executor
 -- records these parameters before it sends them). The same unknown-outcome
--- handling as place().
+-- handling as place(); a third result "lookup" says the answer was lost and
+-- the order found by its client id.
 function Client:send_order(p)
   if p.type == "MARKET" and not p.newOrderRespType then p.newOrderRespType = "RESULT" end
   local attempts = 0
@@ -514,7 +519,7 @@ function Client:send_order(p)
     for lookup = 1, 5 do
       task.sleep(self.lookup_delay_ms * lookup)
       local found, ferr = self:_resolve(p)
-      if found then return found end
+      if found then return found, nil, "lookup" end
       if not ferr then break end
       if lookup == 5 then return nil, perr end
     end
@@ -525,7 +530,7 @@ function Client:send_order(p)
         { client_id = p.newClientOrderId, wait_ms = math.floor(wait) })
       task.sleep(wait)
       local found, ferr = self:_resolve(p)
-      if found then return found end
+      if found then return found, nil, "lookup" end
       if ferr then return nil, perr end
     end
     if attempts >= self.max_unknown_attempts then return nil, perr end

@@ -13,6 +13,7 @@
 --              "clock"       timestamp/nonce outside the window: resync time
 --              "filter"      refused locally: the order breaks a symbol filter
 --              "invalid"     refused locally: a malformed request
+--              "shutdown"    not sent: the process is stopping
 --   name     the venue's name for the code (e.g. "MARGIN_NOT_SUFFICIENT")
 --   code     the venue code (-2019), status (HTTP), msg (the venue's text)
 --   request  "POST /fapi/v1/order symbol=BTCUSDT&side=BUY&…" (secrets masked)

@@ -629,7 +629,9 @@ function User:close()
   if self.task then self.task:cancel() end
   if self.ka then self.ka:cancel() end
   self:_flush(true)
-  if self.key then self.client:close_listen_key() end
+  -- best effort: the venue forgets an unused key within the hour anyway,
+  -- and during a shutdown no new request may start
+  if self.key and not require("vibex.runtime").shutting_down() then pcall(self.client.close_listen_key, self.client) end
   self.key = nil
 end
 

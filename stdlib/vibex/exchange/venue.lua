@@ -95,9 +95,11 @@ function V:prepare(order, o) return self.client:prepare(order, o) end
 --- Send prepared parameters as they are. The venue's order (domain) |
 -- nil, err (err.kind "unknown": it may exist; look it up by its client id).
 function V:send(params)
-  local res, err = self.client:send_order(params)
+  local res, err, how = self.client:send_order(params)
   if not res then return nil, err end
-  return domain.order(res)
+  local o = domain.order(res)
+  o.found_by_lookup = how == "lookup" or nil -- the answer was lost; the order was looked up
+  return o
 end
 
 function V:cancel(symbol, o)

@@ -76,6 +76,17 @@ function R:unresolved(account)
 end
 R.open = R.unresolved
 
+--- Orders whose recorded fills fall short of their executed quantity (a
+-- fill lost with a killed process or a dropped stream), newest first.
+function R:missing_fills(account, limit)
+  return self.pool:query([[SELECT o.client_order_id, o.symbol, o.venue_order_id, o.executed_quantity,
+      coalesce((SELECT sum(f.quantity) FROM fills f WHERE f.client_order_id = o.client_order_id), 0) AS recorded
+    FROM orders o JOIN accounts a USING (account_id)
+    WHERE a.name = $1 AND o.deleted_at IS NULL AND o.executed_quantity > 0
+      AND o.executed_quantity > coalesce((SELECT sum(f.quantity) FROM fills f WHERE f.client_order_id = o.client_order_id), 0)
+    ORDER BY o.order_id DESC LIMIT $2]], account, limit or 200)
+end
+
 --- The legs of one cycle, in leg order.
 function R:for_cycle(account, cycle_key)
   return self.pool:query([[SELECT o.* FROM orders o JOIN accounts a USING (account_id) JOIN decisions d USING (decision_id)
