@@ -63,7 +63,7 @@ function M.run(row, fmt, _, quick)
       i = i + 1
       for sym, rows in pairs(data) do
         local k = rows[i]
-        a.venue:candle(sym, k, 300000)
+        a.sim:candle(sym, k, 300000)
         a.market:push(sym, { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high),
                              low = tonumber(k.low), close = tonumber(k.close), volume = tonumber(k.volume) })
       end

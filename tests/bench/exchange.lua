@@ -124,6 +124,145 @@ local function bench_order_latency(row, quick)
     p99v1, p99v1 < 1000 and "ok" or "MISSED"))
 end
 
+--- Kline frames from the socket into the candle buffer: the market-data
+-- sink (runtime/mdsink.c) on a WebSocket connection, end to end from the
+-- fake venue's firehose, and the same frames in memory beside lua-cjson.
+local function bench_kline_sink(row, fmt, best, quick)
+  local ffi = require "ffi"
+  local marketdata = require "vibex.marketdata" -- declares the sink's layout
+  local core = require "vibex.core.mdsink"
+  local ta = require "vibex.ta"
+  local cjson = require "cjson"
+  local C = ffi.C
+  local _ = marketdata
+  local function sink_for_btc()
+    local ud = core.new()
+    local s = ffi.cast("vx_md_sink *", ud)
+    -- the firehose cycles through 1,000 candle times: room for all of them
+    local c = assert(ta.candles { interval = "1m", capacity = 2048, symbol = "BTCUSDT" })
+    assert(C.vx_md_sink_route(s, "BTCUSDT", "1m", c.ptr) >= 0)
+    return ud, s, c
+  end
+  local p, port = spawn_server("tests/support/fake_aster/server.py")
+  local n = quick and 200000 or 2000000
+  local best_rate, applied, passed = 0, 0, 0
+  for _ = 1, 3 do
+    local ud, s, c = sink_for_btc()
+    local conn = assert(ws.connect { url = ("ws://127.0.0.1:%d/firehose?n=%d"):format(port, n), sink = ud })
+    local t0 = task.hrtime()
+    while conn:recv() do passed = passed + 1 end -- nothing reaches Lua but the close
+    local dt = tonumber(task.hrtime() - t0) / 1e9
+    applied = tonumber(s.applied)
+    assert(applied == n, ("firehose: %d of %d frames applied"):format(applied, n))
+    assert(c:len() == 1000)
+    best_rate = math.max(best_rate, n / dt)
+  end
+  -- the same frames in memory: the sink's own work, and lua-cjson's
+  local sample = {}
+  drain(port, 1000, function(msg) sample[#sample + 1] = msg end)
+  stop(p)
+  local ud, s = sink_for_btc()
+  local reps = quick and 20 or 300
+  local per = #sample * reps
+  local tsink = best(5, function()
+    for _ = 1, reps do for i = 1, #sample do local m = sample[i]; C.vx_md_sink_offer(s, m, #m) end end
+  end)
+  local tjson = best(3, function()
+    for _ = 1, reps do for i = 1, #sample do cjson.decode(sample[i]) end end
+  end)
+  local _ = ud
+  local us = 1e6 / best_rate
+  row("kline frame: socket -> candle buffer", ("%.2f"):format(us), "us/frame",
+    ("%s frames/s end to end (target <= 0.5 us, 2M/s): %s"):format(fmt(best_rate),
+      (us <= 0.5 and best_rate >= 2e6) and "ok" or "MISSED"))
+  row("  in memory: scan + buffer update (C sink)", ("%.0f"):format(tsink / per * 1e9), "ns/frame",
+    ("%s frames/s on one core"):format(fmt(per / tsink)))
+  row("  baseline: lua-cjson decode of the same", ("%.0f"):format(tjson / per * 1e9), "ns/frame",
+    ("the sink is %.1fx faster and builds no Lua value"):format(tjson / tsink))
+end
+
+--- From a strategy's decision (the policy's intents) to the order's first
+-- bytes on the socket, through the production executor: legs, exact sizing
+-- and filters, the risk gate, the order log and the queued database row,
+-- the signature, libcurl. Stamped by a local sink in a blocking thread.
+local function bench_decision_latency(row, quick)
+  local agent = require "vibex.agent"
+  local execute = require "vibex.agent.execute"
+  local risk = require "vibex.agent.risk"
+  local recorder = require "vibex.agent.recorder"
+  local reconcile = require "vibex.agent.reconcile"
+  local venues = require "vibex.exchange.venue"
+  local config_schema = require "vibex.config_schema"
+  local S = require "vibex.schema"
+  local log = require "vibex.log"
+  log.configure { level = "error", console_level = "error" }
+  local p, port = spawn_server("tests/bench/order_sink.py")
+  local base = "http://127.0.0.1:" .. port
+  local n = quick and 300 or 3000
+  local dir = ("/tmp/vibex-bench-exec-%d"):format(require("vibex.runtime").pid())
+  -- the record goes where it goes in production: the order log, then a
+  -- private PostgreSQL behind the wire
+  package.path = "tests/support/?.lua;" .. package.path
+  local db = require "vibex.db"
+  local cluster = require("helpers").postgres()
+  local pool = db.pool { conninfo = cluster.conninfo, size = 2 }
+  assert(require("vibex.db.migrate").up(pool))
+  local repos = db.repos { pool = pool }
+  assert(repos.accounts:ensure { name = "bench", venue = "aster", mode = "live" })
+  local raw = { accounts = { { name = "bench", mode = "paper", exchange = { venue = "sim" }, symbols = { "BTCUSDT" },
+                               risk = { max_orders_per_minute = 1200, max_position_notional = 1e9, max_total_notional = 1e9,
+                                        max_open_positions = 200, max_leverage = 5 } } } }
+  local cfg = assert(S.validate(config_schema.config, raw, { data = { environment = "testing" } }))
+  local acc = cfg.accounts[1]
+  local function run(credentials)
+    local client = exchange.aster { base_url = base, credentials = credentials, account = "bench",
+                                    weight_limit = 1e9, order_limit = 1e9 }
+    assert(client:symbol_rules("BTCUSDT"))
+    local ag = agent.new { config = cfg, repos = repos }
+    local a = { name = "bench", venue = venues.new(client, { account = "bench" }), gate = risk.gate { account = "bench" },
+                rq = recorder.new { repos = repos, path = dir .. "/orders.log", account = "bench" }, leverage = { BTCUSDT = 2 },
+                known = {}, exit_plans = {} }
+    a.resolver = reconcile.resolver(ag, a, "bench")
+    local view = { now_ms = 0, symbols = { BTCUSDT = true }, prices = { BTCUSDT = 60000.1 },
+                   books = { BTCUSDT = { bid = 60000, ask = 60000.2 } }, positions = {}, list = {},
+                   equity = 1e7, available = 1e7, wallet = 1e7 }
+    local decisions = { { symbol = "BTCUSDT", action = "open_long", confidence = 0.9 } }
+    local function decide(i)
+      local rec = { account = "bench", cycle_key = ("bench-%d"):format(i), validation = { refusals = {} }, orders = {} }
+      view.now_ms = i * 1000
+      local intents = { { action = "open", symbol = "BTCUSDT", side = "long", size_usd = 739.5, leverage = 2,
+                          confidence = 0.9, decision = 1 } }
+      execute.run(ag, a, acc, intents, decisions, view, rec)
+      assert(rec.orders[1] and rec.orders[1].status ~= "rejected", rec.orders[1] and rec.orders[1].error)
+    end
+    for i = 1, 50 do decide(-i) end -- warm up (JIT, connections)
+    assert(http.get(base .. "/_stamps"))
+    local starts = {}
+    for i = 1, n do
+      starts[i] = task.hrtime()
+      decide(i)
+      a.rq:flush() -- the database has it before the next decision, as a cycle's end would
+    end
+    local stamps = json.decode(assert(http.get(base .. "/_stamps")).body)
+    assert(#stamps == n, ("one stamp per decision: %d for %d"):format(#stamps, n))
+    local lat = {}
+    for i = 1, n do lat[i] = (stamps[i] - tonumber(starts[i])) / 1e3 end
+    table.sort(lat)
+    return lat[math.floor(n * 0.5)], lat[math.floor(n * 0.99)]
+  end
+  local p50v1, p99v1 = run { api_key = "k", api_secret = ("s"):rep(64) }
+  local p50v3, p99v3 = run { user = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e", signer = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0",
+                             private_key = "4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1" }
+  stop(p)
+  pool:close()
+  cluster:stop()
+  os.execute("rm -rf " .. dir)
+  row("decision -> order bytes on socket, V1 p50", ("%.0f"):format(p50v1), "us",
+    ("p99 %.0f us (target p99 < 100 us): %s"):format(p99v1, p99v1 < 100 and "ok" or "MISSED"))
+  row("decision -> order bytes on socket, V3 p50", ("%.0f"):format(p50v3), "us",
+    ("p99 %.0f us (target p99 < 100 us): %s"):format(p99v3, p99v3 < 100 and "ok" or "MISSED"))
+end
+
 local ORDER = { { "symbol", "BTCUSDT" }, { "side", "BUY" }, { "type", "LIMIT" }, { "timeInForce", "GTC" },
                 { "quantity", "0.012" }, { "price", "60000.1" }, { "newClientOrderId", "vx348bb5122d716ae135c49d378b135a" } }
 
@@ -161,7 +300,9 @@ function M.run(row, fmt, best, quick)
   end)
   row("order rounding + filter checks", ("%.2f"):format(tf / (n1 / 4) * 1e6), "us/order")
   bench_stream(row, fmt, best, quick)
+  bench_kline_sink(row, fmt, best, quick)
   bench_order_latency(row, quick)
+  bench_decision_latency(row, quick)
 end
 
 return M

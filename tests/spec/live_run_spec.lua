@@ -43,7 +43,7 @@ local function restart_and_check(w, why)
   w:freeze(true)
   w:start()
   local st = w:wait_running()
-  w:wait_consistent(20000, true)
+  w:wait_consistent(20000, true, "after the restart (" .. why .. ")")
   for _, a in ipairs(ACCOUNTS) do
     assert.equal(0, st.accounts[a.name].unknown_orders or 0, why)
     local rows = w:query([[SELECT count(*) AS n FROM reconciliations r JOIN accounts a USING (account_id)
@@ -62,7 +62,7 @@ describe("vibex run trades live accounts", function()
     w:start()
     w:wait_running()
     w:wait_decisions(8)
-    w:wait_consistent()
+    w:wait_consistent(20000, false, "before the first kill")
 
     -- 1. during a cycle: an order is in the venue's hands when the process dies
     w:faults { { method = "POST", path = "/fapi/v1/order", latency_ms = 2500, count = 1 } }
@@ -118,7 +118,7 @@ describe("vibex run trades live accounts", function()
     w:freeze(true)
     w:wait_idle()
     assert.equal(0, w:stop())
-    w:wait_consistent(5000, true)
+    w:wait_consistent(5000, false, "after the clean stop")
     assert_within_limits(w)
     local placed = w:venue().accounts
     assert.is_true(placed.v1.orders >= 10 and placed.v3.orders >= 10)
@@ -163,7 +163,7 @@ describe("vibex run under faults on the order endpoint", function()
       return true
     end, "the unknown orders to resolve", 60000)
     assert.equal(0, w:stop())
-    w:wait_consistent(10000, false)
+    w:wait_consistent(10000, false, "after the faults and a clean stop")
     for _, a in ipairs(ACCOUNTS) do
       local v = w:venue(true).accounts[a.name]
       assert.same({}, v.duplicates)
@@ -175,8 +175,10 @@ describe("vibex run under faults on the order endpoint", function()
         assert.is_nil(held[r.client_order_id], ("%s: the venue holds %s, the database calls it %s"):format(a.name,
           r.client_order_id, r.status))
       end
+      -- every outcome that was unknown is known now (a leg the shutdown kept
+      -- from leaving may stay pending: the next start settles it)
       local unknowns = w:query([[SELECT count(*) AS n FROM orders o JOIN accounts a USING (account_id)
-        WHERE a.name = $1 AND o.status IN ('unknown', 'pending')]], a.name)[1]
+        WHERE a.name = $1 AND o.status = 'unknown']], a.name)[1]
       assert.equal(0, tonumber(unknowns.n))
     end
     -- the faults did happen and the lookups resolved them
@@ -265,7 +267,7 @@ describe("vibex run with its streams dropped", function()
     assert.equal("filled", w:query("SELECT status FROM orders WHERE client_order_id = $1", stop.clientOrderId)[1].status)
     w:wait_idle()
     assert.equal(0, w:stop())
-    w:wait_consistent(10000, true)
+    w:wait_consistent(10000, false, "after the stream faults and a clean stop")
   end)
 end)
 

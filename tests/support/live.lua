@@ -288,7 +288,7 @@ end
 
 --- Wait until the database agrees with the venue for every account (the
 -- user stream and the cycles may still be writing the last events).
-function M:wait_consistent(ms, with_state)
+function M:wait_consistent(ms, with_state, label)
   local last = {}
   local ok = h.wait_until(function()
     last = {}
@@ -300,7 +300,15 @@ function M:wait_consistent(ms, with_state)
     end
     return #last == 0
   end, ms or 20000, 250)
-  assert(ok, "the database does not match the venue:\n" .. table.concat(last, "\n"))
+  if not ok then
+    local tail = {}
+    for line in (self:log_text("trading") .. self:log_text("errors")):gmatch("[^\n]+") do
+      tail[#tail + 1] = line:sub(1, 300)
+      if #tail > 40 then table.remove(tail, 1) end
+    end
+    error(("%s: the database does not match the venue (world %s):\n%s\nlast log lines:\n%s"):format(label or "check",
+      self.dir, table.concat(last, "\n"), table.concat(tail, "\n")), 2)
+  end
 end
 
 function M:log_text(file)

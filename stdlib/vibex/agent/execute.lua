@@ -222,16 +222,25 @@ end
 -- ---- 4. the wire ---------------------------------------------------------------------------
 
 -- Cancel a symbol's orders: all, or only the protective (conditional)
--- ones, so an exit sent just before is left to fill.
-local function cancel(venue, o)
-  if o.which ~= "protective" then return venue:cancel_all(o.symbol) end
+-- ones, so an exit sent just before is left to fill. One by one, so each
+-- answer is recorded at once (the stream's event may come later, or not
+-- before a shutdown closes it).
+local function cancel(a, o)
+  local venue = a.venue
   local open, err = venue:open_orders(o.symbol)
   if not open then return nil, err end
   local n = 0
   for _, x in ipairs(open) do
-    if CONDITIONAL[x.type] then
-      local ok, cerr = venue:cancel(o.symbol, { venue_order_id = x.venue_order_id })
-      if not ok and cerr and cerr.code ~= -2011 then return nil, cerr end
+    if o.which ~= "protective" or CONDITIONAL[x.type] then
+      local done, cerr = venue:cancel(o.symbol, { venue_order_id = x.venue_order_id })
+      if done then
+        if done.client_order_id then
+          a.rq:update(done.client_order_id, { status = done.status, executed_quantity = done.executed_quantity,
+                                              venue_time_ms = done.updated_ms })
+        end
+      elseif cerr and cerr.code ~= -2011 then
+        return nil, cerr
+      end
       n = n + 1
     end
   end
@@ -342,7 +351,7 @@ function M.run(agent, a, acc, intents, decisions, view, rec, step)
       rec.orders[#rec.orders + 1] = { kind = "cancel", symbol = leg.symbol, status = "skipped",
                                       error = "the exit was not accepted: the protective orders stay" }
     elseif leg.kind == "cancel" then
-      local res, err = cancel(a.venue, leg)
+      local res, err = cancel(a, leg)
       rec.orders[#rec.orders + 1] = { kind = "cancel", symbol = leg.symbol, status = res and "done" or "failed",
                                       error = err and tostring(err) or nil }
     elseif leg.parent and leg.parent.unknown then

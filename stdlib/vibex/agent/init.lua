@@ -196,7 +196,7 @@ function Agent:add_account(acc, o)
     market = md, mview = md:view(acc.symbols, intervals), intervals = intervals,
     gate = risk.gate { account = acc.name }, perf = perf.new(), exit_plans = {}, events = {},
     cycles = 0, invalid_streak = 0, fallback_until = nil, fallback_reason = nil, leverage = {}, busy = false,
-    last_positions = {}, pending_notes = {}, known = {},
+    pending_notes = {}, known = {},
     rq = recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }
   a.resolver = reconcile.resolver(self, a, acc.name)
@@ -475,7 +475,8 @@ end
 M.cycle_key = cycle_key
 
 --- Run one cycle for an account now. Returns the cycle's record, or nil,
--- "busy" when the account's previous cycle is still running.
+-- "busy" when the account's previous cycle is still running, or nil,
+-- "already ran" for a cycle a previous process ran (after a restart).
 function Agent:cycle(name, o)
   local a = self.accounts[name]
   if not a then error("agent:cycle: unknown account " .. tostring(name), 2) end
@@ -484,14 +485,14 @@ function Agent:cycle(name, o)
     return nil, "busy"
   end
   a.busy = true
-  local ok, rec = xpcall(self.run_cycle, debug.traceback, self, a, o or {})
+  local ok, rec, why = xpcall(self.run_cycle, debug.traceback, self, a, o or {})
   a.busy = false
   if not ok then
     if task.is_cancelled(rec) then error(rec, 0) end
     alog:error("decision cycle failed", { account = name, err = tostring(rec) })
     return nil, rec
   end
-  return rec
+  return rec, why
 end
 
 function Agent:run_cycle(a, o)
@@ -696,7 +697,22 @@ function Agent:record_event(a, name, ev)
                   side = f.side, price = f.price, quantity = f.quantity, fee = f.fee, fee_asset = f.fee_asset,
                   realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
     end
-  elseif ev.kind == "account" and ev.reason == "funding_fee" then
+  end
+  if ev.kind == "account" then
+    -- the venue's account events carry every position change: the
+    -- positions table follows them as they come
+    for _, p in ipairs(ev.positions or {}) do
+      local flat = (tonumber(p.quantity) or 0) == 0
+      local plan = not flat and a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
+      a.rq:enqueue(function()
+        if flat then return R.positions:close(name, p.symbol, p.position_side) end
+        return R.positions:upsert { account = name, symbol = p.symbol, position_side = p.position_side,
+                                    quantity = p.quantity, entry_price = p.entry_price, margin_type = p.margin_type,
+                                    unrealized_pnl = p.unrealized_pnl, exit_plan = plan }
+      end)
+    end
+  end
+  if ev.kind == "account" and ev.reason == "funding_fee" then
     a.rq:enqueue(function()
       for _, b in ipairs(ev.balances or {}) do
         if (tonumber(b.change) or 0) ~= 0 then
@@ -818,30 +834,27 @@ end
 function Agent:record_state(a, acc, rec, view, R)
   R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format(view.equity), wallet_balance = ("%.8f"):format(view.wallet),
                       available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized) }
-  local seen = {}
+  -- positions open and close with the venue's events (record_event); the
+  -- cycle adds what only the agent knows: the exit plan, and the leverage
+  -- the venue reports. A row is touched when that changes: its PnL every
+  -- cycle is in the account snapshot, not in the audit trail.
   a.position_rows = a.position_rows or {}
+  -- a plan outlives its position until the cycle after it closed, whose
+  -- diary tells what became of it (settle_events)
+  for sym, plan in pairs(a.exit_plans) do
+    if not view.positions[sym] and plan.opened ~= rec.cycle_key then a.exit_plans[sym], a.position_rows[sym] = nil, nil end
+  end
   for _, p in ipairs(view.list) do
-    seen[p.symbol] = true
-    -- a row changes when the position does (size, entry, plan); its PnL
-    -- every cycle is in the account snapshot, not in the audit trail
     local plan = a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
-    local key = ("%s|%.8f|%.8f|%s|%s"):format(p.side, p.qty, p.entry_price, tostring(p.leverage), tostring(plan))
+    local key = ("%s|%s|%s"):format(p.quantity_text, tostring(p.leverage), tostring(plan))
     if a.position_rows[p.symbol] ~= key then
       a.position_rows[p.symbol] = key
-      R.positions:upsert { account = acc.name, symbol = p.symbol, quantity = ("%.8f"):format(p.side == "long" and p.qty or -p.qty),
-                         entry_price = ("%.8f"):format(p.entry_price), leverage = p.leverage > 0 and p.leverage or nil,
-                         unrealized_pnl = ("%.8f"):format(p.unrealized_pnl),
-                         liquidation_price = p.liquidation_price and ("%.8f"):format(p.liquidation_price) or nil,
-                         exit_plan = plan }
+      R.positions:annotate { account = acc.name, symbol = p.symbol, leverage = p.leverage > 0 and p.leverage or nil,
+                             unrealized_pnl = ("%.8f"):format(p.unrealized_pnl),
+                             liquidation_price = p.liquidation_price and ("%.8f"):format(p.liquidation_price) or nil,
+                             exit_plan = plan }
     end
   end
-  for sym in pairs(a.last_positions) do
-    if not seen[sym] then
-      R.positions:close(acc.name, sym)
-      a.exit_plans[sym], a.position_rows[sym] = nil, nil
-    end
-  end
-  a.last_positions = seen
   local s = rec.performance
   R.ledger:metrics { account = acc.name, strategy = rec.strategy, window_name = "all", equity = ("%.8f"):format(view.equity),
                      pnl = ("%.8f"):format(s.pnl), return_pct = ("%.8f"):format(s.return_pct),

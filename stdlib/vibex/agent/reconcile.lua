@@ -394,10 +394,7 @@ function M._positions(a, acc, R, positions, s)
       a.exit_plans[r.symbol] = nil
     end
   end
-  -- the agent's own memory of positions follows
-  a.last_positions = {}
-  for key in pairs(seen) do a.last_positions[key:match("^[^|]+")] = true end
-  a.position_rows = {}
+  a.position_rows = {} -- the next cycle annotates the corrected rows again
 end
 
 M.abs_text = abs_text

@@ -21,6 +21,18 @@ function R:upsert(p)
     p.unrealized_pnl, p.liquidation_price, p.exit_plan)
 end
 
+--- What the agent knows about an open position beyond its size: the exit
+-- plan, leverage, unrealized PnL and liquidation price. Updates the current
+-- row only (the venue's events open and close rows).
+function R:annotate(p)
+  return self.write([[
+    UPDATE positions SET exit_plan = COALESCE($4::jsonb, exit_plan), leverage = COALESCE($5, leverage),
+      unrealized_pnl = COALESCE($6::numeric, unrealized_pnl), liquidation_price = COALESCE($7, liquidation_price)
+    WHERE account_id = (SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL)
+      AND symbol = $2 AND position_side = $3 AND deleted_at IS NULL]],
+    p.account, p.symbol, p.position_side or "both", p.exit_plan, p.leverage, p.unrealized_pnl, p.liquidation_price)
+end
+
 --- Close: quantity 0 and soft-deleted (its history stays).
 function R:close(account, symbol, side)
   return self.write([[
