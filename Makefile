@@ -22,7 +22,7 @@ RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 RUNTIME_OBJ := $(patsubst runtime/%.c,$(BUILD)/runtime/%.o,$(RUNTIME_SRC))
 CTEST_SRC   := $(wildcard tests/c/test_*.c)
 CTEST_BIN   := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(CTEST_SRC))
-SUPPORT_BIN := $(BUILD)/tests/httpd
+SUPPORT_BIN := $(BUILD)/tests/httpd $(BUILD)/tests/order_sink
 
 DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 \
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
@@ -66,6 +66,10 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/*.h $(BUILD)/libvibex.a
 $(BUILD)/tests/httpd: tests/support/httpd.c
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(shell pkg-config --libs libuv) -lhttp_parser
+
+$(BUILD)/tests/order_sink: tests/support/order_sink.c
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -o $@ $< -lpthread
 
 build-tests: $(BIN) $(CTEST_BIN) $(SUPPORT_BIN)
 

@@ -105,8 +105,8 @@ int vx_dec_from_double(double x, vx_dec *out) {
     return -1;
 }
 
-void vx_dec_format(vx_dec d, char *out, size_t outlen) {
-    d = trim(d);
+void vx_dec_format(const vx_dec *dp, char *out, size_t outlen) {
+    vx_dec d = trim(*dp);
     uint64_t a = d.m < 0 ? (uint64_t)(-(d.m + 1)) + 1 : (uint64_t)d.m;
     uint64_t ip = a / (uint64_t)POW10[d.scale], fp = a % (uint64_t)POW10[d.scale];
     if (d.scale == 0)
@@ -118,7 +118,8 @@ void vx_dec_format(vx_dec d, char *out, size_t outlen) {
 
 static i128 at_scale(vx_dec d, int scale) { return (i128)d.m * POW10[scale - d.scale]; }
 
-int vx_dec_cmp(vx_dec a, vx_dec b) {
+int vx_dec_cmp(const vx_dec *ap, const vx_dec *bp) {
+    vx_dec a = *ap, b = *bp;
     int s = a.scale > b.scale ? a.scale : b.scale;
     i128 x = at_scale(a, s), y = at_scale(b, s);
     return (x > y) - (x < y);
@@ -130,7 +131,8 @@ static i128 div_floor(i128 a, i128 b) {
     return q;
 }
 
-int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out) {
+int vx_dec_round_step(const vx_dec *xp, const vx_dec *basep, const vx_dec *stepp, int mode, vx_dec *out) {
+    vx_dec x = *xp, base = *basep, step = *stepp;
     if (step.m <= 0) return -1;
     int s = x.scale;
     if (base.scale > s) s = base.scale;
@@ -169,13 +171,15 @@ static int cmp_scaled(i128 x, int sx, i128 y, int sy) {
     return (x > y) - (x < y);
 }
 
-int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c) {
+int vx_dec_cmp_product(const vx_dec *ap, const vx_dec *bp, const vx_dec *cp) {
+    vx_dec a = *ap, b = *bp, c = *cp;
     i128 p;
     if (product(a, b, &p) != 0) return -2;
     return cmp_scaled(p, a.scale + b.scale, c.m, c.scale);
 }
 
-int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d) {
+int vx_dec_cmp_products(const vx_dec *ap, const vx_dec *bp, const vx_dec *cp, const vx_dec *dp) {
+    vx_dec a = *ap, b = *bp, c = *cp, d = *dp;
     i128 p, q;
     if (product(a, b, &p) != 0 || product(c, d, &q) != 0) return -2;
     return cmp_scaled(p, a.scale + b.scale, q, c.scale + d.scale);
@@ -195,7 +199,9 @@ static int mul3(i128 a, i128 b, i128 c, i128 *out) {
     return 0;
 }
 
-int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out) {
+int vx_dec_div_round_step(const vx_dec *ap, const vx_dec *bp, const vx_dec *basep, const vx_dec *stepp, int mode,
+                          vx_dec *out) {
+    vx_dec a = *ap, b = *bp, base = *basep, step = *stepp;
     if (step.m <= 0 || b.m <= 0) return -1;
     int s = base.scale > step.scale ? base.scale : step.scale;
     i128 bv = at_scale(base, s), sv = at_scale(step, s);

@@ -30,21 +30,22 @@ int vx_dec_parse(const char *s, vx_dec *out);
  * 0.29999999999999998890). 0, or -1 for NaN, infinities or out of range. */
 int vx_dec_from_double(double x, vx_dec *out);
 /* Plain notation, no exponent, trailing zeros trimmed ("0.0001", "25"). */
-void vx_dec_format(vx_dec d, char *out, size_t outlen);
-int vx_dec_cmp(vx_dec a, vx_dec b);
+void vx_dec_format(const vx_dec *d, char *out, size_t outlen);
+int vx_dec_cmp(const vx_dec *a, const vx_dec *b);
 
 /* Round x onto the grid base + k*step (step > 0) in the given direction
  * (DOWN/UP are toward -inf/+inf; NEAREST breaks ties away from zero;
  * EXACT fails unless x is already on the grid). 0, -1 (overflow or bad
  * step), or 1 (EXACT and not on the grid). */
-int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out);
+int vx_dec_round_step(const vx_dec *x, const vx_dec *base, const vx_dec *step, int mode, vx_dec *out);
 /* a / b (b > 0) rounded onto the grid base + k*step, exactly: how a notional
  * becomes a quantity without passing through a binary double. Returns as
  * vx_dec_round_step (-1 also on overflow past 128-bit intermediates). */
-int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out);
+int vx_dec_div_round_step(const vx_dec *a, const vx_dec *b, const vx_dec *base, const vx_dec *step, int mode,
+                          vx_dec *out);
 /* Sign of a*b - c, computed exactly (for notional >= minimum). -2 on overflow. */
-int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c);
+int vx_dec_cmp_product(const vx_dec *a, const vx_dec *b, const vx_dec *c);
 /* Sign of a*b - c*d, exactly (for price <= mark * multiplier). -2 on overflow. */
-int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d);
+int vx_dec_cmp_products(const vx_dec *a, const vx_dec *b, const vx_dec *c, const vx_dec *d);
 
 #endif

@@ -308,6 +308,19 @@ static void set_transport(vx_http_req *r, const vx_http_opts *o) {
     }
 }
 
+/* Drive curl once now rather than later in the loop: on a kept-alive
+ * connection the request leaves inside this call, before any other task
+ * (a database write queued by the same decision) gets the loop. That is
+ * most of an order's latency. Completions are never reported from here (the
+ * caller has not begun to wait): the timer, due on the next turn, collects
+ * them and sets curl's own timeout again. */
+static void kick(vx_http *h) {
+    if (h->in_timer_cb) return; /* the timer callback drives curl right after this anyway */
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    uv_timer_start(&h->timer, timer_cb, 0, 0);
+}
+
 vx_http_req *vx_http_start(vx_http *h, const vx_http_opts *o, vx_http_done_fn done, void *ud,
                            char *err, size_t errlen) {
     if (!o->url || !*o->url) {
@@ -352,6 +365,7 @@ vx_http_req *vx_http_start(vx_http *h, const vx_http_opts *o, vx_http_done_fn do
         free_req(r);
         return NULL;
     }
+    kick(h);
     return r;
 fail:
     if (r->easy) curl_easy_cleanup(r->easy);
@@ -407,6 +421,12 @@ static void complete(vx_http_req *r, CURLcode rc) {
         long v = 0;
         curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &v);
         res->http_version = v == CURL_HTTP_VERSION_2_0 ? 2 : v == CURL_HTTP_VERSION_3 ? 3 : 1;
+        /* when the request was handed to the socket: curl's pretransfer
+         * mark, on the same monotonic clock as the start */
+        curl_off_t pre = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+        res->started_ns = r->t0;
+        res->sent_ns = r->t0 + (uint64_t)pre * 1000u;
     } else {
         describe_failure(r, rc);
     }

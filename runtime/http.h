@@ -38,6 +38,8 @@ typedef struct vx_http_result {
     vx_buf headers;      /* raw header lines of the final response */
     vx_buf body;
     double total_ms;
+    uint64_t started_ns;  /* uv_hrtime() when the request was started */
+    uint64_t sent_ns;     /* ... and when its bytes went to the socket */
     char error[512];     /* when !ok: what failed, for the user */
     const char *error_kind; /* "timeout", "connect", "dns", "tls", "too_large", "transport" */
 } vx_http_result;

@@ -2,7 +2,9 @@
  * http_lua.c — require "vibex.core.http": http.request{…} for tasks.
  *
  * request(opts) yields the calling task until the response (or failure)
- * arrives and returns {status, headers, body, http_version, time_ms}, or
+ * arrives and returns {status, headers, body, http_version, time_ms,
+ * started_ns, sent_ns (monotonic: when it started, when its bytes went to the
+ * socket)}, or
  * nil, message, kind. Cancelling the task or passing its deadline aborts the
  * transfer.
  */
@@ -62,7 +64,7 @@ static void on_done(vx_http_req *req, vx_http_result *res, void *ud) {
         vx_task_wake_end(t, 3);
         return;
     }
-    lua_createtable(co, 0, 5);
+    lua_createtable(co, 0, 7);
     lua_pushinteger(co, (lua_Integer)res->status);
     lua_setfield(co, -2, "status");
     push_headers(co, &res->headers);
@@ -73,6 +75,10 @@ static void on_done(vx_http_req *req, vx_http_result *res, void *ud) {
     lua_setfield(co, -2, "http_version");
     lua_pushnumber(co, res->total_ms);
     lua_setfield(co, -2, "time_ms");
+    lua_pushnumber(co, (double)res->started_ns);
+    lua_setfield(co, -2, "started_ns");
+    lua_pushnumber(co, (double)res->sent_ns);
+    lua_setfield(co, -2, "sent_ns");
     vx_task_wake_end(t, 1);
 }
 

@@ -19,12 +19,12 @@ ffi.cdef [[
 typedef struct vx_dec { int64_t m; int scale; } vx_dec;
 int vx_dec_parse(const char *s, vx_dec *out);
 int vx_dec_from_double(double x, vx_dec *out);
-void vx_dec_format(vx_dec d, char *out, size_t outlen);
-int vx_dec_cmp(vx_dec a, vx_dec b);
-int vx_dec_round_step(vx_dec x, vx_dec base, vx_dec step, int mode, vx_dec *out);
-int vx_dec_cmp_product(vx_dec a, vx_dec b, vx_dec c);
-int vx_dec_cmp_products(vx_dec a, vx_dec b, vx_dec c, vx_dec d);
-int vx_dec_div_round_step(vx_dec a, vx_dec b, vx_dec base, vx_dec step, int mode, vx_dec *out);
+void vx_dec_format(const vx_dec *d, char *out, size_t outlen);
+int vx_dec_cmp(const vx_dec *a, const vx_dec *b);
+int vx_dec_round_step(const vx_dec *x, const vx_dec *base, const vx_dec *step, int mode, vx_dec *out);
+int vx_dec_cmp_product(const vx_dec *a, const vx_dec *b, const vx_dec *c);
+int vx_dec_cmp_products(const vx_dec *a, const vx_dec *b, const vx_dec *c, const vx_dec *d);
+int vx_dec_div_round_step(const vx_dec *a, const vx_dec *b, const vx_dec *base, const vx_dec *step, int mode, vx_dec *out);
 ]]
 
 local C = ffi.C
@@ -32,11 +32,22 @@ local M = {}
 
 local MODES = { down = 0, up = 1, nearest = 2, exact = 3 }
 local outbuf = ffi.new("char[48]")
+-- results are formatted into a string at once: one scratch value serves all
+local scratch = ffi.new("vx_dec")
+local ZERO = ffi.new("vx_dec")
 
---- Parse v (string or number) into a fresh vx_dec; nil, err when it is not
--- a finite decimal within 18 fractional digits.
+-- Parsed values are kept (a decimal never changes): the same tick sizes,
+-- steps, prices and quantities come back on every order, and parsing is
+-- most of an order's preparation. Bounded: the table starts over past
+-- 4096 entries.
+local cache, ncache = {}, 0
+
+--- Parse v (string or number) into a vx_dec (shared: never modify it); nil,
+-- err when it is not a finite decimal within 18 fractional digits.
 local function parse(v, what)
-  local d = ffi.new("vx_dec")
+  local d = cache[v]
+  if d then return d end
+  d = ffi.new("vx_dec")
   local rc
   if type(v) == "number" then
     rc = C.vx_dec_from_double(v, d)
@@ -49,6 +60,8 @@ local function parse(v, what)
     return nil, ("%s: %s is not a finite decimal with at most 18 decimal places")
       :format(what or "value", type(v) == "string" and ("%q"):format(v) or tostring(v))
   end
+  if ncache >= 4096 then cache, ncache = {}, 0 end
+  cache[v], ncache = d, ncache + 1
   return d
 end
 M.parse = parse
@@ -75,13 +88,13 @@ function M.round(v, step, mode, base, what)
   local s, serr = parse(step, "step")
   if not s then return nil, serr end
   if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
-  local b = ffi.new("vx_dec")
+  local b = ZERO
   if base ~= nil then
     local berr
     b, berr = parse(base, "base")
     if not b then return nil, berr end
   end
-  local out = ffi.new("vx_dec")
+  local out = scratch
   local rc = C.vx_dec_round_step(x, b, s, m, out)
   if rc == 1 then
     return nil, ("%s %s is not a multiple of %s"):format(what or "value", format(x), format(s))
@@ -103,13 +116,13 @@ function M.div_round(a, b, step, mode, base)
   if not (x and y and s) then return nil, e1 or e2 or e3 end
   if y.m <= 0 then return nil, ("divisor must be positive, got %s"):format(format(y)) end
   if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
-  local b0 = ffi.new("vx_dec")
+  local b0 = ZERO
   if base ~= nil then
     local berr
     b0, berr = parse(base, "base")
     if not b0 then return nil, berr end
   end
-  local out = ffi.new("vx_dec")
+  local out = scratch
   local rc = C.vx_dec_div_round_step(x, y, b0, s, m, out)
   if rc == 1 then return nil, ("%s / %s is not a multiple of %s"):format(format(x), format(y), format(s)) end
   if rc ~= 0 then return nil, ("%s / %s is out of range for step %s"):format(format(x), format(y), format(s)) end

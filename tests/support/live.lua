@@ -227,6 +227,7 @@ function M:order_differences(name)
   if not v then return { "the venue has no account " .. name } end
   for _, cid in ipairs(v.duplicates) do diffs[#diffs + 1] = "placed twice: " .. cid end
   local rows = self:query([[SELECT o.client_order_id, o.status, o.executed_quantity, o.risk IS NOT NULL AS gated,
+      o.quantity, o.stop_price, o.close_position,
       (SELECT count(*) FROM fills f WHERE f.client_order_id = o.client_order_id) AS fills,
       (SELECT coalesce(sum(f.quantity), 0) FROM fills f WHERE f.client_order_id = o.client_order_id) AS filled
     FROM orders o JOIN accounts a USING (account_id) WHERE a.name = $1]], name)
@@ -257,6 +258,13 @@ function M:order_differences(name)
         diffs[#diffs + 1] = ("%s: %s fills in the database, %d at the venue"):format(o.clientOrderId, r.fills, t.n)
       end
       if not r.gated then diffs[#diffs + 1] = o.clientOrderId .. ": no risk-gate verdict recorded" end
+      -- the row holds exactly what was sent: the quantity and stop price the venue took
+      if not r.close_position and not same(r.quantity, o.origQty) then
+        diffs[#diffs + 1] = ("%s: quantity %s recorded, %s sent"):format(o.clientOrderId, tostring(r.quantity), o.origQty)
+      end
+      if o.stopPrice ~= "0" and not same(r.stop_price, o.stopPrice) then
+        diffs[#diffs + 1] = ("%s: stop price %s recorded, %s sent"):format(o.clientOrderId, tostring(r.stop_price), o.stopPrice)
+      end
     end
   end
   return diffs, v

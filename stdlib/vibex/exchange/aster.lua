@@ -227,7 +227,8 @@ function Client:_send(method, path, params, opts)
     body = query
     headers[#headers + 1] = "Content-Type: application/x-www-form-urlencoded"
   end
-  local what = ("%s %s%s %s"):format(method, prefix, path, masked(query))
+  -- the request as errors show it (signature masked): built only for an error
+  local function what() return ("%s %s%s %s"):format(method, prefix, path, masked(query)) end
   if is_order then self.order_count = self.order_count + 1 end
   self.used_weight = self.used_weight + (opts.weight or 1)
   local t0 = task.hrtime()
@@ -237,14 +238,15 @@ function Client:_send(method, path, params, opts)
   if not res then
     if tkind == "shutdown" then -- never sent: the loop is stopping
       breaker_record(self, token, true)
-      return nil, errors.new("shutdown", terr, { venue = self.venue, request = what })
+      return nil, errors.new("shutdown", terr, { venue = self.venue, request = what() })
     end
     breaker_record(self, token, false)
     requests_total:labels(self.venue, "transport"):inc()
     return nil, errors.new(is_order and "unknown" or "retry", ("%s: %s"):format(tkind or "transport", terr),
-      { venue = self.venue, transport = tkind, request = what })
+      { venue = self.venue, transport = tkind, request = what() })
   end
   self:_note_headers(res.headers)
+  if is_order then self.last_sent_ns = res.sent_ns end -- when the order's bytes left (monotonic ns)
   local status = res.status
   local decoded, jerr = json.decode(res.body)
   local code = type(decoded) == "table" and tonumber(decoded.code) or nil
@@ -257,13 +259,13 @@ function Client:_send(method, path, params, opts)
     if decoded == nil then
       requests_total:labels(self.venue, "malformed"):inc()
       return nil, errors.new(is_order and "unknown" or "retry", "malformed JSON from the venue: " .. jerr,
-        { venue = self.venue, status = status, request = what })
+        { venue = self.venue, status = status, request = what() })
     end
     requests_total:labels(self.venue, "ok"):inc()
     return decoded
   end
   local msg = type(decoded) == "table" and decoded.msg or res.body:sub(1, 200)
-  local fields = { venue = self.venue, status = status, request = what }
+  local fields = { venue = self.venue, status = status, request = what() }
   if status == 429 then
     breaker_record(self, token, true)
     local wait = retry_after_ms(res.headers, 1000)
@@ -463,10 +465,9 @@ function Client:order_params(order) return orders.params(order, { account = self
 -- rules for parameters; o.quote = {mark, bid, ask} for orders without a
 -- price (MIN_NOTIONAL, PERCENT_PRICE).
 function Client:prepare(order, o)
-  local p = orders.params(order, { account = self.account })
-  local rules, err = self:symbol_rules(p.symbol)
+  local rules, err = self:symbol_rules(order.symbol)
   if not rules then return nil, err end
-  return orders.prepare(rules, p, { account = self.account, quote = o and o.quote })
+  return orders.prepare(rules, order, { account = self.account, quote = o and o.quote })
 end
 
 --- Look an order up by client order id (or order id). nil, err with

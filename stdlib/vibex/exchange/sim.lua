@@ -161,10 +161,9 @@ function Sim:order_params(order) return orders.params(order, { account = self.ac
 
 --- Round and check an order exactly as the live adapter does (vibex.exchange.orders).
 function Sim:prepare(order, o)
-  local p = orders.params(order, { account = self.account })
-  local rules, err = self:symbol_rules(p.symbol)
+  local rules, err = self:symbol_rules(order.symbol)
   if not rules then return nil, err end
-  return orders.prepare(rules, p, { account = self.account, quote = o and o.quote })
+  return orders.prepare(rules, order, { account = self.account, quote = o and o.quote })
 end
 
 --- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,

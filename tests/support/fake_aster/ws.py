@@ -429,7 +429,7 @@ class Streams:
         s = self.srv.ex.symbols["BTCUSDT"]
         blob = []
         for i in range(1000):
-            t = 1700000000000 + i * 60000
+            t = 1699999980000 + i * 60000  # on minute boundaries, as the venue sends them
             k = self.kline_payload(s, "1m", 60000, t, t + 30000, i % 2 == 0)
             blob.append(frame(1, json.dumps({"stream": "btcusdt@kline_1m", "data": k},
                                             separators=(",", ":")).encode()))
