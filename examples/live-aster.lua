@@ -35,8 +35,8 @@ return {
       mode = "live",
       exchange = {
         venue = "aster",
-        base_url = "https://fapi.asterdex.com",
-        ws_url = "wss://fstream.asterdex.com",
+        -- base_url and ws_url default to Aster's mainnet (https://fapi.asterdex.com,
+        -- wss://fstream.asterdex.com); testnet = true switches REST to the testnet
         recv_window_ms = 5000,
         -- V1 API keys (HMAC). For V3 keys use user, signer and private_key instead.
         credentials = { api_key = env "ASTER_API_KEY", api_secret = env "ASTER_API_SECRET" },
@@ -52,7 +52,9 @@ return {
   },
 
   environments = {
-    -- the same config against the Aster testnet from a workstation
+    -- the same config against the Aster testnet from a workstation (V3 keys
+    -- sign for chain 714 there). Add the testnet's WebSocket address from
+    -- Aster's docs as ws_url: without it the account does not start, and says so.
     development = {
       accounts = { { name = "aster-main", exchange = { testnet = true } } },
     },

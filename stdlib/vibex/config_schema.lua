@@ -440,6 +440,14 @@ M.config = S.record({
     for _, n in ipairs(snames) do check_strategy_scripts(v.strategies[n], "strategies." .. n, ctx) end
     for i, a in ipairs(v.accounts) do
       if type(a.strategy) == "table" then check_strategy_scripts(a.strategy, ("accounts[%d].strategy"):format(i), ctx) end
+      local MAINNET = { ["https://fapi.asterdex.com"] = true, ["https://fapi.binance.com"] = true,
+                        ["wss://fstream.asterdex.com"] = true, ["wss://fstream.binance.com"] = true }
+      for _, f in ipairs { "base_url", "ws_url" } do
+        local u = a.exchange[f]
+        if a.exchange.testnet and u and MAINNET[(u:gsub("/+$", ""))] then
+          ctx:error(("accounts[%d].exchange.%s"):format(i, f), ("testnet = true, but %s is the mainnet: set the testnet's address"):format(u))
+        end
+      end
       if a.mode == "live" and a.exchange.base_url and not a.exchange.ws_url then
         ctx:error(("accounts[%d].exchange.ws_url"):format(i), "required when base_url is set: the market data and the account's events come over the venue's WebSocket streams (e.g. wss://fstream.asterdex.com)")
       end

@@ -34,10 +34,15 @@ local dec = require "vibex.decimal"
 local domain = require "vibex.exchange.domain"
 local orders = require "vibex.exchange.orders"
 local log = require "vibex.log"
+local metrics = require "vibex.metrics"
+local task = require "vibex.task"
 
 local M = {}
 
 local tlog = log.channel("trading")
+
+local send_seconds = metrics.histogram("vibex_order_send_seconds",
+  "From the policy's intents to an order's bytes handed to the venue's socket", { "account" })
 
 local PRIORITY = { close = 1, cancel = 2, protect = 3, open = 4 }
 local NOT_SENT = { retry = true, invalid = true, filter = true, banned = true, shutdown = true }
@@ -284,7 +289,7 @@ end
 -- Returns the outcome ("accepted", "unknown", "rejected", or "pending" when
 -- the process began stopping before it left) and the venue's order or the
 -- error.
-function M.send(a, acc, leg, now_ms)
+function M.send(a, acc, leg, now_ms, t0)
   local venue = a.venue
   if leg.kind == "entry" and a.leverage[leg.symbol] ~= leg.leverage then
     local lev = math.max(1, math.floor(leg.leverage + 0.5))
@@ -296,6 +301,8 @@ function M.send(a, acc, leg, now_ms)
   local sent_ms = venue:now()
   local order, err = venue:send(leg.params)
   a.gate:sent(leg, now_ms)
+  local sent_ns = venue.client.last_sent_ns
+  if t0 and sent_ns and sent_ns > t0 then send_seconds:labels(acc.name):observe((sent_ns - t0) / 1e9) end
   -- a request refused before it left (breaker open, a ban, local checks, the
   -- loop stopping) was never sent
   local went = order or (err and not NOT_SENT[err.kind])
@@ -314,6 +321,7 @@ end
 --- The whole path for one cycle's intents. rec collects what happened
 -- (orders, refusals); step(name) times the steps. Returns the approved legs.
 function M.run(agent, a, acc, intents, decisions, view, rec, step)
+  local t0 = tonumber(task.hrtime())
   local legs, bad = M.legs(a, intents, decisions, view)
   local prepared, pbad = M.prepare(a, acc, legs, view, rec.cycle_key)
   for _, b in ipairs(pbad) do bad[#bad + 1] = b end
@@ -362,7 +370,7 @@ function M.run(agent, a, acc, intents, decisions, view, rec, step)
       a.rq:update(leg.client_order_id, { status = "rejected", reject_reason = "not sent: its entry was not accepted" })
       rec.orders[#rec.orders + 1] = summary(leg, nil, "its entry was not accepted", "skipped")
     else
-      local outcome, res = M.send(a, acc, leg, view.now_ms)
+      local outcome, res = M.send(a, acc, leg, view.now_ms, t0)
       if outcome == "accepted" then
         if leg.kind == "entry" then
           leg.plan.opened = rec.cycle_key
