@@ -78,6 +78,12 @@ function M.normalize(v, what)
   return format(d)
 end
 
+-- A grid's base: zero when not given.
+local function parse_base(base)
+  if base == nil then return ZERO end
+  return parse(base, "base")
+end
+
 --- Round v onto the grid base + k*step. mode: "down" (toward -inf), "up",
 -- "nearest" (ties away from zero) or "exact" (nil, err unless on the grid).
 function M.round(v, step, mode, base, what)
@@ -88,12 +94,8 @@ function M.round(v, step, mode, base, what)
   local s, serr = parse(step, "step")
   if not s then return nil, serr end
   if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
-  local b = ZERO
-  if base ~= nil then
-    local berr
-    b, berr = parse(base, "base")
-    if not b then return nil, berr end
-  end
+  local b, berr = parse_base(base)
+  if not b then return nil, berr end
   local out = scratch
   local rc = C.vx_dec_round_step(x, b, s, m, out)
   if rc == 1 then
@@ -116,12 +118,8 @@ function M.div_round(a, b, step, mode, base)
   if not (x and y and s) then return nil, e1 or e2 or e3 end
   if y.m <= 0 then return nil, ("divisor must be positive, got %s"):format(format(y)) end
   if s.m <= 0 then return nil, ("step must be positive, got %s"):format(format(s)) end
-  local b0 = ZERO
-  if base ~= nil then
-    local berr
-    b0, berr = parse(base, "base")
-    if not b0 then return nil, berr end
-  end
+  local b0, berr = parse_base(base)
+  if not b0 then return nil, berr end
   local out = scratch
   local rc = C.vx_dec_div_round_step(x, y, b0, s, m, out)
   if rc == 1 then return nil, ("%s / %s is not a multiple of %s"):format(format(x), format(y), format(s)) end

@@ -192,24 +192,29 @@ function Live:now() return self.client:now() end
 
 local function key(sym, iv) return sym .. "/" .. iv end
 
-function Live:mark(symbol)
+-- The sink's quote slot of a symbol, once the stream has filled it (marks
+-- or books counted), else nil.
+function Live:_quote(symbol, count)
   local i = self.quote_slot[symbol]
   local q = i and self.sink.quotes[i]
-  if q and q.marks > 0 then return q.mark end
+  if q and q[count] > 0 then return q end
+end
+
+function Live:mark(symbol)
+  local q = self:_quote(symbol, "marks")
+  if q then return q.mark end
   return self.mark_price[symbol]
 end
 
 function Live:funding(symbol)
-  local i = self.quote_slot[symbol]
-  local q = i and self.sink.quotes[i]
-  if q and q.marks > 0 then return q.funding_rate end
+  local q = self:_quote(symbol, "marks")
+  if q then return q.funding_rate end
   return self.funding_rate[symbol]
 end
 
 function Live:book(symbol)
-  local i = self.quote_slot[symbol]
-  local q = i and self.sink.quotes[i]
-  if q and q.books > 0 then return { bid = q.bid, ask = q.ask, bid_qty = q.bid_qty, ask_qty = q.ask_qty } end
+  local q = self:_quote(symbol, "books")
+  if q then return { bid = q.bid, ask = q.ask, bid_qty = q.bid_qty, ask_qty = q.ask_qty } end
   return nil
 end
 

@@ -464,11 +464,7 @@ function Client:order_params(order) return orders.params(order, { account = self
 --- Round and check an order against the symbol's filters and the venue's
 -- rules for parameters; o.quote = {mark, bid, ask} for orders without a
 -- price (MIN_NOTIONAL, PERCENT_PRICE).
-function Client:prepare(order, o)
-  local rules, err = self:symbol_rules(order.symbol)
-  if not rules then return nil, err end
-  return orders.prepare(rules, order, { account = self.account, quote = o and o.quote })
-end
+function Client:prepare(order, o) return orders.prepare_on(self, order, o) end
 
 --- Look an order up by client order id (or order id). nil, err with
 -- err.code == -2013 when the venue does not have it.

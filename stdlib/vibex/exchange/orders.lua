@@ -124,4 +124,11 @@ function M.prepare(rules, order, o)
   return rules:format(p, quote.mark or order.mark_price, quote)
 end
 
+--- A venue's prepare(): the symbol's rules from the venue, then prepare().
+function M.prepare_on(venue, order, o)
+  local rules, err = venue:symbol_rules(order.symbol)
+  if not rules then return nil, err end
+  return M.prepare(rules, order, { account = venue.account, quote = o and o.quote })
+end
+
 return M

@@ -160,11 +160,7 @@ Sim.__tostring = function(s) return ("<exchange sim %s: wallet %s>"):format(s.ac
 function Sim:order_params(order) return orders.params(order, { account = self.account }) end
 
 --- Round and check an order exactly as the live adapter does (vibex.exchange.orders).
-function Sim:prepare(order, o)
-  local rules, err = self:symbol_rules(order.symbol)
-  if not rules then return nil, err end
-  return orders.prepare(rules, order, { account = self.account, quote = o and o.quote })
-end
+function Sim:prepare(order, o) return orders.prepare_on(self, order, o) end
 
 --- o: balance (10000), symbols ({NAME = {tick, step, min_qty, max_qty,
 -- min_notional, maker_fee ("0.0002"), taker_fee ("0.0004"), maint_margin
