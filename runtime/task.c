@@ -258,6 +258,28 @@ static void note_stall(vx_sched *s, vx_task *t, uint64_t ns) {
             t->id, t->name, ms);
 }
 
+/* task.hold_gc ends when its task yields, errors or returns: the collector
+ * is never left stopped while other tasks run. */
+static void release_gc(vx_sched *s) {
+    s->gc_held_by = NULL;
+    lua_gc(s->L, LUA_GCRESTART, 0);
+}
+
+int vx_task_hold_gc(vx_sched *s, lua_State *L) {
+    vx_task *t = vx_task_current(s, L);
+    if (!t) return 0;
+    if (s->gc_held_by == t) return 1;
+    if (s->gc_held_by || !lua_gc(L, LUA_GCISRUNNING, 0)) return 0; /* someone else stopped it */
+    lua_gc(L, LUA_GCSTOP, 0);
+    s->gc_held_by = t;
+    return 1;
+}
+
+void vx_task_release_gc(vx_sched *s, lua_State *L) {
+    vx_task *t = vx_task_current(s, L);
+    if (t && s->gc_held_by == t) release_gc(s);
+}
+
 static void run_task(vx_sched *s, vx_task *t) {
     if (t->state != T_READY) return;
     if (t->cancel_requested) {
@@ -277,6 +299,7 @@ static void run_task(vx_sched *s, vx_task *t) {
     uint64_t t0 = uv_hrtime();
     __atomic_store_n(&s->rt->running_task_id, t->id, __ATOMIC_RELAXED);
     int rc = lua_resume(t->co, n);
+    if (s->gc_held_by == t) release_gc(s);
     __atomic_store_n(&s->rt->running_task_id, prev ? prev->id : 0, __ATOMIC_RELAXED);
     uint64_t dt = uv_hrtime() - t0;
     s->current = prev;

@@ -49,6 +49,12 @@ void vx_sched_free(vx_sched *s);
 vx_task *vx_task_spawn(vx_sched *s, lua_State *L, int nargs, const char *name);
 
 vx_task *vx_task_current(vx_sched *s, lua_State *L);
+/* Stop the collector until the running task next waits (or ends): a short,
+ * latency-critical stretch runs with no collector step. Returns 1 when held,
+ * 0 outside a task or when the collector was already stopped by others. */
+int vx_task_hold_gc(vx_sched *s, lua_State *L);
+/* End the running task's hold early (a no-op when it holds none). */
+void vx_task_release_gc(vx_sched *s, lua_State *L);
 vx_task *vx_task_prepare_wait(lua_State *L, const char *what);
 int vx_task_wait(lua_State *L, vx_task *t, vx_wait_kind kind, vx_wait_cancel_fn cancel, void *op);
 lua_State *vx_task_wake_begin(vx_task *t);

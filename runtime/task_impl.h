@@ -54,6 +54,7 @@ struct vx_sched {
     int cancelled_ref;       /* the error a cancelled task unwinds with */
     int timeout_mt_ref;      /* metatable of timeout errors */
     vx_series *m_spawned, *m_errors, *m_alive, *m_stalls, *m_resumes;
+    vx_task *gc_held_by;     /* the collector is stopped until this task waits */
 };
 
 void vx_task_enqueue(vx_task *t);

@@ -116,6 +116,16 @@ static int l_yield(lua_State *L) {
     return lua_yield(L, 0);
 }
 
+static int l_hold_gc(lua_State *L) {
+    lua_pushboolean(L, vx_task_hold_gc(vx_sched_from_lua(L), L));
+    return 1;
+}
+
+static int l_release_gc(lua_State *L) {
+    vx_task_release_gc(vx_sched_from_lua(L), L);
+    return 0;
+}
+
 static int l_current(lua_State *L) {
     vx_sched *s = vx_sched_from_lua(L);
     vx_task *t = vx_task_current(s, L);
@@ -291,6 +301,8 @@ int vx_open_task(lua_State *L) {
                                    {"park", l_park},
                                    {"unpark", l_unpark},
                                    {"current", l_current},
+                                   {"hold_gc", l_hold_gc},
+                                   {"release_gc", l_release_gc},
                                    {"join", l_join},
                                    {"cancel", l_cancel},
                                    {"status", l_status},

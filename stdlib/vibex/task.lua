@@ -50,6 +50,16 @@ M.unpark = core.unpark
 --- Let other ready tasks, timers and I/O run, then continue.
 function M.yield() await(raw_yield()) end
 
+--- Hold the garbage collector until the running task next waits, errors or
+--- returns: a short latency-critical stretch (a decision to its order's
+--- bytes) runs with no collector step. The stretch's allocations are
+--- collected later. True when held; false outside a task, or when the
+--- collector is already stopped (collectgarbage("stop") is left alone).
+M.hold_gc = core.hold_gc
+--- End the running task's hold before it waits (code that may never wait,
+--- such as a backtest's simulated venue, must not starve the collector).
+M.release_gc = core.release_gc
+
 --- The running task's handle (nil outside a task).
 M.current = core.current
 

@@ -104,6 +104,33 @@ static void test_wait_outside_task_is_an_error(void **state) {
         "false|clear");
 }
 
+/* hold_gc stops the collector only until its task waits or dies, and never
+ * takes over a collector someone else stopped. */
+static void test_hold_gc_ends_at_the_first_wait(void **state) {
+    (void)state;
+    run("local task = require 'vibex.task'\n"
+        "local r = {}\n"
+        "r[1] = tostring(task.hold_gc()) .. tostring(collectgarbage('isrunning'))\n"
+        "task.yield()\n"
+        "r[2] = tostring(collectgarbage('isrunning'))\n"
+        "local t = task.spawn(function() task.hold_gc(); error('boom') end)\n"
+        "t:join()\n"
+        "r[3] = tostring(collectgarbage('isrunning'))\n"
+        "local other = task.spawn(function() return collectgarbage('isrunning') end)\n"
+        "task.hold_gc()\n"
+        "local _, seen = other:join()  -- a wait: released before the other task runs\n"
+        "r[4] = tostring(seen)\n"
+        "collectgarbage('stop')\n"
+        "r[5] = tostring(task.hold_gc())\n"
+        "task.yield()\n"
+        "r[6] = tostring(collectgarbage('isrunning'))\n"
+        "collectgarbage('restart')\n"
+        "task.hold_gc(); task.release_gc()\n"
+        "r[7] = tostring(collectgarbage('isrunning'))\n"
+        "result = table.concat(r, ',')",
+        "truefalse,true,true,true,false,false,true");
+}
+
 static void test_many_tasks(void **state) {
     (void)state;
     run("local task = require 'vibex.task'\n"
@@ -124,6 +151,7 @@ int main(void) {
         cmocka_unit_test(test_every_and_yield),
         cmocka_unit_test(test_wait_outside_task_is_an_error),
         cmocka_unit_test(test_many_tasks),
+        cmocka_unit_test(test_hold_gc_ends_at_the_first_wait),
     };
     return cmocka_run_group_tests_name("task", tests, NULL, NULL);
 }

@@ -320,8 +320,21 @@ end
 
 --- The whole path for one cycle's intents. rec collects what happened
 -- (orders, refusals); step(name) times the steps. Returns the approved legs.
+local run
+
 function M.run(agent, a, acc, intents, decisions, view, rec, step)
+  -- from here to the first order's bytes nothing waits, and no collector
+  -- step runs either: held until the task first waits (the order is on the
+  -- wire) or, with a venue that never waits (the simulator), until the end
   local t0 = tonumber(task.hrtime())
+  task.hold_gc()
+  local ok, res = pcall(run, agent, a, acc, intents, decisions, view, rec, step, t0)
+  task.release_gc()
+  if not ok then error(res, 0) end
+  return res
+end
+
+function run(agent, a, acc, intents, decisions, view, rec, step, t0)
   local legs, bad = M.legs(a, intents, decisions, view)
   local prepared, pbad = M.prepare(a, acc, legs, view, rec.cycle_key)
   for _, b in ipairs(pbad) do bad[#bad + 1] = b end
