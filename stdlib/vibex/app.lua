@@ -58,6 +58,16 @@ local function configure_logging(rt)
   if not ok then log.error("log configuration failed", { err = tostring(err) }) end
 end
 
+-- A replay drives its accounts' cycles itself (vibex.agent.replay), not
+-- through the runner: its count is the agent's.
+function App:count_replay_cycles(r)
+  local a = r.replay and self.agent and self.agent.accounts[r.name]
+  if a and a.cycles ~= r.decisions then
+    r.decisions = a.cycles
+    r.last_decision_at = runtime.wall_ms()
+  end
+end
+
 function App:write_state()
   local snap = self.store:snapshot()
   local st = {
@@ -67,6 +77,7 @@ function App:write_state()
   }
   for name, r in pairs(self.runners) do
     local a = self.agent and self.agent.accounts[name]
+    self:count_replay_cycles(r)
     st.accounts[name] = {
       status = r.status, reason = r.reason, fix = r.fix, retry_at = r.retry_at, attempts = r.attempts,
       decisions = r.decisions, started_at = r.started_at,
@@ -358,6 +369,7 @@ end
 function App:stop_account(name, reason)
   local r = self.runners[name]
   if not r then return end
+  self:count_replay_cycles(r)
   self:halt_runner(r)
   if self.agent then self.agent:remove_account(name) end
   r.status = "stopped"

@@ -38,6 +38,12 @@ describe("vibex run on a replay", function()
     assert.truthy(out:find("demo%s+%-%s+fallback%s+60"), out)
     assert.truthy(out:find("60 decisions", 1, true), out)
     assert.truthy(out:find("60 diary entries", 1, true), out)
+    -- what `vibex status` shows afterwards counts the replay's cycles
+    local sout, serr, scode = h.vibex({ "status", dir .. "/vibex.lua", "--json" }, { env = { VIBEX_ENV = "testing" } })
+    assert.equal(0, scode, serr)
+    local st = require("vibex.json").decode(sout)
+    assert.equal("stopped", st.accounts.demo.status, sout)
+    assert.equal(60, st.accounts.demo.decisions, sout)
   end)
 
   it("asks the model named by VIBEX_LLM_URL and VIBEX_LLM_KEY", function()
