@@ -214,18 +214,17 @@ function App:bring_up(r, acc)
   local strat = self.agent:strategy(acc)
   local intervals = strat.intervals or { "5m", "1h" }
   local o = {}
-  if self:in_replay(acc) then
-    local replay = require "vibex.agent.replay"
-    o.sim = replay.venue(acc)
+  local simulated = self:in_replay(acc) or acc.exchange.venue == "sim" or acc.mode == "paper"
+  if simulated then
+    o.sim = require("vibex.agent.replay").venue(acc)
     o.venue = venues.new(o.sim, { account = acc.name })
+  end
+  if self:in_replay(acc) then
     self.replay_md = self.replay_md or marketdata.replay { interval = self.store:get("replay").interval or "5m" }
     local ok, terr = self.replay_md:track(acc.symbols, intervals, 400)
     if not ok then return nil, "market data", { kind = "config", msg = terr } end
     o.market = self.replay_md
-  elseif acc.exchange.venue == "sim" or acc.mode == "paper" then
-    local replay = require "vibex.agent.replay"
-    o.sim = replay.venue(acc)
-    o.venue = venues.new(o.sim, { account = acc.name })
+  elseif simulated then
     if acc.exchange.venue ~= "sim" then -- paper next to a live market: its public data feeds the sim
       local md, key = self:market_for(acc)
       if not md then return nil, "market data", key end
@@ -318,7 +317,7 @@ function App:start_account(acc)
   self.stopped[acc.name] = nil
   if self:in_replay(acc) then
     r.replay = true
-    if not self:start_runner(r, acc) then r.replay_failed = true end
+    self:start_runner(r, acc) -- a failure is logged and shown; the replay runs without the account
     r.task = task.spawn("account:" .. acc.name, function() end) -- the replay drives its cycles
   else
     r.task = self:runner_task(r, function()
@@ -508,8 +507,8 @@ function App:start_replay(cfg)
   if #accounts == 0 then
     log.error("replay not started: no replay account could start (see the errors above)")
     self.replay_done = true
+    return
   end
-  if #accounts == 0 then return end
   self.replay_task = task.spawn("replay", function()
     local run, err = require("vibex.agent.replay").new { agent = self.agent, config = cfg.replay, accounts = accounts,
       on_leaderboard = function(board) self.leaderboard = board; self:write_state() end }

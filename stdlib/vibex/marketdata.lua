@@ -137,16 +137,14 @@ function View:book(symbol) local q = self.quotes[symbol]; return q and q.book en
 function Service:price(symbol)
   local per = self.buffers[symbol]
   if not per then return nil end
-  local best
+  local best_ms, close
   for _, iv in ipairs(self.order[symbol] or {}) do
     local c = per[iv]
     local k = c and c:at(-1)
-    if k then
-      -- the finest interval has the freshest close
-      if not best or c.ptr.interval_ms < best.ms then best = { ms = c.ptr.interval_ms, close = k.c } end
-    end
+    -- the finest interval has the freshest close
+    if k and (not best_ms or c.ptr.interval_ms < best_ms) then best_ms, close = c.ptr.interval_ms, k.c end
   end
-  return best and best.close
+  return close
 end
 
 --- A summary per symbol and interval (for state.json and the status).
@@ -224,8 +222,7 @@ end
 function Live:_on_kline(k)
   local c = self:series(k.symbol, k.interval)
   if not c then return end
-  local ok, err = c:update({ t = k.open_time, o = k.open, h = k.high, l = k.low, c = k.close, v = k.volume,
-                             qv = k.quote_volume, n = k.trades }, k.closed)
+  local ok, err = c:update(k, k.closed)
   if not ok then
     local name = key(k.symbol, k.interval)
     local n = (self.refused_logged[name] or 0) + 1
@@ -295,8 +292,7 @@ function Live:_fill(sym, iv, c, limit)
   local now = self.client:now()
   local ms = c.ptr.interval_ms
   for _, r in ipairs(rows) do
-    local ok, uerr = c:update({ t = r.open_time, o = r.open, h = r.high, l = r.low, c = r.close, v = r.volume,
-                                qv = r.quote_volume, n = r.trades }, r.open_time + ms <= now)
+    local ok, uerr = c:update(r, r.open_time + ms <= now)
     if not ok then return nil, ("%s %s history: %s"):format(sym, iv, uerr) end
   end
   return #rows
@@ -432,7 +428,7 @@ end
 function Replay:push(symbol, k)
   local c = self.buffers[symbol] and self.buffers[symbol][self.base]
   if not c then return nil, "untracked symbol " .. tostring(symbol) end
-  local ok, err = c:update({ t = k.open_time, o = k.open, h = k.high, l = k.low, c = k.close, v = k.volume or 0 }, true)
+  local ok, err = c:update(k, true)
   if not ok then return nil, err end
   local t = k.open_time + self.base_ms
   if t > self.now_ms then self.now_ms = t end

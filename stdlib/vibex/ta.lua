@@ -438,15 +438,15 @@ local UPDATE_RESULT = {[0] = "appended", "updated", "corrected"}
 
 local function num(x) if x == nil then return 0 / 0 end return tonumber(x) or 0 / 0 end
 
---- Apply one candle: a table {t|time, o|open, h|high, l|low, c|close, v|volume,
---- qv, n, closed} or an exchange kline row {t, o, h, l, c, v, ...}.
+--- Apply one candle: a table {t|open_time|time, o|open, h|high, l|low, c|close,
+--- v|volume, qv|quote_volume, n|trades, closed} or an exchange kline row {t, o, h, l, c, v, ...}.
 --- Returns "appended" | "updated" | "corrected", or nil, err.
 function Candles:update(k, closed)
   local t, o, h, l, c, v, qv, n
   if k[1] ~= nil then
     t, o, h, l, c, v, qv, n = num(k[1]), num(k[2]), num(k[3]), num(k[4]), num(k[5]), num(k[6]), num(k[8]), num(k[9])
   else
-    t, o, h, l, c = num(k.t or k.time), num(k.o or k.open), num(k.h or k.high), num(k.l or k.low), num(k.c or k.close)
+    t, o, h, l, c = num(k.t or k.open_time or k.time), num(k.o or k.open), num(k.h or k.high), num(k.l or k.low), num(k.c or k.close)
     v, qv, n = num(k.v or k.volume), num(k.qv or k.quote_volume), num(k.n or k.trades)
     if closed == nil then closed = k.closed end
   end

@@ -67,10 +67,10 @@ describe("repositories", function()
     local ev = assert(repo.orders:events("vx-o-1"))
     assert.same({ "pending", "new", "filled" }, { ev[1].status, ev[2].status, ev[3].status })
     assert.equal(0, #assert(repo.orders:open("ord")))
-    local f = { account = "ord", client_order_id = "vx-o-1", trade_id = 5001, symbol = "BTCUSDT", side = "buy",
+    local f = { client_order_id = "vx-o-1", trade_id = 5001, symbol = "BTCUSDT", side = "buy",
                 price = "60000.10", quantity = "0.012", fee = "0.28800048", fee_asset = "USDT", time_ms = 1795514400500 }
-    assert(repo.fills:record(f))
-    assert(repo.fills:record(f)) -- the same trade from the stream and from REST
+    assert(repo.fills:record("ord", f))
+    assert(repo.fills:record("ord", f)) -- the same trade from the stream and from REST
     local fills = assert(repo.fills:for_order("vx-o-1"))
     assert.equal(1, #fills)
     assert.equal("0.28800048", fills[1].fee)

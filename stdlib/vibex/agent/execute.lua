@@ -264,9 +264,7 @@ function M.outcome(a, leg, order, err, sent_ms)
   local cid = leg.client_order_id
   if order then
     leg.accepted = true
-    a.rq:update(cid, { status = order.status, executed_quantity = order.executed_quantity,
-                       average_price = order.average_price, venue_order_id = order.venue_order_id,
-                       venue_time_ms = order.updated_ms, sent_ms = sent_ms, resolved = order.found_by_lookup })
+    a.rq:state(cid, order, { sent_ms = sent_ms, resolved = order.found_by_lookup })
     return "accepted"
   end
   if err and err.kind == "shutdown" then
@@ -284,6 +282,10 @@ function M.outcome(a, leg, order, err, sent_ms)
   a.rq:update(cid, { status = "rejected", reject_reason = tostring(err), sent_ms = sent_ms })
   return "rejected"
 end
+
+local MSG = { unknown = "order outcome unknown: it is looked up until the venue answers",
+              rejected = "order refused by the venue",
+              pending = "order not sent: the process is stopping (a stop or target goes out at the next start)" }
 
 --- Send one prepared leg: its leverage first (entries), then the order.
 -- Returns the outcome ("accepted", "unknown", "rejected", or "pending" when
@@ -307,9 +309,6 @@ function M.send(a, acc, leg, now_ms, t0)
   -- loop stopping) was never sent
   local went = order or (err and not NOT_SENT[err.kind])
   local outcome = M.outcome(a, leg, order, err, went and sent_ms or nil)
-  local MSG = { unknown = "order outcome unknown: it is looked up until the venue answers",
-                rejected = "order refused by the venue",
-                pending = "order not sent: the process is stopping (a stop or target goes out at the next start)" }
   if outcome ~= "accepted" then
     local fn = outcome == "rejected" and tlog.warn or tlog.error
     fn(tlog, MSG[outcome], { account = acc.name, symbol = leg.symbol, kind = leg.kind,

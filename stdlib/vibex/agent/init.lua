@@ -291,6 +291,8 @@ function Agent:now(a) return self.clock and self.clock() or a.venue:now() end
 -- ---- the account as the gate and the scripts see it ------------------------------------------------
 
 local function num(x) return tonumber(x) or 0 end
+-- a signed decimal string without its sign (a position's size)
+local function unsigned_text(q) return type(q) == "string" and (q:gsub("^%-", "")) or q end
 
 --- Balances, positions and prices now. prices: the reference price per
 -- symbol (the mark where the market data has one, else the last close),
@@ -319,7 +321,7 @@ function Agent:view(a, acc)
     local q = num(p.quantity)
     if q ~= 0 and view.symbols[p.symbol] then
       local mark = num(p.mark_price) > 0 and num(p.mark_price) or view.prices[p.symbol] or num(p.entry_price)
-      local pos = { symbol = p.symbol, side = p.side, qty = math.abs(q), quantity_text = reconcile.abs_text(p.quantity),
+      local pos = { symbol = p.symbol, side = p.side, qty = math.abs(q), quantity_text = unsigned_text(p.quantity),
                     entry_price = num(p.entry_price), mark_price = mark, unrealized_pnl = num(p.unrealized_pnl),
                     leverage = num(p.leverage), liquidation_price = tonumber(p.liquidation_price),
                     notional = math.abs(q) * mark, exit_plan = a.exit_plans[p.symbol] }
@@ -687,16 +689,8 @@ function Agent:record_event(a, name, ev)
   local R = self.repos
   if ev.kind == "order" then
     local o, f = ev.order, ev.fill
-    if not ev.stale then
-      a.rq:update(o.client_order_id, { status = o.status, executed_quantity = o.executed_quantity,
-                                       average_price = o.average_price, venue_order_id = o.venue_order_id,
-                                       venue_time_ms = ev.time_ms })
-    end
-    if f then
-      a.rq:fill { account = name, client_order_id = f.client_order_id, trade_id = f.trade_id, symbol = f.symbol,
-                  side = f.side, price = f.price, quantity = f.quantity, fee = f.fee, fee_asset = f.fee_asset,
-                  realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
-    end
+    if not ev.stale then a.rq:state(o.client_order_id, o, nil, ev.time_ms) end
+    if f then a.rq:fill(f) end
   end
   if ev.kind == "account" then
     -- the venue's account events carry every position change: the

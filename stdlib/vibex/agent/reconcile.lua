@@ -100,9 +100,7 @@ function Resolver:_settle(cid, p, order)
   leg.unknown = false
   if order then
     leg.accepted = true
-    self.a.rq:update(cid, { status = order.status, executed_quantity = order.executed_quantity,
-                            average_price = order.average_price, venue_order_id = order.venue_order_id,
-                            venue_time_ms = order.updated_ms, resolved = true })
+    self.a.rq:state(cid, order, { resolved = true })
     tlog:info("unknown order resolved: the venue has it", { account = self.account, client_order_id = cid,
                                                             status = order.status })
     if leg.kind == "entry" and leg.plan then self.a.exit_plans[leg.symbol] = leg.plan end
@@ -140,11 +138,6 @@ end
 
 -- ---- reconciliation ----------------------------------------------------------------------------
 
-local function abs_text(q)
-  if type(q) ~= "string" then return q end
-  return (q:gsub("^%-", ""))
-end
-
 local function same_qty(a, b)
   local ok, r = pcall(dec.cmp, a or "0", b or "0")
   return ok and r == 0
@@ -158,9 +151,7 @@ local function record_fills(R, venue, acc_name, row, order)
   if not trades then return 0, err end
   local n = 0
   for _, f in ipairs(trades) do
-    R.fills:record { account = acc_name, client_order_id = row.client_order_id, trade_id = f.trade_id, symbol = f.symbol,
-                     side = f.side, price = f.price, quantity = f.quantity, fee = f.fee, fee_asset = f.fee_asset,
-                     realized_pnl = f.realized_pnl, is_maker = f.maker, time_ms = f.time_ms }
+    R.fills:record(acc_name, f)
     n = n + 1
   end
   return n
@@ -325,9 +316,7 @@ function M._check_order(a, acc, R, venue, row, open_by_cid, state, window, now, 
   if not order then order, err = venue:order(row.symbol, cid, { no_breaker = true }) end
   if order then
     local changed = order.status ~= row.status or not same_qty(order.executed_quantity, row.executed_quantity)
-    a.rq:update(cid, { status = order.status, executed_quantity = order.executed_quantity,
-                       average_price = order.average_price, venue_order_id = order.venue_order_id,
-                       venue_time_ms = order.updated_ms, resolved = row.status == "unknown" or row.status == "pending" })
+    a.rq:state(cid, order, { resolved = row.status == "unknown" or row.status == "pending" })
     if changed then s.orders_updated = s.orders_updated + 1 end
     local n = record_fills(R, venue, acc.name, row, order)
     s.fills_recorded = s.fills_recorded + (n or 0)
@@ -397,5 +386,4 @@ function M._positions(a, acc, R, positions, s)
   a.position_rows = {} -- the next cycle annotates the corrected rows again
 end
 
-M.abs_text = abs_text
 return M

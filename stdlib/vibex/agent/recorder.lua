@@ -5,6 +5,7 @@
 --   rq:replay()                         -- at start: what a killed process logged goes to the database
 --   rq:insert(row)                      -- before the order is sent: logged now, written to PostgreSQL behind
 --   rq:update(client_order_id, fields)  -- the venue's answer (or "unknown"), the same way
+--   rq:state(client_order_id, order, extra) -- the order's state as the venue reports it (an update)
 --   rq:fill(f)                          -- a fill the venue reported, the same way
 --   rq:enqueue(fn)                      -- any other write that must keep its place (the decision row)
 --   rq:flush()                          -- wait until the database has everything queued so far
@@ -58,7 +59,7 @@ end
 local function apply(repos, entry)
   if entry.op == "insert" then return repos.orders:insert(entry.row) end
   if entry.op == "update" then return repos.orders:update(entry.client_order_id, entry.fields) end
-  if entry.op == "fill" then return repos.fills:record(entry.fill) end
+  if entry.op == "fill" then return repos.fills:record(entry.account, entry.fill) end
   return true
 end
 
@@ -115,13 +116,24 @@ function R:update(client_order_id, fields)
   return true
 end
 
---- Record a fill the venue reported (f: see db.fills:record), the same way.
+--- Record the state of order client_order_id as the venue reports it (o: a
+-- domain order; extra: more fields, see db.orders:update; time_ms: the
+-- venue's time of this state, else the order's own).
+function R:state(client_order_id, o, extra, time_ms)
+  local fields = extra or {}
+  fields.status, fields.executed_quantity, fields.average_price = o.status, o.executed_quantity, o.average_price
+  fields.venue_order_id, fields.venue_time_ms = o.venue_order_id, time_ms or o.updated_ms
+  return self:update(client_order_id, fields)
+end
+
+--- Record a fill the venue reported (f: a domain fill), the same way.
 function R:fill(f)
   if not self.repos then return true end
-  local ok, err = self:_log { op = "fill", fill = f }
+  local account = self.account
+  local ok, err = self:_log { op = "fill", account = account, fill = f }
   if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
   local repos = self.repos
-  self:enqueue(function() return repos.fills:record(f) end)
+  self:enqueue(function() return repos.fills:record(account, f) end)
   return true
 end
 
