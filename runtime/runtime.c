@@ -48,22 +48,66 @@ int64_t vx_wall_ms(void) {
 static void mark_idle(uv_prepare_t *h) {
     vx_runtime *rt = h->data;
     __atomic_store_n(&rt->busy_since_ns, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rt->in_poll, 1, __ATOMIC_RELAXED);
 }
 
 static void mark_busy(uv_check_t *h) {
     vx_runtime *rt = h->data;
     __atomic_store_n(&rt->busy_since_ns, uv_hrtime(), __ATOMIC_RELAXED);
+    __atomic_store_n(&rt->in_poll, 0, __ATOMIC_RELAXED);
 }
 
 /* A separate thread, so a task spinning in a loop is reported while it
  * spins. It only reads two atomics and writes to stderr. */
+/* A stop signal the loop cannot take because it is stuck in native code
+ * (the budget hook ends stuck Lua): after SIGTERM, or a second SIGINT (the
+ * first may be the REPL's), give it HARD_STOP_NS, then exit at once. */
+#define HARD_STOP_NS (800ull * 1000 * 1000)
+
+typedef struct stop_watch {
+    uint64_t signals;     /* count last seen */
+    uint64_t busy_since;  /* the busy period the signals arrived in */
+    uint64_t first_at;    /* when the first of them was seen */
+    int pending;          /* signals seen in that busy period */
+} stop_watch;
+
+static void check_stuck_stop(stop_watch *w, uint64_t since, int in_poll) {
+    uint64_t sigs = vx_budget_signal_count();
+    /* in poll, or the loop turned since: it takes signals itself. Before the
+     * loop first runs (a script's main chunk) `since` is 0 and not in poll. */
+    if (in_poll || since != w->busy_since) {
+        w->busy_since = since;
+        w->pending = 0;
+        w->signals = sigs;
+        return;
+    }
+    if (sigs != w->signals) {
+        if (!w->pending) w->first_at = uv_hrtime();
+        w->pending += (int)(sigs - w->signals);
+        w->signals = sigs;
+    }
+    int sig = vx_budget_last_signal();
+    if (!w->pending || (sig != SIGTERM && w->pending < 2)) return;
+    if (uv_hrtime() - w->first_at < HARD_STOP_NS) return;
+    char line[200];
+    int n = snprintf(line, sizeof line,
+                     "vibex: %s arrived while the loop was blocked and it did not return "
+                     "within %.1f s; exiting now without an orderly shutdown\n",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT", (double)HARD_STOP_NS / 1e9);
+    if (n > 0 && write(2, line, (size_t)n) < 0) { /* exiting anyway */
+    }
+    _exit(128 + sig);
+}
+
 static void watchdog_main(void *arg) {
     vx_runtime *rt = arg;
     uint64_t reported = 0;
+    stop_watch stop = {0};
     uv_mutex_lock(&rt->watchdog_mu);
     while (!rt->watchdog_stop) {
-        uv_cond_timedwait(&rt->watchdog_cv, &rt->watchdog_mu, 250u * 1000 * 1000);
+        uv_cond_timedwait(&rt->watchdog_cv, &rt->watchdog_mu, 100u * 1000 * 1000);
         uint64_t since = __atomic_load_n(&rt->busy_since_ns, __ATOMIC_RELAXED);
+        check_stuck_stop(&stop, since, __atomic_load_n(&rt->in_poll, __ATOMIC_RELAXED));
         uint64_t limit = rt->stall_warn_ms * 1000000ull;
         if (!since || !limit || since == reported) continue;
         uint64_t blocked = uv_hrtime() - since;
@@ -201,6 +245,7 @@ static int setup_lua(vx_runtime *rt) {
     lua_State *L = luaL_newstate();
     if (!L) return -1;
     rt->L = L;
+    vx_budget_install(&rt->budget, L);
     luaL_openlibs(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, LUA_REGISTRYINDEX, "vibex.rt");
@@ -221,6 +266,7 @@ static int setup_lua(vx_runtime *rt) {
     preload(L, "vibex.core.repl", vx_open_repl);
     preload(L, "vibex.core.crypto", vx_open_crypto);
     preload(L, "vibex.core.eth", vx_open_eth);
+    preload(L, "vibex.core.budget", vx_open_budget);
     return 0;
 }
 
@@ -250,6 +296,7 @@ vx_runtime *vx_runtime_new(const char *home, char *err, size_t errlen) {
     rt->sigint.data = rt->sigterm.data = rt;
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    vx_budget_watch_signals(); /* counts them for the budget hook, then libuv's handler runs */
     uv_unref((uv_handle_t *)&rt->sigint);
     uv_unref((uv_handle_t *)&rt->sigterm);
     uv_timer_init(&rt->loop, &rt->grace_timer);

@@ -17,6 +17,8 @@
 
 #include <lua.h>
 
+#include "budget.h"
+
 #define VX_VERSION "0.1.0"
 
 typedef struct vx_log vx_log;
@@ -24,6 +26,7 @@ typedef struct vx_metrics vx_metrics;
 typedef struct vx_sched vx_sched;
 typedef struct vx_http vx_http;
 typedef struct vx_ws vx_ws;
+
 
 typedef struct vx_runtime {
     uv_loop_t loop;
@@ -48,11 +51,13 @@ typedef struct vx_runtime {
     int watchdog_stop;
     int watchdog_running;
     uint64_t busy_since_ns;       /* atomic: 0 while blocked in poll */
+    int in_poll;                  /* atomic: 1 while blocked in poll */
     uint64_t running_task_id;     /* atomic: the task being resumed, 0 none */
     uint64_t stall_warn_ms;       /* 0 disables stall warnings */
     int hooks_ref;          /* Lua registry ref: {shutdown = {fn…}, sigint = fn} */
     int signals_seen;
     int grace_started;
+    vx_budget budget;       /* time/memory budgets for untrusted Lua; the allocator's userdata */
 } vx_runtime;
 
 /* Create a runtime: loop, logger, metrics, scheduler, Lua state with the

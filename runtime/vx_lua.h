@@ -37,6 +37,7 @@ int vx_open_eth(lua_State *L);
 int vx_open_ws(lua_State *L);
 int vx_open_fdwait(lua_State *L);
 int vx_open_mdsink(lua_State *L);
+int vx_open_budget(lua_State *L);
 
 /* The market-data sink at idx (a vibex.core.mdsink userdata), or a Lua error. */
 struct vx_md_sink *vx_md_sink_check(lua_State *L, int idx);

@@ -409,6 +409,20 @@ function App:persist_config(snap)
   end
 end
 
+-- what scripts must export and their budgets follow the config
+function App:apply_script_settings(cfg)
+  local agent = require "vibex.agent"
+  local exports = agent.script_exports(cfg)
+  local limits, max_failures = agent.script_limits(cfg)
+  local regs = {}
+  if self.scripts then regs[#regs + 1] = self.scripts end
+  for _, r in pairs(self.agent and self.agent.registries or {}) do regs[#regs + 1] = r end
+  for _, r in ipairs(regs) do
+    r:set_exports(exports)
+    r:set_limits(limits, max_failures)
+  end
+end
+
 function App:reconcile(new, old)
   local nc, oc = new.config, old and old.config or {}
   config_version_gauge:set(new.version)
@@ -417,6 +431,7 @@ function App:reconcile(new, old)
     configure_logging(nc.runtime)
     log.info("runtime settings applied", { changed = table.concat(changed_keys(nc.runtime, oc.runtime or {}), ",") })
   end
+  self:apply_script_settings(nc)
   for _, section in ipairs { "database", "api" } do
     if old and not config.deep_equal(nc[section], oc[section]) then
       log.warn(section .. " settings changed: they take effect after a restart", { section = section })
@@ -480,7 +495,10 @@ function M.start(path, opts)
                                hash = snap.hash:sub(1, 12), accounts = #cfg.accounts })
   local scripts_dir = runtime.home() .. "/scripts"
   if runtime.exists(scripts_dir) then
-    self.scripts = scripts.registry { dir = scripts_dir }
+    local agent = require "vibex.agent"
+    local limits, max_failures = agent.script_limits(cfg)
+    self.scripts = scripts.registry { dir = scripts_dir, exports = agent.script_exports(cfg), limits = limits,
+                                      max_failures = max_failures }
     self.scripts:load_all()
     self.scripts:watch()
   end

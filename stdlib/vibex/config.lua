@@ -156,27 +156,39 @@ end
 
 -- loading ----------------------------------------------------------------------
 
-local INSTRUCTION_LIMIT = 10000000
+-- The config budget: VIBEX_CONFIG_BUDGET_MS / VIBEX_CONFIG_MEMORY_MB, else
+-- sandbox.LIMITS.config (a config is evaluated before any config exists).
+local function config_limits()
+  local d = sandbox.LIMITS.config
+  local ms = tonumber(os.getenv("VIBEX_CONFIG_BUDGET_MS") or "")
+  local mb = tonumber(os.getenv("VIBEX_CONFIG_MEMORY_MB") or "")
+  return { time_ms = ms and ms >= 10 and ms <= 600000 and ms or d.time_ms,
+           memory_mb = mb and mb >= 4 and mb <= 8192 and mb or d.memory_mb, traceback = false }
+end
 
---- Run the config chunk in the sandbox, with an instruction budget (a
---- config that loops forever must not freeze the runtime).
+--- Run the config chunk in the sandbox, under the config budget (a config
+--- that loops forever or allocates without end must not freeze or sink the
+--- runtime), and copy what it returned into plain data inside the same
+--- budget: cycles, metatables, functions, odd keys and huge values are
+--- errors with a path, and nothing of the config's code runs afterwards.
 local function run_chunk(source, chunkname, envname)
-  local env = sandbox.env { name = (chunkname:gsub("^@", "")), extra = {
-    env = secret.ref, environment = envname,
-  } }
+  local env = sandbox.env { name = (chunkname:gsub("^@", "")), config = true, extra = { environment = envname } }
   local fn, cerr = sandbox.compile(source, chunkname, env)
   if not fn then return nil, cerr end
-  jit.off(fn, true) -- count hooks do not fire in compiled traces
-  local co = coroutine.create(fn)
-  -- LuaJIT hooks belong to the whole VM, not the coroutine: put back what was
-  -- there, or the limit keeps firing in whatever runs long afterwards
-  local old_hook, old_mask, old_count = debug.gethook()
-  debug.sethook(co, function() error("the config ran too long (an endless loop?)", 2) end, "", INSTRUCTION_LIMIT)
-  local ok, res = coroutine.resume(co)
-  if old_hook then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
-  if not ok then return nil, tostring(res) end
-  if coroutine.status(co) ~= "dead" then return nil, "a config must not yield" end
-  return res
+  local limits = config_limits()
+  local ok, res, kind = sandbox.run(limits, function()
+    local v = fn()
+    local copy, path, msg = sandbox.plain(v, { keep = secret.is_ref, max_depth = 32, max_items = 200000,
+                                                max_string = 1048576 })
+    if path then return { bad_path = path, bad = msg } end
+    return { value = copy }
+  end)
+  if not ok then
+    if kind == "error" then return nil, tostring(res) end
+    return nil, ("%s: the config %s"):format(chunkname:gsub("^@", ""), res)
+  end
+  if res.bad then return nil, nil, { path = res.bad_path, message = res.bad } end
+  return res.value
 end
 
 local function check_environments(envs, errors)
@@ -263,8 +275,9 @@ function M.load_string(source, opts)
   local envname = M.environment(opts.environment)
   local bad_env = check_environment_name(envname)
   if bad_env then return nil, bad_env end
-  local raw, rerr = run_chunk(source, "@" .. (opts.path or "config"), envname)
+  local raw, rerr, bad = run_chunk(source, "@" .. (opts.path or "config"), envname)
   if rerr then return nil, { err("", rerr) } end
+  if bad then return nil, { err(bad.path, bad.message) } end
   return M.from_table(raw, opts)
 end
 

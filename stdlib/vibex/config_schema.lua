@@ -64,6 +64,13 @@ local runtime = S.record({
   log_dir = S.string { min_len = 1, default = "logs" },
   data_dir = S.string { min_len = 1, default = "data" },
   shutdown_grace_ms = S.integer { min = 0, max = 600000, default = 10000 },
+  -- every call into a strategy script (and loading one) runs under these
+  script_budget_ms = S.integer { min = 10, max = 60000, default = 200,
+    doc = "wall-clock milliseconds one script call may take" },
+  script_memory_mb = S.integer { min = 4, max = 1024, default = 64,
+    doc = "megabytes one script call may allocate" },
+  script_max_failures = S.integer { min = 1, max = 100, default = 3,
+    doc = "failures in a row before a script is disabled and the fallback decides" },
 }, { default = {} })
 
 -- database --------------------------------------------------------------------
@@ -170,6 +177,9 @@ local risk = S.record({
   max_daily_loss = S.number { gt = 0, default = 100 },
   min_confidence = S.number { min = 0, max = 1, default = 0.6 },
   max_orders_per_minute = S.integer { min = 1, max = 1200, default = 10 },
+  -- a stop further than this from the entry (or beyond the liquidation price) is no stop
+  max_stop_distance_pct = S.number { gt = 0, max = 100, default = 15,
+    doc = "percent of the entry price a stop loss may lie away from it" },
 }, {
   default = {},
   check = function(v, path, ctx)

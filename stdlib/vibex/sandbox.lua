@@ -1,21 +1,193 @@
---- vibex.sandbox — the environment strategy scripts and configs run in.
+--- vibex.sandbox — the environment strategy scripts and configs run in,
+-- and the budgets they run under.
 --
--- A sandboxed chunk sees a fresh global table with the pure parts of the
--- standard library (string without dump, table, math, bit, os.time/clock/
--- date), `print` routed to the log, and a `require` that only hands out
--- read-only views of allow-listed vibex modules. It has no io, os.execute,
--- os.exit, os.getenv, debug, package, ffi, getfenv/setfenv, dofile,
--- loadfile or bytecode loading; `load` accepts text only and keeps the
--- sandbox. The host enforces this: scripts cannot opt out.
+-- A sandboxed chunk sees a fresh global table built from one allow-list
+-- (M.ALLOWLIST): the pure parts of the standard library, `print` routed to
+-- the log, and a `require` that hands out facades of a few vibex modules —
+-- never the modules themselves. Nothing in it touches files, processes,
+-- sockets, FFI, the debug library or runtime settings, and no cdata
+-- pointer crosses: market data arrives as bounds-checked views
+-- (vibex.sandbox.ta). tests/spec/sandbox_spec.lua walks everything
+-- reachable from an environment and fails on anything not on the list.
+--
+-- Every call into sandboxed code goes through M.run, under a wall-clock and
+-- a memory budget enforced from C (vibex.core.budget): an instruction hook
+-- that the code cannot remove, whose error a `pcall` inside the sandbox
+-- cannot swallow (the sandbox's pcall, xpcall and coroutine.resume re-raise
+-- while the budget is tripped), with the JIT off for sandboxed functions so
+-- the hook always fires; `load` in the sandbox keeps all of this. A
+-- SIGINT/SIGTERM trips the budget too, so a busy script never delays a
+-- shutdown. Error objects are turned into text inside the budget (their
+-- __tostring is the script's code), and results cross back as plain data
+-- (M.plain) so no metamethod of theirs runs outside it.
+local budget = require "vibex.core.budget"
+
 local M = {}
 
-local function copy(t, except)
-  local c = {}
-  for k, v in pairs(t) do
-    if not (except and except[k]) then c[k] = v end
+--- Default budgets. Scripts: each call (context, prompt, policy, rules, and
+-- loading a file). Configs: evaluating the file. Both can be changed:
+-- scripts by the config (scripts.budget_ms / scripts.memory_mb), configs by
+-- VIBEX_CONFIG_BUDGET_MS / VIBEX_CONFIG_MEMORY_MB (they run before any config).
+M.LIMITS = {
+  script = { time_ms = 200, memory_mb = 64 },
+  config = { time_ms = 2000, memory_mb = 256 },
+}
+
+--- No budgeted call may take the Lua state past this many bytes in all.
+M.HARD_LIMIT_MB = 1024
+budget.set_hard_limit(M.HARD_LIMIT_MB * 1048576)
+
+local MAX_ERROR_TEXT = 4000
+
+-- The shared string metatable's __index is the real `string` table, so
+-- whatever is in it is reachable from any string: bytecode stays out.
+string.dump = nil
+
+-- ---- budgets -----------------------------------------------------------------------------------
+
+local tripped = budget.tripped
+local TRIPPED = "the script's budget is exhausted"
+
+-- pcall and friends for the sandbox: once the budget trips, what they
+-- caught is raised again, so the call ends.
+local function rethrow_if_tripped(...)
+  if tripped() then error(TRIPPED, 0) end
+  return ...
+end
+
+local function trip_reason(trip, limits)
+  if trip == "time" then
+    return ("ran over its time budget of %d ms (an endless loop?)"):format(limits.time_ms)
+  elseif trip == "memory" then
+    return ("went over its memory budget of %d MB (an allocation without end?)"):format(limits.memory_mb)
   end
+  return "stopped: a shutdown signal arrived"
+end
+
+-- text of an error value; runs inside the budget (a __tostring is the script's)
+local function error_text(e, co)
+  local s
+  if type(e) == "string" then
+    s = e
+  else
+    local ok, t = pcall(tostring, e)
+    s = ok and type(t) == "string" and t or ("(an error object of type %s)"):format(type(e))
+  end
+  if #s > MAX_ERROR_TEXT then s = s:sub(1, MAX_ERROR_TEXT) .. "…" end
+  if co then
+    local ok, tb = pcall(debug.traceback, co, s)
+    if ok and type(tb) == "string" then s = tb end
+  end
+  return s
+end
+
+-- inside the budget: the call, and its error made text (a __tostring is the script's code)
+local function body(co, traceback, ...)
+  local res = { coroutine.resume(co, ...) }
+  res.n = table.maxn(res)
+  if not res[1] and not tripped() then res.message = error_text(res[2], traceback and co) end
+  return res
+end
+
+--- Run fn(...) under a budget. limits: {time_ms, memory_mb, traceback =
+-- false to leave the stack out of error messages}. The function
+-- runs in a coroutine of its own (a yield out of it is an error, so it can
+-- never suspend with the budget held). Returns true, results… | nil,
+-- message, kind ("time" | "memory" | "signal" | "error" | "yield").
+function M.run(limits, fn, ...)
+  local co = coroutine.create(fn)
+  local trip, ok, res = budget.pcall(limits.time_ms, limits.memory_mb * 1048576, body, co,
+    limits.traceback ~= false, ...)
+  if trip then return nil, trip_reason(trip, limits), trip end
+  if not ok then return nil, tostring(res), "error" end
+  if not res[1] then return nil, res.message or "error", "error" end
+  if coroutine.status(co) ~= "dead" then
+    return nil, "yielded: sandboxed code must return, not yield to the runtime", "yield"
+  end
+  return true, unpack(res, 2, res.n)
+end
+
+--- How many calls tripped each budget, and memory figures.
+function M.stats() return budget.stats() end
+
+-- ---- plain data ---------------------------------------------------------------------------------
+
+local function key_text(k)
+  if type(k) == "string" then
+    if k:match("^[%a_][%w_]*$") then return k end
+    return ("[%q]"):format(#k > 40 and (k:sub(1, 40) .. "…") or k)
+  end
+  return ("[%s]"):format(tostring(k))
+end
+
+local function join(path, k)
+  local kt = key_text(k)
+  if path == "" then return kt end
+  return kt:sub(1, 1) == "[" and (path .. kt) or (path .. "." .. kt)
+end
+
+--- A copy of v made only of plain data: tables without metatables whose
+-- keys are strings or list indexes, strings, finite or NaN numbers,
+-- booleans; opts.keep(x) names opaque values to pass as they are (secret
+-- references, views). Raw access only: no metamethod runs. Cycles,
+-- depth over opts.max_depth (64), more than opts.max_items (1e6) values,
+-- strings over opts.max_string bytes (16 MB), and anything else are errors
+-- naming the path. Returns copy | nil, path, message.
+function M.plain(v, opts)
+  opts = opts or {}
+  local max_depth, max_items = opts.max_depth or 64, opts.max_items or 1000000
+  local max_string, keep, root = opts.max_string or 16 * 1048576, opts.keep, opts.root or ""
+  local items, memo, onpath = 0, {}, {}
+  local function copy(x, path, depth)
+    local t = type(x)
+    if t == "string" then
+      if #x > max_string then return nil, path, ("a string of %d bytes (at most %d)"):format(#x, max_string) end
+      return x
+    elseif t == "number" or t == "boolean" or t == "nil" then
+      return x
+    elseif keep and keep(x) then
+      return x
+    elseif t ~= "table" then
+      return nil, path, ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
+    end
+    if onpath[x] then return nil, path, "a cycle: this table contains itself" end
+    if memo[x] then return memo[x] end
+    if depth > max_depth then return nil, path, ("nested deeper than %d levels"):format(max_depth) end
+    if debug.getmetatable(x) ~= nil then
+      return nil, path, "a table with a metatable; only plain tables can be used here"
+    end
+    onpath[x] = true
+    local out = {}
+    for k, val in next, x do
+      items = items + 1
+      if items > max_items then onpath[x] = nil; return nil, path, ("more than %d values"):format(max_items) end
+      local kt = type(k)
+      if kt == "number" then
+        if k ~= k or k < 1 or k % 1 ~= 0 or k > 2 ^ 31 then
+          onpath[x] = nil
+          return nil, join(path, k), "a number key that is not a list index (1, 2, 3, …)"
+        end
+      elseif kt ~= "string" then
+        onpath[x] = nil
+        return nil, path, ("a %s used as a key; keys are names or list indexes"):format(kt)
+      elseif #k > 1000 then
+        onpath[x] = nil
+        return nil, path, ("a key of %d bytes"):format(#k)
+      end
+      local c, p, m = copy(val, join(path, k), depth + 1)
+      if p then onpath[x] = nil; return nil, p, m end
+      out[k] = c
+    end
+    onpath[x] = nil
+    memo[x] = out
+    return out
+  end
+  local c, p, m = copy(v, root, 1)
+  if p then return nil, p == "" and "(the value)" or p, m end
   return c
 end
+
+-- ---- the allow-list ----------------------------------------------------------------------------------
 
 local function readonly(t, name)
   return setmetatable({}, {
@@ -25,69 +197,134 @@ local function readonly(t, name)
   })
 end
 
---- Modules a script may require (strategy code needs data and math, not
---- the process). Later issues extend this list.
-M.allowed_modules = {
-  ["vibex.json"] = true, ["vibex.log"] = true, ["vibex.inspect"] = true,
-  ["vibex.metrics"] = true, ["vibex.ta"] = true,
-  ["vibex.task"] = false, -- decided per sandbox (see opts.allow)
-}
-
-local safe_string = readonly(copy(string, { dump = true }), "string")
-local safe_table = readonly(copy(table), "table")
-local safe_math = readonly(copy(math), "math")
-local safe_bit = readonly(copy(bit), "bit")
-local safe_os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os")
-local safe_coroutine = readonly(copy(coroutine), "coroutine")
+local function pick(src, names)
+  local t = {}
+  for _, n in ipairs(names) do t[n] = src[n] end
+  return t
+end
 
 local function safe_getmetatable(v)
   if type(v) == "string" then return nil end -- the shared string metatable stays out of reach
   return getmetatable(v)
 end
 
+-- compiled sandbox functions run interpreted: the budget hook does not fire
+-- inside JIT traces
+local function no_jit(fn)
+  if type(fn) == "function" then jit.off(fn, true) end
+  return fn
+end
+
+local json = require "vibex.json"
+local inspect = require "vibex.inspect"
+local log = require "vibex.log"
+local safe_ta = require "vibex.sandbox.ta"
+local secret = require "vibex.secret"
+
+--- Everything a sandbox may reach, in one table: globals, the library
+-- tables (with their functions), and the modules `require` hands out.
+-- Functions made per environment (print, require, load, loadstring, pcall,
+-- xpcall, coroutine.resume) are listed in M.PER_ENV.
+M.ALLOWLIST = {
+  globals = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, select = select,
+    tonumber = tonumber, tostring = tostring, type = type, unpack = unpack, rawequal = rawequal,
+    rawget = rawget, rawset = rawset, setmetatable = setmetatable, getmetatable = safe_getmetatable,
+    _VERSION = _VERSION,
+  },
+  string = pick(string, { "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower", "match", "rep",
+                          "reverse", "sub", "upper" }),
+  table = pick(table, { "concat", "insert", "maxn", "remove", "sort" }),
+  math = pick(math, { "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp", "floor", "fmod",
+                      "frexp", "huge", "ldexp", "log", "log10", "max", "min", "modf", "pi", "pow", "rad", "random",
+                      "randomseed", "sin", "sinh", "sqrt", "tan", "tanh" }),
+  bit = pick(bit, { "arshift", "band", "bnot", "bor", "bswap", "bxor", "lshift", "rol", "ror", "rshift", "tobit", "tohex" }),
+  os = pick(os, { "time", "clock", "date", "difftime" }),
+  coroutine = pick(coroutine, { "create", "running", "status", "wrap", "yield" }),
+  modules = {
+    ["vibex.json"] = { encode = json.encode, decode = json.decode, null = json.null },
+    ["vibex.inspect"] = { inspect = inspect.inspect },
+    ["vibex.log"] = pick(log, { "debug", "info", "warn", "error" }),
+    ["vibex.ta"] = safe_ta.module,
+  },
+  -- what configs also get: env "NAME" makes a secret reference
+  config = { env = secret.ref },
+  -- what views carry (reached through their metatables)
+  views = { series = safe_ta.View, candles = safe_ta.CandlesView, series_meta = safe_ta.view_metatable,
+            candles_meta = safe_ta.candles_metatable },
+}
+
+M.PER_ENV = { "print", "require", "load", "loadstring", "pcall", "xpcall", "coroutine.resume" }
+
+local LIB_NAMES = { "string", "table", "math", "bit", "os", "coroutine" }
+local MODULE_NAMES = {}
+for name in pairs(M.ALLOWLIST.modules) do MODULE_NAMES[#MODULE_NAMES + 1] = name end
+table.sort(MODULE_NAMES)
+
+local frozen_modules = {}
+for name, t in pairs(M.ALLOWLIST.modules) do frozen_modules[name] = readonly(t, name) end
+
 --- Build a sandbox environment.
---- opts.name: shown in print and errors; opts.extra: globals to add;
---- opts.allow: extra module names `require` may return.
+--- opts.name: shown in print and errors; opts.extra: globals to add (data,
+--- or functions the caller vouches for); opts.config: add the config globals.
 function M.env(opts)
   opts = opts or {}
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-    pcall = pcall, xpcall = xpcall, select = select, tonumber = tonumber,
-    tostring = tostring, type = type, unpack = unpack, rawequal = rawequal,
-    rawget = rawget, rawset = rawset, setmetatable = setmetatable,
-    getmetatable = safe_getmetatable,
-    string = safe_string, table = safe_table, math = safe_math, bit = safe_bit,
-    os = safe_os, coroutine = safe_coroutine, _VERSION = _VERSION,
-  }
-  env._G = env
-  local allow = opts.allow or {}
-  env.require = function(name)
-    if M.allowed_modules[name] or allow[name] then
-      return readonly(require(name), name)
+  local env = {}
+  for k, v in pairs(M.ALLOWLIST.globals) do env[k] = v end
+  for _, lib in ipairs(LIB_NAMES) do
+    local t = {}
+    for k, v in pairs(M.ALLOWLIST[lib]) do t[k] = v end
+    if lib == "coroutine" then
+      t.resume = function(...) return rethrow_if_tripped(coroutine.resume(...)) end
     end
-    error(("require '%s' is not allowed in %s (allowed: vibex.json, vibex.log, vibex.inspect, vibex.metrics, vibex.ta%s)")
-      :format(tostring(name), opts.name or "a sandboxed script", next(allow) and ", …" or ""), 2)
+    env[lib] = readonly(t, lib)
+  end
+  env.pcall = function(...) return rethrow_if_tripped(pcall(...)) end
+  env.xpcall = function(f, handler, ...)
+    -- once tripped the handler is not run again (an error inside a handler calls the handler)
+    local function guarded(e)
+      if tripped() then return e end
+      return handler(e)
+    end
+    return rethrow_if_tripped(xpcall(f, guarded, ...))
+  end
+  if opts.config then
+    for k, v in pairs(M.ALLOWLIST.config) do env[k] = v end
+  end
+  env._G = env
+  env.require = function(name)
+    local m = frozen_modules[name]
+    if m then return m end
+    error(("require '%s' is not allowed in %s (allowed: %s)")
+      :format(tostring(name), opts.name or "a sandboxed script", table.concat(MODULE_NAMES, ", ")), 2)
   end
   env.print = function(...)
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    require("vibex.log").info(table.concat(parts, "\t"), { script = opts.name })
+    log.info(table.concat(parts, "\t"), { script = opts.name })
   end
   env.load = function(chunk, chunkname, mode, fenv)
     if mode ~= nil and mode ~= "t" then return nil, "load: only text chunks are allowed in the sandbox" end
     if type(chunk) ~= "string" then return nil, "load: only strings can be loaded in the sandbox" end
-    return load(chunk, chunkname or "=(load)", "t", fenv or env)
+    if fenv ~= nil and type(fenv) ~= "table" then return nil, "load: the environment must be a table" end
+    local fn, err = load(chunk, type(chunkname) == "string" and chunkname or "=(load)", "t", fenv or env)
+    return no_jit(fn), err
   end
   env.loadstring = function(s, chunkname) return env.load(s, chunkname, "t") end
   for k, v in pairs(opts.extra or {}) do env[k] = v end
   return env
 end
 
---- Compile text into a function running in `env`. Never accepts bytecode.
+--- Compile text into a function running in `env`. Never accepts bytecode;
+-- the function and every function it defines run with the JIT off.
 function M.compile(source, chunkname, env)
   if type(source) ~= "string" then return nil, "source must be a string" end
   if source:byte(1) == 27 then return nil, chunkname .. ": precompiled bytecode is not accepted" end
-  return load(source, chunkname, "t", env)
+  local fn, err = load(source, chunkname, "t", env)
+  return no_jit(fn), err
 end
+
+--- Values scripts may hand back besides plain data: views and secret refs.
+function M.opaque(x) return safe_ta.is_view(x) or secret.is_ref(x) end
 
 return M

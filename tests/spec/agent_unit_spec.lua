@@ -43,7 +43,7 @@ describe("decision.read", function()
     local cases = {
       { "", "empty" },
       { "I would not trade today.", "no JSON" },
-      { '{"decisions": [{"symbol": "BTCUSDT", "action": "open_long",, }', "no JSON" },
+      { '{"decisions": [{"symbol": "BTCUSDT", "action": "open_long",, }', "incomplete" },
       { '{"foo": 1}', "no \"decisions\"" },
       { '{"decisions": "none"}', "neither a list" },
     }

@@ -38,6 +38,7 @@ local marketdata = require "vibex.marketdata"
 local perf = require "vibex.agent.perf"
 local execute = require "vibex.agent.execute"
 local diary = require "vibex.agent.diary"
+local safe_ta = require "vibex.sandbox.ta"
 local recorder = require "vibex.agent.recorder"
 local reconcile = require "vibex.agent.reconcile"
 local venues = require "vibex.exchange.venue"
@@ -77,6 +78,40 @@ function M.new(o)
 end
 
 -- ---- configuration lookups ------------------------------------------------------------------
+
+--- What a script in each role must export, and how many arguments the
+-- runtime passes it.
+M.ROLES = { context = { build = 1 }, prompt = { render = 2 }, policy = { plan = 3 }, rules = { decide = 2 } }
+local DEFAULT_SCRIPTS = { context = "context", prompt = "prompt", policy = "policy", rules = "ema_cross" }
+
+--- {script name = {fname = arity}} for every script a config's strategies,
+-- accounts and experiment variants name (and the default names).
+function M.script_exports(cfg)
+  local out = {}
+  local function add(strat)
+    if type(strat) ~= "table" then return end
+    for role, fns in pairs(M.ROLES) do
+      local name = strat[role]
+      if type(name) == "string" then
+        out[name] = out[name] or {}
+        for f, n in pairs(fns) do out[name][f] = n end
+      end
+    end
+  end
+  add(DEFAULT_SCRIPTS)
+  for _, st in pairs(cfg.strategies or {}) do add(st) end
+  for _, acc in ipairs(cfg.accounts or {}) do add(acc.strategy) end
+  for _, e in ipairs(cfg.experiments or {}) do
+    for _, v in ipairs(e.variants or {}) do add(v) end
+  end
+  return out
+end
+
+--- The budget scripts run under, from a config's runtime section.
+function M.script_limits(cfg)
+  local rt = cfg.runtime or {}
+  return { time_ms = rt.script_budget_ms or 200, memory_mb = rt.script_memory_mb or 64 }, rt.script_max_failures or 3
+end
 
 function Agent:config() return self.get_config() end
 
@@ -147,7 +182,10 @@ function Agent:script(strat, role)
   if strat.dir then
     local reg = self.registries[strat.dir]
     if not reg then
-      reg = require("vibex.scripts").registry { dir = strat.dir, extra = self.scripts and self.scripts.extra or nil }
+      local cfg = self:config()
+      local limits, max_failures = M.script_limits(cfg)
+      reg = require("vibex.scripts").registry { dir = strat.dir, extra = self.scripts and self.scripts.extra or nil,
+                                                exports = M.script_exports(cfg), limits = limits, max_failures = max_failures }
       reg:load_all()
       reg:watch()
       self.registries[strat.dir] = reg
@@ -161,6 +199,31 @@ function Agent:call_script(strat, role, fname, ...)
   local reg, name = self:script(strat, role)
   if not reg then error("no scripts directory: cannot run " .. tostring(name)) end
   return reg:call(name, fname, ...)
+end
+
+-- A script that was just disabled is said once, in the log and the diary.
+function Agent:note_disabled(a, acc, strat, role)
+  local off = self:script_disabled(strat, role)
+  local key = role .. ":" .. tostring(strat[role])
+  a.disabled_noted = a.disabled_noted or {}
+  if off and not a.disabled_noted[key] then
+    a.disabled_noted[key] = true
+    local what = role == "context" and "the cycle holds until it is fixed"
+      or role == "prompt" and "the fallback decides until it is fixed"
+      or "no orders come from it until it is fixed"
+    alog:error(("%s script %s disabled: %s; %s"):format(role, tostring(strat[role]), off, what),
+      { account = acc.name, script = strat[role] })
+    a.pending_notes[#a.pending_notes + 1] = ("The %s script %s was disabled (%s); %s."):format(role, tostring(strat[role]), off, what)
+  elseif not off then
+    a.disabled_noted[key] = nil
+  end
+  return off
+end
+
+--- Why the script in `role` is disabled (nil when it runs).
+function Agent:script_disabled(strat, role)
+  local reg, name = self:script(strat, role)
+  return reg and reg.disabled and reg:disabled(name)
 end
 
 function Agent:script_version(strat, role)
@@ -369,7 +432,8 @@ function Agent:context_input(a, acc, strat, view)
       unrealized_pnl = view.unrealized, positions = view.list,
     },
     symbols = acc.symbols, intervals = strat.intervals, params = strat.params or {},
-    candles = function(symbol, interval) return md:candles(symbol, interval) end,
+    -- views, not the buffers: a script gets no pointer and cannot write
+    candles = function(symbol, interval) return safe_ta.candles_view(md:candles(symbol, interval)) end,
     price = function(symbol) return md:mark(symbol) end,
     mark = function(symbol) return md:mark(symbol) end,
     funding = function(symbol) return md:funding(symbol) end,
@@ -386,7 +450,7 @@ function Agent:validation_ctx(acc, view)
     n = n + 1
   end
   return { symbols = syms, nsymbols = n, positions = view.positions, free_margin = view.available,
-           max_leverage = 125 }
+           max_leverage = 125, max_stop_distance_pct = acc.risk and acc.risk.max_stop_distance_pct }
 end
 
 local REPAIR = [[Your previous answer could not be used: %s.
@@ -409,14 +473,14 @@ function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
   local res, err = ask(messages, "decide")
   if not res and err.kind ~= "empty" then return nil, calls, err end
   local text = res and res.text or ""
-  rec.raw_answer = text
+  rec.raw_answer, rec.validation.raw_answer = decision.cap_raw(text)
   local read = decision.read(text, vctx)
   if read.ok and #read.decisions > 0 or (read.ok and #read.rejected == 0) then return read, calls end
   -- one repair round-trip
   rec.validation.first_answer = { reason = read.reason, rejected = read.rejected }
   local msgs = {}
   for i, m in ipairs(messages) do msgs[i] = m end
-  msgs[#msgs + 1] = { role = "assistant", content = text ~= "" and text or "(empty)" }
+  msgs[#msgs + 1] = { role = "assistant", content = text ~= "" and decision.cap_raw(text) or "(empty)" }
   msgs[#msgs + 1] = { role = "user", content = REPAIR:format(read.reason or "empty", decision.SCHEMA_TEXT) }
   local res2, err2 = ask(msgs, "repair")
   rec.validation.repair_asked = true
@@ -424,7 +488,8 @@ function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
     if err2.kind ~= "empty" then return nil, calls, err2 end
     return { ok = false, reason = "the repaired answer is empty", decisions = {}, rejected = read.rejected, notes = {} }, calls
   end
-  rec.raw_answer = text .. "\n\n--- repair ---\n\n" .. res2.text
+  local first, second = decision.cap_raw(text), decision.cap_raw(res2.text)
+  rec.raw_answer = first .. "\n\n--- repair ---\n\n" .. second
   local read2 = decision.read(res2.text, vctx)
   read2.repaired = read2.ok and (#read2.decisions > 0 or #read2.rejected == 0)
   return read2, calls
@@ -432,8 +497,10 @@ end
 
 -- Fallback state: engaged when the provider's breaker is open or the
 -- account's answers were invalid too often; released when both are well.
-function Agent:fallback_reason(a, acc, client, now_ms)
+function Agent:fallback_reason(a, acc, client, now_ms, strat)
   if not client then return "no model configured" end
+  local off = strat and self:note_disabled(a, acc, strat, "prompt")
+  if off then return "the prompt script is disabled: " .. off end
   -- open and still cooling down; once the cool-down is over the next call is the probe
   if client:breaker_state() == "open" and client.breaker:retry_in_ms() > 0 then
     return ("the model's circuit breaker is open (%s)"):format(client.name)
@@ -554,6 +621,9 @@ function Agent:run_cycle(a, o)
   step("context")
   if not okc or type(ctx) ~= "table" then
     rec.error = "context script: " .. tostring(okc and ("returned " .. type(ctx)) or ctx)
+    local off = self:note_disabled(a, acc, strat, "context")
+    -- no context, no decision: the cycle holds, and says so once
+    if off then self:set_fallback(a, acc, "the context script is disabled: " .. off, rec) end
     return self:finish(a, acc, rec, view, t_start)
   end
   ctx.account = ctx.account or input.account
@@ -562,7 +632,7 @@ function Agent:run_cycle(a, o)
   local vctx = self:validation_ctx(acc, view)
   local provider = self:provider(acc, ab and ab.variant)
   local client = provider and self:client(provider)
-  local reason = self:fallback_reason(a, acc, client, view.now_ms)
+  local reason = self:fallback_reason(a, acc, client, view.now_ms, strat)
   if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
   local read
   if not reason then
@@ -571,6 +641,7 @@ function Agent:run_cycle(a, o)
     step("prompt")
     if not okp or type(messages) ~= "table" or #messages == 0 then
       rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
+      self:note_disabled(a, acc, strat, "prompt")
       return self:finish(a, acc, rec, view, t_start)
     end
     rec.prompt, rec.provider, rec.model = messages, client.name, client.model
@@ -610,6 +681,7 @@ function Agent:run_cycle(a, o)
     local okr, r = pcall(self.fallback_decisions, self, a, acc, strat, ctx, vctx, rec)
     if not okr then
       rec.error = (rec.error and (rec.error .. "; ") or "") .. "rules script: " .. tostring(r)
+      self:note_disabled(a, acc, strat, "rules")
       r = { decisions = {}, rejected = {}, notes = {} }
     end
     read = r
@@ -629,6 +701,7 @@ function Agent:run_cycle(a, o)
   step("policy")
   if not okq then
     rec.error = "policy script: " .. tostring(intents)
+    self:note_disabled(a, acc, strat, "policy")
     intents = {}
   elseif type(intents) ~= "table" then
     rec.error = "policy script returned " .. type(intents)

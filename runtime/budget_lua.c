@@ -1,0 +1,109 @@
+/*
+ * budget_lua.c — require "vibex.core.budget": enter and leave the runtime's
+ * time and memory budget around untrusted calls (vibex.sandbox does this;
+ * scripts never see this module).
+ */
+#include "budget.h"
+#include "vx_lua.h"
+
+static vx_budget *budget_of(lua_State *L) { return &vx_rt(L)->budget; }
+
+/* enter(time_ms, mem_bytes) -> true | nil, err */
+static int l_enter(lua_State *L) {
+    lua_Number ms = luaL_checknumber(L, 1), mem = luaL_checknumber(L, 2);
+    luaL_argcheck(L, ms > 0 && ms < 1e9, 1, "a time budget in milliseconds (0 < ms < 1e9)");
+    luaL_argcheck(L, mem > 0 && mem < 9e18, 2, "a memory budget in bytes");
+    if (vx_budget_enter(budget_of(L), L, (uint64_t)ms, (int64_t)mem) != 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "budgets nested too deep");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void push_trip(lua_State *L, int trip) {
+    if (trip == VX_TRIP_NONE) lua_pushnil(L);
+    else lua_pushstring(L, vx_budget_trip_name(trip));
+}
+
+/* leave() -> nil | "time" | "memory" | "signal" */
+static int l_leave(lua_State *L) {
+    push_trip(L, vx_budget_leave(budget_of(L), L));
+    return 1;
+}
+
+/* pcall(time_ms, mem_bytes, fn, ...) -> trip|false, ok, results… | err
+ * Enter, call fn protected, leave: nothing of Lua runs between the call's
+ * end and leaving, so a tripped hook cannot fire outside the protection. */
+static int l_pcall(lua_State *L) {
+    lua_Number ms = luaL_checknumber(L, 1), mem = luaL_checknumber(L, 2);
+    luaL_argcheck(L, ms > 0 && ms < 1e9, 1, "a time budget in milliseconds (0 < ms < 1e9)");
+    luaL_argcheck(L, mem > 0 && mem < 9e18, 2, "a memory budget in bytes");
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    vx_budget *b = budget_of(L);
+    int nargs = lua_gettop(L) - 3;
+    if (vx_budget_enter(b, L, (uint64_t)ms, (int64_t)mem) != 0) {
+        lua_pushboolean(L, 0);
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "budgets nested too deep");
+        return 3;
+    }
+    int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    int trip = vx_budget_leave(b, L);
+    int nres = lua_gettop(L) - 2; /* fn and args were replaced by results or the error */
+    if (!lua_checkstack(L, 2)) return luaL_error(L, "budget.pcall: stack overflow");
+    if (trip == VX_TRIP_NONE) lua_pushboolean(L, 0);
+    else lua_pushstring(L, vx_budget_trip_name(trip));
+    lua_pushboolean(L, status == 0);
+    lua_insert(L, 3);
+    lua_insert(L, 3);
+    return nres + 2;
+}
+
+static int l_tripped(lua_State *L) {
+    push_trip(L, vx_budget_tripped(budget_of(L)));
+    return 1;
+}
+
+static int l_depth(lua_State *L) {
+    lua_pushinteger(L, budget_of(L)->depth);
+    return 1;
+}
+
+/* set_hard_limit(bytes): no budgeted call takes the state past this */
+static int l_set_hard_limit(lua_State *L) {
+    lua_Number n = luaL_checknumber(L, 1);
+    luaL_argcheck(L, n > 0, 1, "a positive number of bytes");
+    budget_of(L)->hard_limit = n >= 9e18 ? INT64_MAX : (int64_t)n;
+    return 0;
+}
+
+static int l_stats(lua_State *L) {
+    vx_budget *b = budget_of(L);
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, (lua_Number)b->in_use);
+    lua_setfield(L, -2, "in_use");
+    lua_pushnumber(L, (lua_Number)b->peak_in_call);
+    lua_setfield(L, -2, "peak_in_call");
+    lua_pushnumber(L, b->hard_limit == INT64_MAX ? -1 : (lua_Number)b->hard_limit);
+    lua_setfield(L, -2, "hard_limit");
+    for (int t = VX_TRIP_TIME; t <= VX_TRIP_SIGNAL; t++) {
+        lua_pushnumber(L, (lua_Number)b->trips[t]);
+        lua_setfield(L, -2, vx_budget_trip_name(t));
+    }
+    lua_pushnumber(L, (lua_Number)vx_budget_signal_count());
+    lua_setfield(L, -2, "signals");
+    return 1;
+}
+
+int vx_open_budget(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"enter", l_enter},     {"leave", l_leave}, {"tripped", l_tripped}, {"pcall", l_pcall},
+        {"depth", l_depth},     {"set_hard_limit", l_set_hard_limit},
+        {"stats", l_stats},     {NULL, NULL},
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}
