@@ -189,12 +189,17 @@ end
 
 -- ---- the allow-list ----------------------------------------------------------------------------------
 
+local readonly_names = setmetatable({}, { __mode = "k" })
+
+-- one function for every read-only table, so the allow-list can name it
+local function refuse_write(t, k)
+  error(("%s is read-only (tried to set '%s')"):format(readonly_names[t] or "this table", tostring(k)), 2)
+end
+
 local function readonly(t, name)
-  return setmetatable({}, {
-    __index = t,
-    __newindex = function(_, k) error(("%s is read-only (tried to set '%s')"):format(name, tostring(k)), 2) end,
-    __metatable = false,
-  })
+  local r = setmetatable({}, { __index = t, __newindex = refuse_write, __metatable = false })
+  readonly_names[r] = name
+  return r
 end
 
 local function pick(src, names)
@@ -247,8 +252,10 @@ M.ALLOWLIST = {
     ["vibex.log"] = pick(log, { "debug", "info", "warn", "error" }),
     ["vibex.ta"] = safe_ta.module,
   },
-  -- what configs also get: env "NAME" makes a secret reference
-  config = { env = secret.ref },
+  -- what configs also get: env "NAME" makes a secret reference (and what a reference carries)
+  config = { env = secret.ref, ref_meta = debug.getmetatable(secret.ref("ALLOWLIST")) },
+  -- the runtime's own: the write guard of every read-only table
+  internal = { refuse_write = refuse_write },
   -- what views carry (reached through their metatables)
   views = { series = safe_ta.View, candles = safe_ta.CandlesView, series_meta = safe_ta.view_metatable,
             candles_meta = safe_ta.candles_metatable },
@@ -289,7 +296,7 @@ function M.env(opts)
     return rethrow_if_tripped(xpcall(f, guarded, ...))
   end
   if opts.config then
-    for k, v in pairs(M.ALLOWLIST.config) do env[k] = v end
+    env.env = M.ALLOWLIST.config.env
   end
   env._G = env
   env.require = function(name)

@@ -103,7 +103,10 @@ function Registry:compile(name, source, path)
   local env = sandbox.env { name = path, extra = extra }
   local fn, err = sandbox.compile(source, "@" .. path, env)
   if not fn then return nil, err end
-  local ok, mod, kind = sandbox.run(self.limits, fn)
+  -- loading gets five times a call's time: it runs once per edit, and a
+  -- busy machine must not refuse a good file
+  local load_limits = { time_ms = self.limits.time_ms * 5, memory_mb = self.limits.memory_mb }
+  local ok, mod, kind = sandbox.run(load_limits, fn)
   if not ok then
     if kind ~= "error" then return nil, ("%s: loading it %s"):format(path, mod) end
     return nil, tostring(mod)

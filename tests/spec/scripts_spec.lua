@@ -5,7 +5,8 @@ describe("hot reload of scripts", function()
     local dir = h.tmpdir()
     h.write(dir .. "/prompt.lua", "state.n = (state.n or 0) + 1\nreturn { render = function() return 'v1' end }\n")
     local reg = scripts.registry { dir = dir, exports = { prompt = { "render" } } }
-    assert.equal(1, (reg:load_all()))
+    local n, errs = reg:load_all()
+    assert.equal(1, n, table.concat(errs, "\n"))
     assert.equal("v1", reg:call("prompt", "render"))
     assert(reg:watch(10))
     -- editor-style save: write a temp file and rename it over the script

@@ -41,10 +41,10 @@ M.LIMITS = { max_leverage = 3, max_position_notional = 300, max_total_notional =
 
 local CONFIG = [[
 return {
-  runtime = { log_dir = %q, data_dir = %q, log_level = "info", shutdown_grace_ms = 5000 },
+  runtime = { log_dir = %q, data_dir = %q, log_level = "info", shutdown_grace_ms = 5000%s },
   database = { url = env "DATABASE_URL" },
   strategies = { flip = { dir = %q, rules = "flip", intervals = { "1m", "5m" },
-                          params = { size_usd = 120, oversize = 5000 } } },
+                          params = { size_usd = 120, oversize = 5000 } },%s },
   accounts = {
 %s
   },
@@ -52,7 +52,7 @@ return {
 ]]
 
 local ACCOUNT = [[
-    { name = %q, mode = "live", symbols = %s, decision_interval_s = %s, strategy = "flip",
+    { name = %q, mode = "live", symbols = %s, decision_interval_s = %s, strategy = %q,
       exchange = { venue = "aster", testnet = true, chain_id = 1666, base_url = %q, ws_url = %q,
                    credentials = %s },
       fallback = { policy = "rules" }, reconcile = { interval_s = 30 },
@@ -98,11 +98,22 @@ function M.world(o)
       env[#env + 1] = ("T_%s_KEY=%s"):format(up, a.keys == "bad" and "not-a-key" or ("key-" .. a.name))
       env[#env + 1] = ("T_%s_SECRET=secret-%s"):format(up, a.name)
     end
-    accs[#accs + 1] = ACCOUNT:format(a.name, lua_list(a.symbols), tostring(w.interval), a.base_url or w.fake.base,
+    accs[#accs + 1] = ACCOUNT:format(a.name, lua_list(a.symbols), tostring(w.interval), a.strategy or "flip",
+                                     a.base_url or w.fake.base,
                                      a.ws_url or w.fake.ws, creds)
   end
   w.config = w.dir .. "/vibex.lua"
-  h.write(w.config, CONFIG:format(w.dir .. "/logs", w.dir .. "/data", w.dir .. "/scripts", table.concat(accs)))
+  -- o.runtime: more runtime settings (Lua text); o.strategies: more strategies, {name = dir}, each a flip
+  local strategies = {}
+  for name, dir in pairs(o.strategies or {}) do
+    assert(runtime.mkdir_p(dir))
+    h.write(dir .. "/" .. name .. ".lua", M.FLIP)
+    strategies[#strategies + 1] = ([[ [%q] = { dir = %q, rules = %q, intervals = { "1m", "5m" },
+      params = { size_usd = 120, oversize = 5000 } }]]):format(name, dir, name)
+  end
+  table.sort(strategies)
+  h.write(w.config, CONFIG:format(w.dir .. "/logs", w.dir .. "/data", o.runtime and (", " .. o.runtime) or "",
+    w.dir .. "/scripts", table.concat(strategies, ","), table.concat(accs)))
   h.write(w.dir .. "/.env", table.concat(env, "\n") .. "\n")
   w.env = { VIBEX_ENV = "testing", DATABASE_URL = w.url }
   local out, err, code = h.vibex({ "migrate", "up", w.config }, { env = w.env })

@@ -117,27 +117,32 @@ end
 M.INCOMPLETE = "the answer's JSON is incomplete (cut off?): a { or [ is never closed"
 
 --- The JSON value in a model's answer: the whole text, a ``` fence, or the
--- first balanced {…} / […] in prose. A container that never closes ends
--- the search: what is inside it is not an answer. Returns value | nil, reason.
+-- first balanced {…} / […] in prose. A container anywhere in the text that
+-- never closes ends the reading: what is inside or after it is not an
+-- answer. Returns value | nil, reason.
 function M.extract(text)
   if type(text) ~= "string" then return nil, "the answer is empty" end
   text = trim(text)
   if text == "" then return nil, "the answer is empty" end
   local v = try_decode(text)
   if v then return v end
-  for _, body in ipairs(fences(text)) do
-    v = try_decode(body)
-    if v then return v end
-  end
-  local i = 1
+  -- the top-level containers, in order (one linear pass)
+  local spans, i = {}, 1
   while true do
     local s = text:find("[%[{]", i)
     if not s then break end
     local e = balanced_end(text, s)
     if not e then return nil, M.INCOMPLETE end
-    v = try_decode(text:sub(s, e))
-    if v then return v end
+    spans[#spans + 1] = { s, e }
     i = e + 1
+  end
+  for _, body in ipairs(fences(text)) do
+    v = try_decode(body)
+    if v then return v end
+  end
+  for _, sp in ipairs(spans) do
+    v = try_decode(text:sub(sp[1], sp[2]))
+    if v then return v end
   end
   return nil, "no JSON object found in the answer"
 end

@@ -201,6 +201,6 @@ end
 
 M.module = module
 M.View, M.CandlesView = View, CandlesView
-M.view_metatable, M.candles_metatable = getmetatable(view_proto), getmetatable(candles_proto)
+M.view_metatable, M.candles_metatable = debug.getmetatable(view_proto), debug.getmetatable(candles_proto)
 
 return M
