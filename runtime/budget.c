@@ -8,7 +8,6 @@
 
 #include <uv.h>
 
-#define HOOK_EVERY_INSTRUCTIONS 1000
 
 /* ---- signals (process-wide by nature) ----------------------------------- */
 
@@ -66,12 +65,21 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
-void vx_budget_install(vx_budget *b, lua_State *L) {
+int vx_budget_install(vx_budget *b, lua_State *L) {
     memset(b, 0, sizeof *b);
+    if (uv_mutex_init(&b->mu) != 0) return -1;
+    b->mu_ready = 1;
+    b->L = L;
     b->base_alloc = lua_getallocf(L, &b->base_ud);
     b->in_use = (int64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + lua_gc(L, LUA_GCCOUNTB, 0);
     b->hard_limit = INT64_MAX;
     lua_setallocf(L, budget_alloc, b);
+    return 0;
+}
+
+void vx_budget_uninstall(vx_budget *b) {
+    if (b->mu_ready) uv_mutex_destroy(&b->mu);
+    b->mu_ready = 0;
 }
 
 /* ---- the hook ------------------------------------------------------------- */
@@ -85,6 +93,12 @@ const char *vx_budget_trip_name(int trip) {
     }
 }
 
+static int over(const vx_budget_frame *f) {
+    if ((uint64_t)signal_count != f->signals_at) return VX_TRIP_SIGNAL;
+    if (uv_hrtime() > f->deadline_ns) return VX_TRIP_TIME;
+    return VX_TRIP_NONE;
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     void *ud = NULL;
@@ -92,17 +106,41 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     vx_budget *b = ud;
     vx_budget_frame *f = top(b);
     if (!f) return;
-    if (f->trip == VX_TRIP_NONE) {
-        if ((uint64_t)signal_count != f->signals_at) f->trip = VX_TRIP_SIGNAL;
-        else if (uv_hrtime() > f->deadline_ns) f->trip = VX_TRIP_TIME;
-        else return;
-    }
-    /* raised again at every hook until the frame is left: uncatchable in effect */
+    if (f->trip == VX_TRIP_NONE) f->trip = over(f);
+    if (f->trip == VX_TRIP_NONE) return; /* armed for an outer frame's reason: not ours yet */
+    /* raised again at every instruction until the frame is left: uncatchable in effect */
     lua_pushfstring(L, "budget exceeded (%s)", vx_budget_trip_name(f->trip));
     lua_error(L);
 }
 
+/* with b->mu held */
+static void arm(vx_budget *b) {
+    b->prev_hook = lua_gethook(b->L); /* put back on leave (a profiler, a test's hook) */
+    b->prev_mask = lua_gethookmask(b->L);
+    b->prev_count = lua_gethookcount(b->L);
+    lua_sethook(b->L, budget_hook, LUA_MASKCOUNT, 1);
+    b->armed = 1;
+}
+
+static void disarm(vx_budget *b) {
+    lua_sethook(b->L, b->prev_hook, b->prev_hook ? b->prev_mask : 0, b->prev_count);
+    b->armed = 0;
+}
+
+int vx_budget_poll(vx_budget *b) {
+    if (!b->mu_ready) return 0;
+    uv_mutex_lock(&b->mu);
+    int active = b->depth > 0;
+    if (active && !b->armed) {
+        const vx_budget_frame *f = top(b);
+        if (f->trip != VX_TRIP_NONE || over(f) != VX_TRIP_NONE) arm(b);
+    }
+    uv_mutex_unlock(&b->mu);
+    return active;
+}
+
 int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_bytes) {
+    (void)L;
     if (b->depth >= VX_BUDGET_MAX_DEPTH) return -1;
     const vx_budget_frame *outer = top(b);
     vx_budget_frame f = {0};
@@ -117,22 +155,23 @@ int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_by
         f.trip = outer->trip;
     } else {
         b->peak_in_call = b->in_use;
-        b->prev_hook = lua_gethook(L); /* put back on leave (a profiler, a test's hook) */
-        b->prev_mask = lua_gethookmask(L);
-        b->prev_count = lua_gethookcount(L);
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY_INSTRUCTIONS);
     }
+    uv_mutex_lock(&b->mu);
     b->frames[b->depth++] = f;
+    uv_mutex_unlock(&b->mu);
     return 0;
 }
 
 int vx_budget_leave(vx_budget *b, lua_State *L) {
+    (void)L;
     if (b->depth == 0) return VX_TRIP_NONE;
+    uv_mutex_lock(&b->mu);
     int trip = b->frames[--b->depth].trip;
     vx_budget_frame *outer = top(b);
     /* a signal ends every frame; time and memory are each frame's own limits */
     if (outer && trip == VX_TRIP_SIGNAL) outer->trip = trip;
-    if (!outer) lua_sethook(L, b->prev_hook, b->prev_hook ? b->prev_mask : 0, b->prev_count);
+    if (b->armed && (!outer || (outer->trip == VX_TRIP_NONE && over(outer) == VX_TRIP_NONE))) disarm(b);
+    uv_mutex_unlock(&b->mu);
     if (trip > VX_TRIP_NONE && trip <= VX_TRIP_SIGNAL) b->trips[trip]++;
     return trip;
 }

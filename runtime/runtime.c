@@ -103,9 +103,13 @@ static void watchdog_main(void *arg) {
     vx_runtime *rt = arg;
     uint64_t reported = 0;
     stop_watch stop = {0};
+    int budget_active = 0;
     uv_mutex_lock(&rt->watchdog_mu);
     while (!rt->watchdog_stop) {
-        uv_cond_timedwait(&rt->watchdog_cv, &rt->watchdog_mu, 100u * 1000 * 1000);
+        /* a script under a budget is looked at every 10 ms: its deadline is that precise */
+        uint64_t wait_ns = budget_active ? 10u * 1000 * 1000 : 100u * 1000 * 1000;
+        uv_cond_timedwait(&rt->watchdog_cv, &rt->watchdog_mu, wait_ns);
+        budget_active = vx_budget_poll(&rt->budget);
         uint64_t since = __atomic_load_n(&rt->busy_since_ns, __ATOMIC_RELAXED);
         check_stuck_stop(&stop, since, __atomic_load_n(&rt->in_poll, __ATOMIC_RELAXED));
         uint64_t limit = rt->stall_warn_ms * 1000000ull;
@@ -245,7 +249,7 @@ static int setup_lua(vx_runtime *rt) {
     lua_State *L = luaL_newstate();
     if (!L) return -1;
     rt->L = L;
-    vx_budget_install(&rt->budget, L);
+    if (vx_budget_install(&rt->budget, L) != 0) return -1;
     luaL_openlibs(L);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, LUA_REGISTRYINDEX, "vibex.rt");
@@ -338,6 +342,8 @@ void vx_runtime_free(vx_runtime *rt) {
     if (rt->sched) vx_sched_free(rt->sched);
     if (rt->http) vx_http_free(rt->http);
     if (rt->L) lua_close(rt->L); /* __gc of handles closes their libuv side */
+    rt->L = NULL;
+    vx_budget_uninstall(&rt->budget);
     if (rt->ws) { /* lws closes its handles through the loop: let it turn in between */
         vx_ws_free_begin(rt->ws);
         for (int i = 0; i < 8; i++) uv_run(&rt->loop, UV_RUN_NOWAIT);

@@ -23,7 +23,7 @@ function M.run(row, fmt, best, quick)
   local t_sb = best(3, function() assert(sandbox.run(limits, sb)) end)
   local jit_fn = assert(load(LOOP:format(iters)))
   local t_jit = best(3, function() jit_fn() end)
-  row("sandboxed loop (JIT off, hook on)", fmt(iters / t_sb), "iter/s",
+  row("sandboxed loop (JIT off)", fmt(iters / t_sb), "iter/s",
       ("baseline JIT-compiled %s iter/s: %.2fx its time"):format(fmt(iters / t_jit), t_sb / t_jit))
   local ctx = { symbols = { BTCUSDT = { price = 100000 } }, nsymbols = 1 }
   local function per_byte(size, unit)
