@@ -171,6 +171,22 @@ describe("hostile scripts under vibex run", function()
     local errs = w:query([[SELECT count(*) AS n FROM decisions d JOIN accounts a USING (account_id)
       WHERE a.name = 'calm' AND d.error IS NOT NULL]])
     assert.equal(0, tonumber(errs[1].n))
+    -- a hostile config saved while it runs: refused with its cause, the running config stays
+    local cfg_text = runtime.read_file(w.config)
+    for _, bad in ipairs { { "while true do end\n", "ran over its time budget" },
+                           { "local t = {} while true do t[#t + 1] = ('x'):rep(65536) .. #t end\n", "budget" },
+                           { "local p = {} p.p = p\n", "a cycle" } } do
+      local from, calm_before = #app_log(), w:decisions("calm")
+      local text = bad[1] .. cfg_text
+      if bad[2] == "a cycle" then text = cfg_text:gsub("^return {", "local p = {} p.p = p\nreturn { zz = p,") end
+      h.write(w.config, text)
+      assert(h.wait_until(function() return app_log():sub(from + 1):find(bad[2], 1, true) end, 20000, 50),
+        "hostile config not reported: " .. app_log():sub(from + 1, from + 2000))
+      assert(h.wait_until(function() return w:decisions("calm") >= calm_before + 2 end, 20000, 50),
+        "calm stopped deciding after a hostile config")
+      assert.is_true(peak_rss_mb(pid) < 500, ("RSS peaked at %.0f MB"):format(peak_rss_mb(pid)))
+    end
+    h.write(w.config, cfg_text)
     -- the wild account went on with its last good version between edits
     assert.truthy(app_log():find("version 1 put back", 1, true))
     assert.is_nil(runtime.stat("/tmp/vibex-pwned"))
