@@ -66,6 +66,13 @@ static int l_tripped(lua_State *L) {
     return 1;
 }
 
+/* depth_address() -> the address of the depth, for an FFI read that the
+ * JIT can compile (the string library's wrappers look at it on every call) */
+static int l_depth_address(lua_State *L) {
+    lua_pushlightuserdata(L, &budget_of(L)->depth);
+    return 1;
+}
+
 static int l_depth(lua_State *L) {
     lua_pushinteger(L, budget_of(L)->depth);
     return 1;
@@ -100,7 +107,7 @@ static int l_stats(lua_State *L) {
 int vx_open_budget(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"enter", l_enter},     {"leave", l_leave}, {"tripped", l_tripped}, {"pcall", l_pcall},
-        {"depth", l_depth},     {"set_hard_limit", l_set_hard_limit},
+        {"depth", l_depth},     {"set_hard_limit", l_set_hard_limit}, {"depth_address", l_depth_address},
         {"stats", l_stats},     {NULL, NULL},
     };
     lua_newtable(L);

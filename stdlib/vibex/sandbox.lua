@@ -43,6 +43,35 @@ local MAX_ERROR_TEXT = 4000
 -- whatever is in it is reachable from any string: bytecode stays out.
 string.dump = nil
 
+-- The C pattern matcher backtracks without limit where no hook reaches:
+-- while a budget is entered, find/match/gmatch/gsub run the interpreted
+-- matcher of vibex.sandbox.pattern instead, which the budget can end.
+-- Outside budgets the C functions run as before (one JIT-compiled load of
+-- the depth decides). These are the string table's own entries, so
+-- s:find(...) in a script takes the same path.
+do
+  local ffi = require "ffi"
+  local pattern = require "vibex.sandbox.pattern"
+  local depth = ffi.cast("const int *", budget.depth_address())
+  local c_find, c_match, c_gmatch, c_gsub = string.find, string.match, string.gmatch, string.gsub
+  string.find = function(s, p, init, plain)
+    if depth[0] > 0 then return pattern.find(s, p, init, plain) end
+    return c_find(s, p, init, plain)
+  end
+  string.match = function(s, p, init)
+    if depth[0] > 0 then return pattern.match(s, p, init) end
+    return c_match(s, p, init)
+  end
+  string.gmatch = function(s, p)
+    if depth[0] > 0 then return pattern.gmatch(s, p) end
+    return c_gmatch(s, p)
+  end
+  string.gsub = function(s, p, repl, n)
+    if depth[0] > 0 then return pattern.gsub(s, p, repl, n) end
+    return c_gsub(s, p, repl, n)
+  end
+end
+
 -- ---- budgets -----------------------------------------------------------------------------------
 
 local tripped = budget.tripped
