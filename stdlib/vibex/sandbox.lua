@@ -45,7 +45,10 @@ string.dump = nil
 
 -- The C pattern matcher backtracks without limit where no hook reaches:
 -- while a budget is entered, find/match/gmatch/gsub run the interpreted
--- matcher of vibex.sandbox.pattern instead, which the budget can end.
+-- matcher of vibex.sandbox.pattern instead, which the budget can end —
+-- unless the call is provably cheap: a pattern with k backtracking items
+-- (*, +, -, ?, %b) costs at most about n^(k+1) * m steps on a subject of
+-- n bytes, so the C matcher keeps calls under 2^26 steps (tens of ms).
 -- Outside budgets the C functions run as before (one JIT-compiled load of
 -- the depth decides). These are the string table's own entries, so
 -- s:find(...) in a script takes the same path.
@@ -54,20 +57,44 @@ do
   local pattern = require "vibex.sandbox.pattern"
   local depth = ffi.cast("const int *", budget.depth_address())
   local c_find, c_match, c_gmatch, c_gsub = string.find, string.match, string.gmatch, string.gsub
+  local log, log2 = math.log, math.log(2)
+  local items, cached = {}, 0
+
+  -- backtracking items in p (escaped characters and %% do not count; a '-'
+  -- inside a set does, which only errs on the safe side)
+  local function backtracking(p)
+    local k = items[p]
+    if k then return k end
+    local bare = c_gsub(p, "%%%%", "")
+    local _, quants = c_gsub(bare, "[%*%+%-%?]", "")
+    local _, escaped = c_gsub(bare, "%%[%*%+%-%?]", "")
+    local _, balances = c_gsub(bare, "%%b", "")
+    k = quants - escaped + balances
+    if cached > 4096 then items, cached = {}, 0 end
+    items[p], cached = k, cached + 1
+    return k
+  end
+
+  local function cheap(s, p, plain)
+    if type(s) ~= "string" or type(p) ~= "string" then return false end
+    if plain then return true end
+    return (backtracking(p) + 1) * log(#s + 1) / log2 + log(#p + 1) / log2 <= 26
+  end
+
   string.find = function(s, p, init, plain)
-    if depth[0] > 0 then return pattern.find(s, p, init, plain) end
+    if depth[0] > 0 and not cheap(s, p, plain) then return pattern.find(s, p, init, plain) end
     return c_find(s, p, init, plain)
   end
   string.match = function(s, p, init)
-    if depth[0] > 0 then return pattern.match(s, p, init) end
+    if depth[0] > 0 and not cheap(s, p) then return pattern.match(s, p, init) end
     return c_match(s, p, init)
   end
   string.gmatch = function(s, p)
-    if depth[0] > 0 then return pattern.gmatch(s, p) end
+    if depth[0] > 0 and not cheap(s, p) then return pattern.gmatch(s, p) end
     return c_gmatch(s, p)
   end
   string.gsub = function(s, p, repl, n)
-    if depth[0] > 0 then return pattern.gsub(s, p, repl, n) end
+    if depth[0] > 0 and not cheap(s, p) then return pattern.gsub(s, p, repl, n) end
     return c_gsub(s, p, repl, n)
   end
 end
