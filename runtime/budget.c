@@ -72,7 +72,6 @@ int vx_budget_install(vx_budget *b, lua_State *L) {
     b->L = L;
     b->base_alloc = lua_getallocf(L, &b->base_ud);
     b->in_use = (int64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + lua_gc(L, LUA_GCCOUNTB, 0);
-    b->hard_limit = INT64_MAX;
     lua_setallocf(L, budget_alloc, b);
     return 0;
 }
@@ -145,8 +144,9 @@ int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_by
     const vx_budget_frame *outer = top(b);
     vx_budget_frame f = {0};
     f.deadline_ns = uv_hrtime() + time_ms * 1000000ull;
+    /* growth over what the state holds now, garbage included: an absolute
+     * ceiling would starve every call of a runtime whose own heap is big */
     f.mem_ceiling = mem_bytes > INT64_MAX - b->in_use ? INT64_MAX : b->in_use + mem_bytes;
-    if (f.mem_ceiling > b->hard_limit) f.mem_ceiling = b->in_use > b->hard_limit ? b->in_use : b->hard_limit;
     f.signals_at = (uint64_t)signal_count;
     if (outer) {
         if (outer->deadline_ns < f.deadline_ns) f.deadline_ns = outer->deadline_ns;

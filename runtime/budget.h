@@ -50,7 +50,6 @@ typedef struct vx_budget {
     void *base_ud;
     int64_t in_use;        /* bytes the state holds (from the allocator's view) */
     int64_t peak_in_call;  /* highest in_use seen while a budget was entered */
-    int64_t hard_limit;    /* no budgeted call may take the state past this */
     int depth;             /* frames entered */
     vx_budget_frame frames[VX_BUDGET_MAX_DEPTH];
     uint64_t trips[4];     /* how many calls tripped, by reason */

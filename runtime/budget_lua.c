@@ -78,14 +78,6 @@ static int l_depth(lua_State *L) {
     return 1;
 }
 
-/* set_hard_limit(bytes): no budgeted call takes the state past this */
-static int l_set_hard_limit(lua_State *L) {
-    lua_Number n = luaL_checknumber(L, 1);
-    luaL_argcheck(L, n > 0, 1, "a positive number of bytes");
-    budget_of(L)->hard_limit = n >= 9e18 ? INT64_MAX : (int64_t)n;
-    return 0;
-}
-
 static int l_stats(lua_State *L) {
     vx_budget *b = budget_of(L);
     lua_createtable(L, 0, 8);
@@ -93,8 +85,6 @@ static int l_stats(lua_State *L) {
     lua_setfield(L, -2, "in_use");
     lua_pushnumber(L, (lua_Number)b->peak_in_call);
     lua_setfield(L, -2, "peak_in_call");
-    lua_pushnumber(L, b->hard_limit == INT64_MAX ? -1 : (lua_Number)b->hard_limit);
-    lua_setfield(L, -2, "hard_limit");
     for (int t = VX_TRIP_TIME; t <= VX_TRIP_SIGNAL; t++) {
         lua_pushnumber(L, (lua_Number)b->trips[t]);
         lua_setfield(L, -2, vx_budget_trip_name(t));
@@ -107,7 +97,7 @@ static int l_stats(lua_State *L) {
 int vx_open_budget(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"enter", l_enter},     {"leave", l_leave}, {"tripped", l_tripped}, {"pcall", l_pcall},
-        {"depth", l_depth},     {"set_hard_limit", l_set_hard_limit}, {"depth_address", l_depth_address},
+        {"depth", l_depth},     {"depth_address", l_depth_address},
         {"stats", l_stats},     {NULL, NULL},
     };
     lua_newtable(L);

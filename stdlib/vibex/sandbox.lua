@@ -33,10 +33,6 @@ M.LIMITS = {
   config = { time_ms = 2000, memory_mb = 256 },
 }
 
---- No budgeted call may take the Lua state past this many bytes in all.
-M.HARD_LIMIT_MB = 1024
-budget.set_hard_limit(M.HARD_LIMIT_MB * 1048576)
-
 local MAX_ERROR_TEXT = 4000
 
 -- The shared string metatable's __index is the real `string` table, so
