@@ -138,8 +138,7 @@ int vx_budget_poll(vx_budget *b) {
     return active;
 }
 
-int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_bytes) {
-    (void)L;
+int vx_budget_enter(vx_budget *b, uint64_t time_ms, int64_t mem_bytes) {
     if (b->depth >= VX_BUDGET_MAX_DEPTH) return -1;
     const vx_budget_frame *outer = top(b);
     vx_budget_frame f = {0};
@@ -162,8 +161,7 @@ int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_by
     return 0;
 }
 
-int vx_budget_leave(vx_budget *b, lua_State *L) {
-    (void)L;
+int vx_budget_leave(vx_budget *b) {
     if (b->depth == 0) return VX_TRIP_NONE;
     uv_mutex_lock(&b->mu);
     int trip = b->frames[--b->depth].trip;

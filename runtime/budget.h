@@ -73,11 +73,11 @@ int vx_budget_poll(vx_budget *b);
 
 /* Enter a budget: time_ms of wall clock, mem_bytes of growth over what the
  * state holds now. Returns 0, or -1 when nested too deep. */
-int vx_budget_enter(vx_budget *b, lua_State *L, uint64_t time_ms, int64_t mem_bytes);
+int vx_budget_enter(vx_budget *b, uint64_t time_ms, int64_t mem_bytes);
 
 /* Leave the innermost budget; returns why it tripped (VX_TRIP_NONE if it
  * did not). */
-int vx_budget_leave(vx_budget *b, lua_State *L);
+int vx_budget_leave(vx_budget *b);
 
 /* The innermost frame's trip (VX_TRIP_NONE outside a budget). */
 int vx_budget_tripped(const vx_budget *b);

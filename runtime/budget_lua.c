@@ -8,29 +8,9 @@
 
 static vx_budget *budget_of(lua_State *L) { return &vx_rt(L)->budget; }
 
-/* enter(time_ms, mem_bytes) -> true | nil, err */
-static int l_enter(lua_State *L) {
-    lua_Number ms = luaL_checknumber(L, 1), mem = luaL_checknumber(L, 2);
-    luaL_argcheck(L, ms > 0 && ms < 1e9, 1, "a time budget in milliseconds (0 < ms < 1e9)");
-    luaL_argcheck(L, mem > 0 && mem < 9e18, 2, "a memory budget in bytes");
-    if (vx_budget_enter(budget_of(L), L, (uint64_t)ms, (int64_t)mem) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "budgets nested too deep");
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 static void push_trip(lua_State *L, int trip) {
     if (trip == VX_TRIP_NONE) lua_pushnil(L);
     else lua_pushstring(L, vx_budget_trip_name(trip));
-}
-
-/* leave() -> nil | "time" | "memory" | "signal" */
-static int l_leave(lua_State *L) {
-    push_trip(L, vx_budget_leave(budget_of(L), L));
-    return 1;
 }
 
 /* pcall(time_ms, mem_bytes, fn, ...) -> trip|false, ok, results… | err
@@ -43,14 +23,14 @@ static int l_pcall(lua_State *L) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
     vx_budget *b = budget_of(L);
     int nargs = lua_gettop(L) - 3;
-    if (vx_budget_enter(b, L, (uint64_t)ms, (int64_t)mem) != 0) {
+    if (vx_budget_enter(b, (uint64_t)ms, (int64_t)mem) != 0) {
         lua_pushboolean(L, 0);
         lua_pushboolean(L, 0);
         lua_pushliteral(L, "budgets nested too deep");
         return 3;
     }
     int status = lua_pcall(L, nargs, LUA_MULTRET, 0);
-    int trip = vx_budget_leave(b, L);
+    int trip = vx_budget_leave(b);
     int nres = lua_gettop(L) - 2; /* fn and args were replaced by results or the error */
     if (!lua_checkstack(L, 2)) return luaL_error(L, "budget.pcall: stack overflow");
     if (trip == VX_TRIP_NONE) lua_pushboolean(L, 0);
@@ -96,7 +76,7 @@ static int l_stats(lua_State *L) {
 
 int vx_open_budget(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"enter", l_enter},     {"leave", l_leave}, {"tripped", l_tripped}, {"pcall", l_pcall},
+        {"tripped", l_tripped}, {"pcall", l_pcall},
         {"depth", l_depth},     {"depth_address", l_depth_address},
         {"stats", l_stats},     {NULL, NULL},
     };

@@ -57,11 +57,10 @@ static void mark_busy(uv_check_t *h) {
     __atomic_store_n(&rt->in_poll, 0, __ATOMIC_RELAXED);
 }
 
-/* A separate thread, so a task spinning in a loop is reported while it
- * spins. It only reads two atomics and writes to stderr. */
-/* A stop signal the loop cannot take because it is stuck in native code
- * (the budget hook ends stuck Lua): after SIGTERM, or a second SIGINT (the
- * first may be the REPL's), give it HARD_STOP_NS, then exit at once. */
+/* A stop signal the loop cannot take because it is blocked (native code,
+ * Lua outside a budget; a budgeted call is ended by its hook): after
+ * SIGTERM, or a second SIGINT (the first may be the REPL's), give it
+ * HARD_STOP_NS, then exit at once. */
 #define HARD_STOP_NS (800ull * 1000 * 1000)
 
 typedef struct stop_watch {
@@ -99,6 +98,10 @@ static void check_stuck_stop(stop_watch *w, uint64_t since, int in_poll) {
     _exit(128 + sig);
 }
 
+/* A separate thread, so a task spinning in a loop is reported while it
+ * spins, a budgeted call over its time is ended, and a stop signal is
+ * honoured while the loop is blocked. It reads atomics, arms the budget
+ * hook under the budget's mutex, and writes to stderr. */
 static void watchdog_main(void *arg) {
     vx_runtime *rt = arg;
     uint64_t reported = 0;

@@ -207,7 +207,7 @@ function M.number(x)
     return nil
   end
   if type(x) ~= "string" then return nil end
-  local s = x:gsub("^%s+", ""):gsub("%s+$", ""):gsub("^%$", ""):gsub("(%d),(%d%d%d)", "%1%2")
+  local s = trim(x):gsub("^%$", ""):gsub("(%d),(%d%d%d)", "%1%2")
   if not s:match("^[-+]?%d*%.?%d+$") and not s:match("^[-+]?%d+%.?%d*[eE][-+]?%d+$") and not s:match("^[-+]?%d+%.$") then
     return nil
   end

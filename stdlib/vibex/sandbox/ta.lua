@@ -145,20 +145,21 @@ end
 
 local module = {}
 
+-- fn(unwrapped args…), its result wrapped
+local function call_unwrapped(fn, first, ...)
+  local n = select("#", ...)
+  local args = { ... }
+  for i = 1, n do args[i] = unwrap(args[i]) end
+  if first ~= nil then return wrap(fn(first, unpack(args, 1, n))) end
+  return wrap(fn(unpack(args, 1, n)))
+end
+
 for name in pairs(ta.indicators()) do
   local fn = ta[name]
-  module[name] = function(...)
-    local n = select("#", ...)
-    local args = { ... }
-    for i = 1, n do args[i] = unwrap(args[i]) end
-    return wrap(fn(unpack(args, 1, n)))
-  end
+  module[name] = function(...) return call_unwrapped(fn, nil, ...) end
   CandlesView[name] = function(c, ...)
     local raw = candles(c, name)
-    local n = select("#", ...)
-    local args = { ... }
-    for i = 1, n do args[i] = unwrap(args[i]) end
-    return wrap(raw[name](raw, unpack(args, 1, n)))
+    return call_unwrapped(raw[name], raw, ...)
   end
 end
 
