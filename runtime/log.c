@@ -250,6 +250,48 @@ static void redact_into(const vx_log *log, vx_buf *out, const char *s, size_t n)
     }
 }
 
+/* The first registered secret at or after s[from], or -1; *which gets its index. */
+static long find_secret(const vx_log *log, const char *s, size_t n, size_t from, int *which) {
+    long best = -1;
+    for (int k = 0; log && k < log->nsecrets; k++) {
+        size_t L = log->secret_len[k];
+        if (from >= n || L > n - from) continue;
+        const char *hit = memmem(s + from, n - from, log->secrets[k], L);
+        if (hit && (best < 0 || hit - s < best)) {
+            best = hit - s;
+            *which = k;
+        }
+    }
+    return best;
+}
+
+int vx_log_has_secret(const vx_log *log, const char *s, size_t len) {
+    int k;
+    return find_secret(log, s, len, 0, &k) >= 0;
+}
+
+char *vx_log_mask_secrets(const vx_log *log, const char *s, size_t len, size_t *outlen) {
+    vx_buf b;
+    vx_buf_init(&b);
+    size_t i = 0;
+    int k = 0;
+    long at;
+    while ((at = find_secret(log, s, len, i, &k)) >= 0) {
+        vx_buf_add(&b, s + i, (size_t)at - i);
+        vx_buf_add(&b, "***", 3);
+        i = (size_t)at + log->secret_len[k];
+    }
+    vx_buf_add(&b, s + i, len - i);
+    if (b.oom) {
+        vx_buf_free(&b);
+        return NULL;
+    }
+    vx_buf_cstr(&b);
+    if (outlen) *outlen = b.len;
+    if (!b.p) return strdup("");
+    return b.p;
+}
+
 char *vx_log_redact(const vx_log *log, const char *s, size_t len, size_t *outlen) {
     vx_buf b;
     vx_buf_init(&b);
@@ -275,7 +317,7 @@ static int mkdir_p(const char *dir) {
         if (path[i] != '/' && path[i] != '\0') continue;
         char saved = path[i];
         path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) return -1;
         path[i] = saved;
     }
     return 0;
@@ -293,7 +335,7 @@ static int open_channel(vx_log *log, int c) {
     char path[4200];
     if (mkdir_p(log->dir) != 0) goto fail;
     channel_path(log, c, 0, path, sizeof path);
-    ch->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ch->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (ch->fd < 0) goto fail;
     struct stat st;
     ch->size = fstat(ch->fd, &st) == 0 ? (size_t)st.st_size : 0;

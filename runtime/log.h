@@ -65,6 +65,11 @@ int vx_log_add_secret(vx_log *log, const char *value, size_t len);
 
 /* Redact a string the way log lines are redacted. Returns a malloc'd copy. */
 char *vx_log_redact(const vx_log *log, const char *s, size_t len, size_t *outlen);
+/* Only the registered secret values, masked as *** wherever they appear
+ * (data written to the database and files: the key=value rules of log
+ * redaction would change structured text such as JSON). */
+int vx_log_has_secret(const vx_log *log, const char *s, size_t len);
+char *vx_log_mask_secrets(const vx_log *log, const char *s, size_t len, size_t *outlen);
 
 /* 1 when a field of this name holds a secret (api_key, signature, …). */
 int vx_log_is_secret_key(const char *key);

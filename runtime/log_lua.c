@@ -248,6 +248,23 @@ static int l_redact(lua_State *L) {
     return 1;
 }
 
+/* mask_secrets(s): s with every registered secret value replaced by ***
+ * (the same string when none occurs: no copy on the common path). */
+static int l_mask_secrets(lua_State *L) {
+    size_t n, out;
+    const char *s = luaL_checklstring(L, 1, &n);
+    const vx_log *log = vx_rt(L)->log;
+    if (!vx_log_has_secret(log, s, n)) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    char *r = vx_log_mask_secrets(log, s, n, &out);
+    if (!r) return luaL_error(L, "log.mask_secrets: out of memory");
+    lua_pushlstring(L, r, out);
+    free(r);
+    return 1;
+}
+
 static int l_is_secret_key(lua_State *L) {
     lua_pushboolean(L, vx_log_is_secret_key(luaL_checkstring(L, 1)));
     return 1;
@@ -275,6 +292,7 @@ int vx_open_log(lua_State *L) {
                                    {"config", l_config},
                                    {"add_secret", l_add_secret},
                                    {"redact", l_redact},
+                                   {"mask_secrets", l_mask_secrets},
                                    {"is_secret_key", l_is_secret_key},
                                    {"flush", l_flush},
                                    {"counts", l_counts},

@@ -67,6 +67,9 @@ static void set_arg(lua_State *L, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* everything vibex creates (data, logs, state, journals, the database
+     * directory) is private to the user running it: 0700 / 0600 */
+    umask(077);
     char home[PATH_MAX];
     if (find_home(home, sizeof home) != 0) return 2;
     char err[256];

@@ -13,36 +13,51 @@
 #include <luajit.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "vx_lua.h"
+
+static int push_errno(lua_State *L, const char *what, const char *path);
 
 static int l_home(lua_State *L) {
     lua_pushstring(L, vx_rt(L)->home);
     return 1;
 }
 
+/* Write all of data to fd; 0 or -1 with errno set. */
+static int write_all(int fd, const char *data, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 /* append_sync(path, data): append and fdatasync before returning, so a
- * journal line that was acknowledged survives a crash or power loss. */
+ * journal line that was acknowledged survives a crash or power loss. A
+ * failed append (a full disk) is cut back off, so the file never keeps a
+ * part of a line that a later append would run into. */
 static int l_append_sync(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     size_t n;
     const char *data = luaL_checklstring(L, 2, &n);
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) goto fail;
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, data + off, n - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            close(fd);
-            goto fail;
+    off_t before = lseek(fd, 0, SEEK_END);
+    if (write_all(fd, data, n) != 0 || fdatasync(fd) != 0) {
+        int saved = errno;
+        if (before >= 0 && ftruncate(fd, before) != 0) { /* nothing more to do: the error below is the news */
         }
-        off += (size_t)w;
-    }
-    if (fdatasync(fd) != 0) {
         close(fd);
+        errno = saved;
         goto fail;
     }
     if (close(fd) != 0) goto fail;
@@ -52,6 +67,109 @@ fail:
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", path, strerror(errno));
     return 2;
+}
+
+/* fsync the directory holding path, so a rename in it survives a crash. */
+static int sync_parent_dir(const char *path) {
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 1;
+    if (n >= sizeof dir) return -1;
+    if (slash) {
+        memcpy(dir, path, n ? n : 1);
+        dir[n ? n : 1] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* write_file(path, data): replace path with data so that a reader (or a
+ * crash, or a full disk) sees either the old file or the new one, never a
+ * part: a private temporary file next to it, written, fsynced and closed
+ * with every result checked, renamed over path, then the directory
+ * fsynced. true | nil, "path: reason". */
+static int l_write_file(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: path too long", path);
+        return 2;
+    }
+    const char *step = "cannot create a temporary file for";
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) goto fail;
+    step = "cannot write";
+    if (write_all(fd, data, n) != 0) goto fail_fd;
+    step = "cannot flush to disk";
+    if (fsync(fd) != 0) goto fail_fd;
+    step = "cannot close";
+    if (close(fd) != 0) goto fail_tmp;
+    step = "cannot rename the new version over";
+    if (rename(tmp, path) != 0) goto fail_tmp;
+    step = "cannot flush the directory of";
+    if (sync_parent_dir(path) != 0) goto fail;
+    lua_pushboolean(L, 1);
+    return 1;
+fail_fd: {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+fail_tmp: {
+    int saved = errno;
+    unlink(tmp);
+    errno = saved;
+}
+fail:
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: %s", step, path, strerror(errno));
+    return 2;
+}
+
+/* lock_try(path): an exclusive advisory lock (flock) on path, created
+ * 0600 if needed, without waiting: the descriptor that holds it | nil,
+ * "busy" when another process holds it | nil, reason. The kernel releases
+ * it when the process dies, so a killed holder never wedges the next. */
+static int l_lock_try(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return push_errno(L, "cannot open lock file", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int saved = errno;
+        close(fd);
+        if (saved == EWOULDBLOCK) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "busy");
+            return 2;
+        }
+        errno = saved;
+        return push_errno(L, "cannot lock", path);
+    }
+    lua_pushinteger(L, fd);
+    return 1;
+}
+
+static int l_unlock(lua_State *L) {
+    int fd = (int)luaL_checkinteger(L, 1);
+    if (fd >= 0) close(fd); /* closing drops the flock */
+    return 0;
+}
+
+/* pid_alive(pid): whether a process with that pid exists. */
+static int l_pid_alive(lua_State *L) {
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+    return 1;
 }
 
 static int l_uid(lua_State *L) {
@@ -176,7 +294,7 @@ static int l_stat(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (stat(path, &st) != 0) return push_errno(L, "cannot stat", path);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushnumber(L, (double)st.st_size);
     lua_setfield(L, -2, "size");
     lua_pushnumber(L, (double)st.st_mtim.tv_sec * 1000.0 + (double)st.st_mtim.tv_nsec / 1e6);
@@ -185,6 +303,10 @@ static int l_stat(lua_State *L) {
     lua_setfield(L, -2, "type");
     lua_pushnumber(L, (double)st.st_ino);
     lua_setfield(L, -2, "inode");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777)); /* permission bits */
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    lua_setfield(L, -2, "uid");
     return 1;
 }
 
@@ -214,7 +336,7 @@ static int l_mkdir_p(lua_State *L) {
         if (path[i] != '/' && path[i] != '\0') continue;
         char c = path[i];
         path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) return push_errno(L, "cannot create", path);
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) return push_errno(L, "cannot create", path);
         path[i] = c;
     }
     lua_pushboolean(L, 1);
@@ -249,6 +371,10 @@ int vx_open_runtime(lua_State *L) {
                                    {"pid", l_pid},
                                    {"uid", l_uid},
                                    {"append_sync", l_append_sync},
+                                   {"write_file", l_write_file},
+                                   {"lock_try", l_lock_try},
+                                   {"unlock", l_unlock},
+                                   {"pid_alive", l_pid_alive},
                                    {"stat", l_stat},
                                    {"listdir", l_listdir},
                                    {"mkdir_p", l_mkdir_p},

@@ -783,6 +783,14 @@ void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id) {
     if (next_order_id > s->next_order_id) s->next_order_id = next_order_id;
 }
 
+void vx_sim_set_ids(vx_sim *s, int64_t next_order_id, int64_t next_trade_id) {
+    /* ids only move forward: an id the venue handed out is never handed out again */
+    if (next_order_id > s->next_order_id) s->next_order_id = next_order_id;
+    if (next_trade_id > s->next_trade_id) s->next_trade_id = next_trade_id;
+}
+
+int64_t vx_sim_next_trade_id(const vx_sim *s) { return s->next_trade_id; }
+
 int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
                             int64_t last_price, int32_t isolated, int64_t isolated_margin) {
     if (symbol < 0 || symbol >= s->nsym || side < 0 || side > 2) return VX_SIM_ERR_SYMBOL;

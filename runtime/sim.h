@@ -188,6 +188,10 @@ vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side);
  * (quantity, entry price, leverage, last price). Open orders are placed
  * again by the caller. */
 void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
+/* Move the order and trade id counters forward (never back): a restored
+ * account continues its ids, and a replay run gets a range of its own. */
+void vx_sim_set_ids(vx_sim *s, int64_t next_order_id, int64_t next_trade_id);
+int64_t vx_sim_next_trade_id(const vx_sim *s);
 int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
                             int64_t last_price, int32_t isolated, int64_t isolated_margin);
 void vx_sim_restore_mode(vx_sim *s, int hedge);

@@ -96,10 +96,14 @@ function App:write_state()
                           venue = r.venue, last_decision_at = r.last_decision_at,
                           last_config_version = r.last_config_version, positions = r.positions }
   end
-  local ok, err = runtime.write_file(self.state_path, json.encode(st))
-  if not ok and not self.state_error_logged then
-    self.state_error_logged = true
-    log.error("cannot write run state", { file = self.state_path, err = tostring(err) })
+  -- replaced atomically (the old version stays whole when the disk is full)
+  local ok, err = runtime.write_file(self.state_path, log.mask_secrets(json.encode(st)))
+  if not ok and self.state_error ~= err then
+    self.state_error = err
+    log.error("cannot write run state (the previous state file is kept whole)", { file = self.state_path, err = tostring(err) })
+  elseif ok and self.state_error then
+    log.info("run state written again", { file = self.state_path, was = tostring(self.state_error) })
+    self.state_error = nil
   end
 end
 
@@ -238,6 +242,12 @@ function App:bring_up(r, acc)
       local ok, err = pcall(o.sim.restore, o.sim, snap)
       log.info(ok and "paper account restored" or "paper account not restored", { account = acc.name, err = err and tostring(err) })
     end
+    -- the snapshot is from the last cycle; fills recorded after it (a kill
+    -- between cycles) used ids the restored venue must not hand out again
+    if self.repos then
+      local ids = self.repos.fills:max_ids(acc.name)
+      if ids then o.sim:set_ids(ids.order + 1, ids.trade + 1) end
+    end
   else
     local client, ferr = exchange.from_config(acc)
     if not client then return nil, "venue", { kind = "config", msg = tostring(ferr) } end
@@ -256,18 +266,48 @@ function App:bring_up(r, acc)
     if not tok then return nil, "market data (history and streams)", { kind = "retry", msg = terr } end
     o.venue, o.market, r.market_key = v, md, key
   end
+  if not self:in_replay(acc) then o.run_id = self:begin_account_run(r, acc, simulated) end
   local ok, err = pcall(self.agent.add_account, self.agent, acc, o)
-  if not ok then return nil, "account", { kind = "config", msg = tostring(err):gsub("^.-:%d+: ", "") } end
+  if not ok then
+    self:end_account_run(r, "failed", tostring(err))
+    return nil, "account", { kind = "config", msg = tostring(err):gsub("^.-:%d+: ", "") }
+  end
   if not self:in_replay(acc) then
     local s, rerr = self.agent:reconcile(acc.name, "start")
     if not s then
       self.agent:remove_account(acc.name)
+      self:end_account_run(r, "failed", tostring(rerr))
       return nil, "reconciliation with the venue", { kind = "retry", msg = tostring(rerr) }
     end
   else
     self.agent.accounts[acc.name].started = true
   end
   return true
+end
+
+-- A live or paper account's run: one per start (earlier ones of the
+-- account that a dead process left open are marked crashed).
+function App:begin_account_run(r, acc, simulated)
+  if not self.repos then return nil end
+  local kind = simulated and "paper" or "live"
+  local snap = self.store:snapshot()
+  local row, err = self.repos.runs:begin { kind = kind, identity = require("vibex.crypto").sha256(kind .. "|" .. acc.name),
+    accounts = { acc.name }, config_hash = snap.hash,
+    script_versions = self.agent:script_hashes(self.agent:strategy(acc)) }
+  if not row then
+    log.warn("run not recorded in the database", { account = acc.name, error = tostring(err) })
+    return nil
+  end
+  r.run_id = tonumber(row.run_id)
+  return r.run_id
+end
+
+function App:end_account_run(r, outcome, why)
+  if not (r.run_id and self.repos) then return end
+  local id = r.run_id
+  r.run_id = nil
+  local _, err = self.repos.runs:finish(id, outcome, why and { reason = why } or nil)
+  if err then log.warn("run end not recorded", { account = r.name, run = id, error = tostring(err) }) end
 end
 
 -- Start an account, retrying with backoff where the cause can pass.
@@ -370,7 +410,11 @@ function App:stop_account(name, reason)
   if not r then return end
   self:count_replay_cycles(r)
   self:halt_runner(r)
-  if self.agent then self.agent:remove_account(name) end
+  if self.agent then
+    if self.agent.accounts[name] then self.agent.accounts[name].rq:flush() end
+    self.agent:remove_account(name)
+  end
+  self:end_account_run(r, "stopped", reason)
   r.status = "stopped"
   r.stopped_at = runtime.wall_ms()
   self.stopped[name] = r
@@ -462,6 +506,15 @@ function App:reconcile(new, old)
   self:write_state()
 end
 
+--- A .env holds keys: one that others can read is reported (with the fix).
+function M.check_dotenv(path)
+  local st = runtime.stat(path)
+  if st and st.mode and bit.band(st.mode, 63) ~= 0 then -- any group or other bit (0077)
+    log.warn(("%s can be read by other users of this machine, and it holds secrets"):format(path),
+      { file = path, mode = ("%04o"):format(st.mode), fix = "chmod 600 " .. path })
+  end
+end
+
 --- Start the app on a config file. Returns the app | nil, errors.
 --- opts: store (default: the process's config store), environment.
 function M.start(path, opts)
@@ -472,6 +525,7 @@ function M.start(path, opts)
                               markets = {} }, App)
   local cfg = snap.config
   configure_logging(cfg.runtime)
+  M.check_dotenv(runtime.dirname(path) .. "/.env")
   local ok, err = runtime.mkdir_p(cfg.runtime.data_dir)
   if not ok then return nil, { { path = "runtime.data_dir", message = ("cannot create %s: %s"):format(cfg.runtime.data_dir, tostring(err)) } } end
   self.state_path = cfg.runtime.data_dir .. "/state.json"
@@ -535,16 +589,78 @@ function App:start_replay(cfg)
       self.replay_done = true
       return
     end
+    local rrow, rerr = self:begin_replay_run(cfg, accounts, run)
+    if not rrow and self.repos then
+      log.error("replay not started: its run cannot be recorded: " .. tostring(rerr))
+      self.replay_done = true
+      return
+    end
     local t0 = runtime.wall_ms()
-    local summary, rerr = run:run()
-    if not summary then log.error("replay failed: " .. tostring(rerr)) end
+    local ok, summary, serr = pcall(run.run, run)
+    local outcome = ok and summary and "completed" or "failed"
+    if not ok and task.is_cancelled(summary) then outcome = "stopped" end
+    if self.run_row and self.repos then
+      self.agent:flush_records()
+      self.repos.runs:finish(self.run_row.run_id, outcome, { candles = run.candles, cycles = run.cycles,
+                                                            caught_up = run.caught_up })
+      log.info("replay run " .. outcome, { run = self.run_row.run_id, cycles = run.cycles })
+    end
+    if not ok then self.replay_done = true; error(summary, 0) end
+    if not summary then log.error("replay failed: " .. tostring(serr)) end
     if summary then
       summary.wall_ms = runtime.wall_ms() - t0
+      summary.run_id = self.run_row and self.run_row.run_id
+      summary.resumes = self.run_row and tonumber(self.run_row.resumes)
       io.stdout:write(require("vibex.agent.summary").render(self, accounts, summary), "\n")
       io.stdout:flush()
     end
     self.replay_done = true
   end)
+end
+
+-- The replay's run: the one a crashed or stopped start of the same config,
+-- scripts and data left unfinished (resumed: its cycles are run again from
+-- what was recorded, and writing them again changes nothing), or a new one.
+function App:begin_replay_run(cfg, accounts, run)
+  if not self.repos then return nil end
+  local names, scripts_used = {}, {}
+  for i, acc in ipairs(accounts) do
+    names[i] = acc.name
+    scripts_used[acc.name] = self.agent:script_hashes(self.agent:strategy(acc))
+  end
+  local snap = self.store:snapshot()
+  -- canonical text (sorted keys): the same config, scripts and data give the same identity
+  local identity = require("vibex.crypto").sha256(config.canonical_text { kind = "replay", config = snap.hash,
+    accounts = names, scripts = scripts_used, from = run.from_ms, to = run.to_ms, candles = run.n_candles })
+  local row, resumed = self.repos.runs:begin { kind = "replay", identity = identity, accounts = names, config_hash = snap.hash,
+    script_versions = scripts_used, data_from_ms = run.from_ms, data_to_ms = run.to_ms, resume = true,
+    details = { interval = run.interval, symbols = run.symbols } }
+  if not row then return nil, resumed end
+  self.run_row = row
+  local run_id = tonumber(row.run_id)
+  run.recorded = {}
+  for _, acc in ipairs(accounts) do
+    local a = self.agent.accounts[acc.name]
+    self.agent.set_run(a, run_id)
+    a.order_scope = "r" .. run_id
+    -- the run's venue ids are its own: fills of two runs never share a trade id
+    if a.sim then a.sim:set_ids(run_id * 1e9 + 1, run_id * 1e9 + 1) end
+    if resumed then
+      local rec, derr = self.repos.decisions:for_run(run_id, acc.name)
+      if not rec then return nil, derr end
+      run.recorded[acc.name] = rec
+    end
+  end
+  if resumed then
+    local n = 0
+    for _, r in pairs(run.recorded) do for _ in pairs(r) do n = n + 1 end end
+    log.warn("resuming replay run " .. run_id .. " left unfinished by an earlier start: its recorded cycles are replayed "
+      .. "from the record (no model calls), then it carries on", { run = run_id, recorded_cycles = n,
+                                                                   resumes = tonumber(row.resumes) })
+  else
+    log.info("replay run " .. run_id .. " started", { run = run_id, accounts = table.concat(names, ",") })
+  end
+  return row
 end
 
 function App:stop()
@@ -563,10 +679,10 @@ function App:stop()
   for _, md in pairs(self.markets) do step("market data", md.close, md) end
   if self.agent then step("agent", self.agent.close, self.agent) end -- the strategies' own script watchers
   step("state", self.write_state, self)
-  -- the task is unwinding from the shutdown and cannot wait: stop the
-  -- local server without waiting for pg_ctl (it finishes on its own)
+  -- the local server is stopped and waited for (an I/O wait, which a
+  -- shutdown lets finish), unless another vibex still uses it
   if self.writer then step("journal", self.writer.close, self.writer) end
-  if self.db then step("database", self.db.close, { nowait = true }) end
+  if self.db then step("database", self.db.close) end
 end
 
 --- `vibex run CONFIG`: start, run until SIGINT/SIGTERM, stop cleanly.

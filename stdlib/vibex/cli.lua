@@ -312,14 +312,19 @@ function M.main(...)
   end
   local rest = { unpack(args, i + 1, table.maxn(args)) }
   local handler = M.commands[cmd]
-  local code
+  local ok, code
   if handler then
-    code = handler(unpack(rest, 1, table.maxn(rest)))
+    ok, code = pcall(handler, unpack(rest, 1, table.maxn(rest)))
   elseif cmd:match("%.lua$") or cmd:find("/") then
-    code = run_file(cmd, unpack(rest, 1, table.maxn(rest)))
+    ok, code = pcall(run_file, cmd, unpack(rest, 1, table.maxn(rest)))
   else
-    code = fail(("unknown command '%s' (see vibex --help)"):format(cmd))
+    ok, code = true, fail(("unknown command '%s' (see vibex --help)"):format(cmd))
   end
+  -- a database server this process started (a command, the REPL, a
+  -- script) is stopped on the way out, unless another vibex still uses it
+  local db = package.loaded["vibex.db"]
+  if db and db.close_all then db.close_all() end
+  if not ok then error(code, 0) end
   return runtime.exit_code(code or 0)
 end
 

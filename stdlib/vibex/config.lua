@@ -143,11 +143,14 @@ local function canonical(v, out)
   end
 end
 
-function M.hash(cfg)
+--- A value as canonical text (keys sorted): equal values, equal text.
+function M.canonical_text(v)
   local parts = {}
-  canonical(cfg, parts)
-  return crypto.sha256(table.concat(parts))
+  canonical(v, parts)
+  return table.concat(parts)
 end
+
+function M.hash(cfg) return crypto.sha256(M.canonical_text(cfg)) end
 
 --- The effective config as readable Lua, secrets masked.
 function M.render(cfg)

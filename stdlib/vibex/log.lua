@@ -53,6 +53,9 @@ M.configure = core.configure
 M.config = core.config
 M.add_secret = core.add_secret
 M.redact = core.redact
+--- Registered secret values masked wherever they appear (for data: the
+-- database, journals, state files), keeping the text's structure.
+M.mask_secrets = core.mask_secrets
 M.is_secret_key = core.is_secret_key
 M.flush = core.flush
 M.counts = core.counts

@@ -14,18 +14,10 @@ function M.read_file(path)
   return s
 end
 
---- Write a whole file atomically (write a temporary file, then rename).
-function M.write_file(path, data)
-  local tmp = path .. ".tmp." .. core.pid()
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(data)
-  f:close()
-  if not ok then os.remove(tmp); return nil, werr end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp); return nil, rerr end
-  return true
-end
+--- Replace path with data atomically and durably (temporary file, fsync,
+-- close, rename, directory fsync, every result checked): a reader or a
+-- crash sees the old version or the new one. true | nil, "what: why".
+M.write_file = core.write_file
 
 function M.exists(path) return core.stat(path) ~= nil end
 

@@ -174,7 +174,11 @@ function M.prepare(a, acc, legs, view, cycle_key)
     else
       leg_no = leg_no + 1
       leg.leg = leg_no
-      leg.client_order_id = orders.client_order_id(acc.name, cycle_key, leg_no)
+      -- a replay's orders are its run's (a second run of the same config
+      -- must not meet the first's ids); a live account's are the cycle's, so
+      -- a cycle tried again after a restart can never send an order twice
+      leg.client_order_id = orders.client_order_id(acc.name, a.order_scope and (a.order_scope .. "/" .. cycle_key) or cycle_key,
+                                                   leg_no)
       local quote = { mark = view.prices[leg.symbol], bid = view.books[leg.symbol] and view.books[leg.symbol].bid,
                       ask = view.books[leg.symbol] and view.books[leg.symbol].ask }
       local p, err = a.venue:prepare(leg_order(leg), { quote = quote })
@@ -212,7 +216,7 @@ local function truthy(v) return v == true or v == "true" end
 local DBKIND = { entry = "entry", exit = "exit" }
 
 --- The orders row of a prepared leg: exactly what is sent.
-function M.row(acc, leg, cycle_key, verdict)
+function M.row(acc, leg, cycle_key, verdict, run_id)
   local p = leg.params
   return {
     account = acc.name, client_order_id = p.newClientOrderId, symbol = p.symbol, side = lower(p.side),
@@ -221,6 +225,7 @@ function M.row(acc, leg, cycle_key, verdict)
     reduce_only = truthy(p.reduceOnly), close_position = truthy(p.closePosition), working_type = lower(p.workingType),
     cycle_key = cycle_key, leg = leg.leg, kind = DBKIND[leg.kind] or leg.protect,
     parent_client_order_id = leg.parent and leg.parent.client_order_id or nil, risk = verdict, origin = leg.origin or "agent",
+    run_id = run_id,
   }
 end
 
@@ -355,7 +360,7 @@ function run(agent, a, acc, intents, decisions, view, rec, step, t0)
     local verdict = { gate = "approved", checked_ms = view.now_ms, limits = acc.risk }
     for _, leg in ipairs(approved) do
       if leg.kind ~= "cancel" then
-        local ok, err = a.rq:insert(M.row(acc, leg, rec.cycle_key, verdict))
+        local ok, err = a.rq:insert(M.row(acc, leg, rec.cycle_key, verdict, a.run_id))
         if not ok then
           tlog:error("order not recorded, so not sent", { account = acc.name, symbol = leg.symbol, error = tostring(err) })
           rec.error = "order record: " .. tostring(err)

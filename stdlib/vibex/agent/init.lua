@@ -226,6 +226,22 @@ function Agent:script_disabled(strat, role)
   return reg and reg.disabled and reg:disabled(name)
 end
 
+--- What a strategy's scripts are, by content: {role = "name@sha256-prefix"}.
+function Agent:script_hashes(strat)
+  local out = {}
+  for _, role in ipairs { "context", "prompt", "policy", "rules" } do
+    local reg, name = self:script(strat, role)
+    local e = reg and reg.entries and reg.entries[name]
+    if e then out[role] = ("%s@%s"):format(name, tostring(e.source_hash):sub(1, 16)) end
+  end
+  return out
+end
+
+--- Wait until every account's queued records have been tried.
+function Agent:flush_records()
+  for _, a in pairs(self.accounts) do a.rq:flush() end
+end
+
 function Agent:script_version(strat, role)
   local reg, name = self:script(strat, role)
   return reg and ("%s@%s"):format(name, tostring(reg:version(name)))
@@ -262,6 +278,7 @@ function Agent:add_account(acc, o)
     pending_notes = {}, known = {},
     rq = recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }
+  self.set_run(a, o.run_id)
   a.resolver = reconcile.resolver(self, a, acc.name)
   local us, uerr = venue:user_stream {
     -- the record is written as events come; the cycle's accounting reads them at its start
@@ -301,6 +318,13 @@ function Agent:add_account(acc, o)
   end
   return a
 end
+
+--- The run an account's facts belong to (vibex.db.repo.runs).
+function M.set_run(a, run_id)
+  a.run_id = run_id
+  a.rq.run_id = run_id
+end
+Agent.set_run = M.set_run
 
 --- Reconcile an account with its venue now (start-up: before the first
 -- decision). The summary | nil, err.
@@ -349,7 +373,14 @@ function Agent:remove_account(name)
   self.accounts[name] = nil
 end
 
-function Agent:now(a) return self.clock and self.clock() or a.venue:now() end
+-- A paper account next to a live market lives on that market's clock: its
+-- simulated venue's clock only moves when the cycle feeds it prices, and a
+-- restored one would stand at its snapshot's time.
+function Agent:now(a)
+  if self.clock then return self.clock() end
+  if a.data_venue then return a.market:now() end
+  return a.venue:now()
+end
 
 -- ---- the account as the gate and the scripts see it ------------------------------------------------
 
@@ -587,7 +618,7 @@ function Agent:run_cycle(a, o)
   end
   local ab = o.no_experiment ~= true and self.lab and self.lab:variant_for(acc, key, now_ms) or nil
   if ab then strat = apply_variant(strat, ab.variant) end
-  local rec = { account = acc.name, strategy = strat.name, cycle_key = key,
+  local rec = { account = acc.name, strategy = strat.name, cycle_key = key, run_id = a.run_id,
                 experiment = ab and ab.experiment.name, variant = ab and ab.variant.name or o.variant,
                 experiment_version = ab and ab.version,
                 started_ms = now_ms, step_ms = {}, validation = { rejected = {}, refusals = {}, notes = {} },
@@ -630,52 +661,65 @@ function Agent:run_cycle(a, o)
   rec.context = ctx
   -- 3-5. decisions
   local vctx = self:validation_ctx(acc, view)
-  local provider = self:provider(acc, ab and ab.variant)
-  local client = provider and self:client(provider)
-  local reason = self:fallback_reason(a, acc, client, view.now_ms, strat)
-  if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
-  local read
-  if not reason then
-    local okp, messages = pcall(self.call_script, self, strat, "prompt", "render", ctx, strat.params or {})
-    rec.script_versions.prompt = self:script_version(strat, "prompt")
-    step("prompt")
-    if not okp or type(messages) ~= "table" or #messages == 0 then
-      rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
-      self:note_disabled(a, acc, strat, "prompt")
-      return self:finish(a, acc, rec, view, t_start)
-    end
-    rec.prompt, rec.provider, rec.model = messages, client.name, client.model
-    local t_model = clock()
-    local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, rec.variant)
-    rec.model_ms = (clock() - t_model) / 1e6
-    rec.llm_calls = calls
-    t_step = clock()
-    rec.step_ms.model = rec.model_ms
-    if not r then
-      rec.error = "model: " .. tostring(err)
-      reason = ("the model call failed (%s)"):format(err.kind)
-    elseif not r.ok or (#r.decisions == 0 and #r.rejected > 0) then
-      a.invalid_streak = a.invalid_streak + 1
-      invalid_total:labels(acc.name):inc()
-      rec.valid = false
-      rec.validation.reason = r.reason
-      llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
-      if a.invalid_streak >= acc.fallback.after_invalid then
-        a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
-        reason = ("%d invalid answers in a row"):format(a.invalid_streak)
-        a.invalid_streak = 0
-        for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
-        read = nil -- the fallback decides this cycle
-      else
-        read = { decisions = {}, rejected = r.rejected } -- this cycle holds
+  local reason, read
+  if o.recorded and (o.recorded.completed or o.recorded.parsed) then
+    -- a resumed run: this cycle was decided before the crash (and maybe
+    -- traded); what it decided comes from the record, not a new answer
+    local p, v = o.recorded.parsed or {}, o.recorded.validation or {}
+    read = { decisions = p.decisions or {}, rejected = v.rejected or {}, notes = v.notes or {}, repaired = v.repaired }
+    rec.source, rec.raw_answer, rec.valid, rec.error = p.source or "none", o.recorded.raw_answer, o.recorded.valid,
+      o.recorded.error
+    rec.validation.fallback, rec.validation.reason, rec.validation.raw_answer = v.fallback, v.reason, v.raw_answer
+    rec.from_record, rec.was_complete = true, o.recorded.completed
+    -- the fallback's state moves as it did then (its notes go with the cycle)
+    self:set_fallback(a, acc, type(v.fallback) == "table" and v.fallback.reason or nil, rec)
+  else
+    local provider = self:provider(acc, ab and ab.variant)
+    local client = provider and self:client(provider)
+    reason = self:fallback_reason(a, acc, client, view.now_ms, strat)
+    if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
+    if not reason then
+      local okp, messages = pcall(self.call_script, self, strat, "prompt", "render", ctx, strat.params or {})
+      rec.script_versions.prompt = self:script_version(strat, "prompt")
+      step("prompt")
+      if not okp or type(messages) ~= "table" or #messages == 0 then
+        rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
+        self:note_disabled(a, acc, strat, "prompt")
+        return self:finish(a, acc, rec, view, t_start)
       end
-    else
-      a.invalid_streak = 0
-      read = r
-      rec.valid = true
+      rec.prompt, rec.provider, rec.model = messages, client.name, client.model
+      local t_model = clock()
+      local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, rec.variant)
+      rec.model_ms = (clock() - t_model) / 1e6
+      rec.llm_calls = calls
+      t_step = clock()
+      rec.step_ms.model = rec.model_ms
+      if not r then
+        rec.error = "model: " .. tostring(err)
+        reason = ("the model call failed (%s)"):format(err.kind)
+      elseif not r.ok or (#r.decisions == 0 and #r.rejected > 0) then
+        a.invalid_streak = a.invalid_streak + 1
+        invalid_total:labels(acc.name):inc()
+        rec.valid = false
+        rec.validation.reason = r.reason
+        llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
+        if a.invalid_streak >= acc.fallback.after_invalid then
+          a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
+          reason = ("%d invalid answers in a row"):format(a.invalid_streak)
+          a.invalid_streak = 0
+          for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
+          read = nil -- the fallback decides this cycle
+        else
+          read = { decisions = {}, rejected = r.rejected } -- this cycle holds
+        end
+      else
+        a.invalid_streak = 0
+        read = r
+        rec.valid = true
+      end
     end
+    self:set_fallback(a, acc, reason, rec)
   end
-  self:set_fallback(a, acc, reason, rec)
   if reason and not read then
     rec.source = "fallback"
     local okr, r = pcall(self.fallback_decisions, self, a, acc, strat, ctx, vctx, rec)
@@ -772,10 +816,11 @@ function Agent:record_event(a, name, ev)
       local flat = (tonumber(p.quantity) or 0) == 0
       local plan = not flat and a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
       a.rq:enqueue(function()
-        if flat then return R.positions:close(name, p.symbol, p.position_side) end
+        if flat then return R.positions:close(name, p.symbol, p.position_side, ev.time_ms, ev.seq) end
         return R.positions:upsert { account = name, symbol = p.symbol, position_side = p.position_side,
                                     quantity = p.quantity, entry_price = p.entry_price, margin_type = p.margin_type,
-                                    unrealized_pnl = p.unrealized_pnl, exit_plan = plan }
+                                    unrealized_pnl = p.unrealized_pnl, exit_plan = plan, time_ms = ev.time_ms,
+                                    seq = ev.seq }
       end)
     end
   end
@@ -785,7 +830,7 @@ function Agent:record_event(a, name, ev)
         if (tonumber(b.change) or 0) ~= 0 then
           for _, p in ipairs(ev.positions or {}) do
             R.ledger:funding { account = name, symbol = p.symbol, amount = b.change, position_qty = p.quantity,
-                               time_ms = ev.time_ms }
+                               time_ms = ev.time_ms, run_id = a.run_id }
           end
         end
       end
@@ -824,11 +869,13 @@ end
 -- queue: before the rows of its orders, which point at it.
 function Agent:record_decision_async(a, rec)
   if not self.repos then return end
-  a.rq:enqueue(function() return self:record_decision(rec) end)
+  -- logged ahead like the orders that point at it: a kill before the
+  -- database has it leaves it in the order log, replayed before them
+  a.rq:decision(self:decision_row(rec))
 end
 
-function Agent:record_decision(rec, R)
-  R = R or self.repos
+-- The decisions row of a cycle (see db.decisions:record).
+function Agent:decision_row(rec, completed)
   local v = rec.validation
   local tokens_in, tokens_out, latency, cost = nil, nil, nil, nil
   for _, c in ipairs(rec.llm_calls or {}) do
@@ -837,7 +884,7 @@ function Agent:record_decision(rec, R)
     latency = (latency or 0) + (c.latency_ms or 0)
     cost = (cost or 0) + (c.cost or 0)
   end
-  return R.decisions:record {
+  return {
     account = rec.account, cycle_key = rec.cycle_key, strategy = rec.strategy, provider = rec.provider, model = rec.model,
     prompt_version = rec.script_versions.prompt, prompt = rec.prompt, raw_answer = rec.raw_answer,
     parsed = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil,
@@ -845,7 +892,13 @@ function Agent:record_decision(rec, R)
     cost = cost and ("%.8f"):format(cost) or nil, experiment = rec.experiment, variant = rec.variant,
     experiment_version = rec.experiment_version, equity = rec.equity_start and ("%.8f"):format(rec.equity_start) or nil,
     config_hash = rec.config_hash, step_ms = rec.step_ms, error = rec.error, started_ms = rec.started_ms,
+    run_id = rec.run_id, completed = completed,
   }
+end
+
+function Agent:record_decision(rec, R, completed)
+  R = R or self.repos
+  return R.decisions:record(self:decision_row(rec, completed))
 end
 
 -- The end of every cycle: performance, positions, the decision row, the
@@ -861,20 +914,27 @@ function Agent:finish(a, acc, rec, view, t_start)
     a.rq:flush() -- the orders of the cycle first (written behind the wire)
     -- everything about the cycle in one transaction (one journal entry in an outage)
     local R = self.repos.batch and self.repos.batch() or self.repos
-    self:record_decision(rec, R)
-    for _, c in ipairs(rec.llm_calls or {}) do
-      R.ledger:llm_call { account = acc.name, cycle_key = rec.cycle_key, purpose = c.purpose, provider = c.provider, model = c.model,
+    -- a cycle a resumed run recorded in full before: its record stands (the
+    -- batch is built, so the in-memory bookkeeping runs as it did, and dropped)
+    if rec.was_complete and R.commit then R.commit = function() return true end end
+    local run = a.run_id
+    -- every fact of the cycle has its key (account, run, cycle, place): a
+    -- resumed run or a replayed journal writes it again and changes nothing
+    self:record_decision(rec, R, true)
+    for i, c in ipairs(rec.llm_calls or {}) do
+      R.ledger:llm_call { account = acc.name, cycle_key = rec.cycle_key, run_id = run, seq = i, purpose = c.purpose,
+                          provider = c.provider, model = c.model,
                           variant = c.variant, outcome = c.outcome, tokens_in = c.tokens_in, tokens_out = c.tokens_out,
                           latency_ms = c.latency_ms, cost = c.cost, error = c.error, attempts = c.attempts }
     end
-    for _, r in ipairs(rec.validation.refusals) do
-      R.ledger:risk_refusal { account = acc.name, cycle_key = rec.cycle_key, rule = r.rule, symbol = r.symbol, message = r.message,
-                              intent = r }
+    for i, r in ipairs(rec.validation.refusals) do
+      R.ledger:risk_refusal { account = acc.name, cycle_key = rec.cycle_key, run_id = run, seq = i, rule = r.rule,
+                              symbol = r.symbol, message = r.message, intent = r }
     end
     if view then self:record_state(a, acc, rec, view, R) end
     if a.persist_paper and a.sim then R.ledger:paper_save(acc.name, a.sim:snapshot()) end
     local body, tags = diary.entry(a, acc, rec, view)
-    R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key }
+    R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key, run_id = run }
     if R.commit then
       local ok, err = R.commit()
       if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
@@ -900,7 +960,8 @@ end
 -- Snapshot, positions (with their exit plans) and performance rows.
 function Agent:record_state(a, acc, rec, view, R)
   R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format(view.equity), wallet_balance = ("%.8f"):format(view.wallet),
-                      available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized) }
+                      available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized),
+                      run_id = a.run_id, cycle_key = rec.cycle_key, time_ms = rec.started_ms }
   -- positions open and close with the venue's events (record_event); the
   -- cycle adds what only the agent knows: the exit plan, and the leverage
   -- the venue reports. A row is touched when that changes: its PnL every
@@ -927,7 +988,8 @@ function Agent:record_state(a, acc, rec, view, R)
                      pnl = ("%.8f"):format(s.pnl), return_pct = ("%.8f"):format(s.return_pct),
                      max_drawdown = ("%.8f"):format(s.max_drawdown), sharpe = s.sharpe and ("%.8f"):format(s.sharpe) or nil,
                      win_rate = s.win_rate and ("%.8f"):format(s.win_rate) or nil, trades = s.trades,
-                     fees = ("%.8f"):format(s.fees), funding = ("%.8f"):format(s.funding) }
+                     fees = ("%.8f"):format(s.fees), funding = ("%.8f"):format(s.funding),
+                     run_id = a.run_id, cycle_key = rec.cycle_key, time_ms = rec.started_ms }
 end
 
 --- The last cycle's record of an account.

@@ -271,7 +271,8 @@ function M._run(agent, a, acc, reason, R, venue)
   for _, b in ipairs(balances) do
     if b.asset == "USDT" then
       R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format((tonumber(b.wallet) or 0) + (tonumber(b.unrealized_pnl) or 0)),
-                          wallet_balance = b.wallet, available = b.available, unrealized_pnl = b.unrealized_pnl }
+                          wallet_balance = b.wallet, available = b.available, unrealized_pnl = b.unrealized_pnl,
+                          run_id = a.run_id }
       s.wallet = b.wallet
     end
   end
@@ -293,7 +294,7 @@ function M._run(agent, a, acc, reason, R, venue)
   R.ledger:reconciliation { account = acc.name, reason = reason, orders_checked = s.orders_checked,
                             orders_updated = s.orders_updated, fills_recorded = s.fills_recorded,
                             positions_corrected = s.positions_corrected, foreign_orders = s.foreign_orders,
-                            details = { recovered = s.recovered, corrections = s.corrections } }
+                            details = { recovered = s.recovered, corrections = s.corrections }, run_id = a.run_id }
   a.reconciled_ms = venue:now()
   a.last_reconcile = s
   if s.orders_updated > 0 or s.positions_corrected > 0 or s.recovered > 0 or s.foreign_orders > 0 then

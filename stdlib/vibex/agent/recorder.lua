@@ -7,6 +7,7 @@
 --   rq:update(client_order_id, fields)  -- the venue's answer (or "unknown"), the same way
 --   rq:state(client_order_id, order, extra) -- the order's state as the venue reports it (an update)
 --   rq:fill(f)                          -- a fill the venue reported, the same way
+--   rq:decision(row)                    -- the decision row the cycle's orders point at, the same way
 --   rq:enqueue(fn)                      -- any other write that must keep its place (the decision row)
 --   rq:flush()                          -- wait until the database has everything queued so far
 --
@@ -48,7 +49,8 @@ function R:_log(entry)
     self.file = f
     self.log_bytes = f:seek("end") or 0
   end
-  local line = json.encode(entry) .. "\n"
+  -- what reaches the disk is masked like the logs: a secret never lands in a file
+  local line = log.mask_secrets(json.encode(entry)) .. "\n"
   local ok, err = self.file:write(line)
   if ok then ok, err = self.file:flush() end -- in the kernel now: a kill cannot lose it
   if not ok then return nil, err end
@@ -59,7 +61,8 @@ end
 local function apply(repos, entry)
   if entry.op == "insert" then return repos.orders:insert(entry.row) end
   if entry.op == "update" then return repos.orders:update(entry.client_order_id, entry.fields) end
-  if entry.op == "fill" then return repos.fills:record(entry.account, entry.fill) end
+  if entry.op == "fill" then return repos.fills:record(entry.account, entry.fill, entry.run_id) end
+  if entry.op == "decision" then return repos.decisions:record(entry.row) end
   return true
 end
 
@@ -106,13 +109,33 @@ function R:insert(row)
   return true
 end
 
+--- Record the decision row a cycle's orders point at (row: see
+-- db.decisions:record), logged ahead of them.
+function R:decision(row)
+  if not self.repos then return true end
+  local ok, err = self:_log { op = "decision", row = row }
+  if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
+  local repos = self.repos
+  self:enqueue(function() return repos.decisions:record(row) end)
+  return true
+end
+
 --- Record what became of an order (fields: see db.orders:update).
 function R:update(client_order_id, fields)
   if not self.repos then return true end
   local ok, err = self:_log { op = "update", client_order_id = client_order_id, fields = fields }
   if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
-  local repos = self.repos
-  self:enqueue(function() return repos.orders:update(client_order_id, fields) end)
+  local repos, account = self.repos, self.account
+  self:enqueue(function()
+    local res, uerr = repos.orders:update(client_order_id, fields)
+    if type(res) == "table" and res.refused then
+      alog:warn("order update refused: it would move the order backwards", { account = account,
+        client_order_id = client_order_id, recorded = res.status, recorded_executed = res.executed_quantity,
+        update = fields.status, update_executed = fields.executed_quantity })
+      return true
+    end
+    return res, uerr
+  end)
   return true
 end
 
@@ -129,11 +152,11 @@ end
 --- Record a fill the venue reported (f: a domain fill), the same way.
 function R:fill(f)
   if not self.repos then return true end
-  local account = self.account
-  local ok, err = self:_log { op = "fill", account = account, fill = f }
+  local account, run_id = self.account, self.run_id
+  local ok, err = self:_log { op = "fill", account = account, fill = f, run_id = run_id }
   if not ok then alog:error("order log not written", { account = self.account, error = tostring(err) }) end
   local repos = self.repos
-  self:enqueue(function() return repos.fills:record(account, f) end)
+  self:enqueue(function() return repos.fills:record(account, f, run_id) end)
   return true
 end
 

@@ -156,8 +156,16 @@ function M.new(o)
     data, iv = M.load(o.config, symbols)
     if not data then return nil, iv end
   end
+  -- the data range and size: part of the run's identity
+  local from, to, n = math.huge, -math.huge, 0
+  for _, rows in pairs(data) do
+    if #rows > 0 then
+      from, to, n = math.min(from, rows[1].open_time), math.max(to, rows[#rows].open_time), n + #rows
+    end
+  end
   return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = data, interval = iv,
-                        on_leaderboard = o.on_leaderboard,
+                        on_leaderboard = o.on_leaderboard, recorded = o.recorded or {}, caught_up = 0,
+                        from_ms = n > 0 and from or nil, to_ms = n > 0 and (to + aster.INTERVAL_MS[iv]) or nil, n_candles = n,
                         interval_ms = aster.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
 end
 
@@ -264,8 +272,12 @@ function Run:decide_at(close_ms, every)
   if #due == 0 then return end
   local tasks = {}
   for _, acc in ipairs(due) do
+    local key = require("vibex.agent").cycle_key(close_ms, every[acc.name] / 1000)
+    -- a resumed run: what this cycle decided before comes from the record
+    local recorded = self.recorded[acc.name] and self.recorded[acc.name][key]
+    if recorded and recorded.completed then self.caught_up = self.caught_up + 1 end
     tasks[#tasks + 1] = task.spawn("cycle:" .. acc.name, function()
-      return self.agent:cycle(acc.name, { cycle_key = require("vibex.agent").cycle_key(close_ms, every[acc.name] / 1000) })
+      return self.agent:cycle(acc.name, { cycle_key = key, recorded = recorded })
     end)
   end
   task.join_all(tasks)

@@ -45,6 +45,19 @@ local function tool(bin, name, args, as_postgres)
   return out or "", code == 0
 end
 
+-- As root the server runs as `postgres`, which must be able to pass
+-- through every directory above the cluster. vibex creates its directories
+-- private (0700); such an ancestor gets the search bit for others (o+x:
+-- enter, not list), and nothing more.
+function M.let_postgres_through(dir)
+  local p = dir:match("^(.*)/[^/]+$")
+  while p and p ~= "" do
+    local st = runtime.stat(p)
+    if st and st.mode and bit.band(st.mode, 1) == 0 then process.run("chmod", { "o+x", p }) end
+    p = p:match("^(.*)/[^/]+$")
+  end
+end
+
 --- Start (creating if needed) the cluster in o.dir. o.user (vibex),
 -- o.dbname (vibex), o.fast (no fsync: tests only), o.timeout_s (60).
 function M.start(o)
@@ -58,7 +71,10 @@ function M.start(o)
   if #dir > 90 then
     return nil, ("cluster directory %s is too long for a Unix socket path (keep it under 90 characters)"):format(dir)
   end
-  if root then process.run("chown", { "-R", "postgres:postgres", dir }) end
+  if root then
+    process.run("chown", { "-R", "postgres:postgres", dir })
+    M.let_postgres_through(dir)
+  end
   local fresh = not io.open(dir .. "/PG_VERSION")
   if fresh then
     local args = { "-D", dir, "-U", user, "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C" }
@@ -86,14 +102,9 @@ function M.start(o)
   return c
 end
 
---- Stop the server: mode "fast" (default; ends sessions cleanly) or
--- "immediate" (like a crash: the tests use it). nowait: start pg_ctl and
--- return at once (for a task unwinding at shutdown, which cannot wait).
-function M:stop(mode, nowait)
-  if nowait then
-    local line = tool_line(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-W", "stop" }, self.root)
-    return process.spawn { file = "sh", args = { "-c", line }, stdout = "ignore" } ~= nil
-  end
+--- Stop the server and wait until it is down: mode "fast" (default; ends
+-- sessions cleanly) or "immediate" (like a crash: the tests use it).
+function M:stop(mode)
   local out, ok = tool(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-w", "stop" }, self.root)
   if not ok then return nil, out end
   return true

@@ -223,11 +223,58 @@ function Pool:listen(channel, fn, o)
   return h
 end
 
+-- ---- the private server vibex manages ------------------------------------------------------------
+-- Several vibex processes may use one data directory's server at once (a
+-- `vibex run`, and `vibex llm stats` beside it). Each registers its pid in
+-- <data_dir>/pg.users/ while it uses the server; the last one out stops it
+-- and waits until it is down. Starting, registering, and the last-one-out
+-- check and stop all happen under one lock (<data_dir>/pg.lock, flock, so
+-- a killed holder releases it), so no process starts a server that another
+-- is stopping, or mistakes a server on its way down for a running one. A
+-- user killed with -9 leaves its pid behind; it is dead, so it does not
+-- count, and the next process out stops the server.
+
+-- A wait that a shutdown lets finish (an I/O wait with a deadline).
+local function pause(ms) pcall(task.timeout, ms, task.park, true) end
+
+local function with_lock(path, fn, ...)
+  local runtime = require "vibex.runtime"
+  local deadline = task.now() + 60000
+  local fd, err = runtime.lock_try(path)
+  while not fd do
+    if err ~= "busy" or task.now() > deadline then
+      return nil, ("database server lock %s: %s"):format(path, err == "busy" and "held for over a minute" or tostring(err))
+    end
+    pause(50)
+    fd, err = runtime.lock_try(path)
+  end
+  local res = { pcall(fn, ...) }
+  runtime.unlock(fd)
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, table.maxn(res))
+end
+
+local function live_users(dir)
+  local runtime = require "vibex.runtime"
+  local n = 0
+  for _, name in ipairs(runtime.listdir(dir) or {}) do
+    local pid = tonumber(name)
+    if pid and pid ~= runtime.pid() and runtime.pid_alive(pid) then
+      n = n + 1
+    elseif pid and pid ~= runtime.pid() then
+      os.remove(dir .. "/" .. name) -- a user that died without signing out
+    end
+  end
+  return n
+end
+
+local managed = {} -- handles of this process's managed servers, closed by M.close_all()
+
 --- The database a config names, or the private one vibex manages:
 -- o.url (a string or a vibex.secret), o.data_dir (the local cluster lives
 -- in <data_dir>/pg), o.pool_size. Returns {pool, cluster (when local),
 -- describe, close()} | nil, err. The local server is started when needed
--- and stopped by close() only if this call started it.
+-- and stopped (and waited for) by the last process that closes it.
 function M.open(o)
   o = o or {}
   local url = o.url
@@ -238,18 +285,42 @@ function M.open(o)
   else
     local cluster = require "vibex.db.cluster"
     local runtime = require "vibex.runtime"
-    local dir = (o.data_dir or "data") .. "/pg"
-    local was_running = runtime.exists(dir .. "/postmaster.pid")
-    local c, err = cluster.start { dir = dir }
+    local base = o.data_dir or "data"
+    local ok, merr = runtime.mkdir_p(base)
+    if not ok then return nil, tostring(merr) end
+    local users = base .. "/pg.users"
+    runtime.mkdir_p(users)
+    local c, err = with_lock(base .. "/pg.lock", function()
+      local c, err = cluster.start { dir = base .. "/pg" }
+      if not c then return nil, err end
+      local wok, werr = runtime.write_file(users .. "/" .. runtime.pid(), tostring(runtime.pid()))
+      if not wok then return nil, werr end
+      return c
+    end)
     if not c then return nil, err end
-    h.cluster, h.started = c, not was_running
+    h.cluster, h.lock, h.users = c, base .. "/pg.lock", users
     h.conninfo = c.conninfo
+    managed[h] = true
   end
   h.pool = M.pool { conninfo = h.conninfo, size = o.pool_size or 4, statement_timeout_ms = o.statement_timeout_ms }
   h.describe = h.pool.db
-  function h.close(co)
+  function h.close()
+    if h.closed then return end
+    h.closed = true
     h.pool:close()
-    if h.cluster and h.started then h.cluster:stop(nil, co and co.nowait) end
+    if not h.cluster then return end
+    managed[h] = nil
+    local runtime = require "vibex.runtime"
+    local _, err = with_lock(h.lock, function()
+      os.remove(h.users .. "/" .. runtime.pid())
+      if live_users(h.users) > 0 then return true end -- another vibex still uses it
+      local ok, serr = h.cluster:stop()
+      if not ok and not tostring(serr):find("not running", 1, true) and not tostring(serr):find("No such", 1, true) then
+        return nil, serr
+      end
+      return true
+    end)
+    if err then dlog:warn("the local database server did not stop cleanly", { dir = h.cluster.dir, error = tostring(err) }) end
   end
   -- a first statement proves the database answers (and says why not)
   local v, err = h.pool:query("SELECT current_setting('server_version_num')::int AS n")
@@ -265,19 +336,46 @@ function M.open(o)
   return h
 end
 
-local REPOS = { "accounts", "strategies", "orders", "fills", "positions", "candles", "decisions", "diary", "ledger" }
+--- Close every managed server this process opened and did not close (the
+-- REPL's, a command's that returned early): the CLI calls it on the way out.
+function M.close_all()
+  local list = {}
+  for h in pairs(managed) do list[#list + 1] = h end
+  for _, h in ipairs(list) do pcall(h.close) end
+end
+
+local REPOS = { "accounts", "strategies", "orders", "fills", "positions", "candles", "decisions", "diary", "ledger",
+                "runs" }
 
 --- The repositories over a pool: db.repos{pool = …, writer = …}.accounts,
 -- .orders, .fills, .positions, .candles, .decisions, .diary, .ledger.
 -- Writes go through the journal writer when one is given (they survive an
 -- outage), straight to the pool otherwise; reads always use the pool.
+-- A secret never reaches storage: every text a repository writes has the
+-- registered secret values masked (a model error that echoes the key, a
+-- diary line, an answer), as the logs do.
+local mask = log.mask_secrets
+local function masked(n, ...)
+  local args = { ... }
+  for i = 1, n do
+    if type(args[i]) == "string" then args[i] = mask(args[i]) end
+  end
+  return args
+end
+
 function M.repos(o)
   local pool = assert(o and o.pool, "db.repos{pool = …}")
   local write
   if o.writer then
-    write = function(sql, ...) return o.writer:write(sql, ...) end
+    write = function(sql, ...)
+      local n = select("#", ...)
+      return o.writer:write(sql, unpack(masked(n, ...), 1, n))
+    end
   else
-    write = function(sql, ...) return pool:query(sql, ...) end
+    write = function(sql, ...)
+      local n = select("#", ...)
+      return pool:query(sql, unpack(masked(n, ...), 1, n))
+    end
   end
   local out = {}
   for _, name in ipairs(REPOS) do
@@ -290,7 +388,8 @@ function M.repos(o)
     local stmts = {}
     local b = {}
     local function collect(sql, ...)
-      stmts[#stmts + 1] = { sql = sql, params = { ... }, n = select("#", ...) }
+      local n = select("#", ...)
+      stmts[#stmts + 1] = { sql = sql, params = masked(n, ...), n = n }
       return { batched = true }
     end
     for _, name in ipairs(REPOS) do

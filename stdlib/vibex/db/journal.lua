@@ -20,6 +20,15 @@
 -- on_outage ("continue" | "no_new_positions") is the config's choice of
 -- trading behaviour while writes are being journaled; w:outage() returns it
 -- (nil when the database is fine) and the change is logged both ways.
+--
+-- When the journal itself cannot be written (a full or read-only disk)
+-- while the database is away, a write is not lost: it is held in memory,
+-- in order, an ALERT says so with the disk's own error, and w:outage()
+-- answers "no_new_positions" whatever the config says (what cannot be
+-- recorded durably must not grow); the background task keeps trying the
+-- journal and the database, and the ALERT is lifted once the held writes
+-- are on disk or in the database. Only a kill while writes are held loses
+-- them; the ALERT is there so a person can act before that.
 local crypto = require "vibex.crypto"
 local json = require "vibex.json"
 local log = require "vibex.log"
@@ -29,6 +38,10 @@ local task = require "vibex.task"
 local M = {}
 
 local dlog = log.channel("app")
+
+-- Errors print as their message (never as "table: 0x…").
+local JErr = { __tostring = function(e) return ("%s: %s"):format(e.kind, e.message) end }
+local function jerror(kind, message) return setmetatable({ kind = kind, message = tostring(message) }, JErr) end
 
 local W = {}
 W.__index = W
@@ -57,7 +70,8 @@ function M.writer(o)
   local w = setmetatable({
     pool = o.pool, path = o.path, on_outage = o.on_outage or "continue", retry_ms = o.retry_ms or 1000,
     boot = (crypto.random_bytes(8):gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)),
-    seq = 0, n_pending = count_lines(o.path), stats = { direct = 0, journaled = 0, replayed = 0, skipped = 0, rejected = 0 },
+    seq = 0, n_pending = count_lines(o.path), held = {},
+    stats = { direct = 0, journaled = 0, replayed = 0, skipped = 0, rejected = 0, held = 0 },
   }, W)
   if w.n_pending > 0 then
     dlog:warn("database journal has writes from before; replaying", { journal = w.path, pending = w.n_pending })
@@ -106,9 +120,10 @@ function W:_enter_outage()
     { journal = self.path, trading = self.on_outage == "continue" and "continues" or "opens no new positions" })
   if not self.replayer then
     self.replayer = task.spawn("db-journal-replay", function()
-      while self.degraded and not self.closed do
+      while (self.degraded or #self.held > 0) and not self.closed do
         task.sleep(self.retry_ms)
-        self:flush()
+        self:_store_held()
+        if #self.held == 0 then self:flush() end
       end
       self.replayer = nil
     end)
@@ -148,15 +163,62 @@ function W:_write(e)
   else
     nulls_to_json(e.params, e.n)
   end
-  local ok, jerr = runtime.append_sync(self.path, json.encode(e) .. "\n")
-  if not ok then
-    dlog:error("database journal write failed: this write is lost", { journal = self.path, error = jerr })
-    return nil, { kind = "journal", message = jerr }
+  -- behind writes already held, so the journal keeps their order
+  if #self.held > 0 or not self:_append(e) then
+    self.held[#self.held + 1] = e
+    self.stats.held = self.stats.held + 1
+    self:_enter_outage()
+    return { journaled = true, held = true }
   end
   self.n_pending = self.n_pending + 1
   self.stats.journaled = self.stats.journaled + 1
   self:_enter_outage()
   return { journaled = true }
+end
+
+-- Append one entry to the journal file (synced): true, or false after
+-- raising the ALERT with the disk's own error.
+function W:_append(e)
+  local ok, jerr = runtime.append_sync(self.path, log.mask_secrets(json.encode(e)) .. "\n")
+  if ok then return true end
+  if self.journal_error ~= jerr then
+    self.journal_error = jerr
+    dlog:error("ALERT: the database is unreachable and its journal cannot be written: writes are held in memory "
+      .. "and no new positions are opened until the journal or the database takes them", { alert = true,
+        journal = self.path, error = tostring(jerr), held = #self.held + 1 })
+  end
+  return false
+end
+
+-- Move held writes to the journal (in order) once the disk takes them, or
+-- straight to the database if it came back first.
+function W:_store_held()
+  while #self.held > 0 do
+    local e = self.held[1]
+    local stored = false
+    if not self.degraded or self.n_pending == 0 then
+      local res, err = self:_apply(M._decode(json.encode(e)))
+      if res then
+        stored = true
+      elseif not unreachable(err) then
+        dlog:error("held write refused by the database; kept aside", { journal = self.path, id = e.id, error = tostring(err) })
+        runtime.append_sync(self.path .. ".rejected", log.mask_secrets(json.encode { entry = e, error = tostring(err) }) .. "\n")
+        stored = true
+      end
+    end
+    if not stored then
+      if not self:_append(e) then return false end
+      self.n_pending = self.n_pending + 1
+      self.stats.journaled = self.stats.journaled + 1
+    end
+    table.remove(self.held, 1)
+  end
+  if self.journal_error then
+    dlog:info("journal writable again: the held writes are stored; new positions may open again",
+      { journal = self.path, was = tostring(self.journal_error) })
+    self.journal_error = nil
+  end
+  return true
 end
 
 local function decode_params(params, n)
@@ -183,6 +245,8 @@ local function decode_entry(line)
   e.params = decode_params(e.params, e.n)
   return e
 end
+
+M._decode = decode_entry
 
 --- Replay the journal now: true when it is empty afterwards.
 function W:flush()
@@ -238,7 +302,14 @@ function W:flush()
 end
 
 function W:pending() return self.n_pending end
-function W:outage() return self.degraded and self.on_outage or nil end
+function W:outage()
+  -- writes held in memory: nothing new may open until they are stored
+  if #self.held > 0 or self.journal_error then return "no_new_positions" end
+  return self.degraded and self.on_outage or nil
+end
+
+--- Writes held in memory because the journal could not be written.
+function W:held_count() return #self.held end
 
 function W:close()
   self.closed = true

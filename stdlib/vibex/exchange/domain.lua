@@ -138,7 +138,9 @@ function M.event(ev)
                        entry_price = p.ep, unrealized_pnl = p.up, margin_type = lower(p.mt),
                        isolated_wallet = p.iw, position_side = lower(p.ps or "BOTH") }
     end
-    return { kind = "account", time_ms = E, reason = lower(ev.a.m), balances = balances, positions = positions }
+    -- seq: the simulated venue numbers its events (several share a millisecond)
+    return { kind = "account", time_ms = E, seq = tonumber(ev.u), reason = lower(ev.a.m), balances = balances,
+             positions = positions }
   end
   if ev.e == "MARGIN_CALL" then
     local positions = {}

@@ -64,6 +64,8 @@ int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side);
 size_t vx_sim_open_orders(const vx_sim *s);
 int vx_format_scaled(int64_t v, int scale, char *out);
 void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
+void vx_sim_set_ids(vx_sim *s, int64_t next_order_id, int64_t next_trade_id);
+int64_t vx_sim_next_trade_id(const vx_sim *s);
 int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
                             int64_t last_price, int32_t isolated, int64_t isolated_margin);
 ]]
@@ -582,13 +584,23 @@ function Sim:snapshot()
   local max_id = 0
   for id in pairs(self.orders) do if id > max_id then max_id = id end end
   snap.next_order_id = max_id + 1
+  snap.next_trade_id = tonumber(C.vx_sim_next_trade_id(self.engine))
   return snap
+end
+
+--- Move the id counters forward (never back): next order id, next trade id.
+-- A restored paper account continues past every id it handed out (the
+-- caller also passes the largest the record holds: fills recorded after the
+-- last snapshot); a replay run starts at a range of its own.
+function Sim:set_ids(next_order_id, next_trade_id)
+  C.vx_sim_set_ids(self.engine, next_order_id or 0, next_trade_id or 0)
 end
 
 --- Bring a snapshot back into this (fresh) venue: nil, err on a bad snapshot.
 function Sim:restore(snap)
   if type(snap) ~= "table" or snap.version ~= 1 then return nil, "sim.restore: not a version 1 snapshot" end
   C.vx_sim_restore(self.engine, units(snap.wallet, "wallet"), snap.next_order_id or 1)
+  C.vx_sim_set_ids(self.engine, 0, snap.next_trade_id or 0)
   C.vx_sim_restore_mode(self.engine, snap.hedge and 1 or 0)
   self.hedge = snap.hedge or false
   self.now_ms = snap.now_ms or 0
@@ -753,7 +765,9 @@ function Sim:_event(e)
                iw = text(e.isolated_margin), ps = SIDE_NAMES[e.position_side] }
     end
     local reason = ({ [EV_ACCOUNT] = "ORDER", [EV_FUNDING] = "FUNDING_FEE", [EV_LIQUIDATION] = "LIQUIDATION" })[e.kind]
-    return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, a = { m = reason,
+    -- u: the event's number, so that of two updates in one millisecond the later is known
+    self.account_seq = (self.account_seq or 0) + 1
+    return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, u = self.account_seq, a = { m = reason,
       B = { { a = "USDT", wb = text(e.wallet), cw = text(e.wallet), bc = e.kind == EV_FUNDING and text(e.realized_pnl) or "0" } },
       P = P } } }
   end

@@ -28,6 +28,7 @@ A call takes the next mode of the model's sequence, then its mode. Modes:
   empty         an empty message
   slow          good, after delay_ms (default 5000)
   429 / 500 / 529   that status with the provider's error body
+  echo_key      400 with an error body that repeats the caller's API key
   fuzz:<seed>   a random or adversarial answer (seeded); "fuzz": a new seed per call
 Prices and symbols come from the prompt: "### SYMBOL" headings followed by
 "current_price = X" (the default prompt's layout).
@@ -281,6 +282,11 @@ class Handler(BaseHTTPRequestHandler):
                               "time": time.time()})
 
     def fault(self, mode, fmt):
+        if mode == "echo_key":  # an error body that repeats the caller's credentials, as some providers do
+            sent = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+            self.send_json(400, {"error": {"message": "invalid request for credentials %s (%s)" % (sent, sent.split(" ")[-1]),
+                                           "type": "invalid_request_error"}})
+            return True
         if mode in ("429", "500", "529"):
             status = int(mode)
             if fmt == "openai":

@@ -9,15 +9,19 @@ local function tags_literal(tags)
 end
 
 --- e: account (name, optional), author ("agent" | "user"), body, tags {…},
--- cycle_key (links the entry to the account's decision of that cycle).
+-- cycle_key and run_id (link the entry to the account's decision of that
+-- cycle in that run). The agent's entry of a cycle is written once: again
+-- (a resumed run, a replayed journal) changes nothing.
 function R:add(e)
   return self.write([[
-    INSERT INTO diary_entries (account_id, decision_id, author, body, tags)
+    INSERT INTO diary_entries (account_id, decision_id, author, body, tags, cycle_key, run_id)
     VALUES ((SELECT account_id FROM accounts WHERE name = $1 AND deleted_at IS NULL),
             (SELECT d.decision_id FROM decisions d JOIN accounts a USING (account_id)
-              WHERE a.name = $1 AND a.deleted_at IS NULL AND d.cycle_key = $5),
-            $2, $3, $4::text[])]],
-    e.account, e.author or "user", e.body, tags_literal(e.tags), e.cycle_key)
+              WHERE a.name = $1 AND a.deleted_at IS NULL AND d.cycle_key = $5 AND COALESCE(d.run_id, 0) = COALESCE($6, 0)),
+            $2, $3, $4::text[], $5, $6)
+    ON CONFLICT (account_id, (COALESCE(run_id, 0)), cycle_key) WHERE author = 'agent' AND cycle_key IS NOT NULL
+    DO NOTHING]],
+    e.account, e.author or "user", e.body, tags_literal(e.tags), e.cycle_key, e.run_id)
 end
 
 --- Entries, newest first; o.tag filters; soft-deleted entries are hidden.

@@ -3,9 +3,12 @@
 --
 -- Statuses: pending (recorded before it is sent), unknown (sent; the venue's
 -- answer was lost), then the venue's: new, partially_filled, filled,
--- canceled, expired, rejected. An order only moves forward: a final status
--- is never replaced by an open one, an older venue update never replaces a
--- newer one, and the executed quantity never shrinks.
+-- canceled, expired, rejected. An order only moves forward (pending →
+-- unknown → new → partially_filled → one final status; the executed
+-- quantity never shrinks), whatever time an update carries: an update
+-- that would move it backwards changes nothing and comes back as
+-- {refused = true, status = …} so the caller can say so. The database
+-- refuses such a move from any other path too (migration 0007).
 local json = require "vibex.json"
 
 local R = {}
@@ -18,21 +21,22 @@ local ACCOUNT = "(SELECT account_id FROM accounts WHERE name = $1 AND deleted_at
 -- stop_price, position_side, time_in_force, reduce_only, close_position,
 -- working_type, decision_id (or cycle_key: the account's decision of that
 -- cycle), leg, status (pending), kind, parent_client_order_id, risk (the
--- gate's verdict, a table), origin (agent). Prices and quantities are the
+-- gate's verdict, a table), origin (agent), run_id. Prices and quantities are the
 -- exact strings that are sent.
 function R:insert(o)
   return self.write([[
     INSERT INTO orders (account_id, client_order_id, symbol, side, type, quantity, price, stop_price, position_side,
                         time_in_force, reduce_only, close_position, working_type, decision_id, leg, status, kind,
-                        parent_client_order_id, risk, origin)
+                        parent_client_order_id, risk, origin, run_id)
     VALUES (]] .. ACCOUNT .. [[, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-            COALESCE($14, (SELECT decision_id FROM decisions WHERE account_id = ]] .. ACCOUNT .. [[ AND cycle_key = $17)),
-            $15, $16, $18, $19, $20::jsonb, $21)
+            COALESCE($14, (SELECT decision_id FROM decisions WHERE account_id = ]] .. ACCOUNT .. [[ AND cycle_key = $17
+                                                              AND COALESCE(run_id, 0) = COALESCE($22, 0))),
+            $15, $16, $18, $19, $20::jsonb, $21, $22)
     ON CONFLICT (client_order_id) DO NOTHING]],
     o.account, o.client_order_id, o.symbol, o.side, o.type, o.quantity, o.price, o.stop_price,
     o.position_side or "both", o.time_in_force, o.reduce_only or false, o.close_position or false,
     o.working_type, o.decision_id, o.leg, o.status or "pending", o.cycle_key, o.kind, o.parent_client_order_id,
-    o.risk and json.encode(o.risk) or nil, o.origin or "agent")
+    o.risk and json.encode(o.risk) or nil, o.origin or "agent", o.run_id)
 end
 
 --- Apply what the venue says (or that it was sent, or that its outcome is
@@ -40,23 +44,27 @@ end
 -- venue_time_ms, reject_reason, sent_ms, resolved (true: an unknown outcome
 -- became known now).
 function R:update(client_order_id, u)
-  return self.write([[
+  local res, err = self.write([[
     UPDATE orders SET
-      status = CASE WHEN $2::text IS NULL THEN status
-                    WHEN status IN ('filled', 'canceled', 'expired', 'rejected') THEN status
-                    WHEN $2 IN ('pending', 'unknown') AND status NOT IN ('pending', 'unknown') THEN status
-                    ELSE $2 END,
-      executed_quantity = GREATEST(executed_quantity, COALESCE($3::numeric, executed_quantity)),
+      status = COALESCE($2, status),
+      executed_quantity = COALESCE($3::numeric, executed_quantity),
       average_price = COALESCE($4, average_price), venue_order_id = COALESCE($5, venue_order_id),
       venue_updated_at = GREATEST(venue_updated_at, to_timestamp($6::float8 / 1000)),
       reject_reason = COALESCE($7, reject_reason),
       sent_at = COALESCE(sent_at, to_timestamp($8::float8 / 1000)),
       resolved_at = CASE WHEN $9::boolean THEN now() ELSE resolved_at END
-    WHERE client_order_id = $1
-      AND ($6::float8 IS NULL OR venue_updated_at IS NULL OR venue_updated_at <= to_timestamp($6::float8 / 1000)
-           OR $2 IN ('filled', 'canceled', 'expired', 'rejected'))]],
+    WHERE client_order_id = $1 AND vibex_order_forward(status, executed_quantity, $2, $3::numeric)
+    RETURNING order_id]],
     client_order_id, u.status, u.executed_quantity, u.average_price, u.venue_order_id and tostring(u.venue_order_id),
     u.venue_time_ms, u.reject_reason, u.sent_ms, u.resolved or false)
+  if type(res) == "table" and not res.journaled and not res.batched and #res == 0 and u.status then
+    -- nothing matched: no such order, or a move backwards
+    local cur = self.pool:query("SELECT status, executed_quantity FROM orders WHERE client_order_id = $1", client_order_id)
+    if cur and cur[1] then
+      return { refused = true, status = cur[1].status, executed_quantity = cur[1].executed_quantity }
+    end
+  end
+  return res, err
 end
 
 function R:get(client_order_id)

@@ -1,0 +1,83 @@
+--- db.runs — runs as records: a replay or backtest of a config over a data
+-- range, or one start of a live or paper account. Every fact a run records
+-- carries its run_id (migration 0007).
+--
+--   local run, resumed = repos.runs:begin{kind = "replay", identity = h, accounts = {"a", "b"}, …}
+--   repos.runs:finish(run.run_id, "completed")
+--
+-- A replay or backtest whose identity (config, scripts, data) matches an
+-- unfinished run (crashed, stopped, or left running by a dead process)
+-- resumes it: the same run_id, so writing its facts again changes nothing.
+-- A live or paper start is always a new run; earlier runs of the same
+-- accounts left unfinished by a dead process are marked crashed.
+local json = require "vibex.json"
+local runtime = require "vibex.runtime"
+
+local R = {}
+R.__index = R
+
+local function list_literal(t)
+  local out = {}
+  for i, s in ipairs(t or {}) do out[i] = '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"' end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+-- Runs of these accounts' kind whose process is gone: crashed.
+function R:mark_crashed(identity)
+  local rows, err = self.pool:query([[SELECT run_id, pid FROM runs WHERE identity = $1 AND outcome IS NULL]], identity)
+  if not rows then return nil, err end
+  for _, r in ipairs(rows) do
+    local pid = tonumber(r.pid)
+    if not (pid and pid ~= runtime.pid() and runtime.pid_alive(pid)) then
+      local _, uerr = self.pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at
+        WHERE run_id = $1 AND outcome IS NULL]], r.run_id)
+      if uerr then return nil, uerr end
+    end
+  end
+  return true
+end
+
+--- o: kind, identity, accounts {names}, config_hash, script_versions (table),
+-- data_from_ms, data_to_ms, details (table), resume (true: carry on an
+-- unfinished run of the same identity). Returns the run row, resumed | nil, err.
+function R:begin(o)
+  local ok, err = self:mark_crashed(o.identity)
+  if not ok then return nil, err end
+  if o.resume then
+    local rows, rerr = self.pool:query([[UPDATE runs SET pid = $2, resumes = resumes + 1, resumed_at = now(), outcome = NULL,
+        ended_at = NULL
+      WHERE run_id = (SELECT run_id FROM runs WHERE identity = $1 AND outcome IN ('crashed', 'stopped')
+                      ORDER BY run_id DESC LIMIT 1)
+      RETURNING *]], o.identity, runtime.pid())
+    if not rows then return nil, rerr end
+    if rows[1] then return rows[1], true end
+  end
+  local rows, ierr = self.pool:query([[INSERT INTO runs (kind, identity, accounts, config_hash, script_versions, data_from,
+      data_to, pid, details)
+    VALUES ($1, $2, $3::text[], $4, $5::jsonb, to_timestamp($6::float8 / 1000), to_timestamp($7::float8 / 1000), $8, $9::jsonb)
+    RETURNING *]], o.kind, o.identity, list_literal(o.accounts), o.config_hash, json.encode(o.script_versions or {}),
+    o.data_from_ms, o.data_to_ms, runtime.pid(), json.encode(o.details or {}))
+  if not rows then return nil, ierr end
+  return rows[1], false
+end
+
+--- End a run: outcome "completed" | "stopped" | "failed"; details are merged in.
+function R:finish(run_id, outcome, details)
+  return self.pool:query([[UPDATE runs SET outcome = $2, ended_at = now(), details = details || $3::jsonb
+    WHERE run_id = $1]], run_id, outcome, json.encode(details or {}))
+end
+
+function R:get(run_id)
+  local rows, err = self.pool:query("SELECT * FROM runs WHERE run_id = $1", run_id)
+  if not rows then return nil, err end
+  return rows[1]
+end
+
+--- The newest runs, newest first (o.kind, o.limit).
+function R:list(o)
+  o = o or {}
+  return self.pool:query([[SELECT * FROM runs WHERE ($1::text IS NULL OR kind = $1) ORDER BY run_id DESC LIMIT $2]],
+    o.kind, o.limit or 20)
+end
+
+return R
