@@ -250,6 +250,18 @@ static void redact_into(const vx_log *log, vx_buf *out, const char *s, size_t n)
     }
 }
 
+/* The buffer's text, handed to the caller (free it), or NULL when it ran out of memory. */
+static char *buf_release(vx_buf *b, size_t *outlen) {
+    if (b->oom) {
+        vx_buf_free(b);
+        return NULL;
+    }
+    vx_buf_cstr(b);
+    if (outlen) *outlen = b->len;
+    if (!b->p) return strdup("");
+    return b->p;
+}
+
 /* The first registered secret at or after s[from], or -1; *which gets its index. */
 static long find_secret(const vx_log *log, const char *s, size_t n, size_t from, int *which) {
     long best = -1;
@@ -282,28 +294,14 @@ char *vx_log_mask_secrets(const vx_log *log, const char *s, size_t len, size_t *
         i = (size_t)at + log->secret_len[k];
     }
     vx_buf_add(&b, s + i, len - i);
-    if (b.oom) {
-        vx_buf_free(&b);
-        return NULL;
-    }
-    vx_buf_cstr(&b);
-    if (outlen) *outlen = b.len;
-    if (!b.p) return strdup("");
-    return b.p;
+    return buf_release(&b, outlen);
 }
 
 char *vx_log_redact(const vx_log *log, const char *s, size_t len, size_t *outlen) {
     vx_buf b;
     vx_buf_init(&b);
     redact_into(log, &b, s, len);
-    if (b.oom) {
-        vx_buf_free(&b);
-        return NULL;
-    }
-    vx_buf_cstr(&b);
-    if (outlen) *outlen = b.len;
-    if (!b.p) return strdup("");
-    return b.p;
+    return buf_release(&b, outlen);
 }
 
 /* ---- files -------------------------------------------------------------- */

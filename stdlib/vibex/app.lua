@@ -598,7 +598,7 @@ function App:start_replay(cfg)
     local t0 = runtime.wall_ms()
     local ok, summary, serr = pcall(run.run, run)
     local outcome = ok and summary and "completed" or "failed"
-    if not ok and task.is_cancelled(summary) then outcome = "stopped" end
+    if not ok and task.is_cancelled(summary) then error(summary, 0) end -- stopped: App:stop records it
     if self.run_row and self.repos then
       self.agent:flush_records()
       self.repos.runs:finish(self.run_row.run_id, outcome, { candles = run.candles, cycles = run.cycles,
@@ -670,7 +670,17 @@ function App:stop()
     local ok, err = pcall(fn, ...)
     if not ok and not task.is_cancelled(err) then log.warn("shutdown step failed", { step = what, error = tostring(err) }) end
   end
-  if self.replay_task and not self.replay_done then self.replay_task:cancel() end
+  if self.replay_task and not self.replay_done then
+    self.replay_task:cancel()
+    -- a replay stopped half way: its run says so, and the next start resumes it
+    if self.run_row and self.repos then
+      step("replay run", function()
+        self.agent:flush_records()
+        self.repos.runs:finish(self.run_row.run_id, "stopped", { reason = "shutdown" })
+        log.info("replay run stopped; the next start resumes it", { run = self.run_row.run_id })
+      end)
+    end
+  end
   if self.watcher then step("config watcher", self.watcher.close) end
   if self.scripts then step("scripts", self.scripts.close, self.scripts) end
   local names = {}

@@ -362,7 +362,8 @@ function run(agent, a, acc, intents, decisions, view, rec, step, t0)
       if leg.kind ~= "cancel" then
         local ok, err = a.rq:insert(M.row(acc, leg, rec.cycle_key, verdict, a.run_id))
         if not ok then
-          tlog:error("order not recorded, so not sent", { account = acc.name, symbol = leg.symbol, error = tostring(err) })
+          tlog:error("ALERT: order not recorded, so not sent", { account = acc.name, symbol = leg.symbol, error = tostring(err),
+                                                               alert = true })
           rec.error = "order record: " .. tostring(err)
           return {}
         end

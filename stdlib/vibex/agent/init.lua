@@ -451,6 +451,10 @@ function Agent:view(a, acc)
   view.unrealized = upnl
   view.pyramiding = self:strategy(acc).pyramiding
   view.outage = self.writer and self.writer:outage() == "no_new_positions" or false
+  if view.outage and self.writer.journal_error then
+    view.outage_why = "the database is unreachable and its journal cannot be written (" .. tostring(self.writer.journal_error)
+      .. "): nothing new opens until the record is safe"
+  end
   return view
 end
 

@@ -95,7 +95,7 @@ local function check_entry(self, o, view, limits, acc)
     end
     return "max_daily_loss", ("down %.2f today, limit %.2f: no new entries until the next UTC day"):format(lost, limits.max_daily_loss)
   end
-  if view.outage then return "database_outage", "the database is unreachable and on_outage = no_new_positions" end
+  if view.outage then return "database_outage", view.outage_why or "the database is unreachable and on_outage = no_new_positions" end
   local notional = o.qty * o.price
   local pos = acc.positions[o.symbol]
   local side = o.side == "buy" and "long" or "short"

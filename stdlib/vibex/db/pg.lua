@@ -113,6 +113,13 @@ local function mask(s)
 end
 M.mask = mask
 
+--- A Lua list of strings as a PostgreSQL text[] literal (pass it as $n::text[]).
+function M.text_array(list)
+  local out = {}
+  for i, v in ipairs(list or {}) do out[i] = '"' .. tostring(v):gsub('[\\"]', "\\%0") .. '"' end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
 local function new_err(kind, message, db, fields)
   local e = setmetatable({ kind = kind, message = mask(clean(message)), db = db }, Err)
   for k, v in pairs(fields or {}) do e[k] = v end

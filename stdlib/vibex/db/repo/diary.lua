@@ -1,12 +1,8 @@
 --- db.diary — the agent's and the user's notes, with tags.
+local pg = require "vibex.db.pg"
+
 local R = {}
 R.__index = R
-
-local function tags_literal(tags)
-  local out = {}
-  for i, t in ipairs(tags or {}) do out[i] = '"' .. tostring(t):gsub('[\\"]', "\\%0") .. '"' end
-  return "{" .. table.concat(out, ",") .. "}"
-end
 
 --- e: account (name, optional), author ("agent" | "user"), body, tags {…},
 -- cycle_key and run_id (link the entry to the account's decision of that
@@ -21,7 +17,7 @@ function R:add(e)
             $2, $3, $4::text[], $5, $6)
     ON CONFLICT (account_id, (COALESCE(run_id, 0)), cycle_key) WHERE author = 'agent' AND cycle_key IS NOT NULL
     DO NOTHING]],
-    e.account, e.author or "user", e.body, tags_literal(e.tags), e.cycle_key, e.run_id)
+    e.account, e.author or "user", e.body, pg.text_array(e.tags), e.cycle_key, e.run_id)
 end
 
 --- Entries, newest first; o.tag filters; soft-deleted entries are hidden.

@@ -11,18 +11,13 @@
 -- A live or paper start is always a new run; earlier runs of the same
 -- accounts left unfinished by a dead process are marked crashed.
 local json = require "vibex.json"
+local pg = require "vibex.db.pg"
 local runtime = require "vibex.runtime"
 
 local R = {}
 R.__index = R
 
-local function list_literal(t)
-  local out = {}
-  for i, s in ipairs(t or {}) do out[i] = '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"' end
-  return "{" .. table.concat(out, ",") .. "}"
-end
-
--- Runs of these accounts' kind whose process is gone: crashed.
+-- Unfinished runs of this identity whose process is gone: crashed.
 function R:mark_crashed(identity)
   local rows, err = self.pool:query([[SELECT run_id, pid FROM runs WHERE identity = $1 AND outcome IS NULL]], identity)
   if not rows then return nil, err end
@@ -55,7 +50,7 @@ function R:begin(o)
   local rows, ierr = self.pool:query([[INSERT INTO runs (kind, identity, accounts, config_hash, script_versions, data_from,
       data_to, pid, details)
     VALUES ($1, $2, $3::text[], $4, $5::jsonb, to_timestamp($6::float8 / 1000), to_timestamp($7::float8 / 1000), $8, $9::jsonb)
-    RETURNING *]], o.kind, o.identity, list_literal(o.accounts), o.config_hash, json.encode(o.script_versions or {}),
+    RETURNING *]], o.kind, o.identity, pg.text_array(o.accounts), o.config_hash, json.encode(o.script_versions or {}),
     o.data_from_ms, o.data_to_ms, runtime.pid(), json.encode(o.details or {}))
   if not rows then return nil, ierr end
   return rows[1], false
