@@ -144,14 +144,14 @@ local function same_qty(a, b)
 end
 
 -- Record the fills of one order from the venue's trade list (each once).
-local function record_fills(R, venue, acc_name, row, order)
+local function record_fills(R, venue, acc_name, row, order, run_id)
   if (tonumber(order.executed_quantity) or 0) <= 0 or not order.venue_order_id then return 0 end
   local trades, err = venue:trades(row.symbol, { venue_order_id = order.venue_order_id,
                                                  client_order_id = row.client_order_id, no_breaker = true })
   if not trades then return 0, err end
   local n = 0
   for _, f in ipairs(trades) do
-    R.fills:record(acc_name, f)
+    R.fills:record(acc_name, f, run_id)
     n = n + 1
   end
   return n
@@ -262,7 +262,7 @@ function M._run(agent, a, acc, reason, R, venue)
   local short = R.orders:missing_fills(acc.name) or {}
   for _, row in ipairs(short) do
     local n = record_fills(R, venue, acc.name, row, { executed_quantity = row.executed_quantity,
-                                                      venue_order_id = row.venue_order_id })
+                                                      venue_order_id = row.venue_order_id }, a.run_id)
     s.fills_recorded = s.fills_recorded + (n or 0)
   end
   -- 2. positions
@@ -319,7 +319,7 @@ function M._check_order(a, acc, R, venue, row, open_by_cid, state, window, now, 
     local changed = order.status ~= row.status or not same_qty(order.executed_quantity, row.executed_quantity)
     a.rq:state(cid, order, { resolved = row.status == "unknown" or row.status == "pending" })
     if changed then s.orders_updated = s.orders_updated + 1 end
-    local n = record_fills(R, venue, acc.name, row, order)
+    local n = record_fills(R, venue, acc.name, row, order, a.run_id)
     s.fills_recorded = s.fills_recorded + (n or 0)
     state[cid] = order.status
     a.known[cid] = true
