@@ -52,7 +52,8 @@ function M.run(row, fmt, _, quick)
     -- 1. overhead per cycle, model excluded ------------------------------------------
     local cfg = make_config(fake.base, { account("solo") })
     assert(repos.accounts:ensure { name = "solo" })
-    local ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue }
+    local ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue,
+                          data_dir = h.tmpdir() }
     local a = ag:add_account(cfg.accounts[1])
     local data = {}
     for _, sym in ipairs(cfg.accounts[1].symbols) do
@@ -104,7 +105,8 @@ function M.run(row, fmt, _, quick)
       assert(repos.accounts:ensure { name = accs[k].name })
     end
     local cfg2 = make_config(fake.base, accs)
-    local ag2 = agent.new { config = cfg2, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue }
+    local ag2 = agent.new { config = cfg2, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue,
+                           data_dir = h.tmpdir() }
     for _, acc in ipairs(cfg2.accounts) do ag2:add_account(acc) end
     local candles = quick and 160 or 400
     local run = assert(replay.new { agent = ag2, accounts = cfg2.accounts,

@@ -158,7 +158,7 @@ describe("experiments: with the database and the fake model", function()
     reg:load_all()
     local lab = ab.new { pool = pool, config = cfg }
     local ag = agent.new { config = cfg, repos = db.repos { pool = pool }, scripts = reg, lab = lab,
-                           getenv = function() end, venue = replay.venue }
+                           getenv = function() end, venue = replay.venue, data_dir = h.tmpdir() }
     local a = ag:add_account(cfg.accounts[1])
     local rows = replay.generate("BTCUSDT", replay.spec("BTCUSDT"), 400, 300000, replay.date_ms("2026-04-01"), 2)
     local counts = { early = { good = 0, bad = 0 }, late = { good = 0, bad = 0 } }
