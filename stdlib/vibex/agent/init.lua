@@ -665,64 +665,12 @@ function Agent:run_cycle(a, o)
   rec.context = ctx
   -- 3-5. decisions
   local vctx = self:validation_ctx(acc, view)
-  local reason, read
+  local reason, read, done
   if o.recorded and (o.recorded.completed or o.recorded.parsed) then
-    -- a resumed run: this cycle was decided before the crash (and maybe
-    -- traded); what it decided comes from the record, not a new answer
-    local p, v = o.recorded.parsed or {}, o.recorded.validation or {}
-    read = { decisions = p.decisions or {}, rejected = v.rejected or {}, notes = v.notes or {}, repaired = v.repaired }
-    rec.source, rec.raw_answer, rec.valid, rec.error = p.source or "none", o.recorded.raw_answer, o.recorded.valid,
-      o.recorded.error
-    rec.validation.fallback, rec.validation.reason, rec.validation.raw_answer = v.fallback, v.reason, v.raw_answer
-    rec.from_record, rec.was_complete = true, o.recorded.completed
-    -- the fallback's state moves as it did then (its notes go with the cycle)
-    self:set_fallback(a, acc, type(v.fallback) == "table" and v.fallback.reason or nil, rec)
+    read = self:recorded_decisions(a, acc, rec, o.recorded)
   else
-    local provider = self:provider(acc, ab and ab.variant)
-    local client = provider and self:client(provider)
-    reason = self:fallback_reason(a, acc, client, view.now_ms, strat)
-    if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
-    if not reason then
-      local okp, messages = pcall(self.call_script, self, strat, "prompt", "render", ctx, strat.params or {})
-      rec.script_versions.prompt = self:script_version(strat, "prompt")
-      step("prompt")
-      if not okp or type(messages) ~= "table" or #messages == 0 then
-        rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
-        self:note_disabled(a, acc, strat, "prompt")
-        return self:finish(a, acc, rec, view, t_start)
-      end
-      rec.prompt, rec.provider, rec.model = messages, client.name, client.model
-      local t_model = clock()
-      local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, rec.variant)
-      rec.model_ms = (clock() - t_model) / 1e6
-      rec.llm_calls = calls
-      t_step = clock()
-      rec.step_ms.model = rec.model_ms
-      if not r then
-        rec.error = "model: " .. tostring(err)
-        reason = ("the model call failed (%s)"):format(err.kind)
-      elseif not r.ok or (#r.decisions == 0 and #r.rejected > 0) then
-        a.invalid_streak = a.invalid_streak + 1
-        invalid_total:labels(acc.name):inc()
-        rec.valid = false
-        rec.validation.reason = r.reason
-        llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
-        if a.invalid_streak >= acc.fallback.after_invalid then
-          a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
-          reason = ("%d invalid answers in a row"):format(a.invalid_streak)
-          a.invalid_streak = 0
-          for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
-          read = nil -- the fallback decides this cycle
-        else
-          read = { decisions = {}, rejected = r.rejected } -- this cycle holds
-        end
-      else
-        a.invalid_streak = 0
-        read = r
-        rec.valid = true
-      end
-    end
-    self:set_fallback(a, acc, reason, rec)
+    reason, read, done = self:model_decisions(a, acc, strat, ab, ctx, vctx, view, rec, step)
+    if done then return self:finish(a, acc, rec, view, t_start) end
   end
   if reason and not read then
     rec.source = "fallback"
@@ -760,6 +708,71 @@ function Agent:run_cycle(a, o)
   execute.run(self, a, acc, intents, read.decisions, view, rec, step)
   step("execute")
   return self:finish(a, acc, rec, view, t_start)
+end
+
+-- A resumed run: this cycle was decided before the crash (and maybe
+-- traded); what it decided comes from the record, not a new answer.
+function Agent:recorded_decisions(a, acc, rec, recorded)
+  local p, v = recorded.parsed or {}, recorded.validation or {}
+  rec.source, rec.raw_answer, rec.valid, rec.error = p.source or "none", recorded.raw_answer, recorded.valid, recorded.error
+  rec.validation.fallback, rec.validation.reason, rec.validation.raw_answer = v.fallback, v.reason, v.raw_answer
+  rec.from_record, rec.was_complete = true, recorded.completed
+  -- the fallback's state moves as it did then (its notes go with the cycle)
+  self:set_fallback(a, acc, type(v.fallback) == "table" and v.fallback.reason or nil, rec)
+  return { decisions = p.decisions or {}, rejected = v.rejected or {}, notes = v.notes or {}, repaired = v.repaired }
+end
+
+-- The prompt and the model: the reason the fallback must decide (nil when
+-- the model did), what was read from the answer, and true when the cycle
+-- ends here (the prompt script failed).
+function Agent:model_decisions(a, acc, strat, ab, ctx, vctx, view, rec, step)
+  local provider = self:provider(acc, ab and ab.variant)
+  local client = provider and self:client(provider)
+  local reason = self:fallback_reason(a, acc, client, view.now_ms, strat)
+  if not reason and a.fallback_until then a.fallback_until = nil end -- cooldown over: probe the model
+  local read
+  if not reason then
+    local okp, messages = pcall(self.call_script, self, strat, "prompt", "render", ctx, strat.params or {})
+    rec.script_versions.prompt = self:script_version(strat, "prompt")
+    step("prompt")
+    if not okp or type(messages) ~= "table" or #messages == 0 then
+      rec.error = "prompt script: " .. tostring(okp and "returned no messages" or messages)
+      self:note_disabled(a, acc, strat, "prompt")
+      return nil, nil, true
+    end
+    rec.prompt, rec.provider, rec.model = messages, client.name, client.model
+    local t_model = task.hrtime()
+    local r, calls, err = self:ask_model(a, acc, client, messages, vctx, rec, rec.variant)
+    rec.model_ms = (task.hrtime() - t_model) / 1e6
+    rec.llm_calls = calls
+    step("model")
+    rec.step_ms.model = rec.model_ms
+    if not r then
+      rec.error = "model: " .. tostring(err)
+      reason = ("the model call failed (%s)"):format(err.kind)
+    elseif not r.ok or (#r.decisions == 0 and #r.rejected > 0) then
+      a.invalid_streak = a.invalid_streak + 1
+      invalid_total:labels(acc.name):inc()
+      rec.valid = false
+      rec.validation.reason = r.reason
+      llog:warn("model answer rejected", { account = acc.name, reason = r.reason, streak = a.invalid_streak })
+      if a.invalid_streak >= acc.fallback.after_invalid then
+        a.fallback_until = view.now_ms + acc.fallback.cooldown_s * 1000
+        reason = ("%d invalid answers in a row"):format(a.invalid_streak)
+        a.invalid_streak = 0
+        for _, x in ipairs(r.rejected or {}) do rec.validation.rejected[#rec.validation.rejected + 1] = x end
+        read = nil -- the fallback decides this cycle
+      else
+        read = { decisions = {}, rejected = r.rejected } -- this cycle holds
+      end
+    else
+      a.invalid_streak = 0
+      read = r
+      rec.valid = true
+    end
+  end
+  self:set_fallback(a, acc, reason, rec)
+  return reason, read
 end
 
 function Agent:refused(acc, rule) refusals_total:labels(acc.name, rule):inc() end
