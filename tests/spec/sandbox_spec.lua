@@ -115,13 +115,20 @@ describe("budgets", function()
     { "one huge string", "return #string.rep('x', 2^30)", "memory" },
     { "a growing table in pcall", "local t = {} while true do pcall(function() for i = 1, 1e6 do t[#t + 1] = {i} end end) end", nil },
     { "a yield to the runtime", "coroutine.yield(1)", "yield" },
-    { "deep recursion", "local function f() return 1 + f() end return f()", "error" },
+    -- a stack overflow, or the time budget on a slow machine (seen once in a full suite run)
+    { "deep recursion", "local function f() return 1 + f() end return f()", { error = true, time = true } },
   }
   for _, c in ipairs(cases) do
     it("ends " .. c[1], function()
       local res, ms = run(c[2])
       assert.is_nil(res[1], c[1])
-      if c[3] then assert.equal(c[3], res[3], tostring(res[2])) else assert.truthy(res[3] == "time" or res[3] == "memory") end
+      if type(c[3]) == "table" then
+        assert.truthy(c[3][res[3]], tostring(res[3]) .. ": " .. tostring(res[2]))
+      elseif c[3] then
+        assert.equal(c[3], res[3], tostring(res[2]))
+      else
+        assert.truthy(res[3] == "time" or res[3] == "memory")
+      end
       assert.is_true(ms < 3000, ("%s took %d ms"):format(c[1], ms))
       assert.equal(0, budget.depth())
       -- the hook is gone and the JIT runs: our own long loops are untouched
