@@ -629,9 +629,18 @@ function App:begin_replay_run(cfg, accounts, run)
     scripts_used[acc.name] = self.agent:script_hashes(self.agent:strategy(acc))
   end
   local snap = self.store:snapshot()
-  -- canonical text (sorted keys): the same config, scripts and data give the same identity
-  local identity = require("vibex.crypto").sha256(config.canonical_text { kind = "replay", config = snap.hash,
-    accounts = names, scripts = scripts_used, from = run.from_ms, to = run.to_ms, candles = run.n_candles })
+  -- what decides the replay's outcome, as canonical text (sorted keys): its
+  -- section, its accounts' settings, their strategies and scripts by content,
+  -- the models, the data. Another account edited in the same file changes
+  -- nothing of it, so a crashed replay still resumes.
+  local used = {}
+  for _, acc in ipairs(accounts) do
+    local name = acc.strategy
+    if name and cfg.strategies then used[name] = cfg.strategies[name] end
+  end
+  local identity = require("vibex.crypto").sha256(config.canonical_text { kind = "replay", replay = cfg.replay,
+    accounts = accounts, strategies = used, llm = cfg.llm, scripts = scripts_used, from = run.from_ms, to = run.to_ms,
+    candles = run.n_candles, environment = snap.environment })
   local row, resumed = self.repos.runs:begin { kind = "replay", identity = identity, accounts = names, config_hash = snap.hash,
     script_versions = scripts_used, data_from_ms = run.from_ms, data_to_ms = run.to_ms, resume = true,
     details = { interval = run.interval, symbols = run.symbols } }
