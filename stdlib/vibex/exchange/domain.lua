@@ -139,7 +139,7 @@ function M.event(ev)
                        isolated_wallet = p.iw, position_side = lower(p.ps or "BOTH") }
     end
     -- seq: the simulated venue numbers its events (several share a millisecond)
-    return { kind = "account", time_ms = E, seq = tonumber(ev.u), reason = lower(ev.a.m), balances = balances,
+    return { kind = "account", time_ms = E, seq = tonumber(ev.vx_seq), reason = lower(ev.a.m), balances = balances,
              positions = positions }
   end
   if ev.e == "MARGIN_CALL" then

@@ -765,9 +765,9 @@ function Sim:_event(e)
                iw = text(e.isolated_margin), ps = SIDE_NAMES[e.position_side] }
     end
     local reason = ({ [EV_ACCOUNT] = "ORDER", [EV_FUNDING] = "FUNDING_FEE", [EV_LIQUIDATION] = "LIQUIDATION" })[e.kind]
-    -- u: the event's number, so that of two updates in one millisecond the later is known
+    -- vx_seq (ours, not a venue field): the event's number, so of two updates in one millisecond the later is known
     self.account_seq = (self.account_seq or 0) + 1
-    return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, u = self.account_seq, a = { m = reason,
+    return { "on_account", { e = "ACCOUNT_UPDATE", E = E, T = E, vx_seq = self.account_seq, a = { m = reason,
       B = { { a = "USDT", wb = text(e.wallet), cw = text(e.wallet), bc = e.kind == EV_FUNDING and text(e.realized_pnl) or "0" } },
       P = P } } }
   end
