@@ -21,20 +21,6 @@ end
 
 local function sh(line) return process.run("sh", { "-c", line }) end
 
-local PAPER = [[
-return {
-  runtime = { log_dir = %q, data_dir = %q, log_level = "info" },
-  database = { url = env "DATABASE_URL", on_outage = "continue" },
-  strategies = { flip = { dir = %q, rules = "flip", intervals = { "1m", "5m" }, params = { size_usd = 120, oversize = 5000 } } },
-  accounts = {
-    { name = "shadow", mode = "paper", symbols = { "BTCUSDT", "ETHUSDT" }, decision_interval_s = 1, strategy = "flip",
-      exchange = { venue = "aster", testnet = true, base_url = %q, ws_url = %q },
-      fallback = { policy = "rules" }, paper = { starting_balance = 10000 },
-      risk = { max_leverage = 3, max_position_notional = 300, max_total_notional = 600, max_open_positions = 2,
-               max_daily_loss = 100000, min_confidence = 0.5, max_orders_per_minute = 400 } },
-  },
-}
-]]
 
 describe("disk faults during a database outage", function()
   local root = runtime.uid() == 0
@@ -57,10 +43,7 @@ describe("disk faults during a database outage", function()
     -- a small disk of its own for the data directory (journal, order logs, state)
     local _, code = sh(("mount -t tmpfs -o size=4m,mode=0700 tmpfs %s"):format(mnt))
     assert.equal(0, code)
-    assert(runtime.mkdir_p(dir .. "/scripts"))
-    h.write(dir .. "/scripts/flip.lua", live.FLIP)
-    local cfg = dir .. "/vibex.lua"
-    h.write(cfg, PAPER:format(dir .. "/logs", mnt, dir .. "/scripts", fake.base, fake.ws))
+    local cfg = live.paper_config(dir, fake, { data_dir = mnt, on_outage = "continue" })
     local url = ("postgresql:///vibex?host=%s&user=vibex"):format(pg.conninfo:match("host=(%S+)"))
     local env = { VIBEX_ENV = "testing", DATABASE_URL = url }
     local _, merr, mcode = h.vibex({ "migrate", "up", cfg }, { env = env })

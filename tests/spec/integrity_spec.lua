@@ -230,24 +230,7 @@ describe("the record after kill -9 and restarts", function()
 
   it("a paper account next to the fake venue killed 10 times keeps one row per fact and every fill", function()
     local fake = h.fake_aster { accounts = {}, auto_price = { period_ms = 200, step = 0.002, seed = 5 } }
-    local dir = h.tmpdir()
-    assert(runtime.mkdir_p(dir .. "/scripts"))
-    h.write(dir .. "/scripts/flip.lua", live.FLIP)
-    local cfg = dir .. "/vibex.lua"
-    h.write(cfg, ([[
-return {
-  runtime = { log_dir = %q, data_dir = %q, log_level = "info" },
-  database = { url = env "DATABASE_URL" },
-  strategies = { flip = { dir = %q, rules = "flip", intervals = { "1m", "5m" }, params = { size_usd = 120, oversize = 5000 } } },
-  accounts = {
-    { name = "shadow", mode = "paper", symbols = { "BTCUSDT", "ETHUSDT" }, decision_interval_s = 1, strategy = "flip",
-      exchange = { venue = "aster", testnet = true, base_url = %q, ws_url = %q },
-      fallback = { policy = "rules" }, paper = { starting_balance = 10000 },
-      risk = { max_leverage = 3, max_position_notional = 300, max_total_notional = 600, max_open_positions = 2,
-               max_daily_loss = 100000, min_confidence = 0.5, max_orders_per_minute = 400 } },
-  },
-}
-]]):format(dir .. "/logs", dir .. "/data", dir .. "/scripts", fake.base, fake.ws))
+    local cfg = live.paper_config(h.tmpdir(), fake)
     local url, pool = database("vibex_paper")
     local env = { VIBEX_ENV = "testing", DATABASE_URL = url }
     local _, merr, mcode = h.vibex({ "migrate", "up", cfg }, { env = env })

@@ -60,6 +60,36 @@ local ACCOUNT = [[
                max_daily_loss = 100000, min_confidence = 0.5, max_orders_per_minute = 400 } },
 ]]
 
+-- A paper account next to a live venue (the fake one): its public data
+-- feeds the simulated venue; FLIP decides every second.
+local PAPER = [[
+return {
+  runtime = { log_dir = %q, data_dir = %q, log_level = "info" },
+  database = { url = env "DATABASE_URL", on_outage = %q },
+  strategies = { flip = { dir = %q, rules = "flip", intervals = { "1m", "5m" }, params = { size_usd = 120, oversize = 5000 } } },
+  accounts = {
+    { name = "shadow", mode = "paper", symbols = { "BTCUSDT", "ETHUSDT" }, decision_interval_s = 1, strategy = "flip",
+      exchange = { venue = "aster", testnet = true, base_url = %q, ws_url = %q },
+      fallback = { policy = "rules" }, paper = { starting_balance = 10000 },
+      risk = { max_leverage = 3, max_position_notional = 300, max_total_notional = 600, max_open_positions = 2,
+               max_daily_loss = 100000, min_confidence = 0.5, max_orders_per_minute = 400 } },
+  },
+}
+]]
+
+--- Write a config with one paper account ("shadow") next to the fake venue
+-- into dir (scripts in dir/scripts, logs in dir/logs); o.data_dir
+-- (dir/data), o.on_outage (no_new_positions). Returns the config's path.
+function M.paper_config(dir, fake, o)
+  o = o or {}
+  assert(runtime.mkdir_p(dir .. "/scripts"))
+  h.write(dir .. "/scripts/flip.lua", M.FLIP)
+  local cfg = dir .. "/vibex.lua"
+  h.write(cfg, PAPER:format(dir .. "/logs", o.data_dir or (dir .. "/data"), o.on_outage or "no_new_positions",
+    dir .. "/scripts", fake.base, fake.ws))
+  return cfg
+end
+
 local function lua_list(t)
   local parts = {}
   for i, s in ipairs(t) do parts[i] = ("%q"):format(s) end
