@@ -291,7 +291,7 @@ function App:begin_account_run(r, acc, simulated)
   if not self.repos then return nil end
   local kind = simulated and "paper" or "live"
   local snap = self.store:snapshot()
-  local row, err = self.repos.runs:begin { kind = kind, identity = require("vibex.crypto").sha256(kind .. "|" .. acc.name),
+  local row, err, crashed = self.repos.runs:begin { kind = kind, identity = require("vibex.crypto").sha256(kind .. "|" .. acc.name),
     accounts = { acc.name }, config_hash = snap.hash,
     script_versions = self.agent:script_hashes(self.agent:strategy(acc)) }
   if not row then
@@ -299,6 +299,11 @@ function App:begin_account_run(r, acc, simulated)
     return nil
   end
   r.run_id = tonumber(row.run_id)
+  for _, id in ipairs(crashed or {}) do
+    log.warn(("run %d of account %s ended without a word (its process is gone): recorded as crashed"):format(id, acc.name),
+      { account = acc.name, run = id })
+  end
+  log.info(("account %s: run %d (%s)"):format(acc.name, r.run_id, kind), { account = acc.name, run = r.run_id })
   return r.run_id
 end
 
@@ -641,7 +646,7 @@ function App:begin_replay_run(cfg, accounts, run)
   local identity = require("vibex.crypto").sha256(config.canonical_text { kind = "replay", replay = cfg.replay,
     accounts = accounts, strategies = used, llm = cfg.llm, scripts = scripts_used, from = run.from_ms, to = run.to_ms,
     candles = run.n_candles, environment = snap.environment })
-  local row, resumed = self.repos.runs:begin { kind = "replay", identity = identity, accounts = names, config_hash = snap.hash,
+  local row, resumed, crashed = self.repos.runs:begin { kind = "replay", identity = identity, accounts = names, config_hash = snap.hash,
     script_versions = scripts_used, data_from_ms = run.from_ms, data_to_ms = run.to_ms, resume = true,
     details = { interval = run.interval, symbols = run.symbols } }
   if not row then return nil, resumed end
@@ -659,6 +664,9 @@ function App:begin_replay_run(cfg, accounts, run)
       if not rec then return nil, derr end
       run.recorded[acc.name] = rec
     end
+  end
+  for _, id in ipairs(crashed or {}) do
+    log.warn(("replay run %d ended without a word (its process is gone): recorded as crashed"):format(id), { run = id })
   end
   if resumed then
     local n = 0

@@ -18,26 +18,30 @@ local R = {}
 R.__index = R
 
 -- Unfinished runs of this identity whose process is gone: crashed.
+-- Returns the list of run ids marked | nil, err.
 function R:mark_crashed(identity)
   local rows, err = self.pool:query([[SELECT run_id, pid FROM runs WHERE identity = $1 AND outcome IS NULL]], identity)
   if not rows then return nil, err end
+  local marked = {}
   for _, r in ipairs(rows) do
     local pid = tonumber(r.pid)
     if not (pid and pid ~= runtime.pid() and runtime.pid_alive(pid)) then
       local _, uerr = self.pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at
         WHERE run_id = $1 AND outcome IS NULL]], r.run_id)
       if uerr then return nil, uerr end
+      marked[#marked + 1] = tonumber(r.run_id)
     end
   end
-  return true
+  return marked
 end
 
 --- o: kind, identity, accounts {names}, config_hash, script_versions (table),
 -- data_from_ms, data_to_ms, details (table), resume (true: carry on an
--- unfinished run of the same identity). Returns the run row, resumed | nil, err.
+-- unfinished run of the same identity). Returns the run row, resumed, the
+-- ids of earlier runs just found crashed | nil, err.
 function R:begin(o)
-  local ok, err = self:mark_crashed(o.identity)
-  if not ok then return nil, err end
+  local crashed, err = self:mark_crashed(o.identity)
+  if not crashed then return nil, err end
   if o.resume then
     local rows, rerr = self.pool:query([[UPDATE runs SET pid = $2, resumes = resumes + 1, resumed_at = now(), outcome = NULL,
         ended_at = NULL
@@ -45,7 +49,7 @@ function R:begin(o)
                       ORDER BY run_id DESC LIMIT 1)
       RETURNING *]], o.identity, runtime.pid())
     if not rows then return nil, rerr end
-    if rows[1] then return rows[1], true end
+    if rows[1] then return rows[1], true, crashed end
   end
   local rows, ierr = self.pool:query([[INSERT INTO runs (kind, identity, accounts, config_hash, script_versions, data_from,
       data_to, pid, details)
@@ -53,7 +57,7 @@ function R:begin(o)
     RETURNING *]], o.kind, o.identity, pg.text_array(o.accounts), o.config_hash, json.encode(o.script_versions or {}),
     o.data_from_ms, o.data_to_ms, runtime.pid(), json.encode(o.details or {}))
   if not rows then return nil, ierr end
-  return rows[1], false
+  return rows[1], false, crashed
 end
 
 --- End a run: outcome "completed" | "stopped" | "failed"; details are merged in.
