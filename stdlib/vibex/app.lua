@@ -655,7 +655,7 @@ function App:begin_replay_run(cfg, accounts, run)
   run.recorded = {}
   for _, acc in ipairs(accounts) do
     local a = self.agent.accounts[acc.name]
-    self.agent.set_run(a, run_id)
+    self.agent:set_run(a, run_id)
     a.order_scope = "r" .. run_id
     -- the run's venue ids are its own: fills of two runs never share a trade id
     if a.sim then a.sim:set_ids(run_id * 1e9 + 1, run_id * 1e9 + 1) end

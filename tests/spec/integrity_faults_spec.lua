@@ -21,6 +21,26 @@ end
 
 local function sh(line) return process.run("sh", { "-c", line }) end
 
+-- A short replay of one account ("demo", BTCUSDT) in dir: o.candles (past
+-- 200 of warm-up), o.strategy (the strategies table, Lua text), o.llm (the
+-- llm table), o.account (more account fields). Returns the config's path.
+local function replay_config(dir, o)
+  local cfg = dir .. "/vibex.lua"
+  h.write(cfg, ([[
+return {
+  runtime = { log_dir = %q, data_dir = %q },
+  replay = { interval = "5m", candles = %d, seed = 3, warmup = 200 },
+  llm = %s,
+  strategies = %s,
+  accounts = {
+    { name = "demo", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 300%s },
+  },
+}
+]]):format(dir .. "/logs", dir .. "/data", o.candles, o.llm or "{}", o.strategy or "{}",
+    o.account and (", " .. o.account) or ""))
+  return cfg
+end
+
 
 describe("disk faults during a database outage", function()
   local root = runtime.uid() == 0
@@ -152,20 +172,11 @@ describe("a secret in a provider's error", function()
     local key = "sk-echo-7f3a9c2e51d84b6a"
     local llm = h.fake_llm { key = key, models = { ["m-echo"] = { mode = "echo_key" } } }
     local dir = h.tmpdir()
-    local cfg = dir .. "/vibex.lua"
-    h.write(cfg, ([[
-return {
-  runtime = { log_dir = %q, data_dir = %q },
-  replay = { interval = "5m", candles = 230, seed = 3, warmup = 200 },
-  llm = { providers = { { name = "echo", kind = "openai", base_url = %q, api_key = env "ECHO_KEY", model = "m-echo",
-                          max_retries = 0, breaker = { failure_threshold = 100 } } } },
-  strategies = { s = { rules = "ema_cross", params = { fast = 5, slow = 12, size_usd = 300 } } },
-  accounts = {
-    { name = "demo", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 300,
-      strategy = "s", llm = "echo", fallback = { policy = "rules" } },
-  },
-}
-]]):format(dir .. "/logs", dir .. "/data", llm.base .. "/v1"))
+    local cfg = replay_config(dir, { candles = 230,
+      llm = ([[{ providers = { { name = "echo", kind = "openai", base_url = %q, api_key = env "ECHO_KEY", model = "m-echo",
+                                 max_retries = 0, breaker = { failure_threshold = 100 } } } }]]):format(llm.base .. "/v1"),
+      strategy = [[{ s = { rules = "ema_cross", params = { fast = 5, slow = 12, size_usd = 300 } } }]],
+      account = [[strategy = "s", llm = "echo", fallback = { policy = "rules" }]] })
     h.write(dir .. "/.env", "ECHO_KEY=" .. key .. "\n")
     local env = { VIBEX_ENV = "testing" }
     local _, merr, mcode = h.vibex({ "migrate", "up", cfg }, { env = env })
@@ -207,19 +218,10 @@ describe("the managed database server", function()
     local dir = h.tmpdir()
     assert(runtime.mkdir_p(dir .. "/strat"))
     h.write(dir .. "/strat/cross.lua", runtime.read_file(runtime.home() .. "/scripts/ema_cross.lua"))
-    local cfg = dir .. "/vibex.lua"
     -- a strategy with its own directory (its watcher must not keep `vibex run` alive)
-    h.write(cfg, ([[
-return {
-  runtime = { log_dir = %q, data_dir = %q },
-  replay = { interval = "5m", candles = 215, seed = 3, warmup = 200 },
-  strategies = { s = { dir = %q, rules = "cross", params = { fast = 5, slow = 12, size_usd = 300 } } },
-  accounts = {
-    { name = "demo", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 300,
-      strategy = "s", fallback = { policy = "rules" } },
-  },
-}
-]]):format(dir .. "/logs", dir .. "/data", dir .. "/strat"))
+    local cfg = replay_config(dir, { candles = 215,
+      strategy = ([[{ s = { dir = %q, rules = "cross", params = { fast = 5, slow = 12, size_usd = 300 } } }]]):format(dir .. "/strat"),
+      account = [[strategy = "s", fallback = { policy = "rules" }]] })
     local env = { VIBEX_ENV = "testing" }
     local function server_running()
       local out = process.run("sh", { "-c", "ps -eo args | grep -c '[p]ostgres -D " .. dir .. "/data/pg'" })
@@ -253,14 +255,7 @@ return {
 
   it("says when .env can be read by others", function()
     local dir = h.tmpdir()
-    local cfg = dir .. "/vibex.lua"
-    h.write(cfg, ([[
-return {
-  runtime = { log_dir = %q, data_dir = %q },
-  replay = { interval = "5m", candles = 205, seed = 3, warmup = 200 },
-  accounts = { { name = "demo", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 300 } },
-}
-]]):format(dir .. "/logs", dir .. "/data"))
+    local cfg = replay_config(dir, { candles = 205 })
     h.write(dir .. "/.env", "SOME_KEY=abcdefgh12345678\n")
     process.run("chmod", { "644", dir .. "/.env" })
     local env = { VIBEX_ENV = "testing" }

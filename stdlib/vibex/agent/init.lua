@@ -278,7 +278,7 @@ function Agent:add_account(acc, o)
     pending_notes = {}, known = {},
     rq = recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }
-  self.set_run(a, o.run_id)
+  self:set_run(a, o.run_id)
   a.resolver = reconcile.resolver(self, a, acc.name)
   local us, uerr = venue:user_stream {
     -- the record is written as events come; the cycle's accounting reads them at its start
@@ -320,11 +320,10 @@ function Agent:add_account(acc, o)
 end
 
 --- The run an account's facts belong to (vibex.db.repo.runs).
-function M.set_run(a, run_id)
+function Agent:set_run(a, run_id)
   a.run_id = run_id
   a.rq.run_id = run_id
 end
-Agent.set_run = M.set_run
 
 --- Reconcile an account with its venue now (start-up: before the first
 -- decision). The summary | nil, err.
@@ -716,7 +715,7 @@ function Agent:recorded_decisions(a, acc, rec, recorded)
   local p, v = recorded.parsed or {}, recorded.validation or {}
   rec.source, rec.raw_answer, rec.valid, rec.error = p.source or "none", recorded.raw_answer, recorded.valid, recorded.error
   rec.validation.fallback, rec.validation.reason, rec.validation.raw_answer = v.fallback, v.reason, v.raw_answer
-  rec.from_record, rec.was_complete = true, recorded.completed
+  rec.was_complete = recorded.completed
   -- the fallback's state moves as it did then (its notes go with the cycle)
   self:set_fallback(a, acc, type(v.fallback) == "table" and v.fallback.reason or nil, rec)
   return { decisions = p.decisions or {}, rejected = v.rejected or {}, notes = v.notes or {}, repaired = v.repaired }

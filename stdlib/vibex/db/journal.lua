@@ -111,6 +111,31 @@ function W:_apply_batch(e)
   return res, err
 end
 
+local function decode_params(params, n)
+  local out = {}
+  for i = 1, n or #(params or {}) do
+    local v = params[i]
+    if v == json.null then v = nil end
+    out[i] = v
+  end
+  return out
+end
+
+local function decode_entry(line)
+  local e = json.decode(line)
+  if type(e) ~= "table" or type(e.id) ~= "string" then return nil end
+  if type(e.stmts) == "table" then
+    for _, st in ipairs(e.stmts) do
+      if type(st) ~= "table" or type(st.sql) ~= "string" then return nil end
+      st.params = decode_params(st.params, st.n)
+    end
+    return e
+  end
+  if type(e.sql) ~= "string" then return nil end
+  e.params = decode_params(e.params, e.n)
+  return e
+end
+
 local function unreachable(err) return err and (err.kind == "connect" or err.kind == "lost") end
 
 function W:_enter_outage()
@@ -197,7 +222,7 @@ function W:_store_held()
     local e = self.held[1]
     local stored = false
     if not self.degraded or self.n_pending == 0 then
-      local res, err = self:_apply(M._decode(json.encode(e)))
+      local res, err = self:_apply(decode_entry(json.encode(e))) -- JSON nulls back to nils
       if res then
         stored = true
       elseif not unreachable(err) then
@@ -221,32 +246,6 @@ function W:_store_held()
   return true
 end
 
-local function decode_params(params, n)
-  local out = {}
-  for i = 1, n or #(params or {}) do
-    local v = params[i]
-    if v == json.null then v = nil end
-    out[i] = v
-  end
-  return out
-end
-
-local function decode_entry(line)
-  local e = json.decode(line)
-  if type(e) ~= "table" or type(e.id) ~= "string" then return nil end
-  if type(e.stmts) == "table" then
-    for _, st in ipairs(e.stmts) do
-      if type(st) ~= "table" or type(st.sql) ~= "string" then return nil end
-      st.params = decode_params(st.params, st.n)
-    end
-    return e
-  end
-  if type(e.sql) ~= "string" then return nil end
-  e.params = decode_params(e.params, e.n)
-  return e
-end
-
-M._decode = decode_entry
 
 --- Replay the journal now: true when it is empty afterwards.
 function W:flush()
