@@ -23,6 +23,7 @@
 -- status`, no cycle is counted for it, and where the cause can pass (the
 -- venue is down, rate limits, the clock) the start is retried with backoff.
 local runtime = require "vibex.runtime"
+local errors = require "vibex.errors"
 local config = require "vibex.config"
 local scripts = require "vibex.scripts"
 local task = require "vibex.task"
@@ -152,14 +153,14 @@ end
 -- Why an account cannot start, as the person running it needs it: what,
 -- how to fix it, and whether trying again later can help.
 local function explain(step, err, acc)
-  local e = type(err) == "table" and err or { msg = tostring(err) }
-  local kind, msg = e.kind, e.msg or tostring(err)
+  local e = type(err) == "table" and err or { message = tostring(err) }
+  local kind, msg = e.kind, e.message or tostring(err)
   local where = acc.exchange.base_url or acc.exchange.venue
   if kind == "auth" then
     return ("%s: the venue refused the account's keys (%s)"):format(step, msg),
       "check accounts." .. acc.name .. ".exchange.credentials (api_key and api_secret for V1 keys; user, signer and private_key for V3) and the key's permissions", false
   end
-  if kind == "retry" or kind == "unknown" or kind == "rate_limit" or kind == "banned" or kind == "clock" or e.transport then
+  if e.retryable or kind == "unknown" or kind == "banned" or e.transport then
     return ("%s: the venue at %s cannot be reached or is not answering (%s)"):format(step, where, msg),
       "check exchange.base_url / ws_url and the network; vibex keeps trying", true
   end
@@ -167,7 +168,7 @@ local function explain(step, err, acc)
     return ("%s: %s"):format(step, msg), "create the script or name an existing one in the strategy; vibex checks again", true
   end
   if kind == "config" then return ("%s: %s"):format(step, msg), e.fix or "fix the account's config", false end
-  if kind == "symbol" then
+  if kind == "not_found" then
     return ("%s: %s"):format(step, msg), "use a symbol the venue lists (GET /fapi/v1/exchangeInfo) in accounts." .. acc.name .. ".symbols", false
   end
   return ("%s: %s"):format(step, msg), "see the message; the account stays stopped until the config changes", false
@@ -182,8 +183,8 @@ function App:check_scripts(acc)
       local found = (strat.dir and runtime.exists(strat.dir .. "/" .. name .. ".lua"))
         or runtime.exists(runtime.home() .. "/scripts/" .. name .. ".lua")
       if not found then
-        return nil, { kind = "script", msg = ("the %s script %q does not exist (looked in %sscripts/)")
-          :format(role, name, strat.dir and (strat.dir .. "/ and ") or "") }
+        return nil, errors.new("script", ("the %s script %q does not exist (looked in %sscripts/)")
+          :format(role, name, strat.dir and (strat.dir .. "/ and ") or ""))
       end
     end
   end
@@ -195,10 +196,9 @@ function App:market_for(acc)
   local ex = acc.exchange
   local client, err = exchange.from_config { name = acc.name, exchange = { venue = ex.venue, base_url = ex.base_url,
                                                                            ws_url = ex.ws_url, testnet = ex.testnet } }
-  if not client then return nil, { kind = "config", msg = tostring(err) } end
+  if not client then return nil, errors.new("config", tostring(err)) end
   if not client.ws_url then
-    return nil, { kind = "config", msg = "no WebSocket URL for the market data streams",
-                  fix = "set accounts." .. acc.name .. ".exchange.ws_url (e.g. wss://fstream.asterdex.com)" }
+    return nil, errors.new("config", "no WebSocket URL for the market data streams", { fix = "set accounts." .. acc.name .. ".exchange.ws_url (e.g. wss://fstream.asterdex.com)" })
   end
   local key = ("%s %s %s"):format(ex.venue, client.base_url, client.ws_url)
   local md = self.markets[key]
@@ -226,14 +226,14 @@ function App:bring_up(r, acc)
   if self:in_replay(acc) then
     self.replay_md = self.replay_md or marketdata.replay { interval = self.store:get("replay").interval or "5m" }
     local ok, terr = self.replay_md:track(acc.symbols, intervals, 400)
-    if not ok then return nil, "market data", { kind = "config", msg = terr } end
+    if not ok then return nil, "market data", errors.new("config", terr) end
     o.market = self.replay_md
   elseif simulated then
     if acc.exchange.venue ~= "sim" then -- paper next to a live market: its public data feeds the sim
       local md, key = self:market_for(acc)
       if not md then return nil, "market data", key end
       local ok, terr = md:track(acc.symbols, intervals, 400)
-      if not ok then return nil, "market data", { kind = "retry", msg = terr } end
+      if not ok then return nil, "market data", errors.new("unavailable", terr) end
       o.market, o.data_venue, r.market_key = md, true, key
     end
     o.persist_paper = true
@@ -250,34 +250,34 @@ function App:bring_up(r, acc)
     end
   else
     local client, ferr = exchange.from_config(acc)
-    if not client then return nil, "venue", { kind = "config", msg = tostring(ferr) } end
+    if not client then return nil, "venue", errors.new("config", tostring(ferr)) end
     local v = venues.new(client, { account = acc.name })
     local ok, err = v:connect()
     if not ok then return nil, "venue (clock and exchange info)", err end
     for _, sym in ipairs(acc.symbols) do
       local rules, rerr = v:rules(sym)
-      if not rules then return nil, "venue", { kind = "symbol", msg = tostring(rerr and rerr.msg or rerr) } end
+      if not rules then return nil, "venue", errors.new("not_found", tostring(rerr and rerr.message or rerr)) end
     end
     local bals, berr = v:balances()
     if not bals then return nil, "account (keys)", berr end
     local md, key = self:market_for(acc)
     if not md then return nil, "market data", key end
     local tok, terr = md:track(acc.symbols, intervals, 400)
-    if not tok then return nil, "market data (history and streams)", { kind = "retry", msg = terr } end
+    if not tok then return nil, "market data (history and streams)", errors.new("unavailable", terr) end
     o.venue, o.market, r.market_key = v, md, key
   end
   if not self:in_replay(acc) then o.run_id = self:begin_account_run(r, acc, simulated) end
   local ok, err = pcall(self.agent.add_account, self.agent, acc, o)
   if not ok then
     self:end_account_run(r, "failed", tostring(err))
-    return nil, "account", { kind = "config", msg = tostring(err):gsub("^.-:%d+: ", "") }
+    return nil, "account", errors.new("config", (tostring(err):gsub("^.-:%d+: ", "")))
   end
   if not self:in_replay(acc) then
     local s, rerr = self.agent:reconcile(acc.name, "start")
     if not s then
       self.agent:remove_account(acc.name)
       self:end_account_run(r, "failed", tostring(rerr))
-      return nil, "reconciliation with the venue", { kind = "retry", msg = tostring(rerr) }
+      return nil, "reconciliation with the venue", errors.new("unavailable", tostring(rerr))
     end
   else
     self.agent.accounts[acc.name].started = true

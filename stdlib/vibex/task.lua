@@ -83,7 +83,7 @@ local function finish_timeout(level, ms, ok, ...)
   if ok then return ... end
   local err = ...
   if M.is_timeout(err) and err.level == level then
-    return nil, ("timeout after %d ms"):format(ms), "timeout"
+    return nil, require("vibex.errors").new("timeout", ("timeout after %d ms"):format(ms))
   end
   error(err, 0)
 end
@@ -91,7 +91,7 @@ end
 --- Run `fn(...)` in the current task with a deadline: any wait inside it
 --- that is still pending after `ms` milliseconds is aborted (an HTTP request
 --- is cancelled, a sleep cut short). Returns fn's results, or
---- nil, "timeout after N ms", "timeout".
+--- nil, err (a vibex.errors value of kind "timeout": "timeout after N ms").
 function M.timeout(ms, fn, ...)
   if type(fn) ~= "function" then error("task.timeout(ms, fn, ...): fn must be a function", 2) end
   local level = core.deadline_push(ms)
@@ -106,7 +106,7 @@ local methods = core.methods
 function methods.join(t, ms)
   if ms == nil then return await(raw_join(t)) end
   local res = { M.timeout(ms, function() return await(raw_join(t)) end) }
-  if res[1] == nil and res[3] == "timeout" then return false, res[2] end
+  if res[1] == nil and type(res[2]) == "table" and res[2].kind == "timeout" then return false, res[2].message end
   return unpack(res, 1, table.maxn(res))
 end
 

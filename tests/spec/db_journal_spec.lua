@@ -129,7 +129,7 @@ describe("the write journal", function()
     local w = journal.writer { pool = pool, path = dir .. "/c.jsonl" }
     local res, err = w:write("INSERT INTO jrows (n) VALUES ($1)", nil)
     assert.is_nil(res)
-    assert.equal("query", err.kind)
+    assert.equal("rejected", err.kind)
     assert.equal("23502", err.sqlstate)
     assert.equal(0, w:pending())
     assert.is_false(runtime.exists(dir .. "/c.jsonl"))

@@ -58,21 +58,21 @@ describe("exchange streams against the fake venue", function()
       assert.truthy(bt:find('"e":"bookTicker"', 1, true))
       c:close()
       assert.equal("closed", c:status())
-      local none, err, kind = c:recv()
+      local none, err = c:recv()
       assert.is_nil(none)
-      assert.equal("closed", kind)
-      assert.truthy(err:find("closed by us", 1, true))
+      assert.equal("closed", err.kind)
+      assert.truthy(err.message:find("closed by us", 1, true))
 
-      local bad, berr, bkind = ws.connect { url = fake.ws .. "/ws/not-a-listen-key" }
+      local bad, berr = ws.connect { url = fake.ws .. "/ws/not-a-listen-key" }
       assert.is_nil(bad)
-      assert.equal("connect", bkind)
-      assert.truthy(berr:find("101", 1, true), berr)
+      assert.equal("transport", berr.kind)
+      assert.truthy(berr.message:find("101", 1, true), tostring(berr))
       local refused, rerr = ws.connect { url = "ws://127.0.0.1:1/ws" }
       assert.is_nil(refused)
-      assert.truthy(rerr:find("connect", 1, true))
-      local _, uerr, ukind = ws.connect { url = "http:/nonsense" }
-      assert.equal("connect", ukind)
-      assert.truthy(uerr:find("URL", 1, true), uerr)
+      assert.truthy(rerr.message:find("connect", 1, true))
+      local _, uerr = ws.connect { url = "http:/nonsense" }
+      assert.equal("transport", uerr.kind)
+      assert.truthy(uerr.message:find("URL", 1, true), tostring(uerr))
     end)
 
     it("answers the venue's pings and pings a quiet line itself", function()
@@ -90,24 +90,24 @@ describe("exchange streams against the fake venue", function()
       local c = assert(ws.connect { url = fake.ws .. "/ws/btcusdt@bookTicker", ping_s = 1, hangup_s = 2 })
       assert(c:recv())
       fake.ctl("ws", { faults = { { kind = "mute" } } })
-      local msg, why, kind
+      local msg, err
       assert(task.timeout(15000, function()
-        repeat msg, why, kind = c:recv() until not msg
+        repeat msg, err = c:recv() until not msg
         return true
       end))
-      assert.equal("closed", kind)
-      assert.truthy(why:find("connection lost", 1, true), why)
+      assert.equal("closed", err.kind)
+      assert.truthy(err.message:find("connection lost", 1, true), err.message)
     end)
 
     it("tells a server close frame apart from a lost line", function()
       local c = assert(ws.connect { url = fake.ws .. "/ws/btcusdt@bookTicker" })
       assert(c:recv())
       fake.ctl("ws", { faults = { { kind = "close", code = 1001 } } })
-      local msg, why, kind, code
-      repeat msg, why, kind, code = c:recv() until not msg
-      assert.equal("closed", kind)
-      assert.equal(1001, code)
-      assert.truthy(why:find("closed by the server", 1, true), why)
+      local msg, err
+      repeat msg, err = c:recv() until not msg
+      assert.equal("closed", err.kind)
+      assert.equal(1001, err.code)
+      assert.truthy(err.message:find("closed by the server", 1, true), err.message)
     end)
   end)
 

@@ -38,20 +38,23 @@ describe("http.request", function()
     assert.is_true(ticks >= 5)
   end)
 
-  it("returns nil, message, kind on transport errors", function()
-    local res, err, kind = http.request { url = "http://127.0.0.1:1/x?signature=abc" }
+  it("returns nil, err (one error type) on transport errors", function()
+    local errors = require "vibex.errors"
+    local res, err = http.request { url = "http://127.0.0.1:1/x?signature=abc" }
     assert.is_nil(res)
-    assert.equal("connect", kind)
-    assert.matches("GET http://127.0.0.1:1/x", err, 1, true)
-    assert.is_nil(err:find("signature=abc", 1, true))
-    res, err, kind = http.request { url = srv.base .. "/delay/2000", timeout_ms = 50 }
+    assert.is_true(errors.is(err, "transport"))
+    assert.equal("connect", err.transport)
+    assert.is_true(err.retryable)
+    assert.matches("GET http://127.0.0.1:1/x", err.message, 1, true)
+    assert.is_nil(tostring(err):find("signature=abc", 1, true))
+    res, err = http.request { url = srv.base .. "/delay/2000", timeout_ms = 50 }
     assert.is_nil(res)
-    assert.equal("timeout", kind)
+    assert.equal("timeout", err.kind)
     res, err = task.timeout(30, http.request, { url = srv.base .. "/delay/2000" })
     assert.is_nil(res)
-    assert.equal("timeout after 30 ms", err)
-    res, err, kind = http.request { url = "ftp://x" }
-    assert.equal("invalid", kind)
+    assert.equal("timeout after 30 ms", err.message)
+    res, err = http.request { url = "ftp://x" }
+    assert.equal("invalid", err.kind)
   end)
 
   it("gives a clear error for a malformed JSON body", function()
@@ -101,9 +104,10 @@ describe("http.request over TLS", function()
       assert.equal("hello over h2\n", res.body)
     end
     -- an untrusted certificate is a TLS error, not a response
-    local res, err, kind = http.request { url = url, timeout_ms = 10000 }
+    local res, err = http.request { url = url, timeout_ms = 10000 }
     assert.is_nil(res)
-    assert.equal("tls", kind, err)
+    assert.equal("tls", err.transport, tostring(err))
+    assert.equal("transport", err.kind)
     srv:kill("TERM")
     srv:wait()
   end)

@@ -74,7 +74,8 @@ describe("LLM clients", function()
     mode("o-empty", { mode = "empty" })
     local res, err = client("openai", "o-empty"):chat { messages = MSGS }
     assert.is_nil(res)
-    assert.equal("empty", err.kind)
+    assert.equal("protocol", err.kind)
+    assert.is_true(err.empty)
     assert.is_true(err.tokens_in > 0) -- the call was paid for
   end)
 

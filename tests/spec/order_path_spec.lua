@@ -26,14 +26,14 @@ describe("order preparation refuses locally, with the reason", function()
                              close_position = true, quantity = "0.01" }
     assert.is_nil(p)
     assert.equal("invalid", err.kind)
-    assert.truthy(err.msg:find("takes no quantity", 1, true), err.msg)
+    assert.truthy(err.message:find("takes no quantity", 1, true), err.message)
     p, err = prepare { symbol = "BTCUSDT", side = "sell", type = "stop_market", stop_price = 59000, close_position = true,
                        reduce_only = true }
     assert.is_nil(p)
-    assert.truthy(err.msg:find("cannot be combined with reduceOnly", 1, true), err.msg)
+    assert.truthy(err.message:find("cannot be combined with reduceOnly", 1, true), err.message)
     p, err = prepare { symbol = "BTCUSDT", side = "sell", type = "limit", price = 60000, close_position = true }
     assert.is_nil(p)
-    assert.truthy(err.msg:find("only with STOP_MARKET or TAKE_PROFIT_MARKET", 1, true), err.msg)
+    assert.truthy(err.message:find("only with STOP_MARKET or TAKE_PROFIT_MARKET", 1, true), err.message)
     assert.truthy(prepare { symbol = "BTCUSDT", side = "sell", type = "stop_market", stop_price = 59000, close_position = true })
   end)
 
@@ -41,10 +41,10 @@ describe("order preparation refuses locally, with the reason", function()
     local p, err = prepare { symbol = "BTCUSDT", side = "buy", type = "market", quantity = "0.01",
                              client_order_id = ("x"):rep(37) }
     assert.is_nil(p)
-    assert.truthy(err.msg:find("has 37 characters; the venue allows 1 to 36", 1, true), err.msg)
+    assert.truthy(err.message:find("has 37 characters; the venue allows 1 to 36", 1, true), err.message)
     p, err = prepare { symbol = "BTCUSDT", side = "buy", type = "market", quantity = "0.01", client_order_id = "bad id!" }
     assert.is_nil(p)
-    assert.truthy(err.msg:find('has " " at position 4', 1, true), err.msg)
+    assert.truthy(err.message:find('has " " at position 4', 1, true), err.message)
     p, err = prepare { symbol = "BTCUSDT", side = "buy", type = "market", quantity = "0.01", client_order_id = "" }
     assert.is_nil(p)
     assert.truthy(prepare { symbol = "BTCUSDT", side = "buy", type = "market", quantity = "0.01", client_order_id = "ok.id:1/2_3-4" })

@@ -185,7 +185,7 @@ function M.prepare(a, acc, legs, view, cycle_key)
       if not p then
         failed[leg] = true
         bad[#bad + 1] = { rule = err and err.filter or "order", symbol = leg.symbol, kind = leg.kind, side = leg.side,
-                          message = ("%s %s: %s"):format(leg.kind, leg.symbol, err and err.msg or tostring(err)) }
+                          message = ("%s %s: %s"):format(leg.kind, leg.symbol, err and err.message or tostring(err)) }
       else
         leg.params = p
         if p.quantity then leg.quantity, leg.qty = p.quantity, tonumber(p.quantity) end

@@ -505,7 +505,7 @@ function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
     return res, err
   end
   local res, err = ask(messages, "decide")
-  if not res and err.kind ~= "empty" then return nil, calls, err end
+  if not res and not err.empty then return nil, calls, err end
   local text = res and res.text or ""
   rec.raw_answer, rec.validation.raw_answer = decision.cap_raw(text)
   local read = decision.read(text, vctx)
@@ -519,7 +519,7 @@ function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
   local res2, err2 = ask(msgs, "repair")
   rec.validation.repair_asked = true
   if not res2 then
-    if err2.kind ~= "empty" then return nil, calls, err2 end
+    if not err2.empty then return nil, calls, err2 end
     return { ok = false, reason = "the repaired answer is empty", decisions = {}, rejected = read.rejected, notes = {} }, calls
   end
   local first, second = decision.cap_raw(text), decision.cap_raw(res2.text)

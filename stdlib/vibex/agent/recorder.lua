@@ -191,7 +191,7 @@ function R:replay()
     if type(entry) == "table" then -- a line cut short by the kill is the only kind that fails
       local res, err = apply(self.repos, entry)
       if res == nil and err then
-        if err.kind == "connect" or err.kind == "lost" then
+        if err.kind == "transport" or err.kind == "lost" then
           return nil, ("order log %s: %s"):format(self.path, tostring(err))
         end
         alog:error("order log entry refused by the database", { account = self.account, error = tostring(err),

@@ -39,10 +39,6 @@ local M = {}
 
 local dlog = log.channel("app")
 
--- Errors print as their message (never as "table: 0x…").
-local JErr = { __tostring = function(e) return ("%s: %s"):format(e.kind, e.message) end }
-local function jerror(kind, message) return setmetatable({ kind = kind, message = tostring(message) }, JErr) end
-
 local W = {}
 W.__index = W
 
@@ -136,7 +132,7 @@ local function decode_entry(line)
   return e
 end
 
-local function unreachable(err) return err and (err.kind == "connect" or err.kind == "lost") end
+local function unreachable(err) return err and (err.kind == "transport" or err.kind == "lost") end
 
 function W:_enter_outage()
   if self.degraded then return end

@@ -20,13 +20,16 @@
 -- Parameters: nil → NULL, booleans, numbers (integers printed exactly),
 -- strings (pass decimals as strings). Never build SQL from values.
 --
--- Failures are nil, err with err.kind: "connect", "query" (the server
--- refused this statement; err.sqlstate, err.detail, err.hint), "lost" (the
--- connection broke mid-command: a write's outcome is unknown), "invalid".
--- err names the database (user@host/dbname), never the password.
+-- Failures are nil, err (a vibex.errors value) with err.kind: "transport"
+-- (cannot connect), "rejected" (the server refused this statement;
+-- err.sqlstate, err.detail, err.hint), "lost" (the connection broke
+-- mid-command: a write's outcome is unknown), "invalid" (no connection
+-- string). err.source names the database (user@host/dbname), never the
+-- password.
 local ffi = require "ffi"
 local fdwait = require "vibex.core.fdwait"
 local task = require "vibex.task"
+local errors = require "vibex.errors"
 
 ffi.cdef [[
 typedef struct pg_conn PGconn;
@@ -91,16 +94,6 @@ local TX = { [0] = "idle", "active", "in_transaction", "in_error", "unknown" }
 
 -- ---- errors ---------------------------------------------------------------------
 
-local Err = {}
-Err.__index = Err
-Err.__tostring = function(e)
-  local s = ("database %s: %s"):format(e.db or "?", e.message)
-  if e.sqlstate then s = s .. (" (SQLSTATE %s)"):format(e.sqlstate) end
-  if e.detail then s = s .. "; " .. e.detail end
-  if e.hint then s = s .. "; hint: " .. e.hint end
-  return s
-end
-
 --- libpq's messages are multi-line; logs and errors want one line.
 local function clean(msg) return (tostring(msg or ""):gsub("%s+$", ""):gsub("\n%s*", "; ")) end
 
@@ -121,11 +114,12 @@ function M.text_array(list)
 end
 
 local function new_err(kind, message, db, fields)
-  local e = setmetatable({ kind = kind, message = mask(clean(message)), db = db }, Err)
-  for k, v in pairs(fields or {}) do e[k] = v end
-  return e
+  local e = fields or {}
+  e.db, e.source = db, "database " .. tostring(db or "?")
+  if e.detail then e.detail = mask(clean(e.detail)) end
+  return errors.new(kind, mask(clean(message)), e)
 end
-M.is_error = function(v) return getmetatable(v) == Err end
+M.is_error = errors.is
 M.error = new_err
 
 --- "user@host/dbname" from a conninfo string or URI, for messages.
@@ -216,11 +210,11 @@ function M.connect(conninfo, o)
   end
   local db = describe(conninfo)
   local pc = C.PQconnectStart(conninfo)
-  if pc == nil then return nil, new_err("connect", "out of memory", db) end
+  if pc == nil then return nil, new_err("transport", "out of memory", db) end
   pc = ffi.gc(pc, C.PQfinish) -- a connection dropped without close() is still finished
   local self = setmetatable({ conn = pc, db = db, conninfo = conninfo }, Conn)
   if C.PQstatus(pc) == CONNECTION_BAD then
-    local e = new_err("connect", "cannot connect: " .. ffi.string(C.PQerrorMessage(pc)), db)
+    local e = new_err("transport", "cannot connect: " .. ffi.string(C.PQerrorMessage(pc)), db)
     self:close()
     return nil, e
   end
@@ -237,7 +231,7 @@ function M.connect(conninfo, o)
     local msg = res or err
     if err == "timeout" then msg = ("no answer within %d ms"):format(o.timeout_ms or 10000) end
     self:close()
-    return nil, new_err("connect", "cannot connect: " .. tostring(msg), db)
+    return nil, new_err("transport", "cannot connect: " .. tostring(msg), db)
   end
   C.PQsetnonblocking(pc, 1)
   -- times in UTC; notices (CREATE … IF NOT EXISTS) stay out of the terminal
@@ -274,7 +268,7 @@ local function result_error(res, db)
     local p = C.PQresultErrorField(res, code)
     return p ~= nil and ffi.string(p) or nil
   end
-  return new_err("query", field(77) or ffi.string(C.PQresultErrorMessage(res)), db,
+  return new_err("rejected", field(77) or ffi.string(C.PQresultErrorMessage(res)), db,
     { sqlstate = field(67), detail = field(68), hint = field(72), severity = field(86) })
 end
 
@@ -330,7 +324,7 @@ function Conn:_results(what, on_copy_in)
         -- the server ending the session (shutdown, terminate) or a broken link: not this statement's fault
         local st5 = first_err.sqlstate or ""
         if st5:match("^08") or st5:match("^57P0") then
-          first_err.kind = "lost"
+          errors.rekind(first_err, "lost")
           self.broken = true
         end
       end
@@ -415,7 +409,7 @@ end
 function Conn:pipeline(stmts)
   if not self.conn then return nil, new_err("lost", "connection is closed", self.db) end
   if self.busy then error("db: one command at a time per connection (use a pool)", 2) end
-  if C.PQenterPipelineMode(self.conn) ~= 1 then return nil, new_err("query", "cannot enter pipeline mode", self.db) end
+  if C.PQenterPipelineMode(self.conn) ~= 1 then return nil, new_err("rejected", "cannot enter pipeline mode", self.db) end
   self.busy, self.answered = true, false
   local keep = {}
   local res, err

@@ -23,6 +23,7 @@
 local breaker = require "vibex.breaker"
 local crypto = require "vibex.core.crypto"
 local errors = require "vibex.exchange.errors"
+local verrors = require "vibex.errors"
 local filters = require "vibex.exchange.filters"
 local orders = require "vibex.exchange.orders"
 local http = require "vibex.http"
@@ -199,7 +200,7 @@ function Client:_send(method, path, params, opts)
   if not ok then return nil, perr end
   local token, berr = breaker_allow(self, opts)
   if not token then
-    return nil, errors.new("retry", berr, { venue = self.venue, breaker = "open" })
+    return nil, errors.new("circuit_open", berr, { venue = self.venue, breaker = "open" })
   end
   local list = sorted_pairs(params)
   local query, nonce
@@ -232,18 +233,19 @@ function Client:_send(method, path, params, opts)
   if is_order then self.order_count = self.order_count + 1 end
   self.used_weight = self.used_weight + (opts.weight or 1)
   local t0 = task.hrtime()
-  local res, terr, tkind = http.request { method = method, url = url, headers = headers, body = body,
+  local res, terr = http.request { method = method, url = url, headers = headers, body = body,
                                           timeout_ms = opts.timeout_ms or self.timeout_ms }
   latency_hist:labels(self.venue):observe((task.hrtime() - t0) / 1e9)
   if not res then
-    if tkind == "shutdown" then -- never sent: the loop is stopping
+    if terr.kind == "shutdown" then -- never sent: the loop is stopping
       breaker_record(self, token, true)
-      return nil, errors.new("shutdown", terr, { venue = self.venue, request = what() })
+      return nil, errors.new("shutdown", terr.message, { venue = self.venue, request = what(), cause = terr })
     end
     breaker_record(self, token, false)
     requests_total:labels(self.venue, "transport"):inc()
-    return nil, errors.new(is_order and "unknown" or "retry", ("%s: %s"):format(tkind or "transport", terr),
-      { venue = self.venue, transport = tkind, request = what() })
+    -- an order whose answer never came may exist; a read can simply be repeated
+    return nil, errors.new(is_order and "unknown" or terr.kind, ("%s: %s"):format(terr.kind, terr.message),
+      { venue = self.venue, transport = terr.kind, request = what(), cause = terr })
   end
   self:_note_headers(res.headers)
   if is_order then self.last_sent_ns = res.sent_ns end -- when the order's bytes left (monotonic ns)
@@ -258,7 +260,7 @@ function Client:_send(method, path, params, opts)
     breaker_record(self, token, true)
     if decoded == nil then
       requests_total:labels(self.venue, "malformed"):inc()
-      return nil, errors.new(is_order and "unknown" or "retry", "malformed JSON from the venue: " .. jerr,
+      return nil, errors.new(is_order and "unknown" or "protocol", "malformed JSON from the venue: " .. jerr,
         { venue = self.venue, status = status, request = what() })
     end
     requests_total:labels(self.venue, "ok"):inc()
@@ -273,9 +275,8 @@ function Client:_send(method, path, params, opts)
     fields.retry_after_ms = wait
     requests_total:labels(self.venue, "429"):inc()
     tlog:warn("rate limited by the venue; backing off", { venue = self.venue, retry_after_ms = wait })
-    local e = code and errors.from_code(code, msg, fields) or errors.new("rate_limit", msg, fields)
-    e.kind = "rate_limit"
-    return nil, e
+    local e = code and errors.from_code(code, msg, fields) or errors.new("rate_limited", msg, fields)
+    return nil, verrors.rekind(e, "rate_limited")
   end
   if status == 418 then
     breaker_record(self, token, true)
@@ -292,9 +293,10 @@ function Client:_send(method, path, params, opts)
   if status >= 500 then
     breaker_record(self, token, false)
     requests_total:labels(self.venue, "5xx"):inc()
-    local e = code and errors.from_code(code, msg, fields) or errors.new("retry", msg, fields)
+    local e = code and errors.from_code(code, msg, fields) or errors.new("unavailable", msg, fields)
     -- a failed order may still exist; a failed read can simply be repeated
-    if is_order then e.kind = "unknown" elseif status == 503 or e.kind == "unknown" then e.kind = "retry" end
+    if is_order then verrors.rekind(e, "unknown")
+    elseif status == 503 or e.kind == "unknown" then verrors.rekind(e, "unavailable") end
     return nil, e
   end
   breaker_record(self, token, true)
@@ -318,9 +320,9 @@ function Client:request(method, path, params, opts)
       tlog:warn("venue clock mismatch; resyncing", { venue = self.venue, code = err.code })
       local ok, serr = self:sync_time()
       if not ok then return nil, serr end
-    elseif err.kind == "rate_limit" and (err.retry_after_ms or 0) <= self.max_wait_ms then
+    elseif err.kind == "rate_limited" and (err.retry_after_ms or 0) <= self.max_wait_ms then
       -- _pace waits until paused_until
-    elseif err.kind == "retry" and not opts.order then
+    elseif err.retryable and err.kind ~= "rate_limited" and not opts.order then
       task.sleep(math.min(2000, 100 * 2 ^ attempt))
     else
       return nil, err
@@ -442,13 +444,13 @@ end
 --- "ISOLATED" or "CROSSED"; "already so" (-4046) counts as success.
 function Client:set_margin_type(symbol, mt)
   local r, err = signed(self, "POST", "/marginType", { symbol = symbol, marginType = mt })
-  if not r and err.code == -4046 then return { code = 200, msg = err.msg, unchanged = true } end
+  if not r and err.code == -4046 then return { code = 200, msg = err.message, unchanged = true } end
   return r, err
 end
 --- true for hedge mode (LONG/SHORT), false for one-way; "already so" is success.
 function Client:set_position_mode(hedge)
   local r, err = signed(self, "POST", "/positionSide/dual", { dualSidePosition = hedge and "true" or "false" })
-  if not r and err.code == -4059 then return { code = 200, msg = err.msg, unchanged = true } end
+  if not r and err.code == -4059 then return { code = 200, msg = err.message, unchanged = true } end
   return r, err
 end
 function Client:position_mode() return signed(self, "GET", "/positionSide/dual", nil, 30) end

@@ -1,30 +1,34 @@
 --- vibex.exchange.errors — venue errors as values a strategy can act on.
 --
--- Every error a venue call returns is a table (tostring gives one readable
--- line) with:
---   kind     what to do about it:
---              "rejected"    the venue refused it; do not retry unchanged
---              "retry"       transient; safe to retry later
---              "unknown"     the outcome is unknown (the order may exist):
---                            look it up before doing anything else
---              "rate_limit"  slow down (retry_after_ms says how long)
---              "banned"      418: the venue bans this IP until `until_ms`
---              "auth"        keys, signature or permissions: fix the config
---              "clock"       timestamp/nonce outside the window: resync time
---              "filter"      refused locally: the order breaks a symbol filter
---              "invalid"     refused locally: a malformed request
---              "shutdown"    not sent: the process is stopping
---   name     the venue's name for the code (e.g. "MARGIN_NOT_SUFFICIENT")
---   code     the venue code (-2019), status (HTTP), msg (the venue's text)
---   request  "POST /fapi/v1/order symbol=BTCUSDT&side=BUY&…" (secrets masked)
+-- Every error a venue call returns is a vibex.errors value (tostring gives
+-- one readable line; err.retryable says whether to try again later). The
+-- kinds a venue gives (see vibex.errors.KINDS for the whole vocabulary):
+--   rejected      the venue refused it; do not retry unchanged
+--   unavailable   transient (disconnected, 503, shutting down): retry later
+--   unknown       the outcome is unknown (the order may exist):
+--                 look it up before doing anything else
+--   rate_limited  slow down (retry_after_ms says how long)
+--   banned        418: the venue bans this IP until `until_ms`
+--   auth          keys, signature or permissions: fix the config
+--   clock         timestamp/nonce outside the window: resync time
+--   not_found     the order does not exist (-2013 on a query or cancel)
+--   circuit_open  not sent: the venue's circuit breaker is open
+--   filter        refused locally: the order breaks a symbol filter
+--   invalid       refused locally: a malformed request
+--   shutdown      not sent: the process is stopping
+-- Context fields: venue; name, the venue's name for the code (e.g.
+-- "MARGIN_NOT_SUFFICIENT"); code (-2019); status (HTTP); request
+-- ("POST /fapi/v1/order symbol=BTCUSDT&side=BUY&…", secrets masked).
+local errors = require "vibex.errors"
+
 local M = {}
 
 -- code -> {NAME, kind}; codes from the V1/V3 futures "Error Codes" lists.
 local CODES = {
   [-1000] = { "UNKNOWN", "unknown" },
-  [-1001] = { "DISCONNECTED", "retry" },
+  [-1001] = { "DISCONNECTED", "unavailable" },
   [-1002] = { "UNAUTHORIZED", "auth" },
-  [-1003] = { "TOO_MANY_REQUESTS", "rate_limit" },
+  [-1003] = { "TOO_MANY_REQUESTS", "rate_limited" },
   [-1004] = { "DUPLICATE_IP", "rejected" },
   [-1005] = { "NO_SUCH_IP", "rejected" },
   [-1006] = { "UNEXPECTED_RESP", "unknown" },
@@ -33,8 +37,8 @@ local CODES = {
   [-1011] = { "NON_WHITE_LIST", "auth" },
   [-1013] = { "INVALID_MESSAGE", "rejected" },
   [-1014] = { "UNKNOWN_ORDER_COMPOSITION", "rejected" },
-  [-1015] = { "TOO_MANY_ORDERS", "rate_limit" },
-  [-1016] = { "SERVICE_SHUTTING_DOWN", "retry" },
+  [-1015] = { "TOO_MANY_ORDERS", "rate_limited" },
+  [-1016] = { "SERVICE_SHUTTING_DOWN", "unavailable" },
   [-1020] = { "UNSUPPORTED_OPERATION", "rejected" },
   [-1021] = { "INVALID_TIMESTAMP", "clock" },
   [-1022] = { "INVALID_SIGNATURE", "auth" },
@@ -129,42 +133,34 @@ local FOURTY = {
 }
 for code, name in pairs(FOURTY) do CODES[code] = { name, "rejected" } end
 
-local Error = {}
-Error.__index = Error
-Error.__tostring = function(e)
-  local parts = { e.venue or "venue" }
-  if e.code then parts[#parts + 1] = ("%s (%d)"):format(e.name or "ERROR", e.code)
-  elseif e.status then parts[#parts + 1] = ("HTTP %d"):format(e.status) end
-  parts[#parts + 1] = (e.filter and (e.filter .. " ") or "") .. e.kind .. ":"
-  parts[#parts + 1] = e.msg or "?"
-  if e.request then parts[#parts + 1] = "[" .. e.request .. "]" end
-  return table.concat(parts, " ")
-end
-
 M.CODES = CODES
 
+local function source(fields) return fields.venue or "venue" end
+
 --- The named, classified error for a venue code.
+---@param code integer the venue's error code (-2019)
+---@param msg string the venue's text
+---@param fields table|nil context (venue, status, request, …)
+---@return vibex.Error
 function M.from_code(code, msg, fields)
   local def = CODES[code]
   local e = fields or {}
-  e.code, e.msg = code, msg
-  e.name = def and def[1] or "UNLISTED"
-  e.kind = def and def[2] or "rejected"
-  return setmetatable(e, Error)
+  e.code, e.name, e.source = code, def and def[1] or "UNLISTED", source(e)
+  return errors.new(def and def[2] or "rejected", msg, e)
 end
 
 --- An error of a given kind without a venue code (transport, local checks).
+---@param kind string
+---@param msg string
+---@param fields table|nil
+---@return vibex.Error
 function M.new(kind, msg, fields)
   local e = fields or {}
-  e.kind, e.msg = kind, msg
-  return setmetatable(e, Error)
+  e.source = source(e)
+  return errors.new(kind, msg, e)
 end
 
-function M.is_error(v) return type(v) == "table" and getmetatable(v) == Error end
-
---- True when retrying the same request later is safe and sensible.
-function M.retryable(e)
-  return M.is_error(e) and (e.kind == "retry" or e.kind == "rate_limit" or e.kind == "clock")
-end
+M.is_error = errors.is
+M.retryable = errors.retryable
 
 return M

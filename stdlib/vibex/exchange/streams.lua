@@ -303,7 +303,7 @@ function Market:_run(shard)
       end)
       while true do
         local msg, why = conn:recv()
-        if not msg then err = why break end
+        if not msg then err = why.message break end
         attempt = 0
         self:_dispatch(msg)
       end
@@ -547,17 +547,17 @@ end
 
 function User:_session(conn)
   while true do
-    local msg, why, kind
+    local msg, err
     if #self.pending > 0 then
       local wait = math.max(1, self.reorder_ms - (now() - self.pending[1].at))
-      msg, why, kind = task.timeout(wait, conn.recv, conn)
+      msg, err = task.timeout(wait, conn.recv, conn)
     else
-      msg, why, kind = conn:recv()
+      msg, err = conn:recv()
     end
-    if kind == "timeout" then
+    if not msg and err.kind == "timeout" then
       self:_flush(false)
     elseif not msg then
-      return why
+      return err.message
     else
       local ev, err = json.decode(msg)
       if type(ev) ~= "table" or type(ev.e) ~= "string" then

@@ -6,8 +6,8 @@
 --   local res, err = m:chat{messages = {{role = "system", content = "…"}, {role = "user", content = "…"}},
 --                           json = true}
 --   -- res = {text, tokens_in, tokens_out, latency_ms, cost, model, attempts, finish_reason}
---   -- err = {kind = "rate_limited" | "server" | "timeout" | "transport" | "auth" | "bad_request"
---   --               | "empty" | "protocol" | "circuit_open", message, status}
+--   -- err: a vibex.errors value, kind "rate_limited" | "unavailable" | "timeout" | "transport"
+--   --      | "auth" | "rejected" | "protocol" (empty = true: no text) | "circuit_open"; status
 --
 -- Two wire formats: OpenAI-compatible chat completions (kind "openai",
 -- "deepseek", "openrouter", "ollama": OpenAI, OpenRouter, DeepSeek, Qwen,
@@ -26,6 +26,7 @@ local breaker = require "vibex.breaker"
 local secret = require "vibex.secret"
 local metrics = require "vibex.metrics"
 local log = require "vibex.log"
+local errors = require "vibex.errors"
 
 local M = {}
 local llog = log.channel("llm")
@@ -43,18 +44,17 @@ M.KINDS = WIRE
 
 -- ---- errors -------------------------------------------------------------------------------
 
-local Err = {}
-Err.__index = Err
-Err.__tostring = function(e) return ("%s: %s"):format(e.kind, e.message) end
-
+-- Model errors are vibex.errors values: rate_limited, auth, unavailable (5xx,
+-- 529), rejected (another 4xx), timeout, transport, protocol (not JSON, no
+-- text: `empty` is set when the model answered nothing), circuit_open.
 local function new_err(kind, message, status)
-  return setmetatable({ kind = kind, message = message, status = status }, Err)
+  return errors.new(kind, message, { source = "llm", status = status })
 end
 M.error = new_err
 
-local RETRYABLE = { rate_limited = true, server = true, timeout = true, transport = true }
+local RETRYABLE = { rate_limited = true, unavailable = true, timeout = true, transport = true }
 -- what counts against the breaker: the provider is unwell, not the request
-local BREAKER_FAILURE = { rate_limited = true, server = true, timeout = true, transport = true, auth = true }
+local BREAKER_FAILURE = { rate_limited = true, unavailable = true, timeout = true, transport = true, auth = true }
 
 local function status_error(status, body)
   local detail = body and body:sub(1, 300) or ""
@@ -62,8 +62,8 @@ local function status_error(status, body)
   if ok and type(v) == "table" and type(v.error) == "table" and v.error.message then detail = tostring(v.error.message) end
   if status == 429 then return new_err("rate_limited", "rate limited (429): " .. detail, status) end
   if status == 401 or status == 403 then return new_err("auth", ("not authorised (%d): %s"):format(status, detail), status) end
-  if status >= 500 then return new_err("server", ("server error (%d): %s"):format(status, detail), status) end
-  return new_err("bad_request", ("request refused (%d): %s"):format(status, detail), status)
+  if status >= 500 then return new_err("unavailable", ("server error (%d): %s"):format(status, detail), status) end
+  return new_err("rejected", ("request refused (%d): %s"):format(status, detail), status)
 end
 
 -- ---- wire formats ---------------------------------------------------------------------------
@@ -182,21 +182,22 @@ end
 -- One HTTP exchange: the parsed answer, or nil, err and the response.
 function Client:_once(req)
   local r = self.format.request(self.provider, req)
-  local res, terr, tkind = http.request { method = "POST", url = r.url, headers = r.headers, body = r.body,
+  local res, terr = http.request { method = "POST", url = r.url, headers = r.headers, body = r.body,
                                           timeout_ms = req.timeout_ms or self.timeout_ms,
                                           connect_timeout_ms = self.connect_timeout_ms }
   if not res then
-    return nil, new_err(tkind == "timeout" and "timeout" or "transport", ("%s: %s"):format(tkind or "transport", terr))
+    return nil, errors.wrap(terr, terr.kind == "timeout" and "timeout" or "transport",
+      ("%s: %s"):format(terr.kind, terr.message), { source = "llm" })
   end
-  if res.status == 529 then return nil, new_err("server", "overloaded (529)", 529), res end
+  if res.status == 529 then return nil, new_err("unavailable", "overloaded (529)", 529), res end
   if res.status ~= 200 then return nil, status_error(res.status, res.body), res end
   local v, jerr = json.decode(res.body)
   if type(v) ~= "table" then return nil, new_err("protocol", "answer is not JSON: " .. tostring(jerr)), res end
   local a, aerr = self.format.answer(v)
   if not a then return nil, aerr, res end
   if not a.text or a.text:match("^%s*$") then
-    local e = new_err("empty", "the model answered with no text")
-    e.answer = a
+    local e = new_err("protocol", "the model answered with no text")
+    e.answer, e.empty = a, true
     return nil, e, res
   end
   return a
