@@ -538,11 +538,11 @@ function M.start(path, opts)
   local db = require "vibex.db"
   local h, derr = db.open { url = cfg.database.url, data_dir = cfg.runtime.data_dir, pool_size = cfg.database.pool_size,
                             statement_timeout_ms = cfg.database.statement_timeout_ms }
-  if not h then return nil, { { path = "database", message = derr } } end
+  if not h then return nil, { { path = "database", message = tostring(derr) } } end
   local behind_ok, behind = require("vibex.db.migrate").check(h.pool, nil, "vibex migrate up " .. path)
   if not behind_ok then
     h.close()
-    return nil, { { path = "database", message = behind } }
+    return nil, { { path = "database", message = errors.message(behind) } }
   end
   self.db = h
   self.writer = require("vibex.db.journal").writer { pool = h.pool, path = cfg.runtime.data_dir .. "/journal/db.jsonl",

@@ -247,7 +247,7 @@ M.commands.migrate = function(...)
   if action == "status" then
     local st, serr = migrate.status(h.pool)
     if not st then
-      code = fail("migrate: " .. tostring(serr))
+      code = fail("migrate: " .. require("vibex.errors").message(serr))
     else
       io.stdout:write(("database %s\n"):format(h.describe))
       for _, s in ipairs(st) do
@@ -256,12 +256,12 @@ M.commands.migrate = function(...)
         if s.state == "changed" then code = 2 end
       end
       local ok, why = migrate.check(h.pool, nil, "vibex migrate up" .. (path and " " .. path or ""))
-      io.stdout:write(ok and "up to date\n" or (why .. "\n"))
+      io.stdout:write(ok and "up to date\n" or (require("vibex.errors").message(why) .. "\n"))
     end
   else
     local done, uerr = migrate.up(h.pool, nil, { dry_run = dry })
     if not done then
-      code = fail("migrate: " .. tostring(uerr))
+      code = fail("migrate: " .. require("vibex.errors").message(uerr))
     elseif #done == 0 then
       io.stdout:write(("database %s is up to date\n"):format(h.describe))
     else

@@ -11,6 +11,7 @@
 -- directory is handed to it. The server binaries are found in
 -- /usr/lib/postgresql/<newest>/bin (they are not on PATH on Debian).
 local process = require "vibex.process"
+local errors = require "vibex.errors"
 local runtime = require "vibex.runtime"
 
 local M = {}
@@ -25,7 +26,7 @@ function M.bindir()
   local cfg = process.run("pg_config", { "--bindir" }, { stderr = "ignore" })
   dir = cfg and cfg:match("^%s*(.-)%s*$")
   if dir and dir ~= "" then return dir end
-  return nil, "PostgreSQL server binaries not found (run `make deps`, which installs the postgresql package)"
+  return nil, errors.new("config", "PostgreSQL server binaries not found (run `make deps`, which installs the postgresql package)", { source = "database" })
 end
 
 local function is_root() return runtime.uid() == 0 end
@@ -69,7 +70,7 @@ function M.start(o)
   local root = is_root()
   local user, dbname = o.user or "vibex", o.dbname or "vibex"
   if #dir > 90 then
-    return nil, ("cluster directory %s is too long for a Unix socket path (keep it under 90 characters)"):format(dir)
+    return nil, errors.new("config", ("cluster directory %s is too long for a Unix socket path (keep it under 90 characters)"):format(dir), { source = "database" })
   end
   if root then
     process.run("chown", { "-R", "postgres:postgres", dir })
@@ -80,7 +81,7 @@ function M.start(o)
     local args = { "-D", dir, "-U", user, "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--locale=C" }
     if o.fast then args[#args + 1] = "--no-sync" end
     local out, ok = tool(bin, "initdb", args, root)
-    if not ok then return nil, "initdb failed in " .. dir .. ": " .. out end
+    if not ok then return nil, errors.new("storage", "initdb failed in " .. dir .. ": " .. out, { source = "database" }) end
   end
   local opts = ("-c listen_addresses='' -c unix_socket_directories='%s' -c max_connections=50"):format(dir)
   -- fast (tests): no fsync, but commits still wait for the WAL write, so a
@@ -89,14 +90,14 @@ function M.start(o)
   local out, ok = tool(bin, "pg_ctl", { "-D", dir, "-l", dir .. "/server.log", "-w", "-t", tostring(o.timeout_s or 60),
                                         "-o", opts, "start" }, root)
   if not ok and not out:find("another server might be running", 1, true) then
-    return nil, "could not start PostgreSQL in " .. dir .. ": " .. out
+    return nil, errors.new("unavailable", "could not start PostgreSQL in " .. dir .. ": " .. out, { source = "database" })
   end
   local c = setmetatable({ dir = dir, bin = bin, root = root, user = user, dbname = dbname,
                            conninfo = ("host=%s port=5432 dbname=postgres user=%s"):format(dir, user) }, {
     __index = M, __tostring = function(self) return "<postgres cluster " .. self.dir .. ">" end })
   if fresh and dbname ~= "postgres" then
     local cout, cok = tool(bin, "createdb", { "-h", dir, "-U", user, dbname }, root)
-    if not cok then return nil, "createdb " .. dbname .. " failed: " .. cout end
+    if not cok then return nil, errors.new("rejected", "createdb " .. dbname .. " failed: " .. cout, { source = "database" }) end
   end
   c.conninfo = ("host=%s port=5432 dbname=%s user=%s"):format(dir, dbname, user)
   return c
@@ -106,7 +107,7 @@ end
 -- sessions cleanly) or "immediate" (like a crash: the tests use it).
 function M:stop(mode)
   local out, ok = tool(self.bin, "pg_ctl", { "-D", self.dir, "-m", mode or "fast", "-w", "stop" }, self.root)
-  if not ok then return nil, out end
+  if not ok then return nil, errors.new("unavailable", out, { source = "database" }) end
   return true
 end
 

@@ -21,6 +21,7 @@
 -- dropped silently: every call returns rows or an error.
 -- Results and errors: see vibex.db.pg.
 local log = require "vibex.log"
+local errors = require "vibex.errors"
 local metrics = require "vibex.metrics"
 local pg = require "vibex.db.pg"
 local task = require "vibex.task"
@@ -287,7 +288,7 @@ function M.open(o)
     local runtime = require "vibex.runtime"
     local base = o.data_dir or "data"
     local ok, merr = runtime.mkdir_p(base)
-    if not ok then return nil, tostring(merr) end
+    if not ok then return nil, errors.new("storage", ("cannot create %s: %s"):format(base, tostring(merr)), { source = "database" }) end
     local users = base .. "/pg.users"
     runtime.mkdir_p(users)
     local c, err = with_lock(base .. "/pg.lock", function()
@@ -326,12 +327,12 @@ function M.open(o)
   local v, err = h.pool:query("SELECT current_setting('server_version_num')::int AS n")
   if err then
     h.close()
-    return nil, tostring(err)
+    return nil, err
   end
   if v[1].n < 140000 then
     h.close()
-    return nil, ("database %s runs PostgreSQL %d.%d; vibex needs 14 or newer"):format(h.describe,
-      math.floor(v[1].n / 10000), v[1].n % 10000)
+    return nil, errors.new("config", ("database %s runs PostgreSQL %d.%d; vibex needs 14 or newer"):format(h.describe,
+      math.floor(v[1].n / 10000), v[1].n % 10000), { source = "database" })
   end
   return h
 end

@@ -10,6 +10,7 @@
 -- advisory lock so two runtimes never migrate at once. A file changed after
 -- it was applied is refused: migrations are history; write a new one.
 local crypto = require "vibex.crypto"
+local errors = require "vibex.errors"
 local runtime = require "vibex.runtime"
 
 local M = {}
@@ -25,6 +26,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
   duration_ms numeric NOT NULL DEFAULT 0
 )]]
 
+local SRC_NAME = "database migrations"
+local function src() return { source = SRC_NAME } end
+
 --- The migrations directory of this install.
 function M.default_dir() return runtime.home() .. "/migrations" end
 
@@ -32,20 +36,20 @@ function M.default_dir() return runtime.home() .. "/migrations" end
 function M.files(dir)
   dir = dir or M.default_dir()
   local names, err = runtime.listdir(dir)
-  if not names then return nil, ("cannot read migrations directory %s: %s"):format(dir, tostring(err)) end
+  if not names then return nil, errors.new("storage", ("cannot read migrations directory %s: %s"):format(dir, tostring(err)), src()) end
   local out, seen = {}, {}
   for _, n in ipairs(names) do
     local v, name = n:match("^(%d%d%d%d)_([%w_%-]+)%.sql$")
     if v then
       local version = tonumber(v)
       if seen[version] then
-        return nil, ("two migrations share version %s: %s and %s (renumber one)"):format(v, seen[version], n)
+        return nil, errors.new("config", ("two migrations share version %s: %s and %s (renumber one)"):format(v, seen[version], n), src())
       end
       seen[version] = n
       local sql = assert(runtime.read_file(dir .. "/" .. n))
       out[#out + 1] = { version = version, name = name, file = n, sql = sql, checksum = crypto.sha256(sql) }
     elseif n:match("%.sql$") then
-      return nil, ("%s/%s: migration files are named NNNN_name.sql (e.g. 0002_add_index.sql)"):format(dir, n)
+      return nil, errors.new("config", ("%s/%s: migration files are named NNNN_name.sql (e.g. 0002_add_index.sql)"):format(dir, n), src())
     end
   end
   table.sort(out, function(a, b) return a.version < b.version end)
@@ -97,7 +101,7 @@ function M.up(pool, dir, o)
   local st, err = M.status(pool, dir)
   if not st then return nil, err end
   for _, s in ipairs(st) do
-    if s.state == "changed" then return nil, changed_message(s) end
+    if s.state == "changed" then return nil, errors.new("config", changed_message(s), { source = "database" }) end
   end
   local files = assert(M.files(dir))
   local by = {}
@@ -118,7 +122,9 @@ function M.up(pool, dir, o)
           return c:query("INSERT INTO schema_migrations (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4)",
             f.version, f.name, f.checksum, runtime.wall_ms() - t0)
         end)
-        if not ok then return nil, ("migration %s failed, nothing of it was applied: %s"):format(f.file, tostring(terr)) end
+        if not ok then
+          return nil, errors.wrap(terr, nil, ("migration %s failed, nothing of it was applied: %s"):format(f.file, errors.message(terr)), { source = "database" })
+        end
       end
       done[#done + 1] = { version = f.version, name = f.name, file = f.file }
     end
@@ -132,12 +138,12 @@ function M.check(pool, dir, command)
   if not st then return nil, err end
   local pending = {}
   for _, s in ipairs(st) do
-    if s.state == "changed" then return nil, changed_message(s) end
+    if s.state == "changed" then return nil, errors.new("config", changed_message(s), { source = "database" }) end
     if s.state == "pending" then pending[#pending + 1] = s.file end
   end
   if #pending > 0 then
-    return nil, ("the database is behind: %d migration%s not applied (%s); run `%s` first"):format(
-      #pending, #pending == 1 and "" or "s", table.concat(pending, ", "), command or "vibex migrate up")
+    return nil, errors.new("config", ("the database is behind: %d migration%s not applied (%s); run `%s` first"):format(
+      #pending, #pending == 1 and "" or "s", table.concat(pending, ", "), command or "vibex migrate up"), { source = "database" })
   end
   return true
 end

@@ -192,7 +192,7 @@ Conn.__tostring = function(c) return ("<postgres %s%s>"):format(c.db, c.conn and
 
 function Conn:_wait(what, soft)
   local fd = C.PQsocket(self.conn)
-  if fd < 0 then return nil, "no socket" end
+  if fd < 0 then return nil, new_err("lost", "the connection has no socket", self.db) end
   if not self.watch or self.watch:fd() ~= fd then
     if self.watch then self.watch:close() end
     local w, err = fdwait.new(fd)
@@ -229,9 +229,10 @@ function M.connect(conninfo, o)
   end)
   if not ok then
     local msg = res or err
-    if err == "timeout" then msg = ("no answer within %d ms"):format(o.timeout_ms or 10000) end
+    local timed_out = errors.is(res, "timeout")
+    if timed_out then msg = ("no answer within %d ms"):format(o.timeout_ms or 10000) end
     self:close()
-    return nil, new_err("transport", "cannot connect: " .. tostring(msg), db)
+    return nil, new_err(timed_out and "timeout" or "transport", "cannot connect: " .. errors.message(msg), db)
   end
   C.PQsetnonblocking(pc, 1)
   -- times in UTC; notices (CREATE … IF NOT EXISTS) stay out of the terminal
