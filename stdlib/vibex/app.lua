@@ -524,8 +524,8 @@ end
 --- opts: store (default: the process's config store), environment.
 function M.start(path, opts)
   opts = opts or {}
-  local snap, errors = config.load(path, { environment = opts.environment })
-  if not snap then return nil, errors end
+  local snap, problems = config.load(path, { environment = opts.environment })
+  if not snap then return nil, problems end
   local self = setmetatable({ path = path, store = opts.store or config.default, runners = {}, stopped = {},
                               markets = {} }, App)
   local cfg = snap.config
@@ -714,10 +714,10 @@ end
 
 --- `vibex run CONFIG`: start, run until SIGINT/SIGTERM, stop cleanly.
 function M.run(path)
-  local app, errors = M.start(path)
+  local app, problems = M.start(path)
   if not app then
-    io.stderr:write(config.format_errors(errors, path), "\n")
-    io.stderr:write(("vibex: %s: not started (%d error%s)\n"):format(path, #errors, #errors == 1 and "" or "s"))
+    io.stderr:write(config.format_errors(problems, path), "\n")
+    io.stderr:write(("vibex: %s: not started (%d error%s)\n"):format(path, #problems, #problems == 1 and "" or "s"))
     return 2
   end
   local up = metrics.gauge("vibex_up", "1 while vibex run is running")
