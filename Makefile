@@ -26,7 +26,7 @@ SUPPORT_BIN := $(BUILD)/tests/httpd $(BUILD)/tests/order_sink
 
 DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 \
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
-	lua-cjson lua-busted libssl-dev libsecp256k1-dev nettle-dev \
+	lua-cjson lua-busted lua-argparse libssl-dev libsecp256k1-dev nettle-dev \
 	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \
 	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine
 
@@ -34,7 +34,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps test asan run bench clean check-deps
 
-all: $(BIN)
+FFI_OK := $(BUILD)/ffi-layout.ok
+
+all: $(BIN) $(FFI_OK)
 
 deps:
 	$(SUDO) apt-get update
@@ -59,6 +61,12 @@ $(BUILD)/libvibex.a: $(RUNTIME_OBJ)
 $(BIN): $(BUILD)/runtime/main.o $(BUILD)/libvibex.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $(BUILD)/runtime/main.o -Wl,--whole-archive $(BUILD)/libvibex.a -Wl,--no-whole-archive $(LDLIBS_ALL)
 
+# Every struct Lua declares through the FFI (stdlib/vibex/cdef.lua) must
+# have its C header's layout: checked here, so a drift fails the build.
+$(FFI_OK): $(BIN) stdlib/vibex/cdef.lua runtime/*.h tests/support/ffi_layout.lua
+	@VX_FFI_DIR=$(BUILD) VX_FFI_CFLAGS="$(shell pkg-config --cflags $(PKGS) 2>/dev/null)" VIBEX_HOME=$(CURDIR) ./$(BIN) tests/support/ffi_layout.lua
+	@touch $@
+
 $(BUILD)/tests/%: tests/c/%.c tests/c/*.h $(BUILD)/libvibex.a
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iruntime $(LDFLAGS_ALL) -o $@ $< -Wl,--whole-archive $(BUILD)/libvibex.a -Wl,--no-whole-archive $(LDLIBS_ALL) -lcmocka
@@ -71,7 +79,7 @@ $(BUILD)/tests/order_sink: tests/support/order_sink.c
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -o $@ $< -lpthread
 
-build-tests: $(BIN) $(CTEST_BIN) $(SUPPORT_BIN)
+build-tests: $(BIN) $(FFI_OK) $(CTEST_BIN) $(SUPPORT_BIN)
 
 test: build-tests
 	@VIBEX_HOME=$(CURDIR) VIBEX_BIN=./$(BIN) BUILD=$(BUILD) tests/run.sh
@@ -81,7 +89,7 @@ asan:
 	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test
 
-run: $(BIN)
+run: $(BIN) $(FFI_OK)
 	./$(BIN) migrate up examples/paper.lua
 	./$(BIN) run examples/paper.lua
 

@@ -809,13 +809,3 @@ int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_
 }
 
 void vx_sim_restore_mode(vx_sim *s, int hedge) { s->hedge = hedge ? 1 : 0; }
-
-size_t vx_sim_struct_size(int which) {
-    switch (which) {
-    case 0: return sizeof(vx_sim_symbol_cfg);
-    case 1: return sizeof(vx_sim_order_req);
-    case 2: return sizeof(vx_sim_event);
-    case 3: return sizeof(vx_sim_position);
-    default: return 0;
-    }
-}

@@ -200,8 +200,4 @@ void vx_sim_restore_mode(vx_sim *s, int hedge);
 int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side);
 size_t vx_sim_open_orders(const vx_sim *s);
 
-/* sizeof of the structs Lua declares through FFI (0 cfg, 1 order request,
- * 2 event, 3 position), so a layout drift fails loudly at load, not later. */
-size_t vx_sim_struct_size(int which);
-
 #endif

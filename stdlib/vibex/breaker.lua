@@ -15,20 +15,7 @@
 local ffi = require "ffi"
 local runtime = require "vibex.core.runtime"
 
-ffi.cdef [[
-typedef struct vx_breaker vx_breaker;
-typedef struct vx_breaker_opts {
-  int failure_threshold; int min_calls; double window_ms; double cooldown_ms;
-  int half_open_max; int success_threshold;
-} vx_breaker_opts;
-vx_breaker *vx_breaker_new(void *rt, const char *name, const vx_breaker_opts *o, char *err, int errlen);
-void vx_breaker_free(vx_breaker *b);
-int vx_breaker_allow(vx_breaker *b);
-void vx_breaker_record(vx_breaker *b, int allowed, int ok);
-double vx_breaker_retry_in(vx_breaker *b);
-void vx_breaker_reset(vx_breaker *b);
-int vx_breaker_state(const vx_breaker *b);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 local C = ffi.C
 
 local STATES = { [0] = "closed", "open", "half_open" }

@@ -15,17 +15,7 @@
 --   dec.div_round("400", "60000.1", "0.001", "down")  --> "0.006"  (400 / 60000.1 onto the grid)
 local ffi = require "ffi"
 
-ffi.cdef [[
-typedef struct vx_dec { int64_t m; int scale; } vx_dec;
-int vx_dec_parse(const char *s, vx_dec *out);
-int vx_dec_from_double(double x, vx_dec *out);
-void vx_dec_format(const vx_dec *d, char *out, size_t outlen);
-int vx_dec_cmp(const vx_dec *a, const vx_dec *b);
-int vx_dec_round_step(const vx_dec *x, const vx_dec *base, const vx_dec *step, int mode, vx_dec *out);
-int vx_dec_cmp_product(const vx_dec *a, const vx_dec *b, const vx_dec *c);
-int vx_dec_cmp_products(const vx_dec *a, const vx_dec *b, const vx_dec *c, const vx_dec *d);
-int vx_dec_div_round_step(const vx_dec *a, const vx_dec *b, const vx_dec *base, const vx_dec *step, int mode, vx_dec *out);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local M = {}

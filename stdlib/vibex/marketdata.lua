@@ -35,37 +35,7 @@ local core = require "vibex.core.mdsink"
 local log = require "vibex.log"
 local task = require "vibex.task"
 
-ffi.cdef [[
-typedef struct vx_quote_msg {
-  int64_t event_time, next_funding_time;
-  double mark, index_price, funding_rate, bid, bid_qty, ask, ask_qty;
-  char symbol[32];
-} vx_quote_msg;
-typedef struct vx_md_quote {
-  double mark, index_price, funding_rate, bid, bid_qty, ask, ask_qty;
-  int64_t mark_time, next_funding_time, book_time, marks, books;
-  char symbol[24];
-} vx_md_quote;
-typedef struct vx_md_route {
-  vx_candles *candles; int64_t last_open, updates; int32_t paused, live; char symbol[24]; char interval[8];
-} vx_md_route;
-typedef struct vx_md_sink {
-  int32_t nroutes, nquotes;
-  uint64_t frames, applied, refused, passed;
-  vx_md_route routes[256];
-  vx_md_quote quotes[256];
-  int16_t route_at[1024];
-  int16_t quote_at[1024];
-  vx_kline_msg k;
-  vx_quote_msg q;
-} vx_md_sink;
-int vx_md_sink_route(vx_md_sink *s, const char *symbol, const char *interval, vx_candles *c);
-int vx_md_sink_unroute(vx_md_sink *s, const char *symbol, const char *interval);
-int vx_md_sink_pause(vx_md_sink *s, int route, int paused);
-int vx_md_sink_quote(vx_md_sink *s, const char *symbol);
-int vx_md_sink_find(const vx_md_sink *s, const char *symbol, const char *interval);
-int vx_md_sink_offer(vx_md_sink *s, const char *p, size_t n);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 if ffi.sizeof("vx_md_sink") ~= core.sizeof() then
   error(("vibex.marketdata: vx_md_sink is declared with another layout than runtime/mdsink.h (%d vs %d bytes)")

@@ -13,10 +13,7 @@
 local ffi = require "ffi"
 local core = require "vibex.core.metrics"
 
-ffi.cdef [[
-typedef struct vx_series_head { double value; double sum; uint64_t count; } vx_series_head;
-void vx_metric_observe(vx_series_head *s, double v);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 local C = ffi.C
 local cast = ffi.cast
 local series_ptr = ffi.typeof("vx_series_head*")

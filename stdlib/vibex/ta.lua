@@ -12,47 +12,7 @@
 -- back as nil, err; passing the wrong kind of argument is an error().
 local ffi = require("ffi")
 
-ffi.cdef [[
-typedef struct vx_ta_info {
-    const char *name; const char *title; unsigned inputs; int nparams; int noutputs;
-    const char *param_names[4]; double param_defaults[4]; unsigned period_params;
-    const char *output_names[4];
-} vx_ta_info;
-typedef struct vx_ta_stream {
-    double out[4]; int64_t count; int kind; int noutputs; int lookback; int failed; char err[160];
-} vx_ta_stream;
-const vx_ta_info *vx_ta_kinds(int *count);
-const char *vx_ta_isa(void);
-int vx_ta_lookback(int kind, const double *params, char *err, size_t errlen);
-int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
-                double *const *out, char *err, size_t errlen);
-vx_ta_stream *vx_ta_stream_new(int kind, const double *params, char *err, size_t errlen);
-double vx_ta_update(vx_ta_stream *s, double h, double l, double c, double v, double t, int commit);
-void vx_ta_reset(vx_ta_stream *s);
-void vx_ta_stream_free(vx_ta_stream *s);
-
-typedef struct vx_candles_agg { int64_t t; double o, h, l, c, v, vcomp, qv, qvcomp, n; } vx_candles_agg;
-typedef struct vx_candles vx_candles;
-struct vx_candles {
-    double *t, *o, *h, *l, *c, *v, *qv, *n;
-    int cap, len, start, closed;
-    int64_t interval_ms, offset_ms, appended, gaps, missing, gap_from, gap_to;
-    char err[200];
-    vx_candles *child[8]; int nchild;
-    vx_candles_agg acc, pend; int64_t src_interval_ms;
-};
-vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t errlen);
-void vx_candles_free(vx_candles *c);
-int vx_candles_update(vx_candles *c, double t, double o, double h, double l, double cl,
-                      double v, double qv, double n, int closed);
-int vx_candles_trade(vx_candles *c, double t, double price, double qty);
-int vx_candles_close_due(vx_candles *c, double now_ms);
-int vx_candles_link(vx_candles *fine, vx_candles *coarse);
-int vx_candles_find(const vx_candles *c, double t);
-int vx_candles_copy(vx_candles *dst, const vx_candles *src);
-
-typedef struct vx_series { double *p; int64_t n; } vx_series;
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local M = {}
@@ -142,7 +102,7 @@ end
 
 local function fmt(v) return v ~= v and "nan" or ("%.10g"):format(v) end
 
-series_t = ffi.metatype("vx_series", {
+series_t = ffi.metatype("vx_lua_series", {
   __index = function(s, k)
     if type(k) == "number" then
       if k < 1 or k > s.n or k % 1 ~= 0 then return nil end

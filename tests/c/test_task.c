@@ -76,7 +76,7 @@ static void test_timeout_nested(void **state) {
         "  inner_err = e\n"
         "  return 'not reached'\n"
         "end)\n"
-        "result = tostring(a)..'|'..err..'|'..b..'|'..tostring(c)..'|'..cerr..'|'..tostring(inner_err)",
+        "result = tostring(a)..'|'..err.message..'|'..b..'|'..tostring(c)..'|'..cerr.message..'|'..tostring(inner_err)",
         "nil|timeout after 20 ms|fast|nil|timeout after 10 ms|nil");
 }
 

@@ -4,9 +4,7 @@
 -- strings (exact decimals from a venue) is written by Lua as given.
 local ffi = require "ffi"
 
-ffi.cdef [[
-size_t vx_copy_format(const double *vals, const unsigned char *kinds, int ncols, int nrows, char *out, size_t cap);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local fmt, concat, type = string.format, table.concat, type

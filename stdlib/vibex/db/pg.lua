@@ -31,57 +31,7 @@ local fdwait = require "vibex.core.fdwait"
 local task = require "vibex.task"
 local errors = require "vibex.errors"
 
-ffi.cdef [[
-typedef struct pg_conn PGconn;
-typedef struct pg_result PGresult;
-typedef struct pgNotify { char *relname; int be_pid; char *extra; struct pgNotify *next; } PGnotify;
-PGconn *PQconnectStart(const char *conninfo);
-int PQconnectPoll(PGconn *conn);
-int PQstatus(const PGconn *conn);
-int PQsocket(const PGconn *conn);
-char *PQerrorMessage(const PGconn *conn);
-void PQfinish(PGconn *conn);
-int PQsetnonblocking(PGconn *conn, int arg);
-int PQsendQueryParams(PGconn *conn, const char *command, int nParams, const unsigned int *paramTypes,
-                      const char *const *paramValues, const int *paramLengths, const int *paramFormats, int resultFormat);
-int PQsendQuery(PGconn *conn, const char *command);
-int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query, int nParams, const unsigned int *paramTypes);
-int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams, const char *const *paramValues,
-                        const int *paramLengths, const int *paramFormats, int resultFormat);
-int PQflush(PGconn *conn);
-int PQenterPipelineMode(PGconn *conn);
-int PQexitPipelineMode(PGconn *conn);
-int PQpipelineSync(PGconn *conn);
-int PQconsumeInput(PGconn *conn);
-int PQisBusy(PGconn *conn);
-PGresult *PQgetResult(PGconn *conn);
-int PQresultStatus(const PGresult *res);
-char *PQresultErrorMessage(const PGresult *res);
-char *PQresultErrorField(const PGresult *res, int fieldcode);
-int PQntuples(const PGresult *res);
-int PQnfields(const PGresult *res);
-char *PQfname(const PGresult *res, int field_num);
-unsigned int PQftype(const PGresult *res, int field_num);
-char *PQgetvalue(const PGresult *res, int tup_num, int field_num);
-int PQgetlength(const PGresult *res, int tup_num, int field_num);
-int PQgetisnull(const PGresult *res, int tup_num, int field_num);
-char *PQcmdTuples(PGresult *res);
-char *PQcmdStatus(PGresult *res);
-void PQclear(PGresult *res);
-PGnotify *PQnotifies(PGconn *conn);
-void PQfreemem(void *ptr);
-int PQputCopyData(PGconn *conn, const char *buffer, int nbytes);
-int PQputCopyEnd(PGconn *conn, const char *errormsg);
-int PQtransactionStatus(const PGconn *conn);
-char *PQdb(const PGconn *conn);
-char *PQuser(const PGconn *conn);
-char *PQhost(const PGconn *conn);
-unsigned char *PQunescapeBytea(const unsigned char *strtext, size_t *retbuflength);
-double vx_pg_timestamp_ms(const char *s, int *ok);
-double strtod(const char *nptr, char **endptr);
-struct pollfd { int fd; short events; short revents; };
-int poll(struct pollfd *fds, unsigned long nfds, int timeout);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local M = {}

@@ -21,63 +21,10 @@ local errors = require "vibex.exchange.errors"
 local filters = require "vibex.exchange.filters"
 local orders = require "vibex.exchange.orders"
 
-ffi.cdef [[
-typedef struct vx_sim vx_sim;
-typedef struct vx_sim_symbol_cfg {
-  char name[24]; int64_t tick, step; int64_t min_qty, max_qty, min_notional;
-  int32_t maker_fee_ppm, taker_fee_ppm, maint_margin_ppm, liq_fee_ppm, max_leverage, slippage_bps;
-  int32_t impact_bps, latency_ms, queue_ms;
-} vx_sim_symbol_cfg;
-typedef struct vx_sim_order_req {
-  int32_t symbol, side, type, tif; int64_t price, qty, stop_price, activation_price;
-  int32_t callback_ppm, reduce_only, close_position, position_side, working_mark; char client_id[40];
-} vx_sim_order_req;
-typedef struct vx_sim_event {
-  int32_t kind, symbol; int64_t time_ms, order_id; char client_id[40]; int32_t side, type, status, maker;
-  int64_t price, qty, filled, avg_price, fee, realized_pnl, trade_id, wallet, position, entry_price; int32_t reason;
-  int32_t position_side; int64_t isolated_margin;
-} vx_sim_event;
-typedef struct vx_sim_position { int64_t qty, entry_price, last_price; int32_t leverage, isolated; int64_t isolated_margin; } vx_sim_position;
-int vx_sim_set_isolated(vx_sim *s, int symbol, int isolated);
-int vx_sim_set_hedge(vx_sim *s, int hedge);
-vx_sim_position vx_sim_position_side(const vx_sim *s, int symbol, int side);
-void vx_sim_restore_mode(vx_sim *s, int hedge);
-size_t vx_sim_struct_size(int which);
-vx_sim *vx_sim_new(int64_t wallet);
-void vx_sim_free(vx_sim *s);
-int vx_sim_add_symbol(vx_sim *s, const vx_sim_symbol_cfg *cfg);
-int vx_sim_set_leverage(vx_sim *s, int symbol, int leverage);
-int64_t vx_sim_place(vx_sim *s, const vx_sim_order_req *req, int64_t now_ms);
-int vx_sim_cancel(vx_sim *s, int64_t order_id, int64_t now_ms);
-void vx_sim_tick(vx_sim *s, int symbol, int64_t price, int64_t time_ms);
-void vx_sim_candle(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t interval_ms);
-void vx_sim_candle_v(vx_sim *s, int symbol, int64_t open_time, int64_t o, int64_t h, int64_t l, int64_t c, int64_t volume, int64_t interval_ms);
-void vx_sim_funding(vx_sim *s, int symbol, int64_t rate, int64_t mark, int64_t time_ms);
-void vx_sim_mark(vx_sim *s, int symbol, int64_t mark, int64_t time_ms);
-const vx_sim_event *vx_sim_events(vx_sim *s, size_t *n);
-void vx_sim_clear_events(vx_sim *s);
-int64_t vx_sim_wallet(const vx_sim *s);
-int64_t vx_sim_equity(const vx_sim *s);
-int64_t vx_sim_available(const vx_sim *s);
-vx_sim_position vx_sim_position_of(const vx_sim *s, int symbol);
-int64_t vx_sim_unrealized(const vx_sim *s, int symbol, int side);
-size_t vx_sim_open_orders(const vx_sim *s);
-int vx_format_scaled(int64_t v, int scale, char *out);
-void vx_sim_restore(vx_sim *s, int64_t wallet, int64_t next_order_id);
-void vx_sim_set_ids(vx_sim *s, int64_t next_order_id, int64_t next_trade_id);
-int64_t vx_sim_next_trade_id(const vx_sim *s);
-int vx_sim_restore_position(vx_sim *s, int symbol, int side, int64_t qty, int64_t entry, int32_t leverage,
-                            int64_t last_price, int32_t isolated, int64_t isolated_margin);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local M = {}
-
-for i, name in ipairs { "vx_sim_symbol_cfg", "vx_sim_order_req", "vx_sim_event", "vx_sim_position" } do
-  if ffi.sizeof(name) ~= tonumber(C.vx_sim_struct_size(i - 1)) then
-    error(("vibex.exchange.sim: %s is declared with another layout than runtime/sim.h (rebuild, or fix the cdef)"):format(name))
-  end
-end
 
 local TYPES = { MARKET = 0, LIMIT = 1, STOP_MARKET = 2, TAKE_PROFIT_MARKET = 3, STOP = 4, TAKE_PROFIT = 5,
                 TRAILING_STOP_MARKET = 6 }

@@ -42,17 +42,7 @@ local metrics = require "vibex.metrics"
 local task = require "vibex.task"
 local ws = require "vibex.ws"
 
-ffi.cdef [[
-typedef struct vx_kline_msg {
-  int64_t event_time, open_time, close_time, trades;
-  double open, high, low, close, volume, quote_volume, taker_buy_volume, taker_buy_quote_volume;
-  int32_t closed;
-  char symbol[32];
-  char interval[8];
-  char stream[64];
-} vx_kline_msg;
-int vx_kline_msg_parse(const char *s, size_t n, vx_kline_msg *out);
-]]
+require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
 local C = ffi.C
 local tlog = log.channel("market_data")
