@@ -11,7 +11,9 @@ CC      ?= cc
 PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1 libwebsockets libpq
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
+SECP_VERSION := $(shell pkg-config --modversion libsecp256k1 2>/dev/null)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+	-DVX_SECP256K1_VERSION='"$(or $(SECP_VERSION),unknown)"' $(EXTRA_CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmvec -lm -lpthread $(EXTRA_LDLIBS)
 LDFLAGS_ALL = -Wl,-E $(EXTRA_LDFLAGS)
 

@@ -5,6 +5,10 @@
  */
 
 #include <curl/curl.h>
+#include <histedit.h>
+#include <libwebsockets.h>
+#include <nettle/version.h>
+#include <openssl/crypto.h>
 #include <libpq-fe.h>
 #include <dirent.h>
 #include <errno.h>
@@ -178,7 +182,7 @@ static int l_uid(lua_State *L) {
 }
 
 static int l_versions(lua_State *L) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 10);
     lua_pushliteral(L, VX_VERSION);
     lua_setfield(L, -2, "vibex");
     lua_pushliteral(L, LUAJIT_VERSION);
@@ -188,8 +192,20 @@ static int l_versions(lua_State *L) {
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     lua_pushstring(L, cv ? cv->version : "?");
     lua_setfield(L, -2, "libcurl");
-    lua_pushinteger(L, PQlibVersion()); /* also keeps libpq linked for the FFI database layer */
+    int pq = PQlibVersion(); /* also keeps libpq linked for the FFI database layer */
+    lua_pushfstring(L, "%d.%d", pq / 10000, pq % 10000);
     lua_setfield(L, -2, "libpq");
+    lua_pushstring(L, lws_get_library_version());
+    lua_setfield(L, -2, "libwebsockets");
+    lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+    lua_setfield(L, -2, "openssl");
+    lua_pushfstring(L, "%d.%d", nettle_version_major(), nettle_version_minor());
+    lua_setfield(L, -2, "nettle");
+    lua_pushfstring(L, "%d.%d", LIBEDIT_MAJOR, LIBEDIT_MINOR);
+    lua_setfield(L, -2, "libedit");
+    /* libsecp256k1 has no version call: the version it was built against */
+    lua_pushliteral(L, VX_SECP256K1_VERSION);
+    lua_setfield(L, -2, "libsecp256k1");
     return 1;
 }
 

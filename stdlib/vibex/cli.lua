@@ -1,41 +1,15 @@
---- vibex.cli — the command line. `vibex --help` lists the commands.
+--- vibex.cli — the command line, on lua-argparse. `vibex --help` lists the
+-- commands; `vibex COMMAND --help` shows a command's options and an example.
+--
+-- Exit codes: 0 ok; 1 a runtime failure (a script raised, a database or
+-- venue failed); 2 a usage or config error (unknown option, missing file,
+-- invalid config); 3 `vibex status` found an account that failed.
+local argparse = require "argparse"
 local runtime = require "vibex.runtime"
 
 local M = {}
 
-local USAGE = [[
-usage: vibex [--env ENV] COMMAND [ARGS...]
-
-  vibex FILE.lua [ARGS...]   run a script on the loop; exit when its tasks are done
-  vibex -e 'CODE' [ARGS...]  run a chunk of Lua
-  vibex repl                 interactive prompt on the loop (line editing, history, completion)
-  vibex test [PATHS...]      run busted specs inside the runtime (default: tests/spec)
-  vibex run CONFIG           run the configured accounts until SIGINT/SIGTERM
-  vibex check CONFIG         validate a config; print the effective config (secrets masked)
-  vibex status [CONFIG] [--json]
-                             what a running (or the last) `vibex run` of CONFIG is doing: each
-                             account's state (running, starting, failed with the reason and the
-                             fix), decisions, reconciliation, market data (exit 3 if one failed)
-  vibex migrate [status|up|up --dry-run] [CONFIG]
-                             database migrations (migrations/NNNN_name.sql); the database is
-                             the config's database.url, or the local one under data_dir/pg
-  vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE.svg] [--version N]
-                             outcomes per variant with confidence intervals and a verdict
-                             (no EXPERIMENT: the experiments the database knows)
-  vibex llm stats [CONFIG] [--json]
-                             model calls per provider, model and variant: errors, latency,
-                             tokens, cost
-  vibex --version            print versions
-  vibex --help               this text
-
-Options:
-  --env ENV                  development, testing or production (default: $VIBEX_ENV or development)
-
-Environment:
-  VIBEX_HOME                 where stdlib/ and scripts/ live (default: next to the binary)
-]]
-
-M.commands = {}
+M.EXIT = { ok = 0, failure = 1, usage = 2, account_failed = 3 }
 
 local function fail(msg)
   io.stderr:write("vibex: ", msg, "\n")
@@ -66,61 +40,91 @@ local function run_chunk(fn, ...)
   return 0
 end
 
-local function set_arg(script, first, ...)
+local function set_arg(script, ...)
   local a = { [0] = script }
   for i = 1, select("#", ...) do a[i] = select(i, ...) end
   _G.arg = a
   return a
 end
 
-M.commands["-e"] = function(code, ...)
-  if code == nil then return fail("-e needs a chunk of Lua code (vibex -e 'print(1)')") end
+local function run_code(code, ...)
   local fn, err = load(code, "=(command line)", "t")
   if not fn then return fail(err) end
-  set_arg("-e", nil, ...)
+  set_arg("-e", ...)
   return run_chunk(fn, ...)
 end
 
-M.commands.repl = function(...)
-  if select("#", ...) > 0 then return fail("repl takes no arguments") end
-  return require("vibex.repl").run()
+local function run_file(path, ...)
+  local f = io.open(path, "r")
+  if not f then return fail(("cannot open %s: No such file or directory"):format(path)) end
+  f:close()
+  local fn, err = loadfile(path)
+  if not fn then return fail(err) end
+  set_arg(path, ...)
+  return run_chunk(fn, ...)
 end
 
-M.commands.test = function(...)
-  return require("vibex.testing").run({ ... })
-end
-
-M.commands.check = function(path, ...)
-  if not path then return fail("check needs a config file (vibex check examples/paper.lua)") end
-  if select("#", ...) > 0 then return fail("check takes one config file, got extra arguments") end
+local function load_config(path)
   local config = require "vibex.config"
-  local snap, errors = config.load(path)
+  local snap, problems = config.load(path)
   if not snap then
-    io.stderr:write(config.format_errors(errors, path), "\n")
-    io.stderr:write(("vibex: %s: %d error%s (environment %s)\n"):format(path, #errors, #errors == 1 and "" or "s", config.environment()))
-    return 2
+    io.stderr:write(config.format_errors(problems, path), "\n")
+    return nil, problems
   end
-  io.stdout:write(("-- %s: valid for environment %s, hash %s\n"):format(path, snap.environment, snap.hash))
-  io.stdout:write("return ", config.render(snap.config), "\n")
-  return 0
+  return snap
 end
 
-M.commands.run = function(config, ...)
-  if not config then return fail("run needs a config file (vibex run examples/paper.lua)") end
-  if select("#", ...) > 0 then return fail("run takes one config file, got extra arguments") end
-  if not runtime.stat(config) then return fail(("cannot open %s: No such file or directory"):format(config)) end
-  return require("vibex.app").run(config)
+-- The database of a config (its database.url, or the local one under its
+-- data_dir), or the default local one without a config: handle | nil, exit code.
+local function open_db(path, prefix)
+  local o = {}
+  if path then
+    local snap = load_config(path)
+    if not snap then return nil, 2 end
+    o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
+  end
+  local h, err = require("vibex.db").open(o)
+  if not h then return nil, fail((prefix or "") .. tostring(err)) end
+  return h
+end
+
+-- ---- the commands (each takes the parsed arguments) ----------------------------------------
+
+M.commands = {}
+
+function M.commands.repl() return require("vibex.repl").run() end
+
+function M.commands.test(a) return require("vibex.testing").run(a.args or {}) end
+
+function M.commands.check(a)
+  local config = require "vibex.config"
+  local code = 0
+  for _, path in ipairs(a.config) do
+    local snap, problems = config.load(path)
+    if not snap then
+      io.stderr:write(config.format_errors(problems, path), "\n")
+      io.stderr:write(("vibex: %s: %d error%s (environment %s)\n"):format(path, #problems, #problems == 1 and "" or "s",
+        config.environment()))
+      code = 2
+    elseif a.quiet or #a.config > 1 then
+      io.stdout:write(("%s: valid for environment %s, hash %s\n"):format(path, snap.environment, snap.hash:sub(1, 12)))
+    else
+      io.stdout:write(("-- %s: valid for environment %s, hash %s\n"):format(path, snap.environment, snap.hash))
+      io.stdout:write("return ", config.render(snap.config), "\n")
+    end
+  end
+  return code
+end
+
+function M.commands.run(a)
+  if not runtime.stat(a.config) then return fail(("cannot open %s: No such file or directory"):format(a.config)) end
+  return require("vibex.app").run(a.config)
 end
 
 --- vibex status [CONFIG] [--json]: the run's state file, readable.
-M.commands.status = function(...)
-  local path, as_json = nil, false
-  for _, a in ipairs { ... } do
-    if a == "--json" then as_json = true
-    elseif a:sub(1, 1) == "-" then return fail(("status: unknown option '%s'"):format(a))
-    elseif not path then path = a
-    else return fail("status takes one config file, got more") end
-  end
+function M.commands.status(a)
+  local path, as_json = a.config, a.json
+  if path and not load_config(path) then return 2 end
   local data_dir = "data"
   if path then
     local config = require "vibex.config"
@@ -144,41 +148,12 @@ M.commands.status = function(...)
   return 0
 end
 
--- The database of a config (its database.url, or the local one under its
--- data_dir), or the default local one without a config: handle | nil, exit code.
-local function open_db(path, prefix)
-  local o = {}
-  if path then
-    local config = require "vibex.config"
-    local snap, errors = config.load(path)
-    if not snap then
-      io.stderr:write(config.format_errors(errors, path), "\n")
-      return nil, 2
-    end
-    o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
-  end
-  local h, err = require("vibex.db").open(o)
-  if not h then return nil, fail((prefix or "") .. tostring(err)) end
-  return h
-end
 
 --- vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE] [--version N]
-M.commands.ab = function(sub, ...)
-  if sub ~= "report" then return fail("ab: the command is `vibex ab report [EXPERIMENT] [CONFIG] [--json|--csv] [--chart FILE.svg]`") end
-  local args, o, name, path = { ... }, { format = "text" }, nil, nil
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--json" then o.format = "json"
-    elseif a == "--csv" then o.format = "csv"
-    elseif a == "--chart" then i = i + 1; o.chart = args[i]; if not o.chart then return fail("ab report: --chart needs a file name") end
-    elseif a == "--version" then i = i + 1; o.version = tonumber(args[i]); if not o.version then return fail("ab report: --version needs a number") end
-    elseif a:sub(1, 1) == "-" then return fail(("ab report: unknown option '%s'"):format(a))
-    elseif a:match("%.lua$") then path = a
-    elseif not name then name = a
-    else return fail("ab report: one experiment at a time") end
-    i = i + 1
-  end
+function M.commands.ab(a)
+  local name, path = a.experiment, a.config
+  if name and name:match("%.lua$") and not path then name, path = nil, name end
+  local o = { format = a.json and "json" or a.csv and "csv" or "text", chart = a.chart, version = a.version }
   local h, code = open_db(path)
   if not h then return code end
   local report = require "vibex.ab.report"
@@ -209,14 +184,8 @@ M.commands.ab = function(sub, ...)
 end
 
 --- vibex llm stats [CONFIG] [--json]
-M.commands.llm = function(sub, ...)
-  if sub ~= "stats" then return fail("llm: the command is `vibex llm stats [CONFIG] [--json]`") end
-  local as_json, path = false, nil
-  for _, a in ipairs { ... } do
-    if a == "--json" then as_json = true
-    elseif a:sub(1, 1) == "-" then return fail(("llm stats: unknown option '%s'"):format(a))
-    else path = a end
-  end
+function M.commands.llm(a)
+  local as_json, path = a.json, a.config
   local h, code = open_db(path)
   if not h then return code end
   local rows, err = require("vibex.llm.stats").summary(h.pool)
@@ -230,16 +199,9 @@ M.commands.llm = function(sub, ...)
   return 0
 end
 
---- vibex migrate [status|up] [--dry-run] [CONFIG]
-M.commands.migrate = function(...)
-  local action, path, dry = "status", nil, false
-  for _, a in ipairs { ... } do
-    if a == "status" or a == "up" then action = a
-    elseif a == "--dry-run" then dry = true
-    elseif a:sub(1, 1) == "-" then return fail(("migrate: unknown option '%s'"):format(a))
-    elseif not path then path = a
-    else return fail("migrate takes one config file, got more") end
-  end
+--- vibex migrate [status|up [--dry-run]] [CONFIG]
+function M.commands.migrate(a)
+  local action, path, dry = a.up and "up" or "status", a.config, a.dry_run
   local migrate = require "vibex.db.migrate"
   local h, open_code = open_db(path, "migrate: ")
   if not h then return open_code end
@@ -272,54 +234,182 @@ M.commands.migrate = function(...)
   return code
 end
 
-local function run_file(path, ...)
-  local f = io.open(path, "r")
-  if not f then return fail(("cannot open %s: No such file or directory"):format(path)) end
-  f:close()
-  local fn, err = loadfile(path)
-  if not fn then return fail(err) end
-  set_arg(path, nil, ...)
-  return run_chunk(fn, ...)
+-- ---- the parser ----------------------------------------------------------------------------
+
+local HELP = {} -- raised by a --help flag: the parse ends, the text is printed, exit 0
+
+local function help_flag(parser, state)
+  parser:add_help(false)
+  parser:flag("-h --help", "Show this help and exit."):action(function()
+    state.help = parser:get_help()
+    error(HELP)
+  end)
+  return parser
+end
+
+local function command(parent, state, name, summary, example)
+  local c = parent:command(name, summary)
+  c:epilog("Example:\n  " .. example)
+  state.parsers = state.parsers or {}
+  state.parsers[name] = c
+  return help_flag(c, state)
+end
+
+--- The parser of the whole command line; state.help receives a help text.
+function M.parser(state)
+  local p = argparse("vibex", "A trading runtime for perpetual futures where a model (or a rule) makes the decisions.")
+  help_flag(p, state)
+  p:epilog([[Scripts:
+  vibex FILE.lua [ARGS...]   run a Lua script on the loop; exit when its tasks are done
+  vibex -e 'CODE' [ARGS...]  run a chunk of Lua
+
+Exit codes: 0 ok; 1 runtime failure; 2 usage or config error; 3 (status) an account failed.
+Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_ENV.
+`vibex COMMAND --help` shows a command's options and an example.]])
+  p:flag("-v --version", "Print the versions of vibex and of every library it links, and exit.")
+  p:option("--env", "development, testing or production (default: $VIBEX_ENV or development).")
+    :argname("ENV")
+  p:command_target("command")
+  p:require_command(false)
+  p:usage_margin(2):help_max_width(100)
+
+  local run = command(p, state, "run", "Run the configured accounts until SIGINT/SIGTERM.", "vibex run examples/paper.lua")
+  run:argument("config", "The config file.")
+
+  local check = command(p, state, "check", "Validate config files; print the effective config (secrets masked).",
+    "vibex check examples/*.lua")
+  check:argument("config", "Config files to check (one: its effective config is printed).")
+    :args("+")
+  check:flag("-q --quiet", "Only say whether each file is valid.")
+
+  local status = command(p, state, "status",
+    "What a running (or the last) `vibex run` is doing: accounts, decisions, reconciliation, market data.",
+    "vibex status examples/paper.lua --json")
+  status:argument("config", "The config whose run to show (default: the run under ./data)."):args("?")
+  status:flag("--json", "Print the state file as JSON.")
+
+  local migrate = command(p, state, "migrate",
+    "Database migrations (migrations/NNNN_name.sql) of the config's database, or of the local one under data_dir/pg.",
+    "vibex migrate up examples/paper.lua")
+  migrate:require_command(false)
+  migrate:command_target("action")
+  local mstatus = command(migrate, state, "status", "Show which migrations are applied (the default).",
+    "vibex migrate status examples/paper.lua")
+  mstatus:argument("config", "The config whose database to use."):args("?")
+  local mup = command(migrate, state, "up", "Apply the pending migrations, each in one transaction.",
+    "vibex migrate up examples/paper.lua --dry-run")
+  mup:argument("config", "The config whose database to use."):args("?")
+  mup:flag("--dry-run", "Say what would be applied; change nothing.")
+
+  local ab = command(p, state, "ab", "A/B experiments on strategies and prompts.", "vibex ab report prompt-test")
+  ab:require_command(true)
+  local report = command(ab, state, "report",
+    "Outcomes per variant with confidence intervals and a verdict (no EXPERIMENT: the experiments known).",
+    "vibex ab report prompt-test examples/paper.lua --chart report.svg")
+  report:argument("experiment", "The experiment's name."):args("?")
+  report:argument("config", "The config whose database to use."):args("?")
+  report:mutex(report:flag("--json", "Print JSON."), report:flag("--csv", "Print CSV."))
+  report:option("--chart", "Also write an SVG chart to FILE."):argname("FILE")
+  report:option("--version", "The experiment's version (default: the latest)."):argname("N"):convert(tonumber)
+
+  local llm = command(p, state, "llm", "Model calls.", "vibex llm stats")
+  llm:require_command(true)
+  local stats = command(llm, state, "stats",
+    "Model calls per provider, model and variant: errors, latency, tokens, cost.", "vibex llm stats examples/paper.lua --json")
+  stats:argument("config", "The config whose database to use."):args("?")
+  stats:flag("--json", "Print JSON.")
+
+  command(p, state, "repl", "An interactive prompt on the loop (line editing, history, completion).", "vibex repl")
+
+  local test = command(p, state, "test", "Run busted specs inside the runtime (default: tests/spec).",
+    "vibex test -o plainTerminal tests/spec/ta_spec.lua")
+  test:argument("args", "busted's options and paths (busted's own help: vibex test -- --help)."):args("*")
+  test:handle_options(false)
+  return p
+end
+
+--- Print the versions of vibex and every library it links.
+local function print_versions()
+  local v = runtime.versions()
+  io.stdout:write(("vibex %s\n"):format(v.vibex))
+  for _, k in ipairs { "luajit", "libuv", "libcurl", "libwebsockets", "libpq", "openssl", "nettle", "libsecp256k1",
+                       "libedit" } do
+    io.stdout:write(("  %-14s %s\n"):format(k, v[k] or "?"))
+  end
+  io.stdout:write(("  %-14s %s\n"):format("lua-argparse", argparse.version))
+end
+
+-- "unknown option '--jsn'\nDid you mean '--json'?" -> one line, with where to look
+local function usage_error(msg, args)
+  local path = { "vibex" }
+  for _, a in ipairs(args) do
+    if a:sub(1, 1) ~= "-" and (M.commands[a] or a == "report" or a == "stats" or a == "up" or a == "status") then
+      path[#path + 1] = a
+    elseif a:sub(1, 1) ~= "-" then break end
+  end
+  msg = msg:gsub("\nDid you mean", "; did you mean")
+  return fail(("%s (see %s --help)"):format(msg, table.concat(path, " ")):gsub("^vibex: ", ""))
+end
+
+--- Parse args: the parsed table, or nil and an exit code (help printed, or a usage error).
+function M.parse(args)
+  local state = {}
+  local p = M.parser(state)
+  local ok, okparse, res = pcall(p.pparse, p, args)
+  if state.help then
+    io.stdout:write(state.help, "\n")
+    return nil, 0
+  end
+  if not ok then error(okparse, 0) end
+  if not okparse then return nil, usage_error(res, args) end
+  return res
+end
+
+-- the command line, before argparse: global options, then a script or -e
+local function script_call(args)
+  local i = 1
+  while args[i] == "--env" or (args[i] and args[i]:match("^%-%-env=")) do i = i + (args[i] == "--env" and 2 or 1) end
+  local first = args[i]
+  if first == "-e" or (first and (first:match("%.lua$") or first:find("/")) and first:sub(1, 1) ~= "-") then
+    return i
+  end
+end
+
+local function dispatch(args)
+  local si = script_call(args)
+  local globals = si and { unpack(args, 1, si - 1) } or args
+  local a, code = M.parse(si and globals or args)
+  if not a then return code end
+  if a.env then
+    if a.env == "" then return fail("--env needs a value (development, testing, production)") end
+    require("vibex.config").set_environment(a.env)
+  end
+  if a.version then print_versions() return 0 end
+  if si then
+    local rest = { unpack(args, si + 1, table.maxn(args)) }
+    if args[si] == "-e" then
+      if rest[1] == nil then return fail("-e needs a chunk of Lua code (vibex -e 'print(1)')") end
+      return run_code(unpack(rest, 1, table.maxn(rest)))
+    end
+    return run_file(args[si], unpack(rest, 1, table.maxn(rest)))
+  end
+  if not a.command then
+    io.stderr:write(M.parser({}):get_help(), "\n")
+    return 2
+  end
+  if a.command == "test" and a.args and (a.args[1] == "--help" or a.args[1] == "-h") then
+    local state = {}
+    M.parser(state)
+    io.stdout:write(state.parsers.test:get_help(), "\n")
+    return 0
+  end
+  if a.command == "test" and a.args and a.args[1] == "--" then table.remove(a.args, 1) end
+  return M.commands[a.command](a)
 end
 
 --- Entry point: vibex.cli.main(argv…) → exit code (also set on the runtime).
 function M.main(...)
-  local args = { ... }
-  local i = 1
-  while args[i] and args[i]:sub(1, 1) == "-" and args[i] ~= "-e" do
-    local a = args[i]
-    if a == "-h" or a == "--help" then
-      io.stdout:write(USAGE)
-      return runtime.exit_code(0)
-    elseif a == "-v" or a == "--version" then
-      local v = runtime.versions()
-      io.stdout:write(("vibex %s\n%s, libuv %s, libcurl %s\n"):format(v.vibex, v.luajit, v.libuv, v.libcurl))
-      return runtime.exit_code(0)
-    elseif a == "--env" or a:match("^%-%-env=") then
-      local env = a:match("^%-%-env=(.*)$")
-      if not env then i = i + 1; env = args[i] end
-      if not env or env == "" then return runtime.exit_code(fail("--env needs a value (development, testing, production)")) end
-      M.env = env
-    else
-      return runtime.exit_code(fail(("unknown option '%s' (see vibex --help)"):format(a)))
-    end
-    i = i + 1
-  end
-  local cmd = args[i]
-  if not cmd then
-    io.stderr:write(USAGE)
-    return runtime.exit_code(2)
-  end
-  local rest = { unpack(args, i + 1, table.maxn(args)) }
-  local handler = M.commands[cmd]
-  local ok, code
-  if handler then
-    ok, code = pcall(handler, unpack(rest, 1, table.maxn(rest)))
-  elseif cmd:match("%.lua$") or cmd:find("/") then
-    ok, code = pcall(run_file, cmd, unpack(rest, 1, table.maxn(rest)))
-  else
-    ok, code = true, fail(("unknown command '%s' (see vibex --help)"):format(cmd))
-  end
+  local ok, code = pcall(dispatch, { ... })
   -- a database server this process started (a command, the REPL, a
   -- script) is stopped on the way out, unless another vibex still uses it
   local db = package.loaded["vibex.db"]

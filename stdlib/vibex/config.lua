@@ -28,9 +28,18 @@ local M = {}
 M.ENVIRONMENTS = schema.ENVIRONMENTS
 M.MAX_VERSIONS = 100
 
+-- the environment the command line chose (--env); the CLI sets it
+local chosen_environment
+
+--- Set the environment in force for this process (the CLI's --env); nil clears it.
+---@param name string|nil development, testing or production
+function M.set_environment(name) chosen_environment = name end
+
 --- The environment in force: explicit name, else --env, else VIBEX_ENV, else development.
+---@param name string|nil
+---@return string
 function M.environment(name)
-  name = name or require("vibex.cli").env or os.getenv("VIBEX_ENV")
+  name = name or chosen_environment or os.getenv("VIBEX_ENV")
   if name == nil or name == "" then return "development" end
   return name
 end

@@ -4,19 +4,81 @@ describe("vibex command line", function()
   it("prints help and version", function()
     local out, _, code = h.vibex { "--help" }
     assert.equal(0, code)
-    assert.matches("vibex repl", out, 1, true)
+    assert.matches("repl ", out, 1, true)
+    assert.matches("Exit codes: 0 ok; 1 runtime failure; 2 usage or config error", out, 1, true)
     out, _, code = h.vibex { "--version" }
     assert.equal(0, code)
     assert.matches("^vibex %d+%.%d+%.%d+", out)
+    -- every linked library, with its version
+    for _, lib in ipairs { "luajit", "libuv", "libcurl", "libwebsockets", "libpq", "openssl", "nettle",
+                           "libsecp256k1", "libedit", "lua%-argparse" } do
+      assert.matches("\n  " .. lib .. " +%S", out)
+    end
   end)
 
-  it("rejects unknown flags and missing files with one line and status 2", function()
+  it("gives every command a --help with its options and an example, exit 0", function()
+    local cases = {
+      { { "run" }, { "<config>" } },
+      { { "check" }, { "<config>", "--quiet" } },
+      { { "status" }, { "--json" } },
+      { { "migrate" }, { "status", "up" } },
+      { { "migrate", "up" }, { "--dry-run" } },
+      { { "migrate", "status" }, { "<config>" } },
+      { { "ab" }, { "report" } },
+      { { "ab", "report" }, { "--json", "--csv", "--chart FILE", "--version N" } },
+      { { "llm" }, { "stats" } },
+      { { "llm", "stats" }, { "--json" } },
+      { { "repl" }, {} },
+      { { "test" }, { "args" } },
+    }
+    for _, c in ipairs(cases) do
+      local args = { unpack(c[1]) }
+      args[#args + 1] = "--help"
+      local out, err, code = h.vibex(args)
+      local name = table.concat(c[1], " ")
+      assert.equal(0, code, name .. ": " .. err)
+      assert.matches("Usage: vibex " .. name, out, 1, true)
+      assert.matches("Example:\n  vibex " .. c[1][1], out, 1, true)
+      for _, opt in ipairs(c[2]) do assert.matches(opt, out, 1, true) end
+    end
+  end)
+
+  it("rejects unknown options and missing files with one line and status 2; suggests a misspelled option", function()
     local _, err, code = h.vibex { "--bogus" }
     assert.equal(2, code)
     assert.equal("vibex: unknown option '--bogus' (see vibex --help)\n", err)
+    _, err, code = h.vibex { "status", "--jsn" }
+    assert.equal(2, code)
+    assert.equal("vibex: unknown option '--jsn'; did you mean '--json'? (see vibex status --help)\n", err)
+    _, err, code = h.vibex { "migrate", "up", "--dry-rn" }
+    assert.equal(2, code)
+    assert.matches("did you mean '--dry-run'? (see vibex migrate up --help)", err, 1, true)
+    _, err, code = h.vibex { "ab", "report", "--chart" }
+    assert.equal(2, code)
+    assert.matches("option '--chart' requires an argument", err, 1, true)
     _, err, code = h.vibex { "missing.lua" }
     assert.equal(2, code)
     assert.equal("vibex: cannot open missing.lua: No such file or directory\n", err)
+    _, err, code = h.vibex { "run", "missing.lua" }
+    assert.equal(2, code)
+    assert.equal("vibex: cannot open missing.lua: No such file or directory\n", err)
+  end)
+
+  it("checks several config files in one call, saying which is wrong", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/a.lua", "return { accounts = { { name = 'a', exchange = { venue = 'sim' }, symbols = { 'BTCUSDT' } } } }\n")
+    h.write(dir .. "/b.lua", "return { accounts = { { name = 'b', exchange = { venue = 'sim' }, symbols = { 'BTCUSDT' } } } }\n")
+    h.write(dir .. "/bad.lua", "return { accounts = { { name = 'c', exchange = { venue = 'nowhere' } } } }\n")
+    local out, err, code = h.vibex { "check", dir .. "/a.lua", dir .. "/b.lua" }
+    assert.equal(0, code, err)
+    assert.matches(dir .. "/a.lua: valid for environment development", out, 1, true)
+    assert.matches(dir .. "/b.lua: valid for environment development", out, 1, true)
+    out, err, code = h.vibex { "check", dir .. "/a.lua", dir .. "/bad.lua", dir .. "/b.lua" }
+    assert.equal(2, code)
+    assert.matches(dir .. "/a.lua: valid", out, 1, true)
+    assert.matches(dir .. "/b.lua: valid", out, 1, true)
+    assert.matches(dir .. "/bad.lua: accounts[1].exchange.venue", err, 1, true)
+    assert.is_nil(err:find(dir .. "/a.lua", 1, true))
   end)
 
   it("runs -e on the loop and exits when its tasks are done", function()
