@@ -88,8 +88,10 @@ function M.new(o)
   return b
 end
 
+--- The breaker registered under name, or nil.
 function M.get(name) return by_name[name] end
 
+--- Every registered breaker, by name.
 function M.all()
   local out = {}
   for name, b in pairs(by_name) do out[#out + 1] = { name = name, state = b:state() } end

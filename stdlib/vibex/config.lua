@@ -159,6 +159,7 @@ function M.canonical_text(v)
   return table.concat(parts)
 end
 
+--- sha256 of a config's canonical text (stable across processes and key order).
 function M.hash(cfg) return crypto.sha256(M.canonical_text(cfg)) end
 
 --- The effective config as readable Lua, secrets masked.
@@ -477,12 +478,19 @@ end
 
 local default = M.store()
 M.default = default
+--- The value at a dotted path of the process's config ("risk.max_leverage").
 function M.get(path) return default:get(path) end
+--- Call fn(new, old, path) when a value under prefix changes; returns an unsubscribe function.
 function M.subscribe(prefix, fn) return default:subscribe(prefix, fn) end
+--- Make a loaded snapshot the process's config (subscribers are told what changed).
 function M.apply(snap) return default:apply(snap) end
+--- The version number of the config in force.
 function M.version() return default:version() end
+--- The snapshot in force: {config, hash, version, environment, …}.
 function M.snapshot() return default:snapshot() end
+--- The versions applied in this process, oldest first.
 function M.versions() return default:list_versions() end
+--- Reload the config file when it changes (validated first; a bad edit is refused and logged).
 function M.watch(path, opts) return default:watch(path, opts) end
 
 return M

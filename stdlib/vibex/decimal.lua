@@ -147,6 +147,7 @@ function M.cmp_products(a, b, c, d)
   return r
 end
 
+--- True when v is a decimal equal to zero ("0", "0.000", 0).
 function M.is_zero(v)
   local d = parse(v)
   return d ~= nil and d.m == 0

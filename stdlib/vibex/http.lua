@@ -46,12 +46,14 @@ function M.request(opts)
   return failed(opts.url, msg, ckind)
 end
 
+--- GET url: res | nil, err (see request).
 function M.get(url, opts)
   opts = opts or {}
   opts.url, opts.method = url, "GET"
   return M.request(opts)
 end
 
+--- POST body to url: res | nil, err (see request).
 function M.post(url, body, opts)
   opts = opts or {}
   opts.url, opts.method, opts.body = url, "POST", body

@@ -59,6 +59,7 @@ end
 --- An empty table that encodes as [] rather than {}.
 M.empty_array = setmetatable({}, { __newindex = function() error("json.empty_array is read-only", 2) end })
 local raw_encode = M.encode
+--- Encode a value as JSON text (json.empty_array encodes as []).
 function M.encode(v)
   if v == M.empty_array then return "[]" end
   return raw_encode(v)

@@ -9,7 +9,7 @@ M.modules = {
   runtime = "vibex.runtime", process = "vibex.process", fswatch = "vibex.fswatch",
   scripts = "vibex.scripts", sandbox = "vibex.sandbox", config = "vibex.config",
   crypto = "vibex.crypto", ta = "vibex.ta", exchange = "vibex.exchange", decimal = "vibex.decimal",
-  db = "vibex.db", ws = "vibex.ws",
+  db = "vibex.db", ws = "vibex.ws", errors = "vibex.errors", llm = "vibex.llm", doc = "vibex.doc",
 }
 
 --- Install the globals into `env` (default _G). Modules load on first use.

@@ -12,10 +12,10 @@ local await = task.await
 local M = {}
 
 local proto
---- spawn{file=, args={}, env={NAME=value} (added to the inherited env), cwd=,
---- stdout="pipe"|"inherit"|"ignore" (pipe), stderr=… (inherit)}
 local live = setmetatable({}, { __mode = "k" })
 
+--- spawn{file=, args={}, env={NAME=value} (added to the inherited env), cwd=,
+--- stdout="pipe"|"inherit"|"ignore" (pipe), stderr=… (inherit)}
 function M.spawn(opts)
   local p, err = core.spawn(opts)
   if not p then return nil, err end

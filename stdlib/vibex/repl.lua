@@ -14,9 +14,34 @@ local M = {}
 local HELP = [[
 Enter Lua statements or expressions; results are pretty-printed.
 Multi-line input continues until the chunk is complete.
-  :help     this text          :tasks    running tasks
-  :metrics  Prometheus metrics :quit     leave (or Ctrl-D)
-Globals: task http json log metrics breaker inspect runtime process pp]]
+  :help       this text          :help NAME  a module's functions (:help http)
+  :tasks      running tasks      :metrics    Prometheus metrics
+  :quit       leave (or Ctrl-D)
+Globals (pp = pretty-print):]]
+
+--- The help text: the commands, then every preloaded global with its one line.
+local function help_text()
+  local prelude = require "vibex.prelude"
+  local doc = require "vibex.doc"
+  local names = {}
+  for name in pairs(prelude.modules) do names[#names + 1] = name end
+  table.sort(names)
+  local out = { HELP }
+  for _, name in ipairs(names) do
+    local d = doc.module(prelude.modules[name])
+    out[#out + 1] = ("  %-10s %s"):format(name, d and d.summary or prelude.modules[name])
+  end
+  return table.concat(out, "\n")
+end
+
+--- `:help NAME`: a global module's (or any module's) functions, one line each.
+local function module_help(name)
+  local prelude = require "vibex.prelude"
+  local doc = require "vibex.doc"
+  local d, err = doc.module(prelude.modules[name] or name)
+  if not d then return nil, ("no module %s (:help lists them)"):format(name) end
+  return doc.text(d)
+end
 
 local function compile(src)
   local fn, err = load("return " .. src, "=stdin", "t")
@@ -75,16 +100,31 @@ end
 
 local function run_command(cmd)
   if cmd == ":quit" or cmd == ":q" or cmd == ":exit" then return "quit" end
-  if cmd == ":help" then print(HELP)
+  local topic = cmd:match("^:help%s+(%S+)$")
+  if cmd == ":help" then print(help_text())
+  elseif topic then
+    local text, err = module_help(topic)
+    if text then print(text) else io.stderr:write(err, "\n") end
   elseif cmd == ":tasks" then print(inspect.inspect(task.list()))
   elseif cmd == ":metrics" then io.stdout:write(require("vibex.metrics").render())
   else io.stderr:write("unknown command ", cmd, " (try :help)\n") end
 end
 
+--- Where the REPL keeps its history: $XDG_STATE_HOME/vibex/history
+--- (default ~/.local/state/vibex/history); the directory is made when missing.
+function M.history_path()
+  local base = os.getenv("XDG_STATE_HOME")
+  if not base or base == "" or base:sub(1, 1) ~= "/" then base = (os.getenv("HOME") or ".") .. "/.local/state" end
+  local dir = base .. "/vibex"
+  runtime.mkdir_p(dir)
+  return dir .. "/history"
+end
+
+--- Run the prompt until :quit or end of input.
 function M.run()
   require("vibex.prelude").install()
   local interactive = core.interactive()
-  local history = (os.getenv("HOME") or ".") .. "/.vibex_history"
+  local history = M.history_path()
   if interactive then
     core.load_history(history)
     core.set_completer(completer)
@@ -100,7 +140,7 @@ function M.run()
   while true do
     local line = task.await(core.readline(buffer and ">> " or "> "))
     if line == nil then break end
-    if buffer == nil and line:match("^%s*:%a+%s*$") then
+    if buffer == nil and (line:match("^%s*:%a+%s*$") or line:match("^%s*:help%s+%S+%s*$")) then
       if run_command(line:match("^%s*(.-)%s*$")) == "quit" then break end
     elseif buffer ~= nil or line:match("%S") then
       buffer = buffer and (buffer .. "\n" .. line) or line

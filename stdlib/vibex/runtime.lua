@@ -19,9 +19,12 @@ end
 -- crash sees the old version or the new one. true | nil, "what: why".
 M.write_file = core.write_file
 
+--- True when path exists (any kind of file).
 function M.exists(path) return core.stat(path) ~= nil end
 
+--- The directory part of a path ("." when it has none).
 function M.dirname(path) return (path:match("^(.*)/[^/]*$")) or "." end
+--- The last part of a path.
 function M.basename(path) return (path:match("([^/]*)$")) end
 
 return M

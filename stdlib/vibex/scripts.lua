@@ -46,6 +46,8 @@ local function normalise_exports(exports)
   return out
 end
 
+--- A registry of strategy scripts in opts.dir, compiled into sandboxes and reloaded when they change
+--- (opts: dir, exports, limits, max_failures).
 function M.registry(opts)
   opts = opts or {}
   if type(opts.dir) ~= "string" then error("scripts.registry{dir = …}: dir is required", 2) end

@@ -59,6 +59,7 @@ function M.series(src)
   return s
 end
 
+--- True when x is a series (the result of ta.series or of an indicator).
 function M.is_series(x) return ffi.istype(series_t, x) end
 
 function Series:len() return tonumber(self.n) end

@@ -37,11 +37,11 @@ M.spawn = core.spawn
 --- Suspend the current task for `ms` milliseconds.
 function M.sleep(ms) await(raw_sleep(ms)) end
 
+local raw_park = core.park
 --- Wait until another task calls task.unpark(this_task, ...); returns those
 --- values. `io` = true keeps the wait alive through the shutdown grace
 --- period (a query waiting for a pooled connection). Cancel and
 --- task.timeout interrupt it like any wait.
-local raw_park = core.park
 function M.park(io) return await(raw_park(io)) end
 
 --- Wake a parked task with values; false when it is not parked.

@@ -266,7 +266,7 @@ describe("agent", function()
       WHERE a.name = 'live1' GROUP BY outcome ORDER BY outcome]]))
     local by = {}
     for _, r in ipairs(outcomes) do by[r.outcome] = tonumber(r.n) end
-    assert.equal(2, by.server)
+    assert.equal(2, by.unavailable)
     assert.equal(3, by.ok) -- l1, l2 and the probe; nothing was sent while the breaker was open
     local diary = assert(pool:query([[SELECT array_to_string(e.tags, ',') AS tags FROM diary_entries e
       JOIN accounts a USING (account_id) WHERE a.name = 'live1']]))

@@ -244,7 +244,7 @@ local function with_lock(path, fn, ...)
   local fd, err = runtime.lock_try(path)
   while not fd do
     if err ~= "busy" or task.now() > deadline then
-      return nil, ("database server lock %s: %s"):format(path, err == "busy" and "held for over a minute" or tostring(err))
+      return nil, errors.new(err == "busy" and "timeout" or "storage", ("database server lock %s: %s"):format(path, err == "busy" and "held for over a minute" or tostring(err)), { source = "database" })
     end
     pause(50)
     fd, err = runtime.lock_try(path)
@@ -364,6 +364,7 @@ local function masked(n, ...)
   return args
 end
 
+--- The repositories (orders, fills, decisions, runs, …) over a pool: o = {pool, writer}.
 function M.repos(o)
   local pool = assert(o and o.pool, "db.repos{pool = …}")
   local write

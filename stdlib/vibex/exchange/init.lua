@@ -65,7 +65,7 @@ function M.sim(o) return require("vibex.exchange.sim").new(o) end
 function M.from_config(account)
   local ex = account.exchange
   if ex.venue ~= "aster" and ex.venue ~= "binance" then
-    return nil, ("exchange.from_config: venue %q has no REST client"):format(tostring(ex.venue))
+    return nil, require("vibex.errors").new("config", ("exchange.from_config: venue %q has no REST client"):format(tostring(ex.venue)))
   end
   return make(ex.venue, { base_url = ex.base_url, ws_url = ex.ws_url, testnet = ex.testnet, recv_window_ms = ex.recv_window_ms,
                           chain_id = ex.chain_id,

@@ -16,6 +16,7 @@
 -- between prices executes at the next one.
 local ffi = require "ffi"
 local aster = require "vibex.exchange.aster"
+local verrors = require "vibex.errors"
 local dec = require "vibex.decimal"
 local errors = require "vibex.exchange.errors"
 local filters = require "vibex.exchange.filters"
@@ -82,15 +83,15 @@ local function ppm(v) return tonumber(units(v, "rate") / 100) end -- 1e-8 -> 1e-
 function M.read_ohlcv(path, o)
   local json = require "vibex.json"
   local f, ferr = io.open(path, "rb")
-  if not f then return nil, ferr end
+  if not f then return nil, verrors.new("storage", ferr, { source = "sim" }) end
   local text = f:read("*a")
   f:close()
   local rows, err = json.decode(text)
-  if type(rows) ~= "table" then return nil, ("%s: %s"):format(path, err or "not a JSON array") end
+  if type(rows) ~= "table" then return nil, verrors.new("invalid", ("%s: %s"):format(path, err or "not a JSON array"), { source = "sim" }) end
   local out = {}
   for i, r in ipairs(rows) do
     if type(r) ~= "table" or type(r[1]) ~= "number" then
-      return nil, ("%s: row %d is not [open_time_ms, open, high, low, close, volume]"):format(path, i)
+      return nil, verrors.new("invalid", ("%s: row %d is not [open_time_ms, open, high, low, close, volume]"):format(path, i), { source = "sim" })
     end
     if o and o.funding then
       out[i] = { time_ms = r[1], rate = r[2] }
@@ -121,7 +122,7 @@ function Sim:prepare(order, o) return orders.prepare_on(self, order, o) end
 function M.new(o)
   o = o or {}
   local engine = C.vx_sim_new(units(o.balance or 10000, "balance"))
-  if engine == nil then return nil, "sim: out of memory" end
+  if engine == nil then error("sim: out of memory") end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
                            by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 10000, trades = {},
@@ -545,7 +546,7 @@ end
 
 --- Bring a snapshot back into this (fresh) venue: nil, err on a bad snapshot.
 function Sim:restore(snap)
-  if type(snap) ~= "table" or snap.version ~= 1 then return nil, "sim.restore: not a version 1 snapshot" end
+  if type(snap) ~= "table" or snap.version ~= 1 then return nil, verrors.new("invalid", "sim.restore: not a version 1 snapshot", { source = "sim" }) end
   C.vx_sim_restore(self.engine, units(snap.wallet, "wallet"), snap.next_order_id or 1)
   C.vx_sim_set_ids(self.engine, 0, snap.next_trade_id or 0)
   C.vx_sim_restore_mode(self.engine, snap.hedge and 1 or 0)
@@ -553,15 +554,15 @@ function Sim:restore(snap)
   self.now_ms = snap.now_ms or 0
   for _, p in ipairs(snap.positions or {}) do
     local i = self.index[p.symbol]
-    if not i then return nil, ("sim.restore: symbol %s is not configured"):format(tostring(p.symbol)) end
+    if not i then return nil, verrors.new("invalid", ("sim.restore: symbol %s is not configured"):format(tostring(p.symbol)), { source = "sim" }) end
     local rc = C.vx_sim_restore_position(self.engine, i, SIDES[p.side or "BOTH"] or 0, units(p.qty, "qty"),
       units(p.entry_price, "entry_price"), p.leverage, units(p.last_price, "last_price"), p.isolated and 1 or 0,
       units(p.isolated_margin or "0", "isolated_margin"))
-    if rc ~= 0 then return nil, ("sim.restore: %s: %s"):format(p.symbol, MESSAGES[rc] or rc) end
+    if rc ~= 0 then return nil, verrors.new("invalid", ("sim.restore: %s: %s"):format(p.symbol, MESSAGES[rc] or rc), { source = "sim" }) end
   end
   for _, o in ipairs(snap.open_orders or {}) do
     local _, err = self:place(o)
-    if err then return nil, ("sim.restore: open order %s: %s"):format(tostring(o.newClientOrderId), tostring(err)) end
+    if err then return nil, verrors.wrap(err, "invalid", ("sim.restore: open order %s: %s"):format(tostring(o.newClientOrderId), tostring(err)), { source = "sim" }) end
   end
   return true
 end

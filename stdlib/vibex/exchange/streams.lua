@@ -329,7 +329,7 @@ end
 
 --- Subscribe to one stream name or a list of them (at run time too).
 function Market:subscribe(names)
-  if self.closed then return nil, "market stream is closed" end
+  if self.closed then return nil, require("vibex.errors").new("closed", "market stream is closed", { source = "market stream" }) end
   if type(names) ~= "table" then names = { names } end
   local by_shard = {}
   for _, raw in ipairs(names) do

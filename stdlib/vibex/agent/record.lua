@@ -1,0 +1,215 @@
+--- vibex.agent.record — what a cycle leaves behind: venue events and fills
+-- into the database (in the account's order-record queue, vibex.agent.recorder),
+-- the decision row, the diary entry, the account snapshot and performance
+-- row, the cycle's metrics and log line. Methods of the agent (mixed into
+-- vibex.agent's Agent).
+local diary = require "vibex.agent.diary"
+local json = require "vibex.json"
+local log = require "vibex.log"
+local metrics = require "vibex.metrics"
+local task = require "vibex.task"
+
+local alog = log.channel("app")
+local tlog = log.channel("trading")
+
+local cycles_total = metrics.counter("vibex_agent_cycles_total", "Decision cycles by source", { "account", "source" })
+local cycle_seconds = metrics.histogram("vibex_agent_cycle_seconds", "Decision cycle time, model excluded", { "account" })
+
+local Agent = {}
+
+-- One venue event into the database, in the account's record queue (after
+-- the row of the order it is about).
+function Agent:record_event(a, name, ev)
+  if not self.repos then return end
+  local R = self.repos
+  if ev.kind == "order" then
+    local o, f = ev.order, ev.fill
+    if not ev.stale then a.rq:state(o.client_order_id, o, nil, ev.time_ms) end
+    if f then a.rq:fill(f) end
+  end
+  if ev.kind == "account" then
+    -- the venue's account events carry every position change: the
+    -- positions table follows them as they come
+    for _, p in ipairs(ev.positions or {}) do
+      local flat = (tonumber(p.quantity) or 0) == 0
+      local plan = not flat and a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
+      a.rq:enqueue(function()
+        if flat then return R.positions:close(name, p.symbol, p.position_side, ev.time_ms, ev.seq) end
+        return R.positions:upsert { account = name, symbol = p.symbol, position_side = p.position_side,
+                                    quantity = p.quantity, entry_price = p.entry_price, margin_type = p.margin_type,
+                                    unrealized_pnl = p.unrealized_pnl, exit_plan = plan, time_ms = ev.time_ms,
+                                    seq = ev.seq }
+      end)
+    end
+  end
+  if ev.kind == "account" and ev.reason == "funding_fee" then
+    a.rq:enqueue(function()
+      for _, b in ipairs(ev.balances or {}) do
+        if (tonumber(b.change) or 0) ~= 0 then
+          for _, p in ipairs(ev.positions or {}) do
+            R.ledger:funding { account = name, symbol = p.symbol, amount = b.change, position_qty = p.quantity,
+                               time_ms = ev.time_ms, run_id = a.run_id }
+          end
+        end
+      end
+      return true
+    end)
+  elseif ev.kind == "margin_call" then
+    tlog:error("ALERT: margin call from the venue", { account = name, alert = true, positions = #(ev.positions or {}) })
+  end
+end
+
+-- What the venue's events since the last cycle mean for the account's
+-- performance and the diary (they were recorded as they came).
+function Agent:settle_events(a, acc, rec)
+  local evs = a.events
+  if #evs == 0 then return end
+  a.events = {}
+  for _, ev in ipairs(evs) do
+    local f = ev.kind == "order" and ev.fill
+    if f then
+      local rp = tonumber(f.realized_pnl) or 0
+      a.perf:fill(rp, tonumber(f.fee) or 0)
+      if rp ~= 0 then -- what became of earlier decisions: realized results, by symbol
+        rec.realized = rec.realized or {}
+        local x = rec.realized[f.symbol] or { pnl = 0, fees = 0, plan = a.exit_plans[f.symbol] }
+        x.pnl, x.fees = x.pnl + rp, x.fees + (tonumber(f.fee) or 0)
+        rec.realized[f.symbol] = x
+      end
+      rec.fills = (rec.fills or 0) + 1
+    elseif ev.kind == "account" and ev.reason == "funding_fee" then
+      for _, b in ipairs(ev.balances or {}) do a.perf:funding(tonumber(b.change) or 0) end
+    end
+  end
+end
+
+--- The decision row, written behind the cycle in the account's record
+-- queue: before the rows of its orders, which point at it.
+function Agent:record_decision_async(a, rec)
+  if not self.repos then return end
+  -- logged ahead like the orders that point at it: a kill before the
+  -- database has it leaves it in the order log, replayed before them
+  a.rq:decision(self:decision_row(rec))
+end
+
+-- The decisions row of a cycle (see db.decisions:record).
+function Agent:decision_row(rec, completed)
+  local v = rec.validation
+  local tokens_in, tokens_out, latency, cost = nil, nil, nil, nil
+  for _, c in ipairs(rec.llm_calls or {}) do
+    tokens_in = (tokens_in or 0) + (c.tokens_in or 0)
+    tokens_out = (tokens_out or 0) + (c.tokens_out or 0)
+    latency = (latency or 0) + (c.latency_ms or 0)
+    cost = (cost or 0) + (c.cost or 0)
+  end
+  return {
+    account = rec.account, cycle_key = rec.cycle_key, strategy = rec.strategy, provider = rec.provider, model = rec.model,
+    prompt_version = rec.script_versions.prompt, prompt = rec.prompt, raw_answer = rec.raw_answer,
+    parsed = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil,
+    valid = rec.valid, validation = v, tokens_in = tokens_in, tokens_out = tokens_out, latency_ms = latency,
+    cost = cost and ("%.8f"):format(cost) or nil, experiment = rec.experiment, variant = rec.variant,
+    experiment_version = rec.experiment_version, equity = rec.equity_start and ("%.8f"):format(rec.equity_start) or nil,
+    config_hash = rec.config_hash, step_ms = rec.step_ms, error = rec.error, started_ms = rec.started_ms,
+    run_id = rec.run_id, completed = completed,
+  }
+end
+
+function Agent:record_decision(rec, R, completed)
+  R = R or self.repos
+  return R.decisions:record(self:decision_row(rec, completed))
+end
+
+-- The end of every cycle: performance, positions, the decision row, the
+-- LLM calls, refusals, and the diary entry.
+function Agent:finish(a, acc, rec, view, t_start)
+  local t0 = task.hrtime()
+  rec.source = rec.source or (rec.error and "error" or "none")
+  if view then
+    rec.equity = view.equity
+    rec.performance = a.perf:summary()
+  end
+  if self.repos then
+    a.rq:flush() -- the orders of the cycle first (written behind the wire)
+    -- everything about the cycle in one transaction (one journal entry in an outage)
+    local R = self.repos.batch and self.repos.batch() or self.repos
+    -- a cycle a resumed run recorded in full before: its record stands (the
+    -- batch is built, so the in-memory bookkeeping runs as it did, and dropped)
+    if rec.was_complete and R.commit then R.commit = function() return true end end
+    local run = a.run_id
+    -- every fact of the cycle has its key (account, run, cycle, place): a
+    -- resumed run or a replayed journal writes it again and changes nothing
+    self:record_decision(rec, R, true)
+    for i, c in ipairs(rec.llm_calls or {}) do
+      R.ledger:llm_call { account = acc.name, cycle_key = rec.cycle_key, run_id = run, seq = i, purpose = c.purpose,
+                          provider = c.provider, model = c.model,
+                          variant = c.variant, outcome = c.outcome, tokens_in = c.tokens_in, tokens_out = c.tokens_out,
+                          latency_ms = c.latency_ms, cost = c.cost, error = c.error, attempts = c.attempts }
+    end
+    for i, r in ipairs(rec.validation.refusals) do
+      R.ledger:risk_refusal { account = acc.name, cycle_key = rec.cycle_key, run_id = run, seq = i, rule = r.rule,
+                              symbol = r.symbol, message = r.message, intent = r }
+    end
+    if view then self:record_state(a, acc, rec, view, R) end
+    if a.persist_paper and a.sim then R.ledger:paper_save(acc.name, a.sim:snapshot()) end
+    local body, tags = diary.entry(a, acc, rec, view)
+    R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key, run_id = run }
+    if R.commit then
+      local ok, err = R.commit()
+      if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
+    end
+  end
+  a.pending_notes = {}
+  rec.step_ms.record = (task.hrtime() - t0) / 1e6
+  rec.overhead_ms = (task.hrtime() - t_start) / 1e6 - rec.model_ms
+  cycles_total:labels(acc.name, rec.source):inc()
+  cycle_seconds:labels(acc.name):observe(rec.overhead_ms / 1000)
+  a.last = rec
+  local steps = {}
+  for _, k in ipairs { "market", "account", "context", "prompt", "model", "validate", "policy", "risk", "execute", "record" } do
+    if rec.step_ms[k] then steps[#steps + 1] = ("%s=%.2f"):format(k, rec.step_ms[k]) end
+  end
+  tlog:info("decision cycle", { account = acc.name, cycle = rec.cycle, source = rec.source, steps_ms = table.concat(steps, " "),
+                                decisions = rec.decisions and #rec.decisions or 0,
+                                orders = #rec.orders, refused = #rec.validation.refusals, rejected = #rec.validation.rejected,
+                                overhead_ms = ("%.2f"):format(rec.overhead_ms), model_ms = math.floor(rec.model_ms), error = rec.error })
+  return rec
+end
+
+-- Snapshot, positions (with their exit plans) and performance rows.
+function Agent:record_state(a, acc, rec, view, R)
+  R.ledger:snapshot { account = acc.name, equity = ("%.8f"):format(view.equity), wallet_balance = ("%.8f"):format(view.wallet),
+                      available = ("%.8f"):format(view.available), unrealized_pnl = ("%.8f"):format(view.unrealized),
+                      run_id = a.run_id, cycle_key = rec.cycle_key, time_ms = rec.started_ms }
+  -- positions open and close with the venue's events (record_event); the
+  -- cycle adds what only the agent knows: the exit plan, and the leverage
+  -- the venue reports. A row is touched when that changes: its PnL every
+  -- cycle is in the account snapshot, not in the audit trail.
+  a.position_rows = a.position_rows or {}
+  -- a plan outlives its position until the cycle after it closed, whose
+  -- diary tells what became of it (settle_events)
+  for sym, plan in pairs(a.exit_plans) do
+    if not view.positions[sym] and plan.opened ~= rec.cycle_key then a.exit_plans[sym], a.position_rows[sym] = nil, nil end
+  end
+  for _, p in ipairs(view.list) do
+    local plan = a.exit_plans[p.symbol] and json.encode(a.exit_plans[p.symbol]) or nil
+    local key = ("%s|%s|%s"):format(p.quantity_text, tostring(p.leverage), tostring(plan))
+    if a.position_rows[p.symbol] ~= key then
+      a.position_rows[p.symbol] = key
+      R.positions:annotate { account = acc.name, symbol = p.symbol, leverage = p.leverage > 0 and p.leverage or nil,
+                             unrealized_pnl = ("%.8f"):format(p.unrealized_pnl),
+                             liquidation_price = p.liquidation_price and ("%.8f"):format(p.liquidation_price) or nil,
+                             exit_plan = plan }
+    end
+  end
+  local s = rec.performance
+  R.ledger:metrics { account = acc.name, strategy = rec.strategy, window_name = "all", equity = ("%.8f"):format(view.equity),
+                     pnl = ("%.8f"):format(s.pnl), return_pct = ("%.8f"):format(s.return_pct),
+                     max_drawdown = ("%.8f"):format(s.max_drawdown), sharpe = s.sharpe and ("%.8f"):format(s.sharpe) or nil,
+                     win_rate = s.win_rate and ("%.8f"):format(s.win_rate) or nil, trades = s.trades,
+                     fees = ("%.8f"):format(s.fees), funding = ("%.8f"):format(s.funding),
+                     run_id = a.run_id, cycle_key = rec.cycle_key, time_ms = rec.started_ms }
+end
+
+--- The last cycle's record of an account.
+
+return Agent
