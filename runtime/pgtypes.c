@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (era arithmetic:
- * 400-year cycles of 146097 days, March-based years so leap days fall last). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
+/* Era arithmetic: 400-year cycles of 146097 days, March-based years so
+ * leap days fall last. */
+int64_t vx_days_from_civil(int64_t y, int m, int d) {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
@@ -62,7 +62,7 @@ double vx_pg_timestamp_ms(const char *s, int *ok) {
         if ((*p == '+' || *p == '-') && !parse_offset(&p, &off)) return 0;
     }
     if (*p) return 0; /* BC dates and anything else stay strings */
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    int64_t secs = vx_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
     *ok = 1;
     /* whole milliseconds exactly; microseconds as the fraction */
     return (double)secs * 1000.0 + round(frac * 1e6) / 1e3;

@@ -220,7 +220,7 @@ function App:bring_up(r, acc)
   local o = {}
   local simulated = self:in_replay(acc) or acc.exchange.venue == "sim" or acc.mode == "paper"
   if simulated then
-    o.sim = require("vibex.agent.replay").venue(acc)
+    o.sim = require("vibex.exchange.paper").venue(acc)
     o.venue = venues.new(o.sim, { account = acc.name })
   end
   if self:in_replay(acc) then

@@ -226,6 +226,7 @@ char *PQuser(const PGconn *conn);
 char *PQhost(const PGconn *conn);
 unsigned char *PQunescapeBytea(const unsigned char *strtext, size_t *retbuflength);
 double vx_pg_timestamp_ms(const char *s, int *ok);
+int64_t vx_days_from_civil(int64_t y, int m, int d);
 double strtod(const char *nptr, char **endptr);
 struct pollfd { int fd; short events; short revents; };
 int poll(struct pollfd *fds, unsigned long nfds, int timeout);

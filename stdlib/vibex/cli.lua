@@ -414,7 +414,13 @@ function M.main(...)
   -- script) is stopped on the way out, unless another vibex still uses it
   local db = package.loaded["vibex.db"]
   if db and db.close_all then db.close_all() end
-  if not ok then error(code, 0) end
+  if not ok then
+    -- a command that raised ends the process (its tasks, pools and servers
+    -- are stopped in order), not just the main task
+    runtime.exit_code(1)
+    runtime.shutdown("the command failed")
+    error(code, 0)
+  end
   return runtime.exit_code(code or 0)
 end
 

@@ -30,7 +30,7 @@
 -- whatever arrives meanwhile.
 local ffi = require "ffi"
 local ta = require "vibex.ta"
-require "vibex.exchange.streams" -- declares vx_kline_msg
+require "vibex.cdef" -- declares vx_kline_msg
 local core = require "vibex.core.mdsink"
 local log = require "vibex.log"
 local task = require "vibex.task"

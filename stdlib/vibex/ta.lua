@@ -344,18 +344,8 @@ end
 
 -- ---- candles ---------------------------------------------------------------
 
-local UNIT = {s = 1000, m = 60000, h = 3600000, d = 86400000, w = 604800000}
-
---- "1m", "4h", "1d", "1w" -> milliseconds; nil, err for anything else.
-function M.interval_ms(iv)
-  if type(iv) == "number" then return iv end
-  local n, u = tostring(iv):match("^(%d+)([smhdw])$")
-  if not n or tonumber(n) == 0 then
-    return nil, ("interval %q is not one of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, 3d, 1w")
-      :format(tostring(iv))
-  end
-  return tonumber(n) * UNIT[u]
-end
+--- "1m", "4h", "1d", "1w" -> milliseconds; nil, err for anything else (vibex.time.interval_ms).
+function M.interval_ms(iv) return require("vibex.time").interval_ms(iv) end
 
 local Candles = {}
 Candles.__index = function(self, k)

@@ -19,6 +19,9 @@ local secret = require "vibex.secret"
 local runtime = require "vibex.runtime"
 local task = require "vibex.task"
 local log = require "vibex.log"
+local datasets = require "vibex.data"
+local paper = require "vibex.exchange.paper"
+local vtime = require "vibex.time"
 
 local M = {}
 
@@ -52,12 +55,12 @@ function M.run(row, fmt, _, quick)
     -- 1. overhead per cycle, model excluded ------------------------------------------
     local cfg = make_config(fake.base, { account("solo") })
     assert(repos.accounts:ensure { name = "solo" })
-    local ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue,
+    local ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, venue = paper.venue,
                           data_dir = h.tmpdir() }
     local a = ag:add_account(cfg.accounts[1])
     local data = {}
     for _, sym in ipairs(cfg.accounts[1].symbols) do
-      data[sym] = replay.generate(sym, replay.spec(sym), 2000, 300000, replay.date_ms("2026-01-01"), 5)
+      data[sym] = datasets.generate(sym, paper.spec(sym), 2000, 300000, vtime.date_ms("2026-01-01"), 5)
     end
     local i = 0
     local function advance()
@@ -105,7 +108,7 @@ function M.run(row, fmt, _, quick)
       assert(repos.accounts:ensure { name = accs[k].name })
     end
     local cfg2 = make_config(fake.base, accs)
-    local ag2 = agent.new { config = cfg2, repos = repos, scripts = reg, getenv = function() end, venue = replay.venue,
+    local ag2 = agent.new { config = cfg2, repos = repos, scripts = reg, getenv = function() end, venue = paper.venue,
                            data_dir = h.tmpdir() }
     for _, acc in ipairs(cfg2.accounts) do ag2:add_account(acc) end
     local candles = quick and 160 or 400

@@ -6,6 +6,7 @@ local ffi = require "ffi"
 local exchange = require "vibex.exchange"
 local sim = require "vibex.exchange.sim"
 local task = require "vibex.task"
+local datasets = require "vibex.data"
 
 local M = {}
 
@@ -78,8 +79,8 @@ function M.run(row, fmt, _, quick)
   row("  baseline: the EMAs alone, no venue", fmt(base), "candles/s", ("%d crosses"):format(flips))
   -- real data: XRP/USDT perpetual 5m candles and its 8h funding, from ../shared/data when present
   local dir = os.getenv("VIBEX_SHARED_DATA") or "../shared/data"
-  local candles = sim.read_ohlcv(dir .. "/XRP_USDT_USDT-5m-futures.json")
-  local funding = sim.read_ohlcv(dir .. "/XRP_USDT-8h-funding_rate.json", { funding = true })
+  local candles = datasets.read_ohlcv(dir .. "/XRP_USDT_USDT-5m-futures.json")
+  local funding = datasets.read_ohlcv(dir .. "/XRP_USDT-8h-funding_rate.json", { funding = true })
   if not candles then
     row("sim replay, real XRP/USDT 5m", "-", "", "../shared/data not found: skipped")
     return

@@ -13,6 +13,9 @@ local migrate = require "vibex.db.migrate"
 local json = require "vibex.json"
 local runtime = require "vibex.runtime"
 local secret = require "vibex.secret"
+local vtime = require "vibex.time"
+local datasets = require "vibex.data"
+local paper = require "vibex.exchange.paper"
 
 local function experiment(o)
   local e = { name = "exp", enabled = true, accounts = { "a1" }, unit = "cycle", split = "fixed", outcome = "return",
@@ -52,7 +55,7 @@ describe("experiments: assignment", function()
     local e = experiment { start = "2026-12-01", stop = "2026-12-31" }
     local lab = ab.new { config = { experiments = { e } } }
     local day = 86400000
-    local dec1 = require("vibex.agent.replay").date_ms("2026-12-01")
+    local dec1 = vtime.date_ms("2026-12-01")
     assert.is_nil(lab:experiment_for("a1", dec1 - 1))
     assert.equal(e, lab:experiment_for("a1", dec1))
     assert.equal(e, lab:experiment_for("a1", dec1 + 30 * day + day - 1)) -- all of the stop day
@@ -158,9 +161,9 @@ describe("experiments: with the database and the fake model", function()
     reg:load_all()
     local lab = ab.new { pool = pool, config = cfg }
     local ag = agent.new { config = cfg, repos = db.repos { pool = pool }, scripts = reg, lab = lab,
-                           getenv = function() end, venue = replay.venue, data_dir = h.tmpdir() }
+                           getenv = function() end, venue = paper.venue, data_dir = h.tmpdir() }
     local a = ag:add_account(cfg.accounts[1])
-    local rows = replay.generate("BTCUSDT", replay.spec("BTCUSDT"), 400, 300000, replay.date_ms("2026-04-01"), 2)
+    local rows = datasets.generate("BTCUSDT", paper.spec("BTCUSDT"), 400, 300000, vtime.date_ms("2026-04-01"), 2)
     local counts = { early = { good = 0, bad = 0 }, late = { good = 0, bad = 0 } }
     for i, k in ipairs(rows) do
       a.sim:candle("BTCUSDT", k, 300000)
@@ -185,7 +188,7 @@ describe("experiments: with the database and the fake model", function()
     local dir = h.tmpdir()
     -- the replay's own candles, to tell the oracle where the price goes next
     local replay = require "vibex.agent.replay"
-    local rows = replay.generate("BTCUSDT", replay.spec("BTCUSDT"), 700, 300000, replay.date_ms("2026-01-01"), 21)
+    local rows = datasets.generate("BTCUSDT", paper.spec("BTCUSDT"), 700, 300000, vtime.date_ms("2026-01-01"), 21)
     local future = {}
     for i = 1, #rows - 6 do
       local key = (("%.6f"):format(tonumber(rows[i].close)):gsub("0+$", ""):gsub("%.$", ""))

@@ -11,6 +11,9 @@ local agent = require "vibex.agent"
 local replay = require "vibex.agent.replay"
 local secret = require "vibex.secret"
 local runtime = require "vibex.runtime"
+local datasets = require "vibex.data"
+local paper = require "vibex.exchange.paper"
+local vtime = require "vibex.time"
 
 local ANSWERS = tonumber(os.getenv("VIBEX_FUZZ_ANSWERS") or "10000")
 
@@ -36,7 +39,7 @@ describe("agent fuzz", function()
     local reg = scripts.registry { dir = runtime.home() .. "/scripts" }
     reg:load_all()
     local acc = cfg.accounts[1]
-    local ag = agent.new { config = cfg, scripts = reg, getenv = function() end, venue = function(a) return replay.venue(a) end }
+    local ag = agent.new { config = cfg, scripts = reg, getenv = function() end, venue = function(a) return paper.venue(a) end }
     local a = ag:add_account(acc)
     local venue = a.sim -- the simulated venue itself: watch the exact requests the executor sends
 
@@ -91,7 +94,7 @@ describe("agent fuzz", function()
     -- order rate is tested within a minute), a few percent a day
     local data, next_i = {}, 1
     for _, sym in ipairs(acc.symbols) do
-      data[sym] = replay.generate(sym, replay.spec(sym), 300 + ANSWERS, 60000, replay.date_ms("2026-02-01"), 11)
+      data[sym] = datasets.generate(sym, paper.spec(sym), 300 + ANSWERS, 60000, vtime.date_ms("2026-02-01"), 11)
     end
     local function advance()
       for _, sym in ipairs(acc.symbols) do

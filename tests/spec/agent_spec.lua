@@ -14,6 +14,9 @@ local marketdata = require "vibex.marketdata"
 local json = require "vibex.json"
 local runtime = require "vibex.runtime"
 local task = require "vibex.task"
+local datasets = require "vibex.data"
+local paper = require "vibex.exchange.paper"
+local vtime = require "vibex.time"
 
 local CONFIG = [[
 return {
@@ -72,7 +75,7 @@ describe("agent", function()
     end
     ag = agent.new { config = cfg, repos = repos, scripts = reg, getenv = function() end, data_dir = dir .. "/data",
                      venue = function(acc)
-                       if acc.exchange.venue == "sim" then return replay.venue(acc) end
+                       if acc.exchange.venue == "sim" then return paper.venue(acc) end
                        return assert(exchange.from_config(acc))
                      end,
                      -- a live account's candles come from the venue's market-data service
@@ -108,7 +111,7 @@ describe("agent", function()
   local function advance(name, n)
     local a = ag.accounts[name]
     for _, sym in ipairs(a.mview.symbols) do
-      candles[sym] = candles[sym] or replay.generate(sym, replay.spec(sym), 1000, 300000, replay.date_ms("2026-03-01"), 3)
+      candles[sym] = candles[sym] or datasets.generate(sym, paper.spec(sym), 1000, 300000, vtime.date_ms("2026-03-01"), 3)
       pushed[name .. sym] = pushed[name .. sym] or 0
       for _ = 1, n do
         pushed[name .. sym] = pushed[name .. sym] + 1
@@ -285,7 +288,7 @@ describe("agent", function()
                                                                                ws_url = venue_fake.ws } })
     local md = marketdata.live { client = public }
     assert(md:track(acc.symbols, { "5m", "1h" }, 400))
-    local sim = replay.venue(acc)
+    local sim = paper.venue(acc)
     local a = ag:add_account(acc, { venue = sim, sim = sim, market = md, data_venue = true })
     model("m-paper", { mode = "good" })
     local r1 = ag:cycle("shadow", { account = acc })

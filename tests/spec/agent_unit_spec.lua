@@ -4,6 +4,8 @@ local decision = require "vibex.agent.decision"
 local risk = require "vibex.agent.risk"
 local perf = require "vibex.agent.perf"
 local replay = require "vibex.agent.replay"
+local datasets = require "vibex.data"
+local vtime = require "vibex.time"
 
 local CTX = {
   symbols = { BTCUSDT = { price = 100 }, ETHUSDT = { price = 10 } }, nsymbols = 2,
@@ -200,9 +202,9 @@ end)
 describe("replay data", function()
   it("generates the same candles from the same seed, on the tick, in time order", function()
     local spec = { tick = "0.1", step = "0.001" }
-    local a = replay.generate("BTCUSDT", spec, 500, 300000, replay.date_ms("2026-01-01"), 7)
-    local b = replay.generate("BTCUSDT", spec, 500, 300000, replay.date_ms("2026-01-01"), 7)
-    local c = replay.generate("BTCUSDT", spec, 500, 300000, replay.date_ms("2026-01-01"), 8)
+    local a = datasets.generate("BTCUSDT", spec, 500, 300000, vtime.date_ms("2026-01-01"), 7)
+    local b = datasets.generate("BTCUSDT", spec, 500, 300000, vtime.date_ms("2026-01-01"), 7)
+    local c = datasets.generate("BTCUSDT", spec, 500, 300000, vtime.date_ms("2026-01-01"), 8)
     assert.same(a, b)
     assert.are_not.same(a, c)
     assert.equal(1767225600000, a[1].open_time) -- 2026-01-01T00:00:00Z

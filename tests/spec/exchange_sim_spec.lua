@@ -6,6 +6,7 @@ local crypto = require "vibex.crypto"
 local json = require "vibex.json"
 local h = require "helpers"
 local dec = require "vibex.decimal"
+local datasets = require "vibex.data"
 
 describe("the simulated venue", function()
   it("fills a market order at the next price, with slippage and the taker fee, exactly", function()
@@ -174,14 +175,14 @@ describe("the simulated venue", function()
     local f = assert(io.open(path, "w"))
     f:write("[[1636934400000, 1.1893, 1.1954, 1.1891, 1.1941, 9289043.5], [1636934700000, 1.1941, 1.1952, 1.1901, 1.1912, 100.5]]")
     f:close()
-    local rows = assert(sim.read_ohlcv(path))
+    local rows = assert(datasets.read_ohlcv(path))
     assert.equal(2, #rows)
     assert.equal(1.1912, rows[2].close)
     assert.equal(100.5, rows[2].volume)
     f = assert(io.open(path, "w"))
     f:write('[[1, 2], "x"]')
     f:close()
-    local bad, err = sim.read_ohlcv(path)
+    local bad, err = datasets.read_ohlcv(path)
     assert.is_nil(bad)
     assert.matches("row 2 is not", err)
     os.remove(path)

@@ -23,6 +23,7 @@ local config = require "vibex.config"
 local crypto = require "vibex.crypto"
 local json = require "vibex.json"
 local log = require "vibex.log"
+local vtime = require "vibex.time"
 
 local M = {}
 
@@ -149,7 +150,7 @@ end
 local function time_ms(s, end_of_day)
   if not s then return nil end
   local y, mo, d, hh, mm, ss = s:match("^(%d+)%-(%d+)%-(%d+)T?(%d*):?(%d*):?(%d*)")
-  local days = require("vibex.agent.replay").date_ms(("%s-%s-%s"):format(y, mo, d))
+  local days = vtime.date_ms(("%s-%s-%s"):format(y, mo, d))
   if hh == "" then return days + (end_of_day and 86400000 or 0) end
   return days + ((tonumber(hh) * 60 + (tonumber(mm) or 0)) * 60 + (tonumber(ss) or 0)) * 1000
 end

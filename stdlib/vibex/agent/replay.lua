@@ -13,129 +13,14 @@
 -- time, and the same data and config give the same decisions.
 local task = require "vibex.task"
 local log = require "vibex.log"
-local sim = require "vibex.exchange.sim"
-local aster = require "vibex.exchange.aster"
+local time = require "vibex.time"
+local datasets = require "vibex.data"
 
 local M = {}
 
 local alog = log.channel("app")
 
--- ---- generated candles ---------------------------------------------------------------------------
-
-local BASE_PRICE = { BTCUSDT = 65000, ETHUSDT = 3200, XRPUSDT = 0.6, SOLUSDT = 150, BNBUSDT = 600, DOGEUSDT = 0.15 }
-
--- A small deterministic generator (xorshift32): the same seed and symbol
--- give the same candles on every machine.
-local function rng(seed)
-  local x = seed % 4294967296
-  if x == 0 then x = 2463534242 end
-  return function()
-    x = bit.bxor(x, bit.lshift(x, 13)); x = bit.bxor(x, bit.rshift(x, 17)); x = bit.bxor(x, bit.lshift(x, 5))
-    return (x % 4294967296) / 4294967296
-  end
-end
-
-local function normal(r)
-  local u1, u2 = r(), r()
-  if u1 < 1e-12 then u1 = 1e-12 end
-  return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-end
-
-local function decimals(tick)
-  local frac = tostring(tick):match("%.(%d+)$")
-  return frac and #frac or 0
-end
-
---- n candles of interval_ms for a symbol from a seed: a random walk with
--- trending regimes (so trend-followers have something to follow) at
--- roughly 0.25% volatility per 5 minutes. Prices are decimal strings on
--- the symbol's tick.
-function M.generate(symbol, spec, n, interval_ms, start_ms, seed)
-  local h = seed
-  for i = 1, #symbol do h = (h * 31 + symbol:byte(i)) % 2147483647 end
-  local r = rng(h + 1)
-  local d = decimals(spec.tick)
-  local fmt = "%." .. d .. "f"
-  local price = BASE_PRICE[symbol] or 100
-  local vol = 0.0025 * math.sqrt(interval_ms / 300000)
-  local drift, left = 0, 0
-  local rows = {}
-  for i = 1, n do
-    if left <= 0 then
-      left = 50 + math.floor(r() * 250)
-      drift = (r() - 0.5) * vol * 0.6
-    end
-    left = left - 1
-    local o = price
-    local hi, lo = o, o
-    local p = o
-    for _ = 1, 4 do
-      p = p * math.exp(drift / 4 + vol / 2 * normal(r))
-      if p > hi then hi = p end
-      if p < lo then lo = p end
-    end
-    price = p
-    rows[i] = { open_time = start_ms + (i - 1) * interval_ms, open = fmt:format(o), high = fmt:format(hi),
-                low = fmt:format(lo), close = fmt:format(p), volume = ("%.3f"):format(100 + r() * 900) }
-  end
-  return rows
-end
-
 -- ---- the run ----------------------------------------------------------------------------------------
-
-local function date_ms(s)
-  local y, m, d = s:match("^(%d+)%-(%d+)%-(%d+)$")
-  -- days from the civil date (no time zone involved)
-  y, m, d = tonumber(y), tonumber(m), tonumber(d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return (era * 146097 + doe - 719468) * 86400000
-end
-M.date_ms = date_ms
-
---- The symbol's venue spec for a paper account (fees from paper.fee_rate).
-function M.spec(symbol, acc)
-  local base = sim.DEFAULT_SYMBOLS[symbol] or { tick = "0.0001", step = "0.01", min_qty = "0.01", max_qty = "10000000",
-                                                min_notional = "5" }
-  local s = {}
-  for k, v in pairs(base) do s[k] = v end
-  local fee = acc and acc.paper and acc.paper.fee_rate
-  if fee then
-    s.taker_fee = ("%.8f"):format(fee)
-    s.maker_fee = ("%.8f"):format(fee / 2)
-  end
-  return s
-end
-
---- A simulated venue for a paper account.
-function M.venue(acc)
-  local specs = {}
-  for _, sym in ipairs(acc.symbols) do specs[sym] = M.spec(sym, acc) end
-  return sim.new { balance = ("%.8f"):format(acc.paper.starting_balance), symbols = specs, account = acc.name }
-end
-
---- Candles per symbol: from replay.files, else generated. Returns
--- {SYM = rows}, the interval | nil, err.
-function M.load(rc, symbols)
-  local iv = rc.interval or "5m"
-  local ms = aster.INTERVAL_MS[iv]
-  local data = {}
-  for _, sym in ipairs(symbols) do
-    local file = rc.files and rc.files[sym]
-    if file then
-      local rows, err = sim.read_ohlcv(file)
-      if not rows then return nil, ("replay.files.%s: %s"):format(sym, tostring(err)) end
-      data[sym] = rows
-    else
-      data[sym] = M.generate(sym, M.spec(sym), rc.candles or 2000, ms, date_ms(rc.start or "2026-01-01"), rc.seed or 7)
-    end
-  end
-  return data, iv
-end
 
 local Run = {}
 Run.__index = Run
@@ -152,8 +37,7 @@ function M.new(o)
   table.sort(symbols)
   local data, iv = o.data, o.config.interval or "5m"
   if not data then
-    local err
-    data, iv = M.load(o.config, symbols)
+    data, iv = datasets.load(o.config, symbols)
     if not data then return nil, iv end
   end
   -- the data range and size: part of the run's identity
@@ -165,8 +49,8 @@ function M.new(o)
   end
   return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = data, interval = iv,
                         on_leaderboard = o.on_leaderboard, recorded = o.recorded or {}, caught_up = 0,
-                        from_ms = n > 0 and from or nil, to_ms = n > 0 and (to + aster.INTERVAL_MS[iv]) or nil, n_candles = n,
-                        interval_ms = aster.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
+                        from_ms = n > 0 and from or nil, to_ms = n > 0 and (to + time.INTERVAL_MS[iv]) or nil, n_candles = n,
+                        interval_ms = time.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
 end
 
 -- Candle times in order, with the symbols that have a candle then.
@@ -187,7 +71,7 @@ end
 local function funding_schedule(rc, symbol, first, last)
   local file = rc.funding_files and rc.funding_files[symbol]
   if file then
-    local rows = sim.read_ohlcv(file, { funding = true }) or {}
+    local rows = datasets.read_ohlcv(file, { funding = true }) or {}
     return rows
   end
   if not rc.funding_rate or rc.funding_rate == 0 then return {} end

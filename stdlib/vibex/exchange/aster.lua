@@ -46,12 +46,7 @@ local weight_gauge = metrics.gauge("vibex_exchange_used_weight", "Request weight
 local latency_hist = metrics.histogram("vibex_exchange_request_seconds", "Venue REST round trip",
   { "venue" })
 
-local INTERVAL_MS = {
-  ["1m"] = 60e3, ["3m"] = 180e3, ["5m"] = 300e3, ["15m"] = 900e3, ["30m"] = 1800e3,
-  ["1h"] = 3600e3, ["2h"] = 7200e3, ["4h"] = 14400e3, ["6h"] = 21600e3, ["8h"] = 28800e3,
-  ["12h"] = 43200e3, ["1d"] = 86400e3, ["3d"] = 259200e3, ["1w"] = 604800e3,
-}
-M.INTERVAL_MS = INTERVAL_MS
+local INTERVAL_MS = require("vibex.time").INTERVAL_MS
 
 local Client = {}
 Client.__index = Client

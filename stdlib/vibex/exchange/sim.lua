@@ -15,10 +15,10 @@
 -- ACCOUNT_UPDATE. The engine's clock is the market data's: an order placed
 -- between prices executes at the next one.
 local ffi = require "ffi"
-local aster = require "vibex.exchange.aster"
-local verrors = require "vibex.errors"
+local time = require "vibex.time"
 local dec = require "vibex.decimal"
 local errors = require "vibex.exchange.errors"
+local verrors = require "vibex.errors"
 local filters = require "vibex.exchange.filters"
 local orders = require "vibex.exchange.orders"
 
@@ -75,32 +75,6 @@ M.text = text
 local nsz = ffi.new("size_t[1]")
 
 local function ppm(v) return tonumber(units(v, "rate") / 100) end -- 1e-8 -> 1e-6
-
---- Candles from a JSON file of [open_time_ms, open, high, low, close, volume]
--- rows (the freqtrade/ccxt layout): a list of replay rows | nil, err.
--- Funding files of that layout carry the rate in the open column: pass
--- funding = true to get {time_ms, rate} entries instead.
-function M.read_ohlcv(path, o)
-  local json = require "vibex.json"
-  local f, ferr = io.open(path, "rb")
-  if not f then return nil, verrors.new("storage", ferr, { source = "sim" }) end
-  local text = f:read("*a")
-  f:close()
-  local rows, err = json.decode(text)
-  if type(rows) ~= "table" then return nil, verrors.new("invalid", ("%s: %s"):format(path, err or "not a JSON array"), { source = "sim" }) end
-  local out = {}
-  for i, r in ipairs(rows) do
-    if type(r) ~= "table" or type(r[1]) ~= "number" then
-      return nil, verrors.new("invalid", ("%s: row %d is not [open_time_ms, open, high, low, close, volume]"):format(path, i), { source = "sim" })
-    end
-    if o and o.funding then
-      out[i] = { time_ms = r[1], rate = r[2] }
-    else
-      out[i] = { open_time = r[1], open = r[2], high = r[3], low = r[4], close = r[5], volume = r[6] }
-    end
-  end
-  return out
-end
 
 -- ---- the venue ------------------------------------------------------------------------------
 
@@ -222,7 +196,7 @@ end
 --- A candle {open_time, open, high, low, close} of `interval` (ms or "1m"…).
 function Sim:candle(symbol, k, interval)
   local i = assert(self.index[symbol], "sim: unknown symbol " .. tostring(symbol))
-  local iv = type(interval) == "number" and interval or aster.INTERVAL_MS[interval or "1m"]
+  local iv = type(interval) == "number" and interval or time.INTERVAL_MS[interval or "1m"]
   if k.volume then
     C.vx_sim_candle_v(self.engine, i, k.open_time, units(k.open, "open"), units(k.high, "high"), units(k.low, "low"),
       units(k.close, "close"), units(k.volume, "volume"), iv)
@@ -245,71 +219,23 @@ function Sim:candle_units(i, open_time, o, h, l, c, interval_ms)
   if nsz[0] ~= 0 then self:_drain() end
 end
 
---- Replay stored candles: data = {SYMBOL = {rows}} (rows as from REST
--- klines or db.candles:range: open_time, open, high, low, close), merged in
--- time order across symbols. o.interval ("1m"), o.speed ("max", or a
--- multiple of real time: 1 = as it happened, 60 = an hour a minute),
--- o.on_candle(symbol, k) after each candle is applied (the strategy's hook;
--- it may place orders, which execute from the next candle on), o.funding =
--- {SYMBOL = {{time_ms, rate}, …}} (recorded rates, settled at their times
--- at the last price before the candle that passes them).
--- Returns the number of candles replayed.
-function Sim:replay(data, o)
-  o = o or {}
-  local task = require "vibex.task"
-  local iv = type(o.interval) == "number" and o.interval or aster.INTERVAL_MS[o.interval or "1m"]
-  local items = {}
-  for symbol, rows in pairs(data) do
-    assert(self.index[symbol], "sim.replay: unknown symbol " .. tostring(symbol))
-    for _, k in ipairs(rows) do items[#items + 1] = { symbol, k } end
-  end
-  table.sort(items, function(a, b)
-    if a[2].open_time ~= b[2].open_time then return a[2].open_time < b[2].open_time end
-    return a[1] < b[1]
-  end)
-  local speed, started, first = o.speed or "max", task.now(), items[1] and items[1][2].open_time
-  local funding, next_f = o.funding or {}, {}
-  for symbol, list in pairs(funding) do
-    table.sort(list, function(a, b) return a.time_ms < b.time_ms end)
-    next_f[symbol] = 1
-  end
-  for n, it in ipairs(items) do
-    local symbol, k = it[1], it[2]
-    local list = funding[symbol]
-    while list and list[next_f[symbol]] and list[next_f[symbol]].time_ms <= k.open_time do
-      local f = list[next_f[symbol]]
-      local last = self:ticker(symbol).price
-      if last ~= "0" then self:funding(symbol, f.rate, last, f.time_ms) end
-      next_f[symbol] = next_f[symbol] + 1
-    end
-    if speed ~= "max" then
-      local due = started + (k.open_time + iv - first) / speed
-      if due > task.now() then task.sleep(due - task.now()) end
-    elseif n % 10000 == 0 then
-      task.yield() -- as fast as possible, but the loop still turns
-    end
-    self:candle(symbol, k, iv)
-    if o.on_candle then o.on_candle(symbol, k) end
-  end
-  return #items
-end
+--- Replay stored candles through this venue (vibex.exchange.sim_replay):
+--- data = {SYMBOL = {rows}}; o.interval, o.speed, o.on_candle, o.funding.
+--- Returns the number of candles replayed.
+function Sim:replay(data, o) return require("vibex.exchange.sim_replay").run(self, data, o) end
 
 --- Paper trading next to a real market: feed this venue from a live
 -- market stream (vibex.exchange.streams): each kline's close and each
 -- book ticker's mid becomes a traded price here, each mark price update
 -- the mark. The stream's own handlers still run.
 function Sim:follow(md)
-  local h = md.h
-  local prev_k, prev_b, prev_m = h.on_kline, h.on_book_ticker, h.on_mark_price
-  h.on_mark_price = function(m, ...)
+  md:chain("on_mark_price", function(m)
     if self.index[m.s] then self:mark(m.s, m.p, tonumber(m.E)) end
-    if prev_m then return prev_m(m, ...) end
-  end
-  h.on_kline = function(k, ...)
+  end)
+  md:chain("on_kline", function(k)
     if self.index[k.symbol] then self:tick(k.symbol, k.close, k.event_time or k.close_time) end
-    if prev_k then return prev_k(k, ...) end
-  end
-  h.on_book_ticker = function(b, ...)
+  end)
+  md:chain("on_book_ticker", function(b)
     if self.index[b.s] then
       local okb, bid = pcall(units, b.b, "bid")
       local oka, ask = pcall(units, b.a, "ask")
@@ -320,8 +246,7 @@ function Sim:follow(md)
         self:_drain()
       end
     end
-    if prev_b then return prev_b(b, ...) end
-  end
+  end)
   return self
 end
 
