@@ -74,7 +74,7 @@ const char *vx_task_name(const vx_task *t);
 size_t vx_sched_alive(const vx_sched *s);
 uint64_t vx_sched_running_task(const vx_sched *s);
 
-/* The sched of a Lua state (stored as an upvalue of the task functions). */
+/* The sched of a Lua state (kept in the state's registry under "vibex.sched"). */
 vx_sched *vx_sched_from_lua(lua_State *L);
 
 #endif

@@ -5,8 +5,9 @@
  * keeps global mutable state: a second runtime in the same process (tests do
  * this) gets its own loop, logger, metrics registry and scheduler.
  *
- * The Lua side reaches the runtime through an upvalue on every C function it
- * calls (see vx_lua.h), never through a global.
+ * The Lua side reaches the runtime through the Lua state's registry (the
+ * light userdata under "vibex.rt", read by vx_rt() in vx_lua.h): each Lua
+ * state belongs to exactly one runtime, and no C global points at it.
  */
 #ifndef VX_H
 #define VX_H

@@ -108,7 +108,7 @@ function M.load(rc, symbols)
     local file = rc.files and rc.files[sym]
     if file then
       local rows, err = M.read_ohlcv(file)
-      if not rows then return nil, ("replay.files.%s: %s"):format(sym, tostring(err)) end
+      if not rows then return nil, errors.wrap(err, nil, ("replay.files.%s: %s"):format(sym, errors.message(err))) end
       data[sym] = rows
     else
       data[sym] = M.generate(sym, paper.spec(sym), rc.candles or 2000, ms, time.date_ms(rc.start or "2026-01-01"), rc.seed or 7)

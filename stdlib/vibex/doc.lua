@@ -48,8 +48,10 @@ function M.parse(text, modname, path)
   for i, line in ipairs(lines) do
     local name, args = line:match("^function M[%.:]([%w_]+)%s*%((.-)%)")
     if not name then name, args = line:match("^M%.([%w_]+)%s*=%s*function%s*%((.-)%)") end
+    local assigned = not name and #block > 0 and line:match("^M%.([%w_]+)%s*=%s*[%w_.]+%s*$") -- M.spawn = core.spawn
+    if assigned then name, args = assigned, "…" end
     if name then
-      local fn = { name = name, args = args, line = i, doc = {}, params = {}, returns = {} }
+      local fn = { name = name, args = args, line = i, doc = {}, params = {}, returns = {}, assigned = assigned and true }
       for _, d in ipairs(block) do
         local p = d:match("^@param%s+(.*)$")
         local r = d:match("^@return%s+(.*)$")
@@ -70,13 +72,21 @@ function M.parse(text, modname, path)
   return out
 end
 
+--- The first sentence of a function's documentation (its doc lines joined).
+---@param fn table a function entry of module()
+---@return string
+function M.summary(fn)
+  local text = table.concat(fn.doc, " "):gsub("%s+", " ")
+  return text:match("^(.-[.?!])%s") or text:match("^(.-[.?!])$") or text
+end
+
 --- The functions of a module as help text: one line each (signature — first doc line).
 ---@param d table a module() result
 ---@return string
 function M.text(d)
   local out = { ("%s — %s"):format(d.name, d.summary or "") }
   for _, fn in ipairs(d.functions) do
-    local first = fn.doc[1] or ""
+    local first = M.summary(fn)
     out[#out + 1] = ("  %s(%s)%s"):format(fn.name, fn.args, first ~= "" and ("  " .. first) or "")
   end
   return table.concat(out, "\n")

@@ -12,15 +12,21 @@ M.modules = {
   db = "vibex.db", ws = "vibex.ws", errors = "vibex.errors", llm = "vibex.llm", doc = "vibex.doc",
 }
 
---- Install the globals into `env` (default _G). Modules load on first use.
+--- Install the globals into `env` (default _G). Each module loads on first
+--- use (a metatable on env), so a script pays only for what it touches and
+--- a module is never loaded behind its back.
 function M.install(env)
   env = env or _G
-  for name, modname in pairs(M.modules) do
-    if rawget(env, name) == nil then
-      local ok, mod = pcall(require, modname)
-      if ok then rawset(env, name, mod) end
-    end
-  end
+  local mt = getmetatable(env)
+  if mt and mt.vibex_prelude then return env end
+  assert(mt == nil, "prelude.install: the environment already has a metatable")
+  setmetatable(env, { vibex_prelude = true, __index = function(t, name)
+    local modname = M.modules[name]
+    if modname == nil then return nil end
+    local mod = require(modname)
+    rawset(t, name, mod)
+    return mod
+  end })
   rawset(env, "pp", require("vibex.inspect").pp)
   return env
 end

@@ -92,6 +92,7 @@ local function completer(word)
     end
   end
   add_from(base)
+  if base == _G then add_from(require("vibex.prelude").modules) end -- globals not loaded yet
   local mt = getmetatable(base)
   if type(mt) == "table" then add_from(rawget(mt, "__index")) end
   table.sort(out)

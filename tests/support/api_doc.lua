@@ -25,10 +25,13 @@ function M.render()
     out[#out + 1] = ""
     out[#out + 1] = ("**`%s`** — %s"):format(name, d.summary or "")
     if #d.functions > 0 then out[#out + 1] = "" end
+    local mod = require(name)
     for _, fn in ipairs(d.functions) do
-      local first = fn.doc[1] or ""
+      if fn.assigned and type(mod[fn.name]) ~= "function" then goto next end -- a documented constant
+      local first = doc.summary(fn)
       if first == "" then missing[#missing + 1] = ("%s.%s (%s:%d)"):format(name, fn.name, d.path, fn.line) end
       out[#out + 1] = ("- `%s(%s)` %s"):format(fn.name, fn.args, first)
+      ::next::
     end
   end
   out[#out + 1] = ""

@@ -1,5 +1,5 @@
 /*
- * crypto.c — require "vibex.core.crypto": hashes, HMACs and randomness from
+ * crypto_lua.c — require "vibex.core.crypto": hashes, HMACs and randomness from
  * OpenSSL's libcrypto (no home-made crypto).
  *
  *   sha256(s) -> hex         hmac_sha256(key, msg) -> hex

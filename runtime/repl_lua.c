@@ -1,5 +1,5 @@
 /*
- * repl.c — require "vibex.core.repl": reading REPL input without blocking
+ * repl_lua.c — require "vibex.core.repl": reading REPL input without blocking
  * the loop.
  *
  * On a terminal, libedit's callback interface does the line editing: a
