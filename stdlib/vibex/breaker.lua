@@ -65,6 +65,8 @@ local by_name = {}
 
 --- Create a breaker, or return the existing one of that name (so reloaded
 --- code keeps its breaker's state).
+---@param o table name, failure_threshold, min_calls, window_ms, cooldown_ms, half_open_max, success_threshold
+---@return table breaker
 function M.new(o)
   if type(o) ~= "table" or type(o.name) ~= "string" then
     error("breaker.new{name = …}: a name is required", 2)
@@ -89,9 +91,12 @@ function M.new(o)
 end
 
 --- The breaker registered under name, or nil.
+---@param name string
+---@return table|nil breaker
 function M.get(name) return by_name[name] end
 
 --- Every registered breaker, by name.
+---@return table breakers by name
 function M.all()
   local out = {}
   for name, b in pairs(by_name) do out[#out + 1] = { name = name, state = b:state() } end

@@ -51,6 +51,10 @@ local function err(path, message) return { path = path or "", message = message 
 --- Parse a .env file: NAME=value lines, `export` allowed, # comments,
 --- "double quoted" (with \n, \", \\ escapes) or 'single quoted' values.
 --- Returns map, errors.
+---@param text string
+---@param path string|nil names the file in errors
+---@return table vars NAME -> value
+---@return table errors {{path, message}, …}
 function M.parse_dotenv(text, path)
   local vars, errors = {}, {}
   local n = 0
@@ -153,6 +157,8 @@ local function canonical(v, out)
 end
 
 --- A value as canonical text (keys sorted): equal values, equal text.
+---@param v any
+---@return string text
 function M.canonical_text(v)
   local parts = {}
   canonical(v, parts)
@@ -160,9 +166,13 @@ function M.canonical_text(v)
 end
 
 --- sha256 of a config's canonical text (stable across processes and key order).
+---@param cfg table
+---@return string sha256 hex
 function M.hash(cfg) return crypto.sha256(M.canonical_text(cfg)) end
 
 --- The effective config as readable Lua, secrets masked.
+---@param cfg table
+---@return string lua
 function M.render(cfg)
   return require("vibex.inspect").inspect(cfg, { depth = 12 })
 end
@@ -242,6 +252,10 @@ end
 --- Build a snapshot from the table a config returned (merging environment
 --- defaults and overrides, validating, resolving secrets). Same opts as
 --- load_string. Returns snapshot | nil, errors.
+---@param raw table
+---@param opts table|nil environment, path
+---@return table|nil snapshot
+---@return table|nil errors
 function M.from_table(raw, opts)
   opts = opts or {}
   local envname = M.environment(opts.environment)
@@ -283,6 +297,10 @@ end
 --- Build a snapshot from config source text.
 --- opts: environment, path (for messages), dotenv (map), dotenv_path,
 --- getenv (function; default os.getenv). Returns snapshot | nil, errors.
+---@param source string
+---@param opts table|nil
+---@return table|nil snapshot
+---@return table|nil errors
 function M.load_string(source, opts)
   opts = opts or {}
   local envname = M.environment(opts.environment)
@@ -295,6 +313,10 @@ function M.load_string(source, opts)
 end
 
 --- Load a config file (and the .env beside it). Returns snapshot | nil, errors.
+---@param path string
+---@param opts table|nil environment
+---@return table|nil snapshot
+---@return table|nil errors
 function M.load(path, opts)
   opts = opts or {}
   local source, rerr = runtime.read_file(path)
@@ -322,6 +344,10 @@ end
 --- Format errors for a person: one "path: message" line each, prefixed by file.
 --- sep (default ": ") goes between path and message; logs use " -> ",
 --- because the redactor masks whatever follows "api_key: " in a log line.
+---@param errors table {{path, message}, …}
+---@param file string|nil
+---@param sep string|nil
+---@return string text
 function M.format_errors(errors, file, sep)
   sep = sep or ": "
   local lines = {}
@@ -340,6 +366,7 @@ Store.__index = Store
 
 --- A store holds one applied config. The module functions use a default
 --- store; a second runtime (or a test) can make its own.
+---@return table store
 function M.store()
   return setmetatable({ current = nil, versions = {}, subs = {}, next_version = 1 }, Store)
 end
@@ -479,18 +506,31 @@ end
 local default = M.store()
 M.default = default
 --- The value at a dotted path of the process's config ("risk.max_leverage").
+---@param path string
+---@return any value
 function M.get(path) return default:get(path) end
 --- Call fn(new, old, path) when a value under prefix changes; returns an unsubscribe function.
+---@param prefix string
+---@param fn function
+---@return function unsubscribe
 function M.subscribe(prefix, fn) return default:subscribe(prefix, fn) end
 --- Make a loaded snapshot the process's config (subscribers are told what changed).
+---@param snap table
+---@return integer version
 function M.apply(snap) return default:apply(snap) end
 --- The version number of the config in force.
+---@return integer version
 function M.version() return default:version() end
 --- The snapshot in force: {config, hash, version, environment, …}.
+---@return table|nil snapshot
 function M.snapshot() return default:snapshot() end
 --- The versions applied in this process, oldest first.
+---@return table versions
 function M.versions() return default:list_versions() end
 --- Reload the config file when it changes (validated first; a bad edit is refused and logged).
+---@param path string
+---@param opts table|nil
+---@return table watch
 function M.watch(path, opts) return default:watch(path, opts) end
 
 return M

@@ -62,6 +62,10 @@ local function format(d)
 end
 
 --- The canonical string of v ("100.0000" -> "100", 1e-8 -> "0.00000001").
+---@param v string|number
+---@param what string|nil names v in errors
+---@return string|nil text
+---@return string|nil err
 function M.normalize(v, what)
   local d, err = parse(v, what)
   if not d then return nil, err end
@@ -76,6 +80,13 @@ end
 
 --- Round v onto the grid base + k*step. mode: "down" (toward -inf), "up",
 -- "nearest" (ties away from zero) or "exact" (nil, err unless on the grid).
+---@param v string|number
+---@param step string
+---@param mode string "down", "up", "nearest" or "exact"
+---@param base string|nil the grid origin (0)
+---@param what string|nil names v in errors
+---@return string|nil text
+---@return string|nil err
 function M.round(v, step, mode, base, what)
   local m = MODES[mode or "nearest"]
   if not m then error(("decimal.round: mode must be down, up, nearest or exact, got %s"):format(tostring(mode)), 2) end
@@ -99,6 +110,13 @@ end
 --- a / b rounded onto the grid base + k*step, computed exactly (no binary
 -- double in between): how a notional becomes a quantity. nil, err on bad
 -- input, b <= 0 or overflow.
+---@param a string|number
+---@param b string|number
+---@param step string
+---@param mode string
+---@param base string|nil
+---@return string|nil text
+---@return string|nil err
 function M.div_round(a, b, step, mode, base)
   local m = MODES[mode or "down"]
   if not m then error(("decimal.div_round: mode must be down, up, nearest or exact, got %s"):format(tostring(mode)), 2) end
@@ -118,6 +136,9 @@ function M.div_round(a, b, step, mode, base)
 end
 
 --- -1, 0 or 1 as a <, =, > b; errors on non-decimals (programmer mistake).
+---@param a string|number
+---@param b string|number
+---@return integer sign
 function M.cmp(a, b)
   local x = assert(parse(a, "a"))
   local y = assert(parse(b, "b"))
@@ -125,6 +146,11 @@ function M.cmp(a, b)
 end
 
 --- Sign of a*b - c, exact. nil, err on bad input or overflow.
+---@param a string|number
+---@param b string|number
+---@param c string|number
+---@return integer|nil sign
+---@return string|nil err
 function M.cmp_product(a, b, c)
   local x, e1 = parse(a, "a")
   local y, e2 = parse(b, "b")
@@ -136,6 +162,12 @@ function M.cmp_product(a, b, c)
 end
 
 --- Sign of a*b - c*d, exact. nil, err on bad input or overflow.
+---@param a string|number
+---@param b string|number
+---@param c string|number
+---@param d string|number
+---@return integer|nil sign
+---@return string|nil err
 function M.cmp_products(a, b, c, d)
   local w, e1 = parse(a, "a")
   local x, e2 = parse(b, "b")
@@ -148,6 +180,8 @@ function M.cmp_products(a, b, c, d)
 end
 
 --- True when v is a decimal equal to zero ("0", "0.000", 0).
+---@param v any
+---@return boolean
 function M.is_zero(v)
   local d = parse(v)
   return d ~= nil and d.m == 0

@@ -47,6 +47,10 @@ function M.request(opts)
 end
 
 --- GET url: res | nil, err (see request).
+---@param url string
+---@param opts table|nil see request
+---@return table|nil res
+---@return vibex.Error|nil err
 function M.get(url, opts)
   opts = opts or {}
   opts.url, opts.method = url, "GET"
@@ -54,6 +58,11 @@ function M.get(url, opts)
 end
 
 --- POST body to url: res | nil, err (see request).
+---@param url string
+---@param body string
+---@param opts table|nil see request
+---@return table|nil res
+---@return vibex.Error|nil err
 function M.post(url, body, opts)
   opts = opts or {}
   opts.url, opts.method, opts.body = url, "POST", body
@@ -61,6 +70,10 @@ function M.post(url, body, opts)
 end
 
 --- Request and decode a JSON answer: value, res | nil, err, res.
+---@param opts table see request
+---@return any|nil value the decoded body
+---@return table|vibex.Error res_or_err
+---@return table|nil res on a decoding error
 function M.json(opts)
   local res, err = M.request(opts)
   if not res then return nil, err end

@@ -92,6 +92,9 @@ local function render(v, opts, depth, seen, out, indent)
 end
 
 --- inspect(value, {depth = 6, max_items = 200, raw = false}) -> string
+---@param v any
+---@param opts table|nil depth, max_items, raw
+---@return string text
 function M.inspect(v, opts)
   opts = opts or {}
   opts.depth = opts.depth or 6
@@ -102,6 +105,7 @@ function M.inspect(v, opts)
 end
 
 --- Print any number of values, inspected, separated by tabs.
+---@param ... any
 function M.pp(...)
   local n = select("#", ...)
   local parts = {}

@@ -32,6 +32,9 @@ end
 
 --- Decode a JSON text. Returns the value, or nil and a message that says
 --- what was wrong and where.
+---@param s string JSON text
+---@return any|nil value
+---@return string|nil err
 function M.decode(s)
   if type(s) ~= "string" then
     return nil, "json: expected a string to decode, got " .. type(s)
@@ -48,24 +51,24 @@ function M.decode(s)
   return v
 end
 
+--- An empty table that encodes as [] rather than {}.
+M.empty_array = setmetatable({}, { __newindex = function() error("json.empty_array is read-only", 2) end })
+
 --- Encode a Lua value. Tables with only consecutive integer keys from 1 are
---- arrays; use json.empty_array for an empty one.
+--- arrays; json.empty_array encodes as [].
+---@param v any
+---@return string|nil text
+---@return string|nil err
 function M.encode(v)
+  if v == M.empty_array then return "[]" end
   local s, err = encoder.encode(v)
   if not s then return nil, "json: " .. tostring(err) end
   return s
 end
 
---- An empty table that encodes as [] rather than {}.
-M.empty_array = setmetatable({}, { __newindex = function() error("json.empty_array is read-only", 2) end })
-local raw_encode = M.encode
---- Encode a value as JSON text (json.empty_array encodes as []).
-function M.encode(v)
-  if v == M.empty_array then return "[]" end
-  return raw_encode(v)
-end
-
 --- True if `s` is a plain decimal number in string form ("-12.340", "5").
+---@param s any
+---@return boolean
 function M.is_decimal_string(s)
   return type(s) == "string" and s:match("^%-?%d+%.?%d*$") ~= nil
 end

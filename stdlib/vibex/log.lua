@@ -34,6 +34,8 @@ function Channel:enabled(level) return core.enabled(level) end
 local channels = {}
 local known = { app = true, trading = true, market_data = true, llm = true, errors = true }
 --- A logger bound to a channel: app, trading, market_data, llm or errors.
+---@param name string app, trading, market_data, llm or errors
+---@return table logger with debug/info/warn/error(msg, fields)
 function M.channel(name)
   local c = channels[name]
   if not c then
@@ -49,12 +51,15 @@ end
 M.write = write
 M.enabled = core.enabled
 --- log.configure{dir=, level=, console_level=, console="auto|text|json|none", color=, max_bytes=, keep=}
+---@param opts table dir, level, console_level, console, color, max_bytes, keep
 M.configure = core.configure
 M.config = core.config
 M.add_secret = core.add_secret
 M.redact = core.redact
 --- Registered secret values masked wherever they appear (for data: the
 -- database, journals, state files), keeping the text's structure.
+---@param ... string texts
+---@return string ... the texts with registered secrets masked
 M.mask_secrets = core.mask_secrets
 M.is_secret_key = core.is_secret_key
 M.flush = core.flush

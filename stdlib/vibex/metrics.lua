@@ -57,14 +57,28 @@ end
 local M = {}
 
 --- counter(name, help, labels?) -> series (no labels) or family
+---@param name string
+---@param help string
+---@param labels string[]|nil
+---@return table series_or_family
 function M.counter(name, help, labels) return register("counter", name, help, labels) end
 --- gauge(name, help, labels?) -> series (no labels) or family
+---@param name string
+---@param help string
+---@param labels string[]|nil
+---@return table series_or_family
 function M.gauge(name, help, labels) return register("gauge", name, help, labels) end
 --- histogram(name, help, labels?, buckets?) -> series or family; buckets are
 --- ascending upper bounds (default: latency buckets from 0.5 ms to 120 s)
+---@param name string
+---@param help string
+---@param labels string[]|nil
+---@param buckets number[]|nil
+---@return table series_or_family
 function M.histogram(name, help, labels, buckets) return register("histogram", name, help, labels, buckets) end
 
 --- The whole registry in Prometheus text exposition format.
+---@return string text
 M.render = core.render
 
 return M

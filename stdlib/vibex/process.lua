@@ -16,6 +16,9 @@ local live = setmetatable({}, { __mode = "k" })
 
 --- spawn{file=, args={}, env={NAME=value} (added to the inherited env), cwd=,
 --- stdout="pipe"|"inherit"|"ignore" (pipe), stderr=… (inherit)}
+---@param opts table file, args, env, cwd, stdout, stderr
+---@return userdata|nil proc
+---@return string|nil err
 function M.spawn(opts)
   local p, err = core.spawn(opts)
   if not p then return nil, err end
@@ -32,12 +35,19 @@ end
 
 --- Signal every child this runtime spawned that may still run (the test
 --- runner does this at the end, so a failed spec leaves no server behind).
+---@param sig string|nil "TERM" by default
 function M.kill_all(sig)
   for p in pairs(live) do pcall(p.kill, p, sig or "TERM") end
 end
 
 --- Run a command to completion: stdout, exit code, signal (stderr inherited
 --- unless opts.stderr says otherwise).
+---@param file string
+---@param args string[]|nil
+---@param opts table|nil
+---@return string|nil stdout
+---@return integer|nil code
+---@return integer|nil signal
 function M.run(file, args, opts)
   opts = opts or {}
   opts.file, opts.args = file, args
@@ -49,6 +59,8 @@ function M.run(file, args, opts)
 end
 
 --- Find an executable on PATH (or return nil).
+---@param name string
+---@return string|nil path
 function M.which(name)
   if name:find("/") then return name end
   for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do

@@ -146,6 +146,11 @@ end
 -- runs in a coroutine of its own (a yield out of it is an error, so it can
 -- never suspend with the budget held). Returns true, results… | nil,
 -- message, kind ("time" | "memory" | "signal" | "error" | "yield").
+---@param limits table ms, memory_mb
+---@param fn function
+---@param ... any
+---@return any ok_or_nil true and the results, or nil
+---@return any ... the results, or message and kind
 function M.run(limits, fn, ...)
   local co = coroutine.create(fn)
   local trip, ok, res = budget.pcall(limits.time_ms, limits.memory_mb * 1048576, body, co,
@@ -160,6 +165,7 @@ function M.run(limits, fn, ...)
 end
 
 --- How many calls tripped each budget, and memory figures.
+---@return table stats
 function M.stats() return budget.stats() end
 
 -- ---- plain data ---------------------------------------------------------------------------------
@@ -185,6 +191,11 @@ end
 -- depth over opts.max_depth (64), more than opts.max_items (1e6) values,
 -- strings over opts.max_string bytes (16 MB), and anything else are errors
 -- naming the path. Returns copy | nil, path, message.
+---@param v any
+---@param opts table|nil max_depth, max_items, max_string
+---@return any|nil copy
+---@return string|nil path
+---@return string|nil message
 function M.plain(v, opts)
   opts = opts or {}
   local max_depth, max_items = opts.max_depth or 64, opts.max_items or 1000000
@@ -326,6 +337,8 @@ for name, t in pairs(M.ALLOWLIST.modules) do frozen_modules[name] = readonly(t, 
 --- Build a sandbox environment.
 --- opts.name: shown in print and errors; opts.extra: globals to add (data,
 --- or functions the caller vouches for); opts.config: add the config globals.
+---@param opts table|nil
+---@return table env
 function M.env(opts)
   opts = opts or {}
   local env = {}
@@ -376,6 +389,11 @@ end
 
 --- Compile text into a function running in `env`. Never accepts bytecode;
 -- the function and every function it defines run with the JIT off.
+---@param source string
+---@param chunkname string
+---@param env table
+---@return function|nil fn
+---@return string|nil err
 function M.compile(source, chunkname, env)
   if type(source) ~= "string" then return nil, "source must be a string" end
   if source:byte(1) == 27 then return nil, chunkname .. ": precompiled bytecode is not accepted" end
@@ -384,6 +402,8 @@ function M.compile(source, chunkname, env)
 end
 
 --- Values scripts may hand back besides plain data: views and secret refs.
+---@param x any
+---@return boolean
 function M.opaque(x) return safe_ta.is_view(x) or secret.is_ref(x) end
 
 return M

@@ -48,6 +48,8 @@ end
 
 --- A registry of strategy scripts in opts.dir, compiled into sandboxes and reloaded when they change
 --- (opts: dir, exports, limits, max_failures).
+---@param opts table dir, exports, limits, max_failures
+---@return table registry
 function M.registry(opts)
   opts = opts or {}
   if type(opts.dir) ~= "string" then error("scripts.registry{dir = …}: dir is required", 2) end

@@ -42,6 +42,8 @@ local function alloc_series(n)
 end
 
 --- A series from a Lua list of numbers (copied), or n zeros.
+---@param src number[]|integer a list to copy, or a length
+---@return cdata series
 function M.series(src)
   if type(src) == "number" then return alloc_series(src) end
   if ffi.istype(series_t, src) then return src end
@@ -60,6 +62,8 @@ function M.series(src)
 end
 
 --- True when x is a series (the result of ta.series or of an indicator).
+---@param x any
+---@return boolean
 function M.is_series(x) return ffi.istype(series_t, x) end
 
 function Series:len() return tonumber(self.n) end
@@ -152,9 +156,11 @@ end
 
 --- Which SIMD paths the batch kernels take on this machine: "avx2" or "sse2"
 --- (VIBEX_TA_ISA=sse2 forces the latter; the numbers are the same bits).
+---@return string isa "avx2" or "sse2"
 function M.isa() return ffi.string(C.vx_ta_isa()) end
 
 --- What indicators exist: name -> {title, inputs, params, defaults, outputs}.
+---@return table by_name {title, inputs, params, defaults, outputs}
 function M.indicators()
   local out = {}
   for _, s in pairs(BY_NAME) do
@@ -251,6 +257,9 @@ local function run(spec, ...)
 end
 
 --- Lookback (first valid index, 0-based) of an indicator with its params.
+---@param name string the indicator
+---@param ... number its parameters
+---@return integer lookback
 function M.lookback(name, ...)
   local spec = BY_NAME[name] or error("ta.lookback: no indicator named " .. tostring(name), 2)
   local lb = C.vx_ta_lookback(spec.kind, read_params(spec, {...}, 1), errbuf, 256)
@@ -345,6 +354,9 @@ end
 -- ---- candles ---------------------------------------------------------------
 
 --- "1m", "4h", "1d", "1w" -> milliseconds; nil, err for anything else (vibex.time.interval_ms).
+---@param iv string|number
+---@return number|nil ms
+---@return string|nil err
 function M.interval_ms(iv) return require("vibex.time").interval_ms(iv) end
 
 local Candles = {}
@@ -360,6 +372,8 @@ Candles.columns = {time = "t", t = "t", open = "o", o = "o", high = "h", h = "h"
 Candles.is_candles = true
 
 --- A candle series for one symbol/interval: ta.candles{interval = "1m", capacity = 5000}.
+---@param opts table interval, capacity
+---@return table candles
 function M.candles(opts)
   opts = opts or {}
   local ms, err = M.interval_ms(opts.interval or "1m")
@@ -487,6 +501,10 @@ end
 
 --- The helper LLM prompts use: the last n values of a series (or list),
 --- oldest first, rounded to `decimals`, warm-up NaNs dropped.
+---@param x cdata|number[] a series or list
+---@param n integer how many
+---@param decimals integer|nil rounding
+---@return number[] values oldest first
 function M.last(x, n, decimals)
   if not ffi.istype(series_t, x) then x = M.series(x) end
   return x:last(n, decimals)

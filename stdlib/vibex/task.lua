@@ -32,9 +32,12 @@ local raw_sleep, raw_join, raw_yield = core.sleep, core.join, core.yield
 
 --- Spawn a task: `task.spawn(fn, ...)` or `task.spawn("name", fn, ...)`.
 --- It starts on the next loop turn. Returns its handle.
+---@param ... any [name,] fn, args…
+---@return userdata task the task handle (t:join, t:cancel)
 M.spawn = core.spawn
 
 --- Suspend the current task for `ms` milliseconds.
+---@param ms number milliseconds
 function M.sleep(ms) await(raw_sleep(ms)) end
 
 local raw_park = core.park
@@ -42,9 +45,13 @@ local raw_park = core.park
 --- values. `io` = true keeps the wait alive through the shutdown grace
 --- period (a query waiting for a pooled connection). Cancel and
 --- task.timeout interrupt it like any wait.
+---@param io boolean|nil keep the wait alive through the shutdown grace period
+---@return any ... the values given to task.unpark
 function M.park(io) return await(raw_park(io)) end
 
 --- Wake a parked task with values; false when it is not parked.
+---@param ... any task, values…
+---@return boolean woken false when the task is not parked
 M.unpark = core.unpark
 
 --- Let other ready tasks, timers and I/O run, then continue.
@@ -61,21 +68,29 @@ M.hold_gc = core.hold_gc
 M.release_gc = core.release_gc
 
 --- The running task's handle (nil outside a task).
+---@return userdata|nil task
 M.current = core.current
 
 --- Tasks not yet finished: list of {id, name, status, run_ms}.
+---@return table tasks {{id, name, status, run_ms}, …}
 M.list = core.list
 M.alive = core.alive
 
 --- Loop time in milliseconds (monotonic, cached per loop turn).
+---@return number ms
 M.now = core.now
 --- Nanoseconds from a monotonic clock (uncached).
+---@return number ns
 M.hrtime = core.hrtime
 
 --- True when `err` is the error a timeout raises inside `task.timeout`.
+---@param err any
+---@return boolean
 function M.is_timeout(err) return type(err) == "table" and getmetatable(err) == TIMEOUT_MT end
 
 --- True when `err` is the error a cancelled task unwinds with.
+---@param err any
+---@return boolean
 function M.is_cancelled(err) return err == CANCELLED end
 
 local function finish_timeout(level, ms, ok, ...)
@@ -92,6 +107,10 @@ end
 --- that is still pending after `ms` milliseconds is aborted (an HTTP request
 --- is cancelled, a sleep cut short). Returns fn's results, or
 --- nil, err (a vibex.errors value of kind "timeout": "timeout after N ms").
+---@param ms number the deadline
+---@param fn function
+---@param ... any fn's arguments
+---@return any ... fn's results, or nil and a vibex.errors value of kind "timeout"
 function M.timeout(ms, fn, ...)
   if type(fn) ~= "function" then error("task.timeout(ms, fn, ...): fn must be a function", 2) end
   local level = core.deadline_push(ms)
@@ -114,6 +133,10 @@ end
 --- schedule (no drift; ticks missed while `fn` ran long are skipped). An
 --- error in one tick is logged and the schedule goes on. Returns the task;
 --- cancel it to stop. Ends by itself when the runtime shuts down.
+---@param ms number the period
+---@param fn function
+---@param ... any fn's arguments
+---@return userdata task cancel it to stop
 function M.every(ms, fn, ...)
   if type(ms) ~= "number" or ms <= 0 then error("task.every: ms must be a positive number", 2) end
   if type(fn) ~= "function" then error("task.every: fn must be a function", 2) end
@@ -138,6 +161,9 @@ function M.every(ms, fn, ...)
 end
 
 --- Wait for all tasks; returns a list of {ok, results...} per task.
+---@param tasks userdata[]
+---@param ms number|nil a deadline for each join
+---@return table results {{ok, results…}, …}
 function M.join_all(tasks, ms)
   local out = {}
   for i, t in ipairs(tasks) do out[i] = { t:join(ms) } end

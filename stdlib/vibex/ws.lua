@@ -62,6 +62,7 @@ function M.connect(opts)
 end
 
 --- Connections opened and not yet closed, across the runtime.
+---@return integer n
 M.open_count = core.open_count
 
 return M

@@ -43,6 +43,8 @@ end
 --- o: conninfo, size (4), connect_timeout_ms (5000), reconnect_ms (5000),
 -- min_backoff_ms (100), max_backoff_ms (2000), statement_timeout_ms (the
 -- server cancels a statement running longer; nil = the server's default).
+---@param o table conninfo, size, connect_timeout_ms, reconnect_ms, min_backoff_ms, max_backoff_ms, statement_timeout_ms
+---@return table pool query, exec, tx, copy, close
 function M.pool(o)
   if type(o) ~= "table" or type(o.conninfo) ~= "string" then
     error("db.pool{conninfo = …}: a connection string is required", 2)
@@ -276,6 +278,9 @@ local managed = {} -- handles of this process's managed servers, closed by M.clo
 -- in <data_dir>/pg), o.pool_size. Returns {pool, cluster (when local),
 -- describe, close()} | nil, err. The local server is started when needed
 -- and stopped (and waited for) by the last process that closes it.
+---@param o table url, data_dir, pool_size, statement_timeout_ms
+---@return table|nil handle {pool, describe, close()}
+---@return vibex.Error|nil err
 function M.open(o)
   o = o or {}
   local url = o.url
@@ -365,6 +370,8 @@ local function masked(n, ...)
 end
 
 --- The repositories (orders, fills, decisions, runs, …) over a pool: o = {pool, writer}.
+---@param o table {pool, writer}
+---@return table repos
 function M.repos(o)
   local pool = assert(o and o.pool, "db.repos{pool = …}")
   local write

@@ -49,9 +49,13 @@ end
 
 --- Aster futures. o: credentials, base_url, testnet, chain_id, account,
 -- recv_window_ms, timeout_ms (see vibex.exchange.aster).
+---@param o table credentials, base_url, testnet, chain_id, account, recv_window_ms, timeout_ms
+---@return table client
 function M.aster(o) return make("aster", o) end
 
 --- Binance USDⓈ-M futures (same protocol, V1 HMAC keys).
+---@param o table credentials, base_url, testnet, account, recv_window_ms, timeout_ms
+---@return table client
 function M.binance(o)
   local cr = o and o.credentials or {}
   if cr.private_key then error("exchange.binance: Binance uses api_key/api_secret, not V3 wallet keys", 2) end
@@ -59,9 +63,14 @@ function M.binance(o)
 end
 
 --- The simulated venue (paper trading, replays): exchange.sim{balance = 10000, symbols = {…}}.
+---@param o table balance, symbols, account
+---@return table venue
 function M.sim(o) return require("vibex.exchange.sim").new(o) end
 
 --- A client for an account entry of the config (accounts[i].exchange).
+---@param account table an accounts[i] entry
+---@return table|nil client
+---@return vibex.Error|nil err
 function M.from_config(account)
   local ex = account.exchange
   if ex.venue ~= "aster" and ex.venue ~= "binance" then

@@ -142,6 +142,8 @@ Client.__tostring = function(c) return ("<llm %s: %s %s>"):format(c.name, c.kind
 --- A client for one provider entry (llm.providers[i] of the config).
 -- Extra options: retry_base_ms (500), retry_max_ms (30000), breaker
 -- ({failure_threshold, cooldown_ms}), json_mode (true).
+---@param p table a provider: name, kind, base_url, model, api_key, price, timeout_ms, max_retries, breaker
+---@return table client with :chat{messages, json, max_tokens, temperature, timeout_ms, variant}
 function M.client(p)
   if type(p) ~= "table" or type(p.name) ~= "string" then error("llm.client{name = …, kind = …}: a provider table is required", 2) end
   local wire = WIRE[p.kind]
@@ -162,6 +164,8 @@ end
 --- A provider from the process environment: VIBEX_LLM_URL (required),
 -- VIBEX_LLM_KEY, VIBEX_LLM_MODEL, VIBEX_LLM_KIND ("openai"). nil when
 -- VIBEX_LLM_URL is not set.
+---@param getenv function|nil os.getenv by default
+---@return table|nil provider
 function M.provider_from_env(getenv)
   getenv = getenv or os.getenv
   local url = getenv("VIBEX_LLM_URL")
