@@ -321,3 +321,24 @@ static void resample(vx_candles *c, const double *f, int closed) {
 static void forward(vx_candles *c, const double *vals, int closed) {
     for (int i = 0; i < c->nchild; i++) resample(c->child[i], vals, closed);
 }
+
+void vx_candles_view_of(const vx_candles *c, vx_candles_view *out) {
+    int s = c->start;
+    out->t = c->t + s;
+    out->o = c->o + s;
+    out->h = c->h + s;
+    out->l = c->l + s;
+    out->c = c->c + s;
+    out->v = c->v + s;
+    out->qv = c->qv + s;
+    out->n = c->n + s;
+    out->len = c->len;
+    out->cap = c->cap;
+    out->closed = c->closed;
+    out->interval_ms = c->interval_ms;
+    out->gaps = c->gaps;
+    out->missing = c->missing;
+    out->gap_from = c->gap_from;
+    out->gap_to = c->gap_to;
+    out->err = c->err;
+}

@@ -49,6 +49,18 @@ struct vx_candles {
     int64_t src_interval_ms;
 };
 
+/* What Lua reads of a series (it sees vx_candles as an opaque type): each
+ * column already offset to the oldest candle, len values long, valid until
+ * the series is next updated. */
+typedef struct vx_candles_view {
+    const double *t, *o, *h, *l, *c, *v, *qv, *n;
+    int len, cap, closed;
+    int64_t interval_ms, gaps, missing, gap_from, gap_to;
+    const char *err;
+} vx_candles_view;
+
+void vx_candles_view_of(const vx_candles *c, vx_candles_view *out);
+
 /* A new series; NULL with err filled (interval <= 0, capacity out of range). */
 vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t errlen);
 void vx_candles_free(vx_candles *c);

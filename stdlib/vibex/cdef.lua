@@ -9,8 +9,9 @@
 -- offsetof of every struct declared here and compares them with ffi.sizeof
 -- and ffi.offsetof, so a header that drifts fails the build, not a process.
 -- Structs listed in LUA_ONLY exist only on the Lua side and are not checked.
--- The simulator's state (vx_sim) and the breaker (vx_breaker) are opaque
--- here: scripts reach them only through functions.
+-- The candle ring buffer (vx_candles), the simulator's state (vx_sim) and
+-- the breaker (vx_breaker) are opaque here: Lua reaches them only through
+-- functions (a candle series through vx_candles_view_of).
 local ffi = require "ffi"
 
 local M = {}
@@ -68,16 +69,14 @@ double vx_ta_update(vx_ta_stream *s, double h, double l, double c, double v, dou
 void vx_ta_reset(vx_ta_stream *s);
 void vx_ta_stream_free(vx_ta_stream *s);
 
-typedef struct vx_candles_agg { int64_t t; double o, h, l, c, v, vcomp, qv, qvcomp, n; } vx_candles_agg;
 typedef struct vx_candles vx_candles;
-struct vx_candles {
-    double *t, *o, *h, *l, *c, *v, *qv, *n;
-    int cap, len, start, closed;
-    int64_t interval_ms, offset_ms, appended, gaps, missing, gap_from, gap_to;
-    char err[200];
-    vx_candles *child[8]; int nchild;
-    vx_candles_agg acc, pend; int64_t src_interval_ms;
-};
+typedef struct vx_candles_view {
+    const double *t, *o, *h, *l, *c, *v, *qv, *n;
+    int len, cap, closed;
+    int64_t interval_ms, gaps, missing, gap_from, gap_to;
+    const char *err;
+} vx_candles_view;
+void vx_candles_view_of(const vx_candles *c, vx_candles_view *out);
 vx_candles *vx_candles_new(int64_t interval_ms, int capacity, char *err, size_t errlen);
 void vx_candles_free(vx_candles *c);
 int vx_candles_update(vx_candles *c, double t, double o, double h, double l, double cl,

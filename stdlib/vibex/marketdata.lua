@@ -80,8 +80,8 @@ function View:take()
       local src = md:series(sym, iv)
       if src then
         local dst = per[iv]
-        if not dst or dst.ptr.cap < src.ptr.len then
-          dst = assert(ta.candles { interval = iv, capacity = math.max(1, src.ptr.cap), symbol = sym })
+        if not dst or dst:capacity() < src:len() then
+          dst = assert(ta.candles { interval = iv, capacity = math.max(1, src:capacity()), symbol = sym })
           per[iv] = dst
         end
         assert(src:copy(dst))
@@ -112,7 +112,7 @@ function Service:price(symbol)
     local c = per[iv]
     local k = c and c:at(-1)
     -- the finest interval has the freshest close
-    if k and (not best_ms or c.ptr.interval_ms < best_ms) then best_ms, close = c.ptr.interval_ms, k.c end
+    if k and (not best_ms or c:interval_ms() < best_ms) then best_ms, close = c:interval_ms(), k.c end
   end
   return close
 end
@@ -123,11 +123,11 @@ function Service:stats()
   for sym, per in pairs(self.buffers) do
     local s = {}
     for iv, c in pairs(per) do
-      local p = c.ptr
       local last = c:at(-1)
       local first = c:at(1)
-      s[iv] = { len = p.len, first_open = first and first.t, last_open = last and last.t,
-                closed = last and last.closed or false, gaps = tonumber(p.gaps), missing = tonumber(p.missing) }
+      local g = c:gaps()
+      s[iv] = { len = c:len(), first_open = first and first.t, last_open = last and last.t,
+                closed = last and last.closed or false, gaps = g.count, missing = g.missing }
     end
     s.mark, s.funding = self:mark(sym), self:funding(sym)
     local b = self:book(sym)
@@ -260,7 +260,7 @@ function Live:_fill(sym, iv, c, limit)
   self.rest_kline_calls = self.rest_kline_calls + 1
   if not rows then return nil, err end
   local now = self.client:now()
-  local ms = c.ptr.interval_ms
+  local ms = c:interval_ms()
   for _, r in ipairs(rows) do
     local ok, uerr = c:update(r, r.open_time + ms <= now)
     if not ok then return nil, ("%s %s history: %s"):format(sym, iv, uerr) end

@@ -21,6 +21,9 @@ local SLOT = {high = 0, low = 1, close = 2, volume = 3, time = 4}
 local SLOT_NAMES = {[0] = "high", "low", "close", "volume", "time"}
 local errbuf = ffi.new("char[256]")
 local dbl = ffi.typeof("double[?]")
+local dptr_t = ffi.typeof("double *")
+local candles_view_t = ffi.typeof("vx_candles_view")
+local cast = ffi.cast
 
 -- ---- series ---------------------------------------------------------------
 
@@ -381,15 +384,28 @@ function M.candles(opts)
   local ptr = C.vx_candles_new(ms, opts.capacity or 5000, errbuf, 256)
   if ptr == nil then return nil, ffi.string(errbuf) end
   return setmetatable({ptr = ffi.gc(ptr, C.vx_candles_free), interval = opts.interval or "1m",
-                       symbol = opts.symbol, children = {}}, Candles)
+                       symbol = opts.symbol, children = {}, vbuf = candles_view_t()}, Candles)
 end
 
-function Candles:len() return self.ptr.len end
+-- The ring buffer is opaque to Lua: what it reads comes through this view
+-- (columns offset to the oldest candle), refreshed at every read.
+local function view(self)
+  local v = self.vbuf
+  C.vx_candles_view_of(self.ptr, v)
+  return v
+end
+
+--- How many candles the series holds.
+function Candles:len() return view(self).len end
+--- How many candles it can hold.
+function Candles:capacity() return view(self).cap end
+--- Its interval in milliseconds.
+function Candles:interval_ms() return tonumber(view(self).interval_ms) end
 
 --- A view (no copy) of one column: "t", "o", "h", "l", "c", "v", "qv", "n".
 function Candles:column(col)
-  local c = self.ptr
-  return new_series(c[col] + c.start, c.len, self)
+  local v = view(self)
+  return new_series(cast(dptr_t, v[col]), v.len, self)
 end
 
 --- All columns as series views, named like a bars table.
@@ -417,7 +433,7 @@ function Candles:update(k, closed)
   end
   if closed == nil then closed = true end
   local rc = C.vx_candles_update(self.ptr, t, o, h, l, c, v, qv, n, closed and 1 or 0)
-  if rc < 0 then return nil, ffi.string(self.ptr.err) end
+  if rc < 0 then return nil, ffi.string(view(self).err) end
   return UPDATE_RESULT[rc]
 end
 
@@ -433,7 +449,7 @@ end
 --- Fold one trade (time ms, price, quantity) into the forming candle.
 function Candles:trade(t, price, qty)
   local rc = C.vx_candles_trade(self.ptr, t, price, qty)
-  if rc < 0 then return nil, ffi.string(self.ptr.err) end
+  if rc < 0 then return nil, ffi.string(view(self).err) end
   return UPDATE_RESULT[rc]
 end
 
@@ -441,8 +457,8 @@ end
 --- with room for them; made when nil) and return it: a copy that frames
 --- arriving later do not change.
 function Candles:copy(into)
-  into = into or assert(M.candles{interval = self.interval, capacity = math.max(1, self.ptr.cap), symbol = self.symbol})
-  if C.vx_candles_copy(into.ptr, self.ptr) ~= 0 then return nil, ffi.string(into.ptr.err) end
+  into = into or assert(M.candles{interval = self.interval, capacity = math.max(1, self:capacity()), symbol = self.symbol})
+  if C.vx_candles_copy(into.ptr, self.ptr) ~= 0 then return nil, ffi.string(view(into).err) end
   return into
 end
 
@@ -451,42 +467,44 @@ function Candles:close_due(now_ms) return C.vx_candles_close_due(self.ptr, now_m
 
 --- A coarser series that follows this one ("5m", "1h", ...).
 function Candles:resample(interval, capacity)
-  local coarse, err = M.candles{interval = interval, capacity = capacity or self.ptr.cap, symbol = self.symbol}
+  local coarse, err = M.candles{interval = interval, capacity = capacity or self:capacity(), symbol = self.symbol}
   if not coarse then return nil, err end
-  if C.vx_candles_link(self.ptr, coarse.ptr) ~= 0 then return nil, ffi.string(self.ptr.err) end
+  if C.vx_candles_link(self.ptr, coarse.ptr) ~= 0 then return nil, ffi.string(view(self).err) end
   self.children[#self.children + 1] = coarse
   return coarse
 end
 
 --- The i-th candle (1 = oldest, -1 = newest) as a table.
-function Candles:at(i)
-  local c = self.ptr
+local function candle_at(c, i)
   if i < 0 then i = c.len + 1 + i end
   if i < 1 or i > c.len then return nil end
-  local j = c.start + i - 1
+  local j = i - 1
   return {t = c.t[j], o = c.o[j], h = c.h[j], l = c.l[j], c = c.c[j], v = c.v[j],
           qv = c.qv[j] == c.qv[j] and c.qv[j] or nil, n = c.n[j] == c.n[j] and c.n[j] or nil,
           closed = i < c.len or c.closed == 1}
 end
 
+function Candles:at(i) return candle_at(view(self), i) end
+
 --- The last n candles, oldest first, as tables.
 function Candles:last(n)
-  local len = self.ptr.len
+  local v = view(self)
+  local len = v.len
   n = math.min(n or len, len)
   local out = {}
-  for i = len - n + 1, len do out[#out + 1] = self:at(i) end
+  for i = len - n + 1, len do out[#out + 1] = candle_at(v, i) end
   return out
 end
 
 --- Holes seen so far: {count, missing, from, to} (open times around the last).
 function Candles:gaps()
-  local c = self.ptr
+  local c = view(self)
   return {count = tonumber(c.gaps), missing = tonumber(c.missing),
           from = c.gaps > 0 and tonumber(c.gap_from) or nil, to = c.gaps > 0 and tonumber(c.gap_to) or nil}
 end
 
 Candles.__tostring = function(self)
-  local c = self.ptr
+  local c = view(self)
   local last = self:at(-1)
   return ("candles(%s%s, %d/%d%s)"):format(self.symbol and (self.symbol .. " ") or "", self.interval,
     c.len, c.cap, last and (", last close " .. fmt(last.c) .. (last.closed and "" or " forming")) or "")
