@@ -162,12 +162,9 @@ int vx_open_eth(lua_State *L) {
                                        {"sign", l_signer_sign},
                                        {"sign_message", l_signer_sign_message},
                                        {NULL, NULL}};
-    luaL_newmetatable(L, SIGNER_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_signer_gc);
-    lua_setfield(L, -2, "__gc");
+    vx_new_class(L, SIGNER_MT, methods, l_signer_gc);
+    lua_pop(L, 1);
+    luaL_getmetatable(L, SIGNER_MT);
     lua_pushcfunction(L, l_signer_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushliteral(L, "locked");

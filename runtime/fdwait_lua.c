@@ -124,18 +124,9 @@ static int l_fd(lua_State *L) {
 
 int vx_open_fdwait(lua_State *L) {
     static const luaL_Reg methods[] = {{"wait", l_wait}, {"close", l_close}, {"fd", l_fd}, {NULL, NULL}};
-    luaL_newmetatable(L, WATCH_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_insert(L, -2);
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, l_new);
-    lua_setfield(L, -2, "new");
+    static const luaL_Reg fns[] = {{"new", l_new}, {NULL, NULL}};
+    vx_new_class(L, WATCH_MT, methods, l_close);
+    vx_new_module(L, fns);
     lua_insert(L, -2);
     lua_setfield(L, -2, "methods");
     return 1;

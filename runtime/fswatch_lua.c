@@ -88,15 +88,9 @@ static int l_gc(lua_State *L) {
 
 int vx_open_fswatch(lua_State *L) {
     static const luaL_Reg methods[] = {{"close", l_close}, {"ref", l_unref}, {NULL, NULL}};
-    luaL_newmetatable(L, WATCH_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
+    static const luaL_Reg fns[] = {{"watch", l_watch}, {NULL, NULL}};
+    vx_new_class(L, WATCH_MT, methods, l_gc);
     lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, l_watch);
-    lua_setfield(L, -2, "watch");
+    vx_new_module(L, fns);
     return 1;
 }

@@ -1,6 +1,7 @@
 /*
- * lua_opts.c — reading the option tables that the *_lua.c bindings take
- * ({url = …, timeout_ms = …, headers = {…}}), one way for all of them.
+ * lua_opts.c — what the *_lua.c bindings share: reading the option tables
+ * they take ({url = …, timeout_ms = …, headers = {…}}), and making their
+ * userdata classes and module tables, one way for all of them.
  */
 #include "vx_lua.h"
 
@@ -39,4 +40,21 @@ int vx_opt_headers(lua_State *L, int tbl, int keep, const char **out, int max, c
     lua_pop(L, 1);
     out[n] = NULL;
     return n;
+}
+
+void vx_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+    luaL_newmetatable(L, name);
+    vx_new_module(L, methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    if (gc) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -3, "__gc");
+    }
+    lua_remove(L, -2); /* the metatable stays in the registry */
+}
+
+void vx_new_module(lua_State *L, const luaL_Reg *fns) {
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
 }

@@ -392,15 +392,9 @@ int vx_open_process(lua_State *L) {
                                        {"wait", l_wait},           {"kill", l_kill},
                                        {"pid", l_pid},             {"exited", l_exited},
                                        {NULL, NULL}};
-    luaL_newmetatable(L, PROC_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
+    static const luaL_Reg fns[] = {{"spawn", l_spawn}, {NULL, NULL}};
+    vx_new_class(L, PROC_MT, methods, l_gc);
     lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, l_spawn);
-    lua_setfield(L, -2, "spawn");
+    vx_new_module(L, fns);
     return 1;
 }

@@ -17,6 +17,15 @@ static inline vx_runtime *vx_rt(lua_State *L) {
     return rt;
 }
 
+/* A class for userdata: the metatable `name` (in the registry) with a table
+ * of `methods` as __index and `gc` as __gc (none when NULL). Leaves the
+ * methods table on the stack (a module may hand it out, e.g. to wrap a
+ * method in Lua). */
+void vx_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc);
+
+/* A module table of functions, left on the stack. */
+void vx_new_module(lua_State *L, const luaL_Reg *fns);
+
 /* Option tables: t[key] as a number (dflt when absent; a clear error when
  * not a number), and t.headers ({Name = value} or {"Name: value"}) as
  * NULL-terminated "Name: value" strings kept alive in the table at `keep`. */

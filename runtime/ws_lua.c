@@ -335,18 +335,9 @@ int vx_open_ws(lua_State *L) {
     static const luaL_Reg methods[] = {{"recv", l_recv},     {"poll", l_poll},   {"send", l_send},
                                        {"close", l_close},   {"status", l_status}, {"stats", l_stats},
                                        {NULL, NULL}};
-    luaL_newmetatable(L, CONN_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "__index");
-    lua_insert(L, -2); /* methods below the metatable, for the module table */
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"connect", l_connect}, {"open_count", l_open_count}, {NULL, NULL}};
-    lua_newtable(L);
-    luaL_register(L, NULL, fns);
+    vx_new_class(L, CONN_MT, methods, l_gc);
+    vx_new_module(L, fns);
     lua_insert(L, -2);
     lua_setfield(L, -2, "methods"); /* the Lua wrapper puts task.await around recv */
     return 1;
