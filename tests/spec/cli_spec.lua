@@ -1,4 +1,5 @@
 local h = require "helpers"
+local runtime = require "vibex.runtime"
 
 describe("vibex command line", function()
   it("prints help and version", function()
@@ -130,6 +131,35 @@ describe("vibex command line", function()
     assert.equal(0, (p:wait()))
     assert.equal('3\n42\n"x"\tnil\n', out)
   end)
+  it("REPL :help lists every preloaded module with its line; :help NAME shows a module's functions", function()
+    local dir = h.tmpdir()
+    h.write(dir .. "/in.txt", ":help\n:help http\n:help nosuchmodule\n")
+    local p = assert(require("vibex.process").spawn { file = "/bin/sh", stderr = "pipe",
+      args = { "-c", h.bin .. " repl < " .. dir .. "/in.txt" } })
+    local errt = task.spawn(function() return p:read_all("stderr") end)
+    local out = p:read_all()
+    local _, err = errt:join()
+    assert.equal(0, (p:wait()))
+    for name, modname in pairs(require("vibex.prelude").modules) do
+      local summary = require("vibex.doc").module(modname).summary
+      assert.matches("\n  " .. name .. " +" .. summary:sub(1, 20):gsub("%p", "%%%0"), out)
+    end
+    assert.matches("vibex.http — asynchronous HTTP client", out, 1, true)
+    assert.matches("\n  request(opts)  Send a request and wait for the answer.", out, 1, true)
+    assert.matches("no module nosuchmodule (:help lists them)", err, 1, true)
+  end)
+
+  it("keeps the REPL's history in the XDG state directory", function()
+    local dir = h.tmpdir()
+    local out, _, code = h.vibex({ "-e", "print(require('vibex.repl').history_path())" },
+      { env = { XDG_STATE_HOME = dir .. "/state" } })
+    assert.equal(0, code)
+    assert.equal(dir .. "/state/vibex/history\n", out)
+    assert.is_not_nil(runtime.stat(dir .. "/state/vibex"))
+    out = h.vibex({ "-e", "print(require('vibex.repl').history_path())" }, { env = { XDG_STATE_HOME = "", HOME = dir } })
+    assert.equal(dir .. "/.local/state/vibex/history\n", out)
+  end)
+
   it("frees everything it allocates (valgrind, a -e run with a task, HTTP and JSON)", function()
     local valgrind = require("vibex.process").which("valgrind")
     if not valgrind or h.bin:match("asan") then return end -- ASan builds check leaks themselves
