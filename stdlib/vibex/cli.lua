@@ -348,6 +348,10 @@ local function usage_error(msg, args)
     elseif a:sub(1, 1) ~= "-" then break end
   end
   msg = msg:gsub("\nDid you mean", "; did you mean")
+  local file = msg:match("^unknown command '(.-%.lua)'$")
+  if file and path[#path] == "migrate" then -- `vibex migrate CONFIG`: the action goes first
+    msg = ("%s: name the action first: `vibex migrate status %s` or `vibex migrate up %s`"):format(msg, file, file)
+  end
   return fail(("%s (see %s --help)"):format(msg, table.concat(path, " ")):gsub("^vibex: ", ""))
 end
 

@@ -54,6 +54,9 @@ describe("vibex command line", function()
     _, err, code = h.vibex { "migrate", "up", "--dry-rn" }
     assert.equal(2, code)
     assert.matches("did you mean '--dry-run'? (see vibex migrate up --help)", err, 1, true)
+    _, err, code = h.vibex { "migrate", "cfg.lua" }
+    assert.equal(2, code)
+    assert.matches("name the action first: `vibex migrate status cfg.lua` or `vibex migrate up cfg.lua`", err, 1, true)
     _, err, code = h.vibex { "ab", "report", "--chart" }
     assert.equal(2, code)
     assert.matches("option '--chart' requires an argument", err, 1, true)
