@@ -11,11 +11,18 @@ local M = {}
 
 M.EXIT = { ok = 0, failure = 1, usage = 2, account_failed = 3 }
 
+-- a usage or config error: one line, exit 2
 local function fail(msg)
   io.stderr:write("vibex: ", msg, "\n")
   return 2
 end
 M.fail = fail
+
+-- a failure of the outside world (the database, a file system): one line, exit 1
+local function failed(msg)
+  io.stderr:write("vibex: ", msg, "\n")
+  return 1
+end
 
 local CANCELLED = {}
 local function traceback_handler(err)
@@ -84,7 +91,19 @@ local function open_db(path, prefix)
     o.url, o.data_dir = snap.config.database.url, snap.config.runtime.data_dir
   end
   local h, err = require("vibex.db").open(o)
-  if not h then return nil, fail((prefix or "") .. tostring(err)) end
+  if not h then return nil, failed((prefix or "") .. tostring(err)) end
+  return h
+end
+
+-- open_db, and the database must have every migration (else exit 2, naming the command that fixes it)
+local function open_migrated_db(path, prefix)
+  local h, code = open_db(path, prefix)
+  if not h then return nil, code end
+  local ok, why = require("vibex.db.migrate").check(h.pool, nil, "vibex migrate up" .. (path and " " .. path or ""))
+  if not ok then
+    h.close()
+    return nil, fail((prefix or "") .. require("vibex.errors").message(why))
+  end
   return h
 end
 
@@ -154,7 +173,7 @@ function M.commands.ab(a)
   local name, path = a.experiment, a.config
   if name and name:match("%.lua$") and not path then name, path = nil, name end
   local o = { format = a.json and "json" or a.csv and "csv" or "text", chart = a.chart, version = a.version }
-  local h, code = open_db(path)
+  local h, code = open_migrated_db(path, "ab report: ")
   if not h then return code end
   local report = require "vibex.ab.report"
   local rc = 0
@@ -186,7 +205,7 @@ end
 --- vibex llm stats [CONFIG] [--json]
 function M.commands.llm(a)
   local as_json, path = a.json, a.config
-  local h, code = open_db(path)
+  local h, code = open_migrated_db(path, "llm stats: ")
   if not h then return code end
   local rows, err = require("vibex.llm.stats").summary(h.pool)
   h.close()
@@ -232,6 +251,97 @@ function M.commands.migrate(a)
   end
   h.close()
   return code
+end
+
+--- vibex data list [CONFIG] [--json]: the candles stored, per symbol and interval, with their holes.
+local function data_list(a)
+  local h, code = open_migrated_db(a.config, "data list: ")
+  if not h then return code end
+  local time = require "vibex.time"
+  local repo = require("vibex.db").repos { pool = h.pool }.candles
+  local rows, err = repo:summary()
+  if not rows then
+    h.close()
+    return failed("data list: " .. tostring(err))
+  end
+  local json = require "vibex.json"
+  local list = {}
+  for i, r in ipairs(rows) do
+    local step = time.interval_ms(r.interval)
+    local e = { symbol = r.symbol, interval = r.interval, count = r.count, first_ms = r.first_ms, last_ms = r.last_ms,
+                missing = 0, holes = json.empty_array }
+    if step then
+      e.missing = math.floor((r.last_ms - r.first_ms) / step) + 1 - r.count
+      if e.missing > 0 then
+        e.holes = {}
+        for j, g in ipairs(assert(repo:holes(r.symbol, r.interval, step, 20))) do
+          e.holes[j] = { after_ms = g.after_ms, before_ms = g.before_ms, missing = g.missing }
+        end
+      end
+    end
+    list[i] = e
+  end
+  rows = list
+  h.close()
+  if a.json then
+    io.stdout:write(json.encode(#rows > 0 and rows or json.empty_array), "\n")
+    return 0
+  end
+  if #rows == 0 then
+    io.stdout:write("no candles stored yet (vibex data import FILE)\n")
+    return 0
+  end
+  io.stdout:write(("%-12s %-8s %9s  %-17s  %-17s  %s\n"):format("symbol", "interval", "candles", "first", "last", "missing"))
+  local function day(ms) return os.date("!%Y-%m-%d %H:%M", math.floor(ms / 1000)) end
+  for _, r in ipairs(rows) do
+    io.stdout:write(("%-12s %-8s %9d  %-17s  %-17s  %d\n"):format(r.symbol, r.interval, r.count, day(r.first_ms),
+      day(r.last_ms), r.missing))
+    for _, g in ipairs(r.holes) do
+      io.stdout:write(("    hole: %d candles missing after %s, before %s\n"):format(g.missing, day(g.after_ms), day(g.before_ms)))
+    end
+  end
+  return 0
+end
+
+--- vibex data import FILE… [--symbol S] [--interval I] [--config CONFIG]: candles from files into the database.
+local function data_import(a)
+  local data, time = require "vibex.data", require "vibex.time"
+  local plan = {}
+  for _, file in ipairs(a.files) do
+    local sym, iv = data.name_of(file)
+    sym, iv = a.symbol or sym, a.interval or iv
+    if not sym then return fail(("data import: %s: its name carries no symbol; give --symbol"):format(file)) end
+    if not iv then return fail(("data import: %s: its name carries no interval; give --interval"):format(file)) end
+    if not time.interval_ms(iv) then return fail(("data import: %s: --interval %s is not an interval (1m, 5m, 1h, …)"):format(file, iv)) end
+    plan[#plan + 1] = { file = file, symbol = sym:upper(), interval = iv }
+  end
+  local h, code = open_migrated_db(a.config, "data import: ")
+  if not h then return code end
+  local repo = require("vibex.db").repos { pool = h.pool }.candles
+  local rc = 0
+  for _, p in ipairs(plan) do
+    local rows, err = data.read(p.file)
+    local n, ierr
+    if rows then
+      local step = time.interval_ms(p.interval)
+      for _, r in ipairs(rows) do r.close_time = r.open_time + step - 1 end
+      n, ierr = repo:copy(p.symbol, p.interval, rows)
+    end
+    if not rows then
+      rc = fail(("data import: %s: %s"):format(p.file, require("vibex.errors").message(err)))
+    elseif not n then
+      rc = failed(("data import: %s: %s"):format(p.file, require("vibex.errors").message(ierr)))
+    else
+      io.stdout:write(("%s: %d candles of %s %s, %d new\n"):format(p.file, #rows, p.symbol, p.interval, n))
+    end
+  end
+  h.close()
+  return rc
+end
+
+function M.commands.data(a)
+  if a.action == "import" then return data_import(a) end
+  return data_list(a)
 end
 
 -- ---- the parser ----------------------------------------------------------------------------
@@ -319,6 +429,23 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   stats:argument("config", "The config whose database to use."):args("?")
   stats:flag("--json", "Print JSON.")
 
+  local data = command(p, state, "data", "Stored candles: what the database holds, and files imported into it.",
+    "vibex data list")
+  data:require_command(true)
+  data:command_target("action")
+  local dlist = command(data, state, "list", "Candles stored per symbol and interval: range, count and holes.",
+    "vibex data list examples/paper.lua --json")
+  dlist:argument("config", "The config whose database to use."):args("?")
+  dlist:flag("--json", "Print JSON.")
+  local dimport = command(data, state, "import",
+    "Store candles from files (freqtrade's JSON [t,o,h,l,c,v] rows, or CSV with a header) in the database.",
+    "vibex data import ../shared/data/XRP_USDT_USDT-5m-futures.json --config examples/paper.lua")
+  dimport:argument("files", "Candle files; a freqtrade name (XRP_USDT_USDT-5m-futures.json) gives the symbol and interval.")
+    :args("+")
+  dimport:option("--symbol", "The symbol, when the file name does not say it."):argname("SYMBOL")
+  dimport:option("--interval", "The interval (1m, 5m, 1h, …), when the file name does not say it."):argname("INTERVAL")
+  dimport:option("--config", "The config whose database to use (default: the local one under ./data)."):argname("CONFIG")
+
   command(p, state, "repl", "An interactive prompt on the loop (line editing, history, completion).", "vibex repl")
 
   local test = command(p, state, "test", "Run busted specs inside the runtime (default: tests/spec).",
@@ -343,7 +470,8 @@ end
 local function usage_error(msg, args)
   local path = { "vibex" }
   for _, a in ipairs(args) do
-    if a:sub(1, 1) ~= "-" and (M.commands[a] or a == "report" or a == "stats" or a == "up" or a == "status") then
+    if a:sub(1, 1) ~= "-" and (M.commands[a] or a == "report" or a == "stats" or a == "up" or a == "status"
+                               or a == "list" or a == "import") then
       path[#path + 1] = a
     elseif a:sub(1, 1) ~= "-" then break end
   end

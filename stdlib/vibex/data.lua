@@ -16,6 +16,10 @@ local M = {}
 -- rows (the freqtrade/ccxt layout): a list of replay rows | nil, err.
 -- Funding files of that layout carry the rate in the open column: pass
 -- funding = true to get {time_ms, rate} entries instead.
+---@param path string
+---@param o table|nil funding = true: {time_ms, rate} entries
+---@return table|nil rows
+---@return vibex.Error|nil err
 function M.read_ohlcv(path, o)
   local f, ferr = io.open(path, "rb")
   if not f then return nil, errors.new("storage", ferr, { source = "data" }) end
@@ -35,6 +39,90 @@ function M.read_ohlcv(path, o)
     end
   end
   return out
+end
+
+--- Candles from a CSV file: a header naming the columns (open_time or
+--- date or timestamp, open, high, low, close, volume; any order, other
+--- columns ignored), times in epoch milliseconds or seconds or as ISO
+--- "YYYY-MM-DD[ HH:MM[:SS]]" UTC. A list of rows | nil, err naming the line.
+---@param path string
+---@return table|nil rows
+---@return vibex.Error|nil err
+function M.read_csv(path)
+  local f, ferr = io.open(path, "rb")
+  if not f then return nil, errors.new("storage", ferr, { source = "data" }) end
+  local text = f:read("*a")
+  f:close()
+  local out, cols, n = {}, nil, 0
+  local function bad(line, why)
+    return nil, errors.new("invalid", ("%s:%d: %s"):format(path, line, why), { source = "data" })
+  end
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    if line:match("%S") then
+      local fields = {}
+      for v in (line .. ","):gmatch("%s*([^,]*),") do fields[#fields + 1] = (v:gsub("%s+$", ""):gsub('^"(.*)"$', "%1")) end
+      if not cols then
+        cols = {}
+        for i, name in ipairs(fields) do cols[name:lower()] = i end
+        cols.open_time = cols.open_time or cols.date or cols.timestamp or cols.time
+        for _, need in ipairs { "open_time", "open", "high", "low", "close" } do
+          if not cols[need] then return bad(n, ("the header has no %s column (want open_time|date, open, high, low, close, volume)"):format(need)) end
+        end
+      else
+        local t = M.parse_time(fields[cols.open_time])
+        if not t then return bad(n, ("%q is not a time (epoch ms or s, or YYYY-MM-DD HH:MM:SS)"):format(tostring(fields[cols.open_time]))) end
+        local row = { open_time = t }
+        for _, k in ipairs { "open", "high", "low", "close", "volume" } do
+          local v = cols[k] and tonumber(fields[cols[k]])
+          if cols[k] and not v then return bad(n, ("%s %q is not a number"):format(k, tostring(fields[cols[k]]))) end
+          row[k] = v or 0
+        end
+        out[#out + 1] = row
+      end
+    end
+  end
+  if not cols then return bad(1, "empty file") end
+  return out
+end
+
+--- A time as epoch milliseconds: epoch ms, epoch seconds (10 digits or
+--- fewer), or "YYYY-MM-DD[ HH:MM[:SS]]" / "YYYY-MM-DDTHH:MM:SSZ" in UTC; nil otherwise.
+---@param s string|number
+---@return number|nil ms
+function M.parse_time(s)
+  if type(s) == "number" then return s < 1e11 and s * 1000 or s end
+  s = tostring(s or "")
+  if s:match("^%d+$") then
+    local v = tonumber(s)
+    return #s <= 10 and v * 1000 or v
+  end
+  local d, hh, mm, ss = s:match("^(%d%d%d%d%-%d%d%-%d%d)[T ]?(%d?%d?):?(%d?%d?):?(%d?%d?)")
+  local day = d and time.date_ms(d)
+  if not day then return nil end
+  return day + (tonumber(hh) or 0) * 3600000 + (tonumber(mm) or 0) * 60000 + (tonumber(ss) or 0) * 1000
+end
+
+--- Candles from a file, by its extension: .json (freqtrade's layout) or .csv.
+---@param path string
+---@return table|nil rows
+---@return vibex.Error|nil err
+function M.read(path)
+  if path:lower():match("%.csv$") then return M.read_csv(path) end
+  return M.read_ohlcv(path)
+end
+
+--- The symbol and interval a freqtrade file name carries
+--- ("XRP_USDT_USDT-5m-futures.json" -> "XRPUSDT", "5m"); nil when it has none.
+---@param path string
+---@return string|nil symbol
+---@return string|nil interval
+function M.name_of(path)
+  local base = path:match("([^/]*)$"):gsub("%.%w+$", "")
+  local pair, iv = base:match("^([%u%d]+_[%u%d]+)[_%u%d]*%-(%d+[mhdwM])")
+  if not pair then return nil end
+  return (pair:gsub("_", "")), iv
 end
 
 -- ---- generated candles ---------------------------------------------------------------------------
@@ -67,6 +155,13 @@ end
 -- trending regimes (so trend-followers have something to follow) at
 -- roughly 0.25% volatility per 5 minutes. Prices are decimal strings on
 -- the symbol's tick.
+---@param symbol string
+---@param spec table the symbol's venue spec (tick)
+---@param n integer candles
+---@param interval_ms number
+---@param start_ms number
+---@param seed integer
+---@return table rows
 function M.generate(symbol, spec, n, interval_ms, start_ms, seed)
   local h = seed
   for i = 1, #symbol do h = (h * 31 + symbol:byte(i)) % 2147483647 end
@@ -100,6 +195,10 @@ end
 
 --- Candles per symbol: from replay.files, else generated. Returns
 -- {SYM = rows}, the interval | nil, err.
+---@param rc table the replay section (interval, files, candles, start, seed)
+---@param symbols string[]
+---@return table|nil data {SYMBOL = rows}
+---@return string|vibex.Error interval_or_err
 function M.load(rc, symbols)
   local iv = rc.interval or "5m"
   local ms = time.INTERVAL_MS[iv]

@@ -29,6 +29,9 @@ describe("vibex command line", function()
       { { "ab", "report" }, { "--json", "--csv", "--chart FILE", "--version N" } },
       { { "llm" }, { "stats" } },
       { { "llm", "stats" }, { "--json" } },
+      { { "data" }, { "list", "import" } },
+      { { "data", "list" }, { "--json", "<config>" } },
+      { { "data", "import" }, { "--symbol SYMBOL", "--interval INTERVAL", "--config CONFIG" } },
       { { "repl" }, {} },
       { { "test" }, { "args" } },
     }

@@ -52,4 +52,25 @@ function R:gaps(symbol, interval, from_ms, to_ms, step_ms)
     ORDER BY t]], symbol, interval, from_ms, to_ms, step_ms)
 end
 
+--- What is stored, per symbol and interval: {symbol, interval, count,
+--- first_ms, last_ms}, ordered by symbol and interval.
+function R:summary()
+  return self.pool:query([[SELECT symbol, interval, count(*)::int AS count,
+      (extract(epoch FROM min(open_time)) * 1000)::bigint AS first_ms,
+      (extract(epoch FROM max(open_time)) * 1000)::bigint AS last_ms
+    FROM candles GROUP BY symbol, interval ORDER BY symbol, interval]])
+end
+
+--- The holes of one symbol and interval: {after_ms, before_ms, missing}
+--- (the candles on either side and how many are missing between), at most limit (20).
+function R:holes(symbol, interval, step_ms, limit)
+  return self.pool:query([[SELECT (extract(epoch FROM prev) * 1000)::bigint AS after_ms,
+      (extract(epoch FROM open_time) * 1000)::bigint AS before_ms,
+      ((extract(epoch FROM open_time - prev) * 1000) / $3::float8 - 1)::bigint AS missing
+    FROM (SELECT open_time, lag(open_time) OVER (ORDER BY open_time) AS prev
+          FROM candles WHERE symbol = $1 AND interval = $2) c
+    WHERE open_time - prev > $3::float8 * interval '1 millisecond'
+    ORDER BY open_time LIMIT $4]], symbol, interval, step_ms, limit or 20)
+end
+
 return R
