@@ -339,8 +339,66 @@ local function data_import(a)
   return rc
 end
 
+--- vibex data download --symbols A,B --interval I --from DATE [--to DATE] [--venue aster|binance] [--base-url URL] [--config CONFIG]
+local function data_download(a)
+  local data, time, errors = require "vibex.data", require "vibex.time", require "vibex.errors"
+  local step = time.INTERVAL_MS[a.interval]
+  if not step then return fail(("data download: --interval %s is not a venue interval (%s)"):format(a.interval, table.concat(time.INTERVALS, ", "))) end
+  local from = data.parse_time(a.from)
+  if not from then return fail(("data download: --from %s is not a date (YYYY-MM-DD[ HH:MM])"):format(a.from)) end
+  local to = a.to and data.parse_time(a.to)
+  if a.to and not to then return fail(("data download: --to %s is not a date (YYYY-MM-DD[ HH:MM])"):format(a.to)) end
+  if to then to = to - step end -- --to is where the range ends: its candle is not included
+  local symbols = {}
+  for sym in a.symbols:gmatch("[^,%s]+") do symbols[#symbols + 1] = sym:upper() end
+  if #symbols == 0 then return fail("data download: --symbols names no symbol (BTCUSDT,ETHUSDT)") end
+  local h, code = open_migrated_db(a.config, "data download: ")
+  if not h then return code end
+  local exchange = require "vibex.exchange"
+  local client = exchange[a.venue] { base_url = a.base_url }
+  local repo = require("vibex.db").repos { pool = h.pool }.candles
+  to = math.min(to or math.huge, client:now() - step) -- only closed candles
+  to = to - to % step
+  local rc = 0
+  for _, sym in ipairs(symbols) do
+    -- resume after the newest candle already stored in the range
+    local have = assert(h.pool:query([[SELECT (extract(epoch FROM max(open_time)) * 1000)::bigint AS last_ms
+      FROM candles WHERE symbol = $1 AND interval = $2 AND open_time >= to_timestamp($3::float8 / 1000)
+        AND open_time <= to_timestamp($4::float8 / 1000)]], sym, a.interval, from, to))[1].last_ms
+    local start = have and (have + step) or from
+    if have then io.stdout:write(("%s %s: resuming after %s\n"):format(sym, a.interval, time.iso(have))) end
+    local got, new = 0, 0
+    local ok, err = true, nil
+    if start <= to then
+      ok, err = client:klines(sym, a.interval, { start_ms = start, end_ms = to, on_page = function(rows)
+        for _, r in ipairs(rows) do r.close_time = r.open_time + step - 1 end
+        local n, cerr = repo:copy(sym, a.interval, rows)
+        if not n then return nil, cerr end
+        got, new = got + #rows, new + n
+        io.stdout:write(("%s %s: %d candles stored, up to %s\n"):format(sym, a.interval, got,
+          rows[#rows] and time.iso(rows[#rows].open_time) or "-"))
+        io.stdout:flush()
+        return true
+      end })
+    end
+    if not ok then
+      rc = failed(("data download: %s %s: %s (what was stored stays; run the same command to resume)"):format(sym, a.interval,
+        errors.message(err)))
+    else
+      local holes = assert(repo:holes(sym, a.interval, step, 20))
+      local missing = 0
+      for _, g in ipairs(holes) do missing = missing + g.missing end
+      io.stdout:write(("%s %s: done, %d new candles from %s to %s; %s\n"):format(sym, a.interval, new, time.iso(from),
+        time.iso(to), #holes == 0 and "no holes" or ("%d holes, %d candles missing (vibex data list)"):format(#holes, missing)))
+    end
+  end
+  h.close()
+  return rc
+end
+
 function M.commands.data(a)
   if a.action == "import" then return data_import(a) end
+  if a.action == "download" then return data_download(a) end
   return data_list(a)
 end
 
@@ -445,6 +503,16 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   dimport:option("--symbol", "The symbol, when the file name does not say it."):argname("SYMBOL")
   dimport:option("--interval", "The interval (1m, 5m, 1h, …), when the file name does not say it."):argname("INTERVAL")
   dimport:option("--config", "The config whose database to use (default: the local one under ./data)."):argname("CONFIG")
+  local ddown = command(data, state, "download",
+    "Page a venue's public klines into the database, within its rate limits; run again to resume.",
+    "vibex data download --symbols BTCUSDT,ETHUSDT --interval 5m --from 2026-11-01 --to 2026-12-01")
+  ddown:option("--symbols", "Comma-separated symbols."):argname("A,B"):count(1)
+  ddown:option("--interval", "A venue interval (1m, 5m, 1h, …)."):argname("INTERVAL"):count(1)
+  ddown:option("--from", "The first day (YYYY-MM-DD[ HH:MM], UTC)."):argname("DATE"):count(1)
+  ddown:option("--to", "Where the range ends, not included (default: now)."):argname("DATE")
+  ddown:option("--venue", "aster or binance."):argname("VENUE"):choices { "aster", "binance" }:default("aster")
+  ddown:option("--base-url", "The venue's REST base URL (default: the venue's own)."):argname("URL")
+  ddown:option("--config", "The config whose database to use (default: the local one under ./data)."):argname("CONFIG")
 
   command(p, state, "repl", "An interactive prompt on the loop (line editing, history, completion).", "vibex repl")
 
@@ -471,7 +539,7 @@ local function usage_error(msg, args)
   local path = { "vibex" }
   for _, a in ipairs(args) do
     if a:sub(1, 1) ~= "-" and (M.commands[a] or a == "report" or a == "stats" or a == "up" or a == "status"
-                               or a == "list" or a == "import") then
+                               or a == "list" or a == "import" or a == "download") then
       path[#path + 1] = a
     elseif a:sub(1, 1) ~= "-" then break end
   end

@@ -367,7 +367,9 @@ end
 
 --- Klines, oldest first: klines(symbol, interval, limit) for the latest, or
 -- klines(symbol, interval, {start_ms =, end_ms =}) for any range (paged
--- within the venue's 1500 per request).
+-- within the venue's 1500 per request). With on_page = fn(rows) in the
+-- range table each page goes to fn as it arrives (it may return nil, err to
+-- stop) and nothing is kept: a download writes page by page.
 function Client:klines(symbol, interval, arg)
   local iv = INTERVAL_MS[interval]
   if not iv then return nil, errors.new("invalid", ("unknown interval %q (use 1m, 5m, 15m, 1h, 4h, 1d, …)"):format(tostring(interval))) end
@@ -385,7 +387,14 @@ function Client:klines(symbol, interval, arg)
     local rows, err = self:request("GET", "/klines", { symbol = symbol, interval = interval, startTime = ("%d"):format(cursor),
       endTime = ("%d"):format(stop), limit = 1500 }, { weight = 10 })
     if not rows then return nil, err end
-    for _, k in ipairs(rows) do out[#out + 1] = kline_row(k) end
+    if arg.on_page then
+      local page = {}
+      for i, k in ipairs(rows) do page[i] = kline_row(k) end
+      local ok, perr = arg.on_page(page)
+      if not ok then return nil, perr end
+    else
+      for _, k in ipairs(rows) do out[#out + 1] = kline_row(k) end
+    end
     if #rows < 1500 then break end
     cursor = rows[#rows][1] + iv
   end
