@@ -362,9 +362,11 @@ local function data_download(a)
   local rc = 0
   for _, sym in ipairs(symbols) do
     -- resume after the newest candle already stored in the range
-    local have = assert(h.pool:query([[SELECT (extract(epoch FROM max(open_time)) * 1000)::bigint AS last_ms
-      FROM candles WHERE symbol = $1 AND interval = $2 AND open_time >= to_timestamp($3::float8 / 1000)
-        AND open_time <= to_timestamp($4::float8 / 1000)]], sym, a.interval, from, to))[1].last_ms
+    local have, herr = repo:last_open(sym, a.interval, from, to)
+    if herr then
+      h.close()
+      return failed(("data download: %s %s: %s"):format(sym, a.interval, errors.message(herr)))
+    end
     local start = have and (have + step) or from
     if have then io.stdout:write(("%s %s: resuming after %s\n"):format(sym, a.interval, time.iso(have))) end
     local got, new = 0, 0

@@ -11,6 +11,7 @@
 -- Expected failures (too few values, a NaN in the input, a bad period) come
 -- back as nil, err; passing the wrong kind of argument is an error().
 local ffi = require("ffi")
+local time = require "vibex.time"
 
 require "vibex.cdef" -- the declarations (one registry, checked against the headers at build time)
 
@@ -360,7 +361,7 @@ end
 ---@param iv string|number
 ---@return number|nil ms
 ---@return string|nil err
-function M.interval_ms(iv) return require("vibex.time").interval_ms(iv) end
+M.interval_ms = time.interval_ms
 
 local Candles = {}
 Candles.__index = function(self, k)

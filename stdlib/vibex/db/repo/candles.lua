@@ -52,6 +52,15 @@ function R:gaps(symbol, interval, from_ms, to_ms, step_ms)
     ORDER BY t]], symbol, interval, from_ms, to_ms, step_ms)
 end
 
+--- The open time (ms) of the newest candle stored in [from_ms, to_ms]: ms, or nil when none; nil, err on failure.
+function R:last_open(symbol, interval, from_ms, to_ms)
+  local rows, err = self.pool:query([[SELECT (extract(epoch FROM max(open_time)) * 1000)::bigint AS last_ms
+    FROM candles WHERE symbol = $1 AND interval = $2 AND open_time >= to_timestamp($3::float8 / 1000)
+      AND open_time <= to_timestamp($4::float8 / 1000)]], symbol, interval, from_ms, to_ms)
+  if not rows then return nil, err end
+  return rows[1].last_ms
+end
+
 --- What is stored, per symbol and interval: {symbol, interval, count,
 --- first_ms, last_ms}, ordered by symbol and interval.
 function R:summary()
