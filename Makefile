@@ -30,7 +30,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
 	lua-cjson lua-busted lua-argparse libssl-dev libsecp256k1-dev nettle-dev \
 	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \
-	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine
+	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

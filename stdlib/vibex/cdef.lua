@@ -230,6 +230,10 @@ double strtod(const char *nptr, char **endptr);
 struct pollfd { int fd; short events; short revents; };
 int poll(struct pollfd *fds, unsigned long nfds, int timeout);
 ]] },
+  { name = "libc", headers = "unistd.h", text = [[
+int isatty(int fd);
+ssize_t readlink(const char *path, char *buf, size_t bufsiz);
+]] },
 }
 
 --- Lua-side structs with no C counterpart (not checked against a header).

@@ -398,6 +398,10 @@ local function data_download(a)
   return rc
 end
 
+function M.commands.backtest(a)
+  return require("vibex.backtest.cli").main(a, { open_migrated_db = open_migrated_db })
+end
+
 function M.commands.data(a)
   if a.action == "import" then return data_import(a) end
   if a.action == "download" then return data_download(a) end
@@ -516,6 +520,44 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   ddown:option("--base-url", "The venue's REST base URL (default: the venue's own)."):argname("URL")
   ddown:option("--config", "The config whose database to use (default: the local one under ./data)."):argname("CONFIG")
 
+  local bt = command(p, state, "backtest",
+    "Backtests: a config's accounts on stored history (the default action), and the runs recorded.",
+    "vibex backtest examples/backtest.lua --from 2026-01-03 --out bt/")
+  bt:require_command(true)
+  bt:command_target("action")
+  local brun = command(bt, state, "run", "Run a backtest; `vibex backtest CONFIG` is the same. Prints the report and writes "
+    .. "report.json, trades.csv, fills.csv, equity.csv and report.html.",
+    "vibex backtest examples/backtest.lua --sweep params.fast=8,12 --sweep params.slow=26,34 --jobs 2")
+  brun:argument("config", "The config file (its accounts run on the simulated venue; data from its replay section).")
+  brun:option("--from", "Decisions from this date (YYYY-MM-DD[ HH:MM], UTC); candles before it warm up."):argname("DATE")
+  brun:option("--to", "Until this date, not included."):argname("DATE")
+  brun:option("--accounts", "Only these accounts (comma-separated)."):argname("A,B")
+  brun:option("--out", "The directory for the report files (default: DATA_DIR/backtests/run-N)."):argname("DIR")
+  brun:flag("--json", "Print the report as JSON instead of text.")
+  brun:flag("--no-db", "Record nothing in the database: everything stays in --out.")
+  brun:flag("-q --quiet", "No progress output.")
+  brun:option("--set", "Change the config for this run: KEY=VALUE (params.fast=8, risk.max_leverage=2, replay.warmup=50)."):argname("KEY=VALUE"):count("*")
+  brun:option("--sweep", "Run every combination: KEY=V1,V2,… (repeatable), in worker processes."):argname("KEY=V,V"):count("*")
+  brun:option("--jobs", "Sweep workers at once (default 2)."):argname("N")
+  brun:option("--rank", "Rank a sweep by sharpe (default), sortino, calmar, return, pnl, profit, win_rate or drawdown."):argname("METRIC")
+  brun:option("--walk-forward", "With --sweep: K folds, each fitted on one window and tested on the next."):argname("K")
+  local blist = command(bt, state, "list", "The backtests recorded, newest first.", "vibex backtest list")
+  blist:argument("config", "The config whose database to use."):args("?")
+  blist:flag("--json", "Print JSON.")
+  blist:option("--limit", "How many (default 50)."):argname("N")
+  local bshow = command(bt, state, "show", "One backtest's report and trades.", "vibex backtest show 12")
+  bshow:argument("run_id", "The run's number (vibex backtest list)."):argname("RUN")
+  bshow:option("--config", "The config whose database to use."):argname("CONFIG")
+  bshow:flag("--json", "Print JSON.")
+  local bcmp = command(bt, state, "compare", "Two backtests side by side, and whether their order streams are the same.",
+    "vibex backtest compare 12 13")
+  bcmp:argument("runs", "Two run numbers."):args(2):argname("RUN")
+  bcmp:option("--config", "The config whose database to use."):argname("CONFIG")
+  bcmp:flag("--json", "Print JSON.")
+  local bdel = command(bt, state, "delete", "Delete a backtest run and everything it recorded.", "vibex backtest delete 12")
+  bdel:argument("run_id", "The run's number."):argname("RUN")
+  bdel:option("--config", "The config whose database to use."):argname("CONFIG")
+
   command(p, state, "repl", "An interactive prompt on the loop (line editing, history, completion).", "vibex repl")
 
   local test = command(p, state, "test", "Run busted specs inside the runtime (default: tests/spec).",
@@ -541,7 +583,8 @@ local function usage_error(msg, args)
   local path = { "vibex" }
   for _, a in ipairs(args) do
     if a:sub(1, 1) ~= "-" and (M.commands[a] or a == "report" or a == "stats" or a == "up" or a == "status"
-                               or a == "list" or a == "import" or a == "download") then
+                               or a == "list" or a == "import" or a == "download" or a == "show" or a == "compare"
+                               or a == "delete") then
       path[#path + 1] = a
     elseif a:sub(1, 1) ~= "-" then break end
   end
@@ -578,6 +621,7 @@ local function script_call(args)
 end
 
 local function dispatch(args)
+  args = require("vibex.backtest.cli").implicit_run(args)
   local si = script_call(args)
   local globals = si and { unpack(args, 1, si - 1) } or args
   local a, code = M.parse(si and globals or args)

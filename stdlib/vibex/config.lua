@@ -309,6 +309,8 @@ function M.load_string(source, opts)
   local raw, rerr, bad = run_chunk(source, "@" .. (opts.path or "config"), envname)
   if rerr then return nil, { err("", rerr) } end
   if bad then return nil, { err(bad.path, bad.message) } end
+  -- a caller's changes to the file's table (vibex backtest --set), validated with it
+  if opts.transform and type(raw) == "table" then raw = opts.transform(raw) or raw end
   return M.from_table(raw, opts)
 end
 
@@ -328,7 +330,7 @@ function M.load(path, opts)
   local dsource = runtime.read_file(dotenv_path) -- nil when there is no .env
   if dsource then dotenv, derrors = M.parse_dotenv(dsource, dotenv_path) end
   local snap, errors = M.load_string(source, {
-    environment = opts.environment, path = path, dotenv = dotenv,
+    environment = opts.environment, path = path, dotenv = dotenv, transform = opts.transform,
     dotenv_path = dotenv_path, getenv = opts.getenv,
   })
   if #derrors > 0 then

@@ -147,6 +147,15 @@ local provider = S.record({
 local llm = S.record({
   providers = S.list(provider, { unique_by = "name", default = {} }),
   default = name_type(),
+  -- backtests: answer from recorded model answers. "record": on a miss ask the
+  -- model and keep the answer; "strict": a miss fails the run; a run id: only
+  -- the answers that run was given
+  replay = S.custom(function(v, path, ctx)
+    if v == "record" or v == "strict" then return v end
+    if type(v) == "number" and v > 0 and v % 1 == 0 then return v end
+    if type(v) == "string" and v:match("^%d+$") then return tonumber(v) end
+    return ctx:expected(path, "\"record\", \"strict\" or a backtest run id", v)
+  end, { doc = "\"record\", \"strict\" or a run id" }),
 }, { default = {} })
 
 -- accounts -------------------------------------------------------------------
@@ -236,6 +245,9 @@ local replay = S.record({
   -- per symbol, a JSON file of [time_ms, rate, …] rows settled at their times; generated data pays funding_rate every 8 h
   funding_files = S.map(S.string { min_len = 1 }, { default = {} }),
   funding_rate = S.number { min = -0.01, max = 0.01, default = 0.0001 },
+  -- where candles come from: "files" (files, else generated), "database" (the candles
+  -- table: vibex data download / import), "generated"
+  source = S.enum { "files", "database", "generated", default = "files" },
   start = S.string { pattern = "^%d%d%d%d%-%d%d%-%d%d$", default = "2026-01-01", doc = "a date like 2026-01-01 (generated data)" },
 }, {})
 

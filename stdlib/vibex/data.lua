@@ -206,7 +206,7 @@ function M.load(rc, symbols)
   for _, sym in ipairs(symbols) do
     local file = rc.files and rc.files[sym]
     if file then
-      local rows, err = M.read_ohlcv(file)
+      local rows, err = M.read(file)
       if not rows then return nil, errors.wrap(err, nil, ("replay.files.%s: %s"):format(sym, errors.message(err))) end
       data[sym] = rows
     else

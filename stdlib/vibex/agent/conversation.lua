@@ -35,7 +35,7 @@ Answer again with only one JSON object in this form, and nothing else:
 function Agent:ask_model(a, acc, client, messages, vctx, rec, variant)
   local calls = {}
   local function ask(msgs, purpose)
-    local res, err = client:chat { messages = msgs, json = true, variant = variant }
+    local res, err = client:chat { messages = msgs, json = true, variant = variant, account = acc.name, cycle = rec.cycle_key }
     local c = { purpose = purpose, provider = client.name, model = client.model, variant = variant,
                 outcome = res and "ok" or err.kind, tokens_in = res and res.tokens_in or err.tokens_in,
                 tokens_out = res and res.tokens_out or err.tokens_out, latency_ms = res and res.latency_ms or err.latency_ms,

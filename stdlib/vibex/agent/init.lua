@@ -71,13 +71,18 @@ end
 -- lab (vibex.ab: experiments; nil runs none), data_dir (where the order
 -- logs live; default the config's runtime.data_dir), market(acc) -> the
 -- account's vibex.marketdata service (default: add_account's o.market, else
--- a replay service fed by pushes).
+-- a replay service fed by pushes), sink (instead of repos: what a cycle
+-- leaves goes to sink:cycle(a, acc, rec, view), the venue's events to
+-- sink:event(a, name, ev), orders to the recorder sink:recorder(name) —
+-- vibex.backtest.collector), wrap_client(client, provider) (each model
+-- client as the cycle sees it: vibex.llm.replay answers from a record).
 function M.new(o)
   local self = setmetatable({
     get_config = type(o.config) == "function" and o.config or function() return o.config end,
     repos = o.repos, writer = o.writer, scripts = o.scripts, registries = {}, make_venue = o.venue,
     clock = o.clock, getenv = o.getenv or os.getenv, make_client = o.llm_client or llm.client,
     clients = {}, accounts = {}, env_provider = false, lab = o.lab, data_dir = o.data_dir, make_market = o.market,
+    sink = o.sink, wrap_client = o.wrap_client,
   }, Agent)
   self.env_provider = llm.provider_from_env(self.getenv) or false
   return self
@@ -177,6 +182,7 @@ function Agent:client(p)
   local c = self.clients[key]
   if not c then
     c = self.make_client(p)
+    if self.wrap_client then c = self.wrap_client(c, p) end
     self.clients[key] = c
   end
   return c
@@ -282,7 +288,8 @@ function Agent:add_account(acc, o)
     gate = risk.gate { account = acc.name }, perf = perf.new(), exit_plans = {}, events = {},
     cycles = 0, invalid_streak = 0, fallback_until = nil, fallback_reason = nil, leverage = {}, busy = false,
     pending_notes = {}, known = {},
-    rq = recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
+    rq = self.sink and self.sink:recorder(acc.name)
+      or recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }
   self:set_run(a, o.run_id)
   a.resolver = reconcile.resolver(self, a, acc.name)

@@ -20,6 +20,7 @@ local Agent = {}
 -- One venue event into the database, in the account's record queue (after
 -- the row of the order it is about).
 function Agent:record_event(a, name, ev)
+  if self.sink then return self.sink:event(a, name, ev) end
   if not self.repos then return end
   local R = self.repos
   if ev.kind == "order" then
@@ -157,6 +158,8 @@ function Agent:finish(a, acc, rec, view, t_start)
       local ok, err = R.commit()
       if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
     end
+  elseif self.sink then
+    self.sink:cycle(a, acc, rec, view)
   end
   a.pending_notes = {}
   rec.step_ms.record = (task.hrtime() - t0) / 1e6

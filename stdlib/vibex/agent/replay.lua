@@ -123,15 +123,29 @@ function Run:run()
       for _, m in ipairs(markets[sym]) do m:push(sym, bar) end
       self.candles = self.candles + 1
     end
-    if n > warmup then self:decide_at(t + iv, every) end
-    if n % 500 == 0 then task.yield() end
+    if n > warmup then
+      self:decide_at(t + iv, every)
+      if self.stop_when and self.stop_when() then return nil, self.stop_when() end
+    end
+    if n % 500 == 0 then
+      if self.on_progress then self.on_progress(self, n, #times, self:equity()) end
+      task.yield()
+    end
   end
+  if self.on_progress then self.on_progress(self, #times, #times, self:equity()) end
   for _, acc in ipairs(self.accounts) do
     local a = ag.accounts[acc.name]
     if ag.repos and a.sim then ag.repos.ledger:paper_save(acc.name, a.sim:snapshot()) end
   end
   self:leaderboard()
   return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv }
+end
+
+-- The first account's equity now (for progress lines).
+function Run:equity()
+  local acc = self.accounts[1]
+  local a = acc and self.agent.accounts[acc.name]
+  return a and a.perf.last
 end
 
 function Run:settle_funding(sym, list, next_f, t, accounts)

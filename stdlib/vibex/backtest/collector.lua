@@ -1,0 +1,322 @@
+--- vibex.backtest.collector — what a backtest's agent leaves behind, kept
+-- compactly instead of written to PostgreSQL cycle by cycle: the agent's
+-- sink (vibex.agent: `sink`) and each account's order recorder.
+--
+--   local col = collector.new{dir = spool_dir}
+--   agent.new{…, sink = col}                 -- the agent calls col:recorder(name), col:event(…), col:cycle(…)
+--   col:close()                              -- the spool files are complete
+--
+-- Orders, fills and trades are few and kept in memory (with their final
+-- states); the equity curve is two number arrays per account; the rows
+-- that grow with every cycle (decisions, diary entries) are streamed to
+-- spool files in COPY text format with a header line (decisions.tsv,
+-- diary.tsv), which vibex.backtest.store loads in bulk at the end. A
+-- digest over the order stream (every order as sent, every fill, the
+-- final equity) tells two runs apart at a glance.
+local diary = require "vibex.agent.diary"
+local json = require "vibex.json"
+local crypto = require "vibex.crypto"
+
+local M = {}
+
+local concat, fmt, tostring, type = table.concat, string.format, tostring, type
+
+--- A value as COPY text (NULL as \N; tables as JSON).
+local function copy_text(v)
+  if v == nil then return "\\N" end
+  local t = type(v)
+  if t == "table" then v = json.encode(v)
+  elseif t == "boolean" then return v and "t" or "f"
+  elseif t == "number" then
+    if v ~= v then return "\\N" end
+    return fmt("%.17g", v)
+  else v = tostring(v) end
+  if v:find("[\\\t\n\r]") then v = v:gsub("\\", "\\\\"):gsub("\t", "\\t"):gsub("\n", "\\n"):gsub("\r", "\\r") end
+  return v
+end
+M.copy_text = copy_text
+
+M.DECISION_COLUMNS = { "account", "cycle_key", "started_ms", "strategy", "source", "provider", "model", "prompt_version",
+                       "prompt", "raw_answer", "parsed", "valid", "validation", "tokens_in", "tokens_out", "latency_ms",
+                       "cost", "experiment", "variant", "config_hash", "step_ms", "error", "equity" }
+M.DIARY_COLUMNS = { "account", "cycle_key", "body", "tags" }
+
+local Spool = {}
+Spool.__index = Spool
+
+local function spool(path, columns)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:setvbuf("full", 65536)
+  f:write(concat(columns, "\t"), "\n")
+  return setmetatable({ f = f, path = path, rows = 0 }, Spool)
+end
+
+function Spool:row(values, n)
+  local parts = {}
+  for i = 1, n do parts[i] = copy_text(values[i]) end
+  self.f:write(concat(parts, "\t", 1, n), "\n")
+  self.rows = self.rows + 1
+end
+
+function Spool:close()
+  if self.f then self.f:close(); self.f = nil end
+end
+
+-- ---- an account's order recorder (the interface of vibex.agent.recorder) -------------------------
+
+local Rec = {}
+Rec.__index = Rec
+
+--- An order before it is sent: kept with what was sent.
+function Rec:insert(row)
+  local acc = self.acc
+  local o = { row = row, status = row.status or "pending", executed = "0", avg = nil, seq = #acc.order_list + 1 }
+  acc.orders[row.client_order_id] = o
+  acc.order_list[#acc.order_list + 1] = row.client_order_id
+  self.col:digest_line(fmt("O|%s|%s|%s|%s|%s|%s|%s", acc.name, row.symbol, row.side, row.type, tostring(row.quantity),
+    tostring(row.price), tostring(row.stop_price)))
+  return true
+end
+
+function Rec:update(cid, fields)
+  local o = self.acc.orders[cid]
+  if not o then return true end
+  if fields.status then o.status = fields.status end
+  if fields.executed_quantity then o.executed = fields.executed_quantity end
+  if fields.average_price then o.avg = fields.average_price end
+  if fields.reject_reason then o.reject_reason = fields.reject_reason end
+  if fields.venue_order_id then o.venue_order_id = tostring(fields.venue_order_id) end
+  if fields.venue_time_ms then o.updated_ms = fields.venue_time_ms end
+  return true
+end
+
+function Rec:state(cid, order, extra, time_ms)
+  local fields = extra or {}
+  fields.status, fields.executed_quantity, fields.average_price = order.status, order.executed_quantity, order.average_price
+  fields.venue_order_id, fields.venue_time_ms = order.venue_order_id, time_ms or order.updated_ms
+  return self:update(cid, fields)
+end
+
+function Rec:fill() return true end    -- fills come with the venue's events (Collector:event)
+function Rec:decision() return true end -- the decision row is written when the cycle ends
+function Rec:enqueue(fn) return fn() end
+function Rec:flush() return true end
+function Rec:replay() return true end
+function Rec:close() return true end
+
+-- ---- the collector -------------------------------------------------------------------------------
+
+local Col = {}
+Col.__index = Col
+
+--- o: dir (where the spool files go), diary (false: no diary entries).
+function M.new(o)
+  local self = setmetatable({ dir = o.dir, accounts = {}, names = {}, digest_parts = {}, with_diary = o.diary ~= false,
+                              cycles = 0 }, Col)
+  local err
+  self.decisions, err = spool(o.dir .. "/decisions.tsv", M.DECISION_COLUMNS)
+  if not self.decisions then return nil, err end
+  if self.with_diary then
+    self.diary, err = spool(o.dir .. "/diary.tsv", M.DIARY_COLUMNS)
+    if not self.diary then return nil, err end
+  end
+  return self
+end
+
+function Col:digest_line(s)
+  local d = self.digest_parts
+  d[#d + 1] = s
+end
+
+--- The sha256 of the order stream so far (every order as sent, every
+-- fill, every liquidation, each account's final equity).
+function Col:digest()
+  local parts = {}
+  for i, s in ipairs(self.digest_parts) do parts[i] = s end
+  for _, name in ipairs(self.names) do
+    local a = self.accounts[name]
+    parts[#parts + 1] = fmt("E|%s|%.8f", name, a.equity[#a.equity] or 0)
+  end
+  return crypto.sha256(concat(parts, "\n"))
+end
+
+--- The account's state, made on first use.
+function Col:account(name)
+  local a = self.accounts[name]
+  if a then return a end
+  a = { name = name, orders = {}, order_list = {}, fills = {}, trades = {}, open = {}, pos = {}, t = {}, equity = {},
+        wallet_at = {},
+        exposed = 0, cycles = 0, by_source = {}, taken = 0, held = 0, rejected = 0, refused = 0, refusal_rules = {},
+        rejection_reasons = {}, invalid = 0, errors = 0, llm_calls = 0, tokens_in = 0, tokens_out = 0, cost = 0,
+        fees = 0, funding = 0, liquidations = 0, wallet = nil }
+  self.accounts[name] = a
+  self.names[#self.names + 1] = name
+  return a
+end
+
+--- The order recorder the agent gives this account (instead of the
+-- database's).
+function Col:recorder(name)
+  local a = self:account(name)
+  a.recorder = a.recorder or setmetatable({ col = self, acc = a }, Rec)
+  return a.recorder
+end
+
+-- ---- trades: round trips built from fills --------------------------------------------------------
+
+local REASON = { exit = "signal", stop = "stop", take_profit = "target", entry = "signal" }
+
+local function open_trade(a, sym, side, f, qty, price, fee_share, t)
+  local tr = { symbol = sym, side = side, opened_ms = t, qty = qty, entry_cost = qty * price, entry_qty = qty,
+               exit_value = 0, exit_qty = 0, pnl = 0, fees = fee_share, funding = 0, fills = 1, max_qty = qty,
+               entry_order = f and f.client_order_id }
+  a.open[sym] = tr
+  return tr
+end
+
+local function close_trade(a, sym, t, reason)
+  local tr = a.open[sym]
+  a.open[sym] = nil
+  tr.closed_ms, tr.reason = t, reason
+  tr.entry_price = tr.entry_cost / tr.entry_qty
+  tr.exit_price = tr.exit_qty > 0 and tr.exit_value / tr.exit_qty or nil
+  tr.net = tr.pnl - tr.fees + tr.funding
+  tr.entry_cost = nil
+  a.trades[#a.trades + 1] = tr
+end
+
+function Col:on_fill(a, f, order)
+  local sym, qty, price = f.symbol, tonumber(f.quantity) or 0, tonumber(f.price) or 0
+  local fee, rp, t = tonumber(f.fee) or 0, tonumber(f.realized_pnl) or 0, f.time_ms
+  local signed = f.side == "buy" and qty or -qty
+  a.fills[#a.fills + 1] = f
+  a.fees = a.fees + fee
+  self:digest_line(fmt("F|%s|%s|%s|%s|%s|%s|%s|%s", a.name, tostring(t), sym, f.side, f.price, f.quantity,
+    tostring(f.fee), tostring(f.realized_pnl)))
+  local before = a.pos[sym] or 0
+  local after = before + signed
+  if math.abs(after) < 1e-12 then after = 0 end
+  a.pos[sym] = after
+  local tr = a.open[sym]
+  local kind = order and order.row and order.row.kind
+  if before == 0 or not tr then
+    open_trade(a, sym, signed > 0 and "long" or "short", f, qty, price, fee, t)
+    return
+  end
+  if (before > 0) == (signed > 0) then -- adding to the position
+    tr.qty, tr.entry_cost, tr.entry_qty = tr.qty + qty, tr.entry_cost + qty * price, tr.entry_qty + qty
+    tr.max_qty = math.max(tr.max_qty, math.abs(after))
+    tr.fees, tr.fills = tr.fees + fee, tr.fills + 1
+    return
+  end
+  -- reducing: part of the fill closes, the rest (a flip) opens the other way
+  local closing = math.min(qty, math.abs(before))
+  local share = closing / qty
+  tr.exit_value, tr.exit_qty = tr.exit_value + closing * price, tr.exit_qty + closing
+  tr.pnl, tr.fees, tr.fills = tr.pnl + rp, tr.fees + fee * share, tr.fills + 1
+  if after == 0 or (before > 0) ~= (after > 0) then
+    close_trade(a, sym, t, REASON[kind] or "signal")
+    if after ~= 0 then open_trade(a, sym, after > 0 and "long" or "short", f, math.abs(after), price, fee * (1 - share), t) end
+  end
+end
+
+--- A venue event of an account (the agent's user stream).
+function Col:event(_, name, ev)
+  local a = self:account(name)
+  if ev.kind == "order" then
+    local o = ev.order
+    local cur = a.orders[o.client_order_id]
+    if cur then self:recorder(name):state(o.client_order_id, o, nil, ev.time_ms) end
+    if ev.fill then self:on_fill(a, ev.fill, cur) end
+  elseif ev.kind == "account" then
+    local b = ev.balances and ev.balances[1]
+    local wallet = b and tonumber(b.wallet)
+    if ev.reason == "funding_fee" and b then
+      local amount = tonumber(b.change) or 0
+      a.funding = a.funding + amount
+      for _, p in ipairs(ev.positions or {}) do
+        local tr = a.open[p.symbol]
+        if tr then tr.funding = tr.funding + amount end
+      end
+    elseif ev.reason == "liquidation" then
+      for _, p in ipairs(ev.positions or {}) do
+        local tr = a.open[p.symbol]
+        if tr and (tonumber(p.quantity) or 0) == 0 then
+          a.liquidations = a.liquidations + 1
+          local loss = (wallet or 0) - (a.wallet or 0)
+          tr.pnl = tr.pnl + loss
+          tr.exit_qty = tr.qty
+          a.pos[p.symbol] = 0
+          close_trade(a, p.symbol, ev.time_ms, "liquidation")
+          self:digest_line(fmt("L|%s|%s|%s|%.8f", name, tostring(ev.time_ms), p.symbol, loss))
+        end
+      end
+    end
+    if wallet then a.wallet = wallet end
+  end
+end
+
+-- ---- the cycle -------------------------------------------------------------------------------------
+
+local drow = {}
+
+--- The end of a cycle (vibex.agent finish): the counters, the equity
+-- point, the decision row and the diary entry.
+function Col:cycle(agent_acc, acc, rec, view)
+  local a = self:account(acc.name)
+  self.cycles = self.cycles + 1
+  a.cycles = a.cycles + 1
+  a.by_source[rec.source] = (a.by_source[rec.source] or 0) + 1
+  if view then
+    local n = #a.t + 1
+    a.t[n], a.equity[n], a.wallet_at[n] = rec.started_ms, view.equity, view.wallet
+    if #view.list > 0 then a.exposed = a.exposed + 1 end
+  end
+  local v = rec.validation
+  local acted = false
+  for _, d in ipairs(rec.decisions or {}) do
+    if d.action ~= "hold" then acted = true end
+  end
+  if acted then a.taken = a.taken + 1 else a.held = a.held + 1 end
+  if rec.valid == false then a.invalid = a.invalid + 1 end
+  if rec.error then a.errors = a.errors + 1 end
+  for _, x in ipairs(v.rejected) do
+    a.rejected = a.rejected + 1
+    local why = tostring(x.reason or x.message or x.error or "invalid")
+    a.rejection_reasons[why] = (a.rejection_reasons[why] or 0) + 1
+  end
+  for _, r in ipairs(v.refusals) do
+    a.refused = a.refused + 1
+    a.refusal_rules[r.rule] = (a.refusal_rules[r.rule] or 0) + 1
+  end
+  local tin, tout, lat, cost = nil, nil, nil, nil
+  for _, c in ipairs(rec.llm_calls or {}) do
+    a.llm_calls = a.llm_calls + 1
+    tin, tout = (tin or 0) + (c.tokens_in or 0), (tout or 0) + (c.tokens_out or 0)
+    lat, cost = (lat or 0) + (c.latency_ms or 0), (cost or 0) + (c.cost or 0)
+  end
+  if tin then a.tokens_in, a.tokens_out, a.cost = a.tokens_in + tin, a.tokens_out + tout, a.cost + cost end
+  drow[1], drow[2], drow[3], drow[4], drow[5] = acc.name, rec.cycle_key, rec.started_ms, rec.strategy, rec.source
+  drow[6], drow[7], drow[8], drow[9] = rec.provider, rec.model, rec.script_versions.prompt, rec.prompt
+  drow[10] = rec.raw_answer
+  drow[11] = rec.decisions and { source = rec.source, decisions = rec.decisions, intents = rec.intents } or nil
+  drow[12], drow[13], drow[14], drow[15] = rec.valid, v, tin, tout
+  drow[16], drow[17], drow[18], drow[19] = lat, cost, rec.experiment, rec.variant
+  drow[20], drow[21], drow[22], drow[23] = rec.config_hash, nil, rec.error, rec.equity_start
+  self.decisions:row(drow, #M.DECISION_COLUMNS)
+  if self.diary then
+    local body, tags = diary.entry(agent_acc, acc, rec, view)
+    local t = {}
+    for i, x in ipairs(tags or {}) do t[i] = '"' .. tostring(x):gsub('["\\]', "\\%0") .. '"' end
+    self.diary:row({ acc.name, rec.cycle_key, body, "{" .. concat(t, ",") .. "}" }, 4)
+  end
+end
+
+--- Close the spool files; positions still open stay open in the report.
+function Col:close()
+  self.decisions:close()
+  if self.diary then self.diary:close() end
+end
+
+return M
