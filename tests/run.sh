@@ -30,7 +30,7 @@ busted() {
   if [ "$rc" -ne 0 ] && [ $((f + e)) -eq 0 ]; then f=1; fi
   passed=$((passed + s)); failed=$((failed + f + e))
 }
-busted timeout -s KILL 900 "$BIN" test -o plainTerminal tests/spec
+busted timeout -s KILL 1500 "$BIN" test -o plainTerminal tests/spec
 # The indicator kernels have AVX2 paths picked at run time; on a CPU with
 # AVX2 the run above took them, so this one checks the SSE2 paths.
 busted VIBEX_TA_ISA=sse2 timeout -s KILL 300 "$BIN" test -o plainTerminal tests/spec/ta_spec.lua

@@ -66,6 +66,55 @@ function M.encode(v)
   return s
 end
 
+local function sorted_into(v, out, depth)
+  if depth > 100 then error("json.encode_sorted: nested deeper than 100 (a cycle?)", 3) end
+  if type(v) ~= "table" or v == M.empty_array then
+    local s, err = M.encode(v)
+    if not s then error(err, 3) end
+    out[#out + 1] = s
+    return
+  end
+  local n, count = #v, 0
+  for _ in pairs(v) do count = count + 1 end
+  if count > 0 and count == n then
+    out[#out + 1] = "["
+    for i = 1, n do
+      if i > 1 then out[#out + 1] = "," end
+      sorted_into(v[i], out, depth + 1)
+    end
+    out[#out + 1] = "]"
+    return
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  out[#out + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then out[#out + 1] = "," end
+    out[#out + 1] = encoder.encode(k)
+    out[#out + 1] = ":"
+    local x = v[k]
+    if x == nil then x = v[tonumber(k)] end
+    sorted_into(x, out, depth + 1)
+  end
+  out[#out + 1] = "}"
+end
+
+--- Encode with object keys sorted: the same value gives the same text in
+-- every process (plain encode follows the table's hash order, which
+-- differs between runs). What scripts encode goes this way, so a prompt is
+-- the same text whenever its data is the same, and a recorded model answer
+-- (vibex.llm.replay) is found again.
+---@param v any
+---@return string|nil text
+---@return string|nil err
+function M.encode_sorted(v)
+  local out = {}
+  local ok, err = pcall(sorted_into, v, out, 0)
+  if not ok then return nil, tostring(err) end
+  return table.concat(out)
+end
+
 --- True if `s` is a plain decimal number in string form ("-12.340", "5").
 ---@param s any
 ---@return boolean

@@ -310,7 +310,7 @@ M.ALLOWLIST = {
   os = pick(os, { "time", "clock", "date", "difftime" }),
   coroutine = pick(coroutine, { "create", "running", "status", "wrap", "yield" }),
   modules = {
-    ["vibex.json"] = { encode = json.encode, decode = json.decode, null = json.null },
+    ["vibex.json"] = { encode = json.encode_sorted, decode = json.decode, null = json.null },
     ["vibex.inspect"] = { inspect = inspect.inspect },
     ["vibex.log"] = pick(log, { "debug", "info", "warn", "error" }),
     ["vibex.ta"] = safe_ta.module,

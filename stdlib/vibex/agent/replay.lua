@@ -117,10 +117,18 @@ function Run:run()
     for _, item in ipairs(at[t]) do
       local sym, k = item[1], item[2]
       self:settle_funding(sym, funding[sym], next_f, t, by_symbol[sym])
-      for _, a in ipairs(by_symbol[sym]) do a.sim:candle(sym, k, iv) end
+      -- the mark follows the closes (a replay has no mark feed): protective
+      -- orders, which trigger on the mark, fire at the first close beyond them
+      for _, a in ipairs(by_symbol[sym]) do
+        a.sim:candle(sym, k, iv)
+        a.sim:mark(sym, k.close, t + iv - 1)
+      end
       local bar = { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high), low = tonumber(k.low),
                     close = tonumber(k.close), volume = tonumber(k.volume) or 0 }
-      for _, m in ipairs(markets[sym]) do m:push(sym, bar) end
+      for _, m in ipairs(markets[sym]) do
+        local ok, perr = m:push(sym, bar)
+        if not ok then self:bad_candle(sym, k, perr) end
+      end
       self.candles = self.candles + 1
     end
     if n > warmup then
@@ -138,7 +146,19 @@ function Run:run()
     if ag.repos and a.sim then ag.repos.ledger:paper_save(acc.name, a.sim:snapshot()) end
   end
   self:leaderboard()
-  return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv }
+  return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv,
+           bad_candles = self.bad_candles }
+end
+
+-- A candle the market data refused (inconsistent prices, out of order):
+-- counted, and the first few said, so a backtest on broken data is not
+-- silently a backtest on other data.
+function Run:bad_candle(sym, k, err)
+  self.bad_candles = (self.bad_candles or 0) + 1
+  if self.bad_candles <= 3 then
+    alog:warn("candle refused by the market data: " .. tostring(err), { symbol = sym, open_time = k.open_time,
+      hint = "fix the data file or the candles table; the simulated venue still trades on it" })
+  end
 end
 
 -- The first account's equity now (for progress lines).

@@ -25,7 +25,7 @@ local concat, fmt, tostring, type = table.concat, string.format, tostring, type
 local function copy_text(v)
   if v == nil then return "\\N" end
   local t = type(v)
-  if t == "table" then v = json.encode(v)
+  if t == "table" then v = json.encode_sorted(v)
   elseif t == "boolean" then return v and "t" or "f"
   elseif t == "number" then
     if v ~= v then return "\\N" end

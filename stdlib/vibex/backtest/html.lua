@@ -40,6 +40,7 @@ local SCRIPT = [[
 (function(){
 "use strict";
 var D = JSON.parse(document.getElementById("data").textContent);
+function arr(x){return Array.isArray(x)?x:[];} // an empty list comes as {}
 var NS = "http://www.w3.org/2000/svg";
 function el(name, attrs, parent){var e=document.createElementNS(NS,name);for(var k in attrs)e.setAttribute(k,attrs[k]);if(parent)parent.appendChild(e);return e;}
 function day(ms){var d=new Date(ms);return d.toISOString().slice(0,10);}
@@ -65,7 +66,8 @@ function chart(host, o){
   return svg;
 }
 function range(v){var lo=Infinity,hi=-Infinity;v.forEach(function(x){if(x<lo)lo=x;if(x>hi)hi=x;});if(lo===Infinity){lo=0;hi=1;}var p=(hi-lo)*0.05||1;return [lo-p,hi+p];}
-D.accounts.forEach(function(a){
+arr(D.accounts).forEach(function(a){
+  a.curve.t=arr(a.curve.t);a.curve.v=arr(a.curve.v);a.trades=arr(a.trades);a.symbols=arr(a.symbols);
   var host=document.getElementById("charts-"+a.account); if(!host||!a.curve.t.length)return;
   var r=range(a.curve.v);
   chart(host,{label:"equity of "+a.account,t:a.curve.t,v:a.curve.v,t0:D.t0,t1:D.t1,lo:r[0],hi:r[1],cls:"eq"});
@@ -76,7 +78,7 @@ D.accounts.forEach(function(a){
   Object.keys(D.prices).sort().forEach(function(sym){
     var trades=a.trades.filter(function(tr){return tr.symbol===sym;});
     if(!trades.length&&!(a.symbols||[]).some(function(s){return s===sym;}))return;
-    var p=D.prices[sym],pr=range(p.v),marks=[];
+    var p={t:arr(D.prices[sym].t),v:arr(D.prices[sym].v)},pr=range(p.v),marks=[];
     trades.forEach(function(tr){
       var up=tr.side==="long";
       marks.push({t:tr.opened_ms,v:tr.entry_price,up:up,color:up?"#1a7f37":"#cf222e",

@@ -46,7 +46,7 @@ function M.parse_assignment(s)
   return { key = k, path = path, value = value }
 end
 
-local ACCOUNT_KEYS = { risk = true, decision_interval_s = true, fallback = true, paper = true, symbols = true, llm = true }
+local ACCOUNT_KEYS = { risk = true, decision_interval_s = true, fallback = true, paper = true }
 
 local function set_path(t, path, i, value)
   for k = i, #path - 1 do
@@ -410,7 +410,7 @@ function M.run(path, o)
   local rep = report.build(col, { run_id = run_id, config = path, config_hash = snap.hash, from_ms = summary.from_ms,
     to_ms = summary.to_ms, interval = iv, symbols = symbols, candles = summary.candles, wall_ms = wall,
     seed = rc.source ~= "database" and rc.seed or nil, accounts = starting, scripts = scripts_used,
-    code_version = runtime.versions().vibex, llm_replay = cfg.llm.replay })
+    code_version = runtime.versions().vibex, llm_replay = cfg.llm.replay, bad_candles = summary.bad_candles })
   local prices = {}
   for sym, rows in pairs(data) do
     local t, c = {}, {}

@@ -145,7 +145,7 @@ function M.build(col, o)
   local r = { run_id = o.run_id, config = o.config, config_hash = o.config_hash, code_version = o.code_version,
               from = iso(o.from_ms), to = iso(o.to_ms), interval = o.interval, symbols = o.symbols, seed = o.seed,
               candles = o.candles, cycles = col.cycles, wall_ms = o.wall_ms, digest = col:digest(), accounts = {},
-              scripts = o.scripts, llm_replay = o.llm_replay }
+              scripts = o.scripts, llm_replay = o.llm_replay, bad_candles = o.bad_candles }
   if o.wall_ms and o.wall_ms > 0 then r.cycles_per_s = col.cycles / (o.wall_ms / 1000) end
   for _, name in ipairs(col.names) do
     local ao = (o.accounts and o.accounts[name]) or {}
@@ -182,6 +182,9 @@ function M.text(r)
   w("  %d candles, %d cycles%s%s", r.candles or 0, r.cycles or 0,
     r.wall_ms and fmt(" in %.2fs", r.wall_ms / 1000) or "", r.cycles_per_s and fmt(" (%.0f cycles/s)", r.cycles_per_s) or "")
   w("  digest %s", r.digest:sub(1, 16))
+  if r.bad_candles then
+    w("  WARNING: %d candles were refused by the market data (inconsistent prices): the decisions did not see them", r.bad_candles)
+  end
   for _, a in ipairs(r.accounts) do
     w("")
     w("account %s: equity %s -> %s  (%+.2f, %+.2f%%)", a.account, num(a.starting_equity), num(a.final_equity), a.pnl, a.return_pct)

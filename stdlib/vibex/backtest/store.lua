@@ -247,7 +247,8 @@ function M.get(pool, run_id)
       quantity::float8, entry_price::float8, exit_price::float8, pnl::float8, fees::float8, funding::float8, net::float8, reason
     FROM backtest_trades WHERE run_id = $1 ORDER BY opened_at, backtest_trade_id]], run_id)
   if not trades then return nil, terr end
-  r.trades = trades
+  r.trades = {}
+  for i, t in ipairs(trades) do r.trades[i] = t end
   return r
 end
 
