@@ -32,17 +32,20 @@ local function lastv(s)
 end
 
 -- Indicators over one interval's candles; too little history gives
--- empty series rather than an error.
+-- empty series rather than an error. c:stream(name, …) keeps each one up
+-- to date (the candles closed since the last cycle are added, the forming
+-- one peeked at), so a cycle costs the same whatever the window; ta.ema(close,
+-- 20) recomputes over the whole buffer and gives the same values.
 local function frame(c, interval, params)
   if not c or c:len() < 2 then return { interval = interval, candles = c and c:len() or 0 } end
   local close = c:column("c")
-  local ema20, ema50 = ta.ema(close, 20), ta.ema(close, 50)
+  local ema20, ema50 = c:stream("ema", 20), c:stream("ema", 50)
   -- the strategy's own pair of EMAs (params.fast / params.slow), for rule-based policies
-  local efast, eslow = ta.ema(close, params.fast or 12), ta.ema(close, params.slow or 26)
-  local macd = ta.macd(close)
-  local rsi7, rsi14 = ta.rsi(close, 7), ta.rsi(close, 14)
-  local atr3, atr14 = c:atr(3), c:atr(14)
-  local bb = ta.bbands(close, 20)
+  local efast, eslow = c:stream("ema", params.fast or 12), c:stream("ema", params.slow or 26)
+  local macd = c:stream("macd")
+  local rsi7, rsi14 = c:stream("rsi", 7), c:stream("rsi", 14)
+  local atr3, atr14 = c:stream("atr", 3), c:stream("atr", 14)
+  local bb = c:stream("bbands", 20)
   return {
     interval = interval, candles = c:len(),
     close = last(close), volume = last(c:column("v"), N, 2),

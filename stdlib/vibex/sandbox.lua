@@ -201,51 +201,88 @@ function M.plain(v, opts)
   local max_depth, max_items = opts.max_depth or 64, opts.max_items or 1000000
   local max_string, keep, root = opts.max_string or 16 * 1048576, opts.keep, opts.root or ""
   local items, memo, onpath = 0, {}, {}
-  local function copy(x, path, depth)
+  -- where a value is: a chain of {parent, key} nodes, one per table entered,
+  -- turned into text only when there is an error to name (no string work
+  -- per value on the way)
+  local function path_of(node, k)
+    local keys = { k }
+    while node do
+      if node.key ~= nil then table.insert(keys, 1, node.key) end
+      node = node.parent
+    end
+    local path = root
+    for _, key in ipairs(keys) do path = join(path, key) end
+    return path
+  end
+  local function copy(x, node, key, depth)
     local t = type(x)
     if t == "string" then
-      if #x > max_string then return nil, path, ("a string of %d bytes (at most %d)"):format(#x, max_string) end
+      if #x > max_string then return nil, path_of(node, key), ("a string of %d bytes (at most %d)"):format(#x, max_string) end
       return x
     elseif t == "number" or t == "boolean" or t == "nil" then
       return x
     elseif keep and keep(x) then
       return x
     elseif t ~= "table" then
-      return nil, path, ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
+      return nil, path_of(node, key), ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
     end
-    if onpath[x] then return nil, path, "a cycle: this table contains itself" end
+    if onpath[x] then return nil, path_of(node, key), "a cycle: this table contains itself" end
     if memo[x] then return memo[x] end
-    if depth > max_depth then return nil, path, ("nested deeper than %d levels"):format(max_depth) end
+    if depth > max_depth then return nil, path_of(node, key), ("nested deeper than %d levels"):format(max_depth) end
     if debug.getmetatable(x) ~= nil then
-      return nil, path, "a table with a metatable; only plain tables can be used here"
+      return nil, path_of(node, key), "a table with a metatable; only plain tables can be used here"
     end
     onpath[x] = true
+    local here = { parent = node, key = key }
     local out = {}
-    for k, val in next, x do
+    -- the list part in a numeric loop (compiled; `next` is not, in this
+    -- LuaJIT), then whatever else the table holds
+    local n = #x
+    for i = 1, n do
+      local val = rawget(x, i)
+      local tv = type(val)
+      if tv == "number" or tv == "boolean" then
+        out[i] = val
+      else
+        local c, p, m = copy(val, here, i, depth + 1)
+        if p then onpath[x] = nil; return nil, p, m end
+        out[i] = c
+      end
+    end
+    items = items + n
+    if items > max_items then onpath[x] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
+    local k, val = next(x, n > 0 and n or nil)
+    while k ~= nil do
       items = items + 1
-      if items > max_items then onpath[x] = nil; return nil, path, ("more than %d values"):format(max_items) end
+      if items > max_items then onpath[x] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
       local kt = type(k)
       if kt == "number" then
         if k ~= k or k < 1 or k % 1 ~= 0 or k > 2 ^ 31 then
           onpath[x] = nil
-          return nil, join(path, k), "a number key that is not a list index (1, 2, 3, …)"
+          return nil, path_of(here, k), "a number key that is not a list index (1, 2, 3, …)"
         end
       elseif kt ~= "string" then
         onpath[x] = nil
-        return nil, path, ("a %s used as a key; keys are names or list indexes"):format(kt)
+        return nil, path_of(node, key), ("a %s used as a key; keys are names or list indexes"):format(kt)
       elseif #k > 1000 then
         onpath[x] = nil
-        return nil, path, ("a key of %d bytes"):format(#k)
+        return nil, path_of(node, key), ("a key of %d bytes"):format(#k)
       end
-      local c, p, m = copy(val, join(path, k), depth + 1)
-      if p then onpath[x] = nil; return nil, p, m end
-      out[k] = c
+      local tv = type(val)
+      if tv == "number" or tv == "boolean" then
+        out[k] = val
+      else
+        local c, p, m = copy(val, here, k, depth + 1)
+        if p then onpath[x] = nil; return nil, p, m end
+        out[k] = c
+      end
+      k, val = next(x, k)
     end
     onpath[x] = nil
     memo[x] = out
     return out
   end
-  local c, p, m = copy(v, root, 1)
+  local c, p, m = copy(v, nil, nil, 1)
   if p then return nil, p == "" and "(the value)" or p, m end
   return c
 end

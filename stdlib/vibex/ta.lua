@@ -518,6 +518,105 @@ for name, spec in pairs(BY_NAME) do
   end
 end
 
+-- ---- indicators kept up to date (streams over a candle series) -------------
+
+-- Per candle series and indicator: the stream, the open time of the last
+-- candle it committed, and its outputs of the last STREAM_KEEP candles.
+local stream_state = setmetatable({}, {__mode = "k"})
+M.STREAM_KEEP = 64
+
+local COLUMN_OF = {high = "h", low = "l", close = "c", volume = "v", time = "t"}
+
+-- per kind: push candle j of a view's columns (generated once per kind)
+local STREAM_FEEDERS = {}
+local function feeder(spec)
+  local f = STREAM_FEEDERS[spec.kind]
+  if f then return f end
+  local slots = {"0", "0", "0", "0", "0"}
+  for _, name in ipairs(spec.inputs) do slots[SLOT[name] + 1] = ("v.%s[j]"):format(COLUMN_OF[name]) end
+  local src = ("local C = ... return function(s, v, j, commit) return C.vx_ta_update(s, %s, commit) end")
+    :format(table.concat(slots, ", "))
+  f = assert(loadstring(src, "=ta." .. spec.name .. ".feed"))(C)
+  STREAM_FEEDERS[spec.kind] = f
+  return f
+end
+
+local function stream_key(name, ...)
+  local n = select("#", ...)
+  if n == 0 then return name end
+  local parts = {name}
+  for i = 1, n do parts[#parts + 1] = tostring((select(i, ...))) end
+  return table.concat(parts, "|")
+end
+
+local function new_state(spec, name, ...)
+  local s, err = M.stream[name](...)
+  if not s then return nil, err end
+  local st = {s = s, spec = spec, feed = feeder(spec), last_t = -math.huge, n = 0, outs = {}}
+  for k = 1, #spec.outputs do st.outs[k] = dbl(2 * M.STREAM_KEEP + 1) end
+  return st
+end
+
+local function append(st, v0)
+  local keep, outs, s = M.STREAM_KEEP, st.outs, st.s
+  if st.n >= 2 * keep then -- slide: the last keep values to the front
+    for k = 1, #outs do ffi.copy(outs[k], outs[k] + keep, keep * 8) end
+    st.n = keep
+  end
+  local n = st.n
+  outs[1][n] = v0
+  for k = 2, #outs do outs[k][n] = s.out[k - 1] end
+  st.n = n + 1
+end
+
+--- An indicator over this series kept up to date by a stream: each call
+--- commits the candles closed since the last one and peeks at the forming
+--- candle, so its cost does not grow with the window. Returns what the
+--- batch call returns (a series, or a table of series by output name) over
+--- the last ta.STREAM_KEEP candles; the stream itself has seen all of
+--- them since the first call, so its values are the batch ones over the
+--- whole history (a batch over only the buffer's window starts later).
+function Candles:stream(name, ...)
+  local spec = BY_NAME[name]
+  if not spec then error("stream: no indicator named " .. tostring(name), 2) end
+  local cache = stream_state[self]
+  if not cache then cache = {}; stream_state[self] = cache end
+  local key = stream_key(name, ...)
+  local st = cache[key]
+  if not st then
+    local err
+    st, err = new_state(spec, name, ...)
+    if not st then return nil, err end
+    cache[key] = st
+  end
+  local v = view(self)
+  local len = v.len
+  local closed = v.closed == 1 and len or len - 1
+  -- where the new closed candles start; history rewritten before the last
+  -- committed one (a correction, a reload): start over
+  local j = closed
+  while j > 0 and v.t[j - 1] > st.last_t do j = j - 1 end
+  if closed > 0 and v.t[closed - 1] < st.last_t then
+    C.vx_ta_reset(st.s)
+    st.n, st.last_t, j = 0, -math.huge, 0
+  end
+  local feed, s = st.feed, st.s
+  for i = j, closed - 1 do append(st, feed(s, v, i, 1)) end
+  if closed > 0 then st.last_t = v.t[closed - 1] end
+  local n = st.n
+  if closed < len then -- the forming candle: peeked, not kept
+    local outs = st.outs
+    outs[1][n] = feed(s, v, len - 1, 0)
+    for k = 2, #outs do outs[k][n] = s.out[k - 1] end
+    n = n + 1
+  end
+  local from = math.max(0, n - M.STREAM_KEEP)
+  if #spec.outputs == 1 then return new_series(st.outs[1] + from, n - from, st.outs[1]) end
+  local out = {}
+  for k, oname in ipairs(spec.outputs) do out[oname] = new_series(st.outs[k] + from, n - from, st.outs[k]) end
+  return out
+end
+
 --- The helper LLM prompts use: the last n values of a series (or list),
 --- oldest first, rounded to `decimals`, warm-up NaNs dropped.
 ---@param x cdata|number[] a series or list

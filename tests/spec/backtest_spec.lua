@@ -121,12 +121,13 @@ describe("vibex backtest", function()
     for _, f in ipairs { "report.json", "trades.csv", "fills.csv", "equity.csv", "report.html", "decisions.tsv", "diary.tsv" } do
       assert.is_truthy(runtime.exists(dir .. "/out/" .. f), f)
     end
-    -- the expected trades: cycle c decides at the close of candle WARMUP + c;
+    -- the expected trades: the context's cycle c (its count starts at 2: the
+    -- cycles run before this one, plus one) decides at the close of candle WARMUP + c - 1;
     -- a market order fills there with the venue's 2 bps adverse slippage,
     -- rounded away to the tick (0.1); the stop fills at its price the same way
     local function buy(p) return math.ceil(p * 1.0002 * 10 - 1e-6) / 10 end
     local function sell(p) return math.floor(p * 0.9998 * 10 + 1e-6) / 10 end
-    local function px(c) return close_of(WARMUP + c) end
+    local function px(c) return close_of(WARMUP + c - 1) end
     local q = 0.019 -- 1000 USD at ~50 300, the venue's step 0.001, rounded down
     local want = {
       { side = "long", entry = buy(px(10)), exit = sell(px(20)), reason = "signal" },

@@ -84,7 +84,7 @@ end
 function Agent:context_input(a, acc, strat, view)
   local md = a.mview
   return {
-    now_ms = view.now_ms, cycle = a.cycles, account = {
+    now_ms = view.now_ms, cycle = a.cycles + 1, account = {
       name = acc.name, equity = view.equity, wallet = view.wallet, available = view.available,
       unrealized_pnl = view.unrealized, positions = view.list,
     },

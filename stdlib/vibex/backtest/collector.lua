@@ -113,7 +113,7 @@ Col.__index = Col
 --- o: dir (where the spool files go), diary (false: no diary entries).
 function M.new(o)
   local self = setmetatable({ dir = o.dir, accounts = {}, names = {}, digest_parts = {}, with_diary = o.diary ~= false,
-                              cycles = 0 }, Col)
+                              cycles = 0, step_ms = {} }, Col)
   local err
   self.decisions, err = spool(o.dir .. "/decisions.tsv", M.DECISION_COLUMNS)
   if not self.decisions then return nil, err end
@@ -268,6 +268,8 @@ function Col:cycle(agent_acc, acc, rec, view)
   self.cycles = self.cycles + 1
   a.cycles = a.cycles + 1
   a.by_source[rec.source] = (a.by_source[rec.source] or 0) + 1
+  local st = self.step_ms
+  for k, v in pairs(rec.step_ms) do st[k] = (st[k] or 0) + v end
   if view then
     local n = #a.t + 1
     a.t[n], a.equity[n], a.wallet_at[n] = rec.started_ms, view.equity, view.wallet
@@ -280,7 +282,10 @@ function Col:cycle(agent_acc, acc, rec, view)
   end
   if acted then a.taken = a.taken + 1 else a.held = a.held + 1 end
   if rec.valid == false then a.invalid = a.invalid + 1 end
-  if rec.error then a.errors = a.errors + 1 end
+  if rec.error then
+    a.errors = a.errors + 1
+    a.first_error = a.first_error or { cycle = rec.cycle_key, error = tostring(rec.error):sub(1, 300) }
+  end
   for _, x in ipairs(v.rejected) do
     a.rejected = a.rejected + 1
     local why = tostring(x.reason or x.message or x.error or "invalid")

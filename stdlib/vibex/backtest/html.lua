@@ -141,10 +141,10 @@ local function account_html(a)
   return table.concat(out, "\n")
 end
 
---- The page. prices: {symbol = {t = {…}, c = {…}}} (the replayed closes).
-function M.render(r, col, prices)
+--- The page. prices: {symbol = {t = {…}, c = {…}}} (the replayed closes);
+-- trades: the closed trades (vibex.backtest.report.trades).
+function M.render(r, col, prices, trades)
   local data = { t0 = nil, t1 = nil, accounts = {}, prices = {} }
-  local trades = require("vibex.backtest.report").trades(col)
   for _, a in ipairs(r.accounts) do
     local c = col.accounts[a.account]
     local list = {}

@@ -226,15 +226,24 @@ local function select_accounts(cfg, names)
   return out
 end
 
+-- The process's peak resident memory (VmHWM), in MB.
+local function peak_rss_mb()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  local kb = text:match("VmHWM:%s*(%d+)")
+  return kb and tonumber(kb) / 1024 or nil
+end
+
 local function default_out(cfg, run_id)
   local stamp = os.date("!%Y%m%d-%H%M%S") .. ("-%d"):format(runtime.pid())
   return ("%s/backtests/%s"):format(cfg.runtime.data_dir, run_id and ("run-" .. run_id) or stamp)
 end
 
---- Run a backtest. o: from, to (dates), accounts (names), out (dir),
--- no_db, set ({"k=v"} overrides), db (an open vibex.db handle, else the
--- config's is opened), progress (false: no progress output), quiet.
--- Returns {report, run_id, out, code} | nil, err (err.code: exit code).
+-- What a backtest runs on: the config with its overrides, the accounts
+-- (each on the sim), the database (unless no_db), the candles cut to
+-- [from - warm-up, to). o as for M.run. A table | nil, err (err.code).
 local function load_inputs(path, o)
   o = o or {}
   local sets = {}
@@ -317,6 +326,10 @@ function M.data_span(path, o)
   return { from_ms = first, to_ms = last, interval_ms = x.iv_ms, warmup = x.warmup }
 end
 
+--- Run a backtest of the config at path. o: from, to (dates), accounts
+-- (names), out (dir), no_db, set ({"k=v"} overrides), progress (false: no
+-- progress output), quiet. Returns {report, run_id, out, code} | nil, err
+-- (err.code: the exit code a command should give).
 function M.run(path, o)
   o = o or {}
   local x, xerr = load_inputs(path, o)
@@ -384,6 +397,7 @@ function M.run(path, o)
   -- the replay
   run.on_progress = progress_printer(o)
   run.stop_when = function() return store.missed end
+  run.leaderboard_every = math.huge -- the report ranks them at the end
   if not o.quiet and not tty() then
     blog:info("backtest started", { run = run_id, accounts = table.concat(names, ","), symbols = table.concat(symbols, ","),
                                     interval = iv, candles = run.n_candles, out = out })
@@ -418,6 +432,8 @@ function M.run(path, o)
     prices[sym] = { t = t, c = c }
   end
   local wok, werr = report.write(rep, col, out, { prices = prices })
+  rep.wall_ms_with_report = runtime.wall_ms() - t0
+  rep.peak_rss_mb = peak_rss_mb()
   if not wok then return done(nil, errors.new("storage", ("cannot write the report in %s: %s"):format(out, tostring(werr)))) end
   if run_row then
     local counts, sverr = require("vibex.backtest.store").save(h.pool, run_id, col, rep, { answers = store, out = out })

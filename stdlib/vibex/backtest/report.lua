@@ -110,7 +110,7 @@ local function account_report(a, o)
     exposure_pct = a.cycles > 0 and a.exposed / a.cycles * 100 or 0,
     fees = a.fees, funding = a.funding, liquidations = a.liquidations,
     decisions = { cycles = a.cycles, taken = a.taken, held = a.held, rejected = a.rejected, refused = a.refused,
-                  invalid_answers = a.invalid, errors = a.errors, by_source = a.by_source,
+                  invalid_answers = a.invalid, errors = a.errors, first_error = a.first_error, by_source = a.by_source,
                   refused_by_rule = sorted_counts(a.refusal_rules), rejected_by_reason = sorted_counts(a.rejection_reasons) },
     model = { calls = a.llm_calls, tokens_in = a.tokens_in, tokens_out = a.tokens_out, cost = a.cost },
     orders = #a.order_list, fills = #a.fills,
@@ -147,6 +147,9 @@ function M.build(col, o)
               candles = o.candles, cycles = col.cycles, wall_ms = o.wall_ms, digest = col:digest(), accounts = {},
               scripts = o.scripts, llm_replay = o.llm_replay, bad_candles = o.bad_candles }
   if o.wall_ms and o.wall_ms > 0 then r.cycles_per_s = col.cycles / (o.wall_ms / 1000) end
+  -- where a cycle's time goes (mean ms per step, the model excluded)
+  r.step_ms = {}
+  for k, v in pairs(col.step_ms) do r.step_ms[k] = col.cycles > 0 and v / col.cycles or 0 end
   for _, name in ipairs(col.names) do
     local ao = (o.accounts and o.accounts[name]) or {}
     r.accounts[#r.accounts + 1] = account_report(col.accounts[name], { starting_balance = ao.starting_balance,
@@ -182,6 +185,11 @@ function M.text(r)
   w("  %d candles, %d cycles%s%s", r.candles or 0, r.cycles or 0,
     r.wall_ms and fmt(" in %.2fs", r.wall_ms / 1000) or "", r.cycles_per_s and fmt(" (%.0f cycles/s)", r.cycles_per_s) or "")
   w("  digest %s", r.digest:sub(1, 16))
+  local steps = {}
+  for _, k in ipairs { "market", "account", "context", "prompt", "validate", "policy", "risk", "execute", "record" } do
+    if r.step_ms and r.step_ms[k] then steps[#steps + 1] = ("%s %.3f"):format(k, r.step_ms[k]) end
+  end
+  if #steps > 0 then w("  cycle (mean ms): %s", table.concat(steps, ", ")) end
   if r.bad_candles then
     w("  WARNING: %d candles were refused by the market data (inconsistent prices): the decisions did not see them", r.bad_candles)
   end
@@ -202,6 +210,9 @@ function M.text(r)
     for _, x in ipairs(d.refused_by_rule) do refused[#refused + 1] = fmt("%s %d", x.reason, x.count) end
     w("  decisions: %d cycles, %d taken, %d held, %d rejected by validation, %d refused by the gate%s", d.cycles, d.taken,
       d.held, d.rejected, d.refused, #refused > 0 and (" (" .. table.concat(refused, ", ") .. ")") or "")
+    if d.errors > 0 then
+      w("  WARNING: %d cycles failed; the first (%s): %s", d.errors, d.first_error.cycle, (d.first_error.error:gsub("\n.*", "")))
+    end
     if a.model.calls > 0 then
       w("  model: %d calls, %d tokens in, %d out, cost %s", a.model.calls, a.model.tokens_in, a.model.tokens_out, num(a.model.cost, 4))
     end
@@ -299,7 +310,7 @@ function M.write(r, col, dir, o)
       "fee", "realized_pnl", "kind", "type", "client_order_id", "trade_id" }))
   end
   if ok then ok, err = write_file(dir .. "/equity.csv", csv(equity_rows(col), { "account", "time", "equity" })) end
-  if ok then ok, err = write_file(dir .. "/report.html", require("vibex.backtest.html").render(r, col, o.prices or {})) end
+  if ok then ok, err = write_file(dir .. "/report.html", require("vibex.backtest.html").render(r, col, o.prices or {}, M.trades(col))) end
   return ok, err
 end
 

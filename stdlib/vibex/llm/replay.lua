@@ -62,6 +62,7 @@ function M.store(o)
   return self
 end
 
+--- A stored answer row as the client gives it back: {text, tokens_in, tokens_out, cost, model}.
 function M.entry(r)
   return { text = r.answer, tokens_in = tonumber(r.tokens_in), tokens_out = tonumber(r.tokens_out),
            cost = tonumber(r.cost), model = r.model }

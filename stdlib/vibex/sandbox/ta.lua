@@ -143,6 +143,14 @@ local function wrap(r, err)
   return r
 end
 
+--- c:stream("ema", 20): the indicator kept up to date over the last
+--- candles (vibex.ta Candles:stream), the batch call's shape.
+function CandlesView.stream(c, name, ...)
+  if type(name) ~= "string" then error("stream(name, ...): name must be an indicator name", 2) end
+  local raw = candles(c, "stream")
+  return wrap(raw:stream(name, ...))
+end
+
 local module = {}
 
 -- fn(unwrapped args…), its result wrapped
