@@ -200,7 +200,7 @@ function M.plain(v, opts)
   opts = opts or {}
   local max_depth, max_items = opts.max_depth or 64, opts.max_items or 1000000
   local max_string, keep, root = opts.max_string or 16 * 1048576, opts.keep, opts.root or ""
-  local items, memo, onpath = 0, {}, {}
+  local items, memo, stack = 0, {}, {} -- stack: the tables being copied, outermost first (for cycles)
   -- where a value is: a chain of {parent, key} nodes, one per table entered,
   -- turned into text only when there is an error to name (no string work
   -- per value on the way)
@@ -214,6 +214,7 @@ function M.plain(v, opts)
     for _, key in ipairs(keys) do path = join(path, key) end
     return path
   end
+  local getmt = debug.getmetatable
   local function copy(x, node, key, depth)
     local t = type(x)
     if t == "string" then
@@ -221,20 +222,26 @@ function M.plain(v, opts)
       return x
     elseif t == "number" or t == "boolean" or t == "nil" then
       return x
-    elseif keep and keep(x) then
+    elseif (t ~= "table" or getmt(x) ~= nil) and keep and keep(x) then
       return x
     elseif t ~= "table" then
       return nil, path_of(node, key), ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
     end
-    if onpath[x] then return nil, path_of(node, key), "a cycle: this table contains itself" end
-    if memo[x] then return memo[x] end
+    local done = memo[x]
+    if done then
+      for i = 1, depth - 1 do
+        if stack[i] == x then return nil, path_of(node, key), "a cycle: this table contains itself" end
+      end
+      return done
+    end
     if depth > max_depth then return nil, path_of(node, key), ("nested deeper than %d levels"):format(max_depth) end
-    if debug.getmetatable(x) ~= nil then
+    if getmt(x) ~= nil then
       return nil, path_of(node, key), "a table with a metatable; only plain tables can be used here"
     end
-    onpath[x] = true
+    stack[depth] = x
     local here = { parent = node, key = key }
     local out = {}
+    memo[x] = out
     -- the list part in a numeric loop (compiled; `next` is not, in this
     -- LuaJIT), then whatever else the table holds
     local n = #x
@@ -245,27 +252,27 @@ function M.plain(v, opts)
         out[i] = val
       else
         local c, p, m = copy(val, here, i, depth + 1)
-        if p then onpath[x] = nil; return nil, p, m end
+        if p then stack[depth] = nil; return nil, p, m end
         out[i] = c
       end
     end
     items = items + n
-    if items > max_items then onpath[x] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
+    if items > max_items then stack[depth] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
     local k, val = next(x, n > 0 and n or nil)
     while k ~= nil do
       items = items + 1
-      if items > max_items then onpath[x] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
+      if items > max_items then stack[depth] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
       local kt = type(k)
       if kt == "number" then
         if k ~= k or k < 1 or k % 1 ~= 0 or k > 2 ^ 31 then
-          onpath[x] = nil
+          stack[depth] = nil
           return nil, path_of(here, k), "a number key that is not a list index (1, 2, 3, …)"
         end
       elseif kt ~= "string" then
-        onpath[x] = nil
+        stack[depth] = nil
         return nil, path_of(node, key), ("a %s used as a key; keys are names or list indexes"):format(kt)
       elseif #k > 1000 then
-        onpath[x] = nil
+        stack[depth] = nil
         return nil, path_of(node, key), ("a key of %d bytes"):format(#k)
       end
       local tv = type(val)
@@ -273,13 +280,12 @@ function M.plain(v, opts)
         out[k] = val
       else
         local c, p, m = copy(val, here, k, depth + 1)
-        if p then onpath[x] = nil; return nil, p, m end
+        if p then stack[depth] = nil; return nil, p, m end
         out[k] = c
       end
       k, val = next(x, k)
     end
-    onpath[x] = nil
-    memo[x] = out
+    stack[depth] = nil
     return out
   end
   local c, p, m = copy(v, nil, nil, 1)

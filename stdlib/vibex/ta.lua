@@ -77,15 +77,21 @@ function Series:lastv() return self.n > 0 and self.p[self.n - 1] or 0 / 0 end
 
 --- The last n values, oldest first, as a plain Lua list; NaN becomes nil-free
 --- by skipping warm-up values. decimals rounds them (for prompts).
+local POW10 = {}
+for d = 0, 15 do POW10[d] = 10 ^ d end
+local floor = math.floor
+
 function Series:last(n, decimals)
   local len = tonumber(self.n)
   n = math.min(n or len, len)
-  local out, scale = {}, decimals and 10 ^ decimals
+  local out, k, p = {}, 0, self.p
+  local scale = decimals and (POW10[decimals] or 10 ^ decimals)
   for i = len - n, len - 1 do
-    local v = self.p[i]
+    local v = p[i]
     if v == v then
-      if scale then v = math.floor(v * scale + 0.5) / scale end
-      out[#out + 1] = v
+      if scale then v = floor(v * scale + 0.5) / scale end
+      k = k + 1
+      out[k] = v
     end
   end
   return out
@@ -541,14 +547,6 @@ local function feeder(spec)
   return f
 end
 
-local function stream_key(name, ...)
-  local n = select("#", ...)
-  if n == 0 then return name end
-  local parts = {name}
-  for i = 1, n do parts[#parts + 1] = tostring((select(i, ...))) end
-  return table.concat(parts, "|")
-end
-
 local function new_state(spec, name, ...)
   local s, err = M.stream[name](...)
   if not s then return nil, err end
@@ -579,15 +577,25 @@ end
 function Candles:stream(name, ...)
   local spec = BY_NAME[name]
   if not spec then error("stream: no indicator named " .. tostring(name), 2) end
-  local cache = stream_state[self]
-  if not cache then cache = {}; stream_state[self] = cache end
-  local key = stream_key(name, ...)
-  local st = cache[key]
+  -- states by name, then by each parameter in turn (no key string to build per call)
+  local node = stream_state[self]
+  if not node then node = {}; stream_state[self] = node end
+  local by = node[name]
+  if not by then by = {}; node[name] = by end
+  local nparams = select("#", ...)
+  for i = 1, nparams do
+    local p = select(i, ...)
+    if p == nil then p = false end
+    local nxt = by[p]
+    if not nxt then nxt = {}; by[p] = nxt end
+    by = nxt
+  end
+  local st = by[true]
   if not st then
     local err
     st, err = new_state(spec, name, ...)
     if not st then return nil, err end
-    cache[key] = st
+    by[true] = st
   end
   local v = view(self)
   local len = v.len
@@ -610,11 +618,25 @@ function Candles:stream(name, ...)
     for k = 2, #outs do outs[k][n] = s.out[k - 1] end
     n = n + 1
   end
+  -- the same series objects every call, pointed at the window now: a
+  -- caller that kept last cycle's sees this cycle's values
   local from = math.max(0, n - M.STREAM_KEEP)
-  if #spec.outputs == 1 then return new_series(st.outs[1] + from, n - from, st.outs[1]) end
-  local out = {}
-  for k, oname in ipairs(spec.outputs) do out[oname] = new_series(st.outs[k] + from, n - from, st.outs[k]) end
-  return out
+  local series = st.series
+  if not series then
+    series = {}
+    for k = 1, #spec.outputs do series[k] = new_series(st.outs[k], 0, st.outs[k]) end
+    st.series = series
+    if #spec.outputs > 1 then
+      st.result = {}
+      for k, oname in ipairs(spec.outputs) do st.result[oname] = series[k] end
+    end
+  end
+  for k = 1, #series do
+    local sk = series[k]
+    sk.p, sk.n = st.outs[k] + from, n - from
+  end
+  if #spec.outputs == 1 then return series[1] end
+  return st.result
 end
 
 --- The helper LLM prompts use: the last n values of a series (or list),

@@ -20,10 +20,22 @@ local View, CandlesView = {}, {}
 local view_proto = newproxy(true)
 local candles_proto = newproxy(true)
 
+local views_of = setmetatable({}, { __mode = "kv" }) -- series -> its view, for series that are reused (streams)
+
 local function view(s)
   if s == nil then return nil end
   local v = newproxy(view_proto)
   series_of[v] = s
+  return v
+end
+
+-- the one view of a series the runtime reuses (a stream's window)
+local function stable_view(s)
+  local v = views_of[s]
+  if not v then
+    v = view(s)
+    views_of[s] = v
+  end
   return v
 end
 
@@ -148,7 +160,12 @@ end
 function CandlesView.stream(c, name, ...)
   if type(name) ~= "string" then error("stream(name, ...): name must be an indicator name", 2) end
   local raw = candles(c, "stream")
-  return wrap(raw:stream(name, ...))
+  local r, err = raw:stream(name, ...)
+  if r == nil then return nil, err end
+  if ta.is_series(r) then return stable_view(r) end
+  local out = {}
+  for k, x in pairs(r) do out[k] = stable_view(x) end
+  return out
 end
 
 local module = {}
