@@ -54,3 +54,27 @@ CREATE INDEX account_snapshots_run ON account_snapshots (run_id) WHERE run_id IS
 CREATE INDEX orders_run ON orders (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX fills_run ON fills (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX diary_entries_run ON diary_entries (run_id) WHERE run_id IS NOT NULL;
+
+-- Funding settlements and mark price candles downloaded for backtests
+-- (vibex data download --funding --mark); a backtest on the database
+-- settles funding at these rates and moves the mark with these candles.
+CREATE TABLE funding_rates (
+  symbol        text NOT NULL,
+  funding_time  timestamptz NOT NULL,
+  rate          numeric NOT NULL,
+  mark_price    numeric,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (symbol, funding_time)
+);
+
+CREATE TABLE mark_candles (
+  symbol        text NOT NULL,
+  interval      text NOT NULL,
+  open_time     timestamptz NOT NULL,
+  open          numeric NOT NULL,
+  high          numeric NOT NULL,
+  low           numeric NOT NULL,
+  close         numeric NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (symbol, interval, open_time)
+);

@@ -341,7 +341,7 @@ end
 
 --- vibex data download --symbols A,B --interval I --from DATE [--to DATE] [--venue aster|binance] [--base-url URL] [--config CONFIG]
 local function data_download(a)
-  local data, time, errors = require "vibex.data", require "vibex.time", require "vibex.errors"
+  local data, time = require "vibex.data", require "vibex.time"
   local step = time.INTERVAL_MS[a.interval]
   if not step then return fail(("data download: --interval %s is not a venue interval (%s)"):format(a.interval, table.concat(time.INTERVALS, ", "))) end
   local from = data.parse_time(a.from)
@@ -352,49 +352,17 @@ local function data_download(a)
   local symbols = {}
   for sym in a.symbols:gmatch("[^,%s]+") do symbols[#symbols + 1] = sym:upper() end
   if #symbols == 0 then return fail("data download: --symbols names no symbol (BTCUSDT,ETHUSDT)") end
-  local h, code = open_migrated_db(a.config, "data download: ")
-  if not h then return code end
-  local exchange = require "vibex.exchange"
-  local client = exchange[a.venue] { base_url = a.base_url }
-  local repo = require("vibex.db").repos { pool = h.pool }.candles
-  to = math.min(to or math.huge, client:now() - step) -- only closed candles
-  to = to - to % step
-  local rc = 0
-  for _, sym in ipairs(symbols) do
-    -- resume after the newest candle already stored in the range
-    local have, herr = repo:last_open(sym, a.interval, from, to)
-    if herr then
-      h.close()
-      return failed(("data download: %s %s: %s"):format(sym, a.interval, errors.message(herr)))
-    end
-    local start = have and (have + step) or from
-    if have then io.stdout:write(("%s %s: resuming after %s\n"):format(sym, a.interval, time.iso(have))) end
-    local got, new = 0, 0
-    local ok, err = true, nil
-    if start <= to then
-      ok, err = client:klines(sym, a.interval, { start_ms = start, end_ms = to, on_page = function(rows)
-        for _, r in ipairs(rows) do r.close_time = r.open_time + step - 1 end
-        local n, cerr = repo:copy(sym, a.interval, rows)
-        if not n then return nil, cerr end
-        got, new = got + #rows, new + n
-        io.stdout:write(("%s %s: %d candles stored, up to %s\n"):format(sym, a.interval, got,
-          rows[#rows] and time.iso(rows[#rows].open_time) or "-"))
-        io.stdout:flush()
-        return true
-      end })
-    end
-    if not ok then
-      rc = failed(("data download: %s %s: %s (what was stored stays; run the same command to resume)"):format(sym, a.interval,
-        errors.message(err)))
-    else
-      local holes = assert(repo:holes(sym, a.interval, step, 20))
-      local missing = 0
-      for _, g in ipairs(holes) do missing = missing + g.missing end
-      io.stdout:write(("%s %s: done, %d new candles from %s to %s; %s\n"):format(sym, a.interval, new, time.iso(from),
-        time.iso(to), #holes == 0 and "no holes" or ("%d holes, %d candles missing (vibex data list)"):format(#holes, missing)))
-    end
+  if a.no_db and not a.out then return fail("data download: --no-db needs --out DIR (where the files go)") end
+  local h, repo
+  if not a.no_db then
+    local code
+    h, code = open_migrated_db(a.config, "data download: ")
+    if not h then return code end
+    repo = require("vibex.db").repos { pool = h.pool }.candles
   end
-  h.close()
+  local rc = require("vibex.data.download").run { symbols = symbols, interval = a.interval, from_ms = from, to_ms = to,
+    venue = a.venue, base_url = a.base_url, funding = a.funding, mark = a.mark, repo = repo, out = a.out }
+  if h then h.close() end
   return rc
 end
 
@@ -519,6 +487,10 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   ddown:option("--venue", "aster or binance."):argname("VENUE"):choices { "aster", "binance" }:default("aster")
   ddown:option("--base-url", "The venue's REST base URL (default: the venue's own)."):argname("URL")
   ddown:option("--config", "The config whose database to use (default: the local one under ./data)."):argname("CONFIG")
+  ddown:flag("--funding", "Also the funding settlements (a backtest on the database settles funding at them).")
+  ddown:flag("--mark", "Also the mark price klines (a backtest on the database moves the mark with them).")
+  ddown:option("--out", "Also write freqtrade-layout JSON files into DIR (BTC_USDT_USDT-5m-futures.json, …)."):argname("DIR")
+  ddown:flag("--no-db", "Only the files (with --out).")
 
   local bt = command(p, state, "backtest",
     "Backtests: a config's accounts on stored history (the default action), and the runs recorded.",

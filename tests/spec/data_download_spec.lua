@@ -81,6 +81,53 @@ describe("vibex data download", function()
     assert.equal(N, stored(cfg)["BTCUSDT 1m"].count)
   end)
 
+  it("downloads funding settlements and mark klines into the database and files; a backtest on the database uses them", function()
+    local dir = h.tmpdir()
+    local cfg = dir .. "/bt.lua"
+    h.write(cfg, ([[return {
+      runtime = { log_dir = %q, data_dir = %q },
+      replay = { interval = "5m", source = "database", warmup = 60 },
+      strategies = { ema = { rules = "ema_cross", params = { fast = 5, slow = 13, size_usd = 300, leverage = 2 } } },
+      accounts = { { name = "db", exchange = { venue = "sim" }, symbols = { "BTCUSDT" }, decision_interval_s = 300,
+                     strategy = "ema", fallback = { policy = "rules" },
+                     risk = { max_leverage = 3, max_position_notional = 2000, max_total_notional = 2000 } } },
+    }]]):format(dir .. "/logs", dir .. "/data"))
+    h.migrate(cfg)
+    fake.ctl("faults", { clear = true })
+    local out, err, code = h.vibex({ "data", "download", "--symbols", "BTCUSDT", "--interval", "5m", "--from", from,
+      "--to", to, "--funding", "--mark", "--out", dir .. "/files", "--base-url", fake.base, "--config", cfg },
+      { timeout_ms = 120000 })
+    assert.equal(0, code, err .. out)
+    local candles = N / 5
+    assert.matches(("BTCUSDT 5m: done, %d new candles"):format(candles), out, 1, true)
+    assert.matches(("BTCUSDT 5m mark: done, %d new candles"):format(candles), out, 1, true)
+    assert.matches("BTCUSDT funding: done, 6 new settlements", out, 1, true)
+    local function rows(name)
+      local f = assert(io.open(dir .. "/files/" .. name), name)
+      local v = json.decode(f:read("*a"))
+      f:close()
+      return v
+    end
+    assert.equal(candles, #rows("BTC_USDT_USDT-5m-futures.json"))
+    assert.equal(candles, #rows("BTC_USDT_USDT-5m-mark.json"))
+    local fr = rows("BTC_USDT_USDT-8h-funding_rate.json")
+    assert.equal(6, #fr)
+    assert.equal(0, fr[1][1] % 28800000)
+    -- the backtest reads all three from the database
+    local bout, berr, bcode = h.vibex({ "backtest", cfg, "--json", "--out", dir .. "/bt" }, { timeout_ms = 120000 })
+    assert.equal(0, bcode, berr)
+    local rep = json.decode(bout)
+    assert.equal("database", rep.source)
+    assert.equal(6, rep.fed.funding_settlements.BTCUSDT)
+    assert.equal(candles, rep.fed.mark_candles.BTCUSDT)
+    assert.equal(candles - 60, rep.cycles)
+    -- again: everything is there already
+    out = h.vibex { "data", "download", "--symbols", "BTCUSDT", "--interval", "5m", "--from", from, "--to", to,
+                    "--funding", "--mark", "--base-url", fake.base, "--config", cfg }
+    assert.matches("BTCUSDT funding: done, 0 new settlements", out, 1, true)
+    assert.matches("BTCUSDT 5m mark: done, 0 new candles", out, 1, true)
+  end)
+
   it("refuses bad arguments with the option and exit 2", function()
     local _, err, code = h.vibex { "data", "download", "--symbols", "BTCUSDT", "--interval", "7x", "--from", from }
     assert.equal(2, code)

@@ -76,6 +76,7 @@ function Run:timeline()
 end
 
 local function funding_schedule(rc, symbol, first, last)
+  if rc.funding_rows and rc.funding_rows[symbol] then return rc.funding_rows[symbol] end -- from the database
   local file = rc.funding_files and rc.funding_files[symbol]
   if file then
     local rows = datasets.read_ohlcv(file, { funding = true }) or {}
@@ -124,11 +125,14 @@ function Run:run()
     for _, item in ipairs(at[t]) do
       local sym, k = item[1], item[2]
       self:settle_funding(sym, funding[sym], next_f, t, by_symbol[sym])
-      -- the mark follows the closes (a replay has no mark feed): protective
-      -- orders, which trigger on the mark, fire at the first close beyond them
+      -- the mark follows the mark candles' closes when they were stored
+      -- (data download --mark), else the traded closes: protective orders,
+      -- which trigger on the mark, fire at the first close beyond them
+      local marks = self.rc.mark_closes and self.rc.mark_closes[sym]
+      local mark = marks and marks[t] or k.close
       for _, a in ipairs(by_symbol[sym]) do
         a.sim:candle(sym, k, iv)
-        a.sim:mark(sym, k.close, t + iv - 1)
+        a.sim:mark(sym, mark, t + iv - 1)
       end
       local bar = { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high), low = tonumber(k.low),
                     close = tonumber(k.close), volume = tonumber(k.volume) or 0 }

@@ -123,7 +123,22 @@ local function from_database(pool, symbols, iv, from_ms, to_ms)
     for _, r in ipairs(rows) do r.open_time = tonumber(r.open_time) end
     data[sym] = rows
   end
-  return data
+  -- funding settlements and mark candles stored with them (data download --funding --mark)
+  local extra = { funding = {}, marks = {} }
+  for _, sym in ipairs(symbols) do
+    local first, last = data[sym][1].open_time, data[sym][#data[sym]].open_time + time.INTERVAL_MS[iv]
+    local f, ferr = repo:funding_range(sym, first, last)
+    if not f then return nil, ferr end
+    if #f > 0 then
+      local list = {}
+      for i, r in ipairs(f) do list[i] = { time_ms = tonumber(r.time_ms), rate = r.rate } end
+      extra.funding[sym] = list
+    end
+    local m, n = repo:mark_closes(sym, iv, first, last)
+    if not m then return nil, n end
+    if n > 0 then extra.marks[sym] = m end
+  end
+  return data, extra
 end
 
 -- Keep [from - warmup candles, to) of each symbol; the number of candle
@@ -295,9 +310,10 @@ local function load_inputs(path, o)
   end
   table.sort(symbols)
   local warmup = rc.warmup or 100
-  local data, derr
+  local data, derr, extra
   if rc.source == "database" then
     data, derr = from_database(h.pool, symbols, iv, from_ms and (from_ms - warmup * iv_ms), to_ms)
+    if data then extra, derr = derr, nil end
   else
     local r2 = {}
     for k, v in pairs(rc) do r2[k] = v end
@@ -310,7 +326,7 @@ local function load_inputs(path, o)
   for _, rows in pairs(data) do total = math.max(total, #rows) end
   if total == 0 then return done(nil, errors.new("not_found", "no candles in the range")) end
   return { snap = snap, cfg = cfg, rc = rc, iv = iv, iv_ms = iv_ms, from_ms = from_ms, to_ms = to_ms, accounts = accounts,
-           symbols = symbols, data = data, before = before, warmup = warmup, h = h, done = done }
+           symbols = symbols, data = data, before = before, warmup = warmup, h = h, done = done, extra = extra }
 end
 
 --- The data a backtest of this config would run on: {from_ms, to_ms,
@@ -341,6 +357,7 @@ function M.run(path, o)
   for k, v in pairs(rc) do rc2[k] = v end
   rc2.interval, rc2.speed = iv, "max"
   if from_ms then rc2.warmup = before end
+  if x.extra then rc2.funding_rows, rc2.mark_closes = x.extra.funding, x.extra.marks end
   -- the agent: no database, a collector instead
   local out = o.out
   local run_row
@@ -421,10 +438,19 @@ function M.run(path, o)
   -- the report
   local starting = {}
   for _, acc in ipairs(accounts) do starting[acc.name] = { starting_balance = acc.paper.starting_balance } end
+  -- what the run was fed beyond candles (a database source)
+  local fed = { funding_settlements = {}, mark_candles = {} }
+  for sym, list in pairs(rc2.funding_rows or {}) do fed.funding_settlements[sym] = #list end
+  for sym, m in pairs(rc2.mark_closes or {}) do
+    local n = 0
+    for _ in pairs(m) do n = n + 1 end
+    fed.mark_candles[sym] = n
+  end
   local rep = report.build(col, { run_id = run_id, config = path, config_hash = snap.hash, from_ms = summary.from_ms,
     to_ms = summary.to_ms, interval = iv, symbols = symbols, candles = summary.candles, wall_ms = wall,
     seed = rc.source ~= "database" and rc.seed or nil, accounts = starting, scripts = scripts_used,
-    code_version = runtime.versions().vibex, llm_replay = cfg.llm.replay, bad_candles = summary.bad_candles })
+    code_version = runtime.versions().vibex, llm_replay = cfg.llm.replay, bad_candles = summary.bad_candles, fed = fed,
+    source = rc.source })
   local prices = {}
   for sym, rows in pairs(data) do
     local t, c = {}, {}

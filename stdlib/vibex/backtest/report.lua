@@ -145,7 +145,8 @@ function M.build(col, o)
   local r = { run_id = o.run_id, config = o.config, config_hash = o.config_hash, code_version = o.code_version,
               from = iso(o.from_ms), to = iso(o.to_ms), interval = o.interval, symbols = o.symbols, seed = o.seed,
               candles = o.candles, cycles = col.cycles, wall_ms = o.wall_ms, digest = col:digest(), accounts = {},
-              scripts = o.scripts, llm_replay = o.llm_replay, bad_candles = o.bad_candles }
+              scripts = o.scripts, llm_replay = o.llm_replay, bad_candles = o.bad_candles, fed = o.fed,
+              source = o.source }
   if o.wall_ms and o.wall_ms > 0 then r.cycles_per_s = col.cycles / (o.wall_ms / 1000) end
   -- where a cycle's time goes (mean ms per step, the model excluded)
   r.step_ms = {}

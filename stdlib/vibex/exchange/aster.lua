@@ -369,7 +369,8 @@ end
 -- klines(symbol, interval, {start_ms =, end_ms =}) for any range (paged
 -- within the venue's 1500 per request). With on_page = fn(rows) in the
 -- range table each page goes to fn as it arrives (it may return nil, err to
--- stop) and nothing is kept: a download writes page by page.
+-- stop) and nothing is kept: a download writes page by page; mark = true
+-- pages the mark price's klines (/markPriceKlines) instead.
 function Client:klines(symbol, interval, arg)
   local iv = INTERVAL_MS[interval]
   if not iv then return nil, errors.new("invalid", ("unknown interval %q (use 1m, 5m, 15m, 1h, 4h, 1d, …)"):format(tostring(interval))) end
@@ -383,8 +384,9 @@ function Client:klines(symbol, interval, arg)
     return out
   end
   local out, cursor, stop = {}, arg.start_ms, arg.end_ms or self:now()
+  local path = arg.mark and "/markPriceKlines" or "/klines"
   while cursor <= stop do
-    local rows, err = self:request("GET", "/klines", { symbol = symbol, interval = interval, startTime = ("%d"):format(cursor),
+    local rows, err = self:request("GET", path, { symbol = symbol, interval = interval, startTime = ("%d"):format(cursor),
       endTime = ("%d"):format(stop), limit = 1500 }, { weight = 10 })
     if not rows then return nil, err end
     if arg.on_page then
@@ -412,6 +414,31 @@ Client.mark_price = Client.premium_index
 function Client:funding_rates(symbol, o)
   o = o or {}
   return self:request("GET", "/fundingRate", { symbol = symbol, startTime = o.start_ms, endTime = o.end_ms, limit = o.limit })
+end
+
+--- Every funding settlement of [start_ms, end_ms], oldest first, paged
+-- 1000 at a time: {time_ms, rate, mark} rows, or each page to on_page(rows)
+-- as it arrives (as klines does).
+function Client:funding_history(symbol, o)
+  local out, cursor, stop = {}, o.start_ms, o.end_ms or self:now()
+  while cursor <= stop do
+    local rows, err = self:request("GET", "/fundingRate", { symbol = symbol, startTime = ("%d"):format(cursor),
+      endTime = ("%d"):format(stop), limit = 1000 })
+    if not rows then return nil, err end
+    local page = {}
+    for i, r in ipairs(rows) do
+      page[i] = { time_ms = tonumber(r.fundingTime), rate = r.fundingRate, mark = r.markPrice }
+    end
+    if o.on_page then
+      local ok, perr = o.on_page(page)
+      if not ok then return nil, perr end
+    else
+      for _, r in ipairs(page) do out[#out + 1] = r end
+    end
+    if #rows < 1000 then break end
+    cursor = page[#page].time_ms + 1
+  end
+  return out
 end
 
 -- ---- account -----------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Route table of the fake venue: (method, path after /fapi/vN) -> handler,
 security type and request weight, as the documentation lists them."""
 import json
+import math
 import secrets
 from decimal import Decimal
 
@@ -84,12 +85,48 @@ def premium_index(srv, acct, p):
             "interestRate": "0.00010000", "nextFundingTime": (t // 28_800_000 + 1) * 28_800_000, "time": t}
 
 
+def funding_at(s, t):
+    """The rate settled at funding time t: the symbol's rate, moving with time (deterministic)."""
+    k = t // 28_800_000
+    rate = s.funding_rate * Decimal(1 + 0.5 * math.sin(k * 0.7))
+    return dstr(rate.quantize(Decimal("0.00000001")))
+
+
 def funding_rate(srv, acct, p):
+    """As the venue: startTime/endTime (inclusive) and limit (default 100, at most 1000), oldest first."""
     s = srv.ex.symbol(p.get("symbol", ""))
-    limit = min(int(p.get("limit", 100)), 1000)
-    t = srv.server_time() // 28_800_000 * 28_800_000
-    return [{"symbol": s.name, "fundingTime": t - i * 28_800_000, "fundingRate": dstr(s.funding_rate)}
-            for i in reversed(range(limit))]
+    limit = int(p.get("limit", 100))
+    if limit < 1 or limit > 1000:
+        reject(-1130, "Data sent for parameter 'limit' is not valid.")
+    now = srv.server_time()
+    eight = 28_800_000
+    end = min(int(p["endTime"]) if p.get("endTime") else now, now)
+    if p.get("startTime"):
+        start = int(p["startTime"])
+        if start > end:
+            reject(-1023, "Start time is greater than end time.")
+        times = []
+        t = -(-start // eight) * eight
+        while t <= end and len(times) < limit:
+            times.append(t)
+            t += eight
+    else:
+        last = end // eight * eight
+        times = [last - i * eight for i in reversed(range(limit))]
+    return [{"symbol": s.name, "fundingTime": t, "fundingRate": funding_at(s, t), "markPrice": srv.ex.kline(s, t, 60_000)[1]}
+            for t in times]
+
+
+def mark_price_klines(srv, acct, p):
+    """Mark price candles: the traded candles' prices moved by a small, time-dependent premium."""
+    rows = klines(srv, acct, p)
+    s = srv.ex.symbol(p.get("symbol", ""))
+    out = []
+    for r in rows:
+        f = Decimal(1 + 0.0004 * math.sin(r[0] / 3_600_000))
+        q = lambda x: dstr((Decimal(x) * f).quantize(s.tick))
+        out.append([r[0], q(r[1]), q(r[2]), q(r[3]), q(r[4]), "0", r[6], "0", 0, "0", "0"])
+    return out
 
 
 def ticker_24hr(srv, acct, p):
@@ -281,6 +318,7 @@ def routes():
         ("GET", "/depth"): (depth, "NONE", 5),
         ("GET", "/premiumIndex"): (premium_index, "NONE", 1),
         ("GET", "/fundingRate"): (funding_rate, "NONE", 1),
+        ("GET", "/markPriceKlines"): (mark_price_klines, "NONE", 5),
         ("GET", "/account"): (account, "USER_DATA", 5),
         ("GET", "/balance"): (balance, "USER_DATA", 5),
         ("GET", "/positionRisk"): (position_risk, "USER_DATA", 5),

@@ -82,4 +82,73 @@ function R:holes(symbol, interval, step_ms, limit)
     ORDER BY open_time LIMIT $4]], symbol, interval, step_ms, limit or 20)
 end
 
+-- ---- funding settlements and mark price candles (vibex data download --funding --mark) ---------
+
+local function array(rows, field, fmt)
+  local parts = {}
+  for i, r in ipairs(rows) do
+    local v = r[field]
+    parts[i] = v == nil and "NULL" or (fmt and fmt:format(v) or tostring(v))
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+--- Store funding settlements {time_ms, rate, mark} of a symbol (again: no change). New rows | nil, err.
+function R:funding_copy(symbol, rows)
+  if #rows == 0 then return 0 end
+  local res, err = self.pool:query([[INSERT INTO funding_rates (symbol, funding_time, rate, mark_price)
+    SELECT $1, to_timestamp(t / 1000.0), r, m FROM unnest($2::bigint[], $3::numeric[], $4::numeric[]) AS u(t, r, m)
+    ON CONFLICT DO NOTHING]], symbol, array(rows, "time_ms", "%d"), array(rows, "rate"), array(rows, "mark"))
+  if not res then return nil, err end
+  return res.count
+end
+
+--- Funding settlements of [from_ms, to_ms], oldest first: {time_ms, rate (string)}.
+function R:funding_range(symbol, from_ms, to_ms)
+  return self.pool:query([[SELECT (extract(epoch FROM funding_time) * 1000)::bigint AS time_ms, rate::text AS rate
+    FROM funding_rates WHERE symbol = $1 AND funding_time >= to_timestamp($2::float8 / 1000)
+      AND funding_time <= to_timestamp($3::float8 / 1000) ORDER BY funding_time]], symbol, from_ms, to_ms)
+end
+
+--- The newest funding settlement stored in [from_ms, to_ms] (ms), or nil.
+function R:funding_last(symbol, from_ms, to_ms)
+  local rows, err = self.pool:query([[SELECT (extract(epoch FROM max(funding_time)) * 1000)::bigint AS last_ms
+    FROM funding_rates WHERE symbol = $1 AND funding_time >= to_timestamp($2::float8 / 1000)
+      AND funding_time <= to_timestamp($3::float8 / 1000)]], symbol, from_ms, to_ms)
+  if not rows then return nil, err end
+  return rows[1].last_ms
+end
+
+--- Store mark price candles {open_time, open, high, low, close}. New rows | nil, err.
+function R:mark_copy(symbol, interval, rows)
+  if #rows == 0 then return 0 end
+  local res, err = self.pool:query([[INSERT INTO mark_candles (symbol, interval, open_time, open, high, low, close)
+    SELECT $1, $2, to_timestamp(t / 1000.0), o, h, l, c
+    FROM unnest($3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[], $7::numeric[]) AS u(t, o, h, l, c)
+    ON CONFLICT DO NOTHING]], symbol, interval, array(rows, "open_time", "%d"), array(rows, "open", "%.10g"),
+    array(rows, "high", "%.10g"), array(rows, "low", "%.10g"), array(rows, "close", "%.10g"))
+  if not res then return nil, err end
+  return res.count
+end
+
+--- Mark price closes of [from_ms, to_ms] by open time: {open_time = close (string)}.
+function R:mark_closes(symbol, interval, from_ms, to_ms)
+  local rows, err = self.pool:query([[SELECT (extract(epoch FROM open_time) * 1000)::bigint AS t, close::text AS c
+    FROM mark_candles WHERE symbol = $1 AND interval = $2 AND open_time >= to_timestamp($3::float8 / 1000)
+      AND open_time <= to_timestamp($4::float8 / 1000)]], symbol, interval, from_ms, to_ms)
+  if not rows then return nil, err end
+  local out, n = {}, 0
+  for _, r in ipairs(rows) do out[tonumber(r.t)] = r.c; n = n + 1 end
+  return out, n
+end
+
+--- The open time of the newest mark candle stored in [from_ms, to_ms], or nil.
+function R:mark_last_open(symbol, interval, from_ms, to_ms)
+  local rows, err = self.pool:query([[SELECT (extract(epoch FROM max(open_time)) * 1000)::bigint AS last_ms
+    FROM mark_candles WHERE symbol = $1 AND interval = $2 AND open_time >= to_timestamp($3::float8 / 1000)
+      AND open_time <= to_timestamp($4::float8 / 1000)]], symbol, interval, from_ms, to_ms)
+  if not rows then return nil, err end
+  return rows[1].last_ms
+end
+
 return R
