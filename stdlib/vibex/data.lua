@@ -162,7 +162,7 @@ end
 ---@param start_ms number
 ---@param seed integer
 ---@return table rows
-function M.generate(symbol, spec, n, interval_ms, start_ms, seed)
+function M.generate(symbol, spec, n, interval_ms, start_ms, seed, into)
   local h = seed
   for i = 1, #symbol do h = (h * 31 + symbol:byte(i)) % 2147483647 end
   local r = rng(h + 1)
@@ -187,19 +187,25 @@ function M.generate(symbol, spec, n, interval_ms, start_ms, seed)
       if p < lo then lo = p end
     end
     price = p
-    rows[i] = { open_time = start_ms + (i - 1) * interval_ms, open = fmt:format(o), high = fmt:format(hi),
-                low = fmt:format(lo), close = fmt:format(p), volume = ("%.3f"):format(100 + r() * 900) }
+    if into then -- compact columns (vibex.data.columns), no row tables
+      into:push(start_ms + (i - 1) * interval_ms, fmt:format(o), fmt:format(hi), fmt:format(lo), fmt:format(p),
+        ("%.3f"):format(100 + r() * 900))
+    else
+      rows[i] = { open_time = start_ms + (i - 1) * interval_ms, open = fmt:format(o), high = fmt:format(hi),
+                  low = fmt:format(lo), close = fmt:format(p), volume = ("%.3f"):format(100 + r() * 900) }
+    end
   end
-  return rows
+  return into or rows
 end
 
---- Candles per symbol: from replay.files, else generated. Returns
--- {SYM = rows}, the interval | nil, err.
+--- Candles per symbol: from replay.files, else generated, as compact
+-- columns (vibex.data.columns). Returns {SYM = columns}, the interval | nil, err.
 ---@param rc table the replay section (interval, files, candles, start, seed)
 ---@param symbols string[]
 ---@return table|nil data {SYMBOL = rows}
 ---@return string|vibex.Error interval_or_err
 function M.load(rc, symbols)
+  local columns = require "vibex.data.columns"
   local iv = rc.interval or "5m"
   local ms = time.INTERVAL_MS[iv]
   local data = {}
@@ -208,9 +214,12 @@ function M.load(rc, symbols)
     if file then
       local rows, err = M.read(file)
       if not rows then return nil, errors.wrap(err, nil, ("replay.files.%s: %s"):format(sym, errors.message(err))) end
-      data[sym] = rows
+      local ok, cols = pcall(columns.from_rows, rows)
+      if not ok then return nil, errors.new("invalid", ("replay.files.%s: %s"):format(sym, tostring(cols)), { source = "data" }) end
+      data[sym] = cols
     else
-      data[sym] = M.generate(sym, paper.spec(sym), rc.candles or 2000, ms, time.date_ms(rc.start or "2026-01-01"), rc.seed or 7)
+      local n = rc.candles or 2000
+      data[sym] = M.generate(sym, paper.spec(sym), n, ms, time.date_ms(rc.start or "2026-01-01"), rc.seed or 7, columns.new(n))
     end
   end
   return data, iv

@@ -15,6 +15,8 @@ local task = require "vibex.task"
 local log = require "vibex.log"
 local time = require "vibex.time"
 local datasets = require "vibex.data"
+local columns = require "vibex.data.columns"
+local sim_units = require("vibex.exchange.sim").units
 
 local M = {}
 
@@ -47,32 +49,49 @@ function M.new(o)
     data, iv = datasets.load(o.config, symbols)
     if not data then return nil, iv end
   end
+  -- compact columns whatever came in (rows from a caller are converted once)
+  local cols = {}
+  for sym, d in pairs(data) do cols[sym] = columns.is(d) and d or columns.from_rows(d) end
   -- the data range and size: part of the run's identity
   local from, to, n = math.huge, -math.huge, 0
-  for _, rows in pairs(data) do
-    if #rows > 0 then
-      from, to, n = math.min(from, rows[1].open_time), math.max(to, rows[#rows].open_time), n + #rows
+  for _, c in pairs(cols) do
+    if c.n > 0 then
+      from, to, n = math.min(from, c.t[0]), math.max(to, c.t[c.n - 1]), n + c.n
     end
   end
-  return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = data, interval = iv,
+  return setmetatable({ agent = o.agent, rc = o.config, accounts = o.accounts, data = cols, interval = iv,
                         on_leaderboard = o.on_leaderboard, recorded = o.recorded or {}, caught_up = 0,
                         from_ms = n > 0 and from or nil, to_ms = n > 0 and (to + time.INTERVAL_MS[iv]) or nil, n_candles = n,
                         interval_ms = time.INTERVAL_MS[iv], symbols = symbols, cycles = 0, candles = 0 }, Run)
 end
 
--- Candle times in order, with the symbols that have a candle then.
-function Run:timeline()
-  local at, times = {}, {}
-  for sym, rows in pairs(self.data) do
-    for _, k in ipairs(rows) do
-      local t = k.open_time
-      if not at[t] then at[t] = {}; times[#times + 1] = t end
-      at[t][#at[t] + 1] = { sym, k }
+-- The symbols in order, and how many distinct candle times there are (a
+-- merge over the symbols' sorted columns; nothing is built per candle).
+function Run:time_span()
+  local syms, cur = {}, {}
+  for sym in pairs(self.data) do syms[#syms + 1] = sym; cur[sym] = 0 end
+  table.sort(syms)
+  local count = 0
+  while true do
+    local t = self:next_time(syms, cur)
+    if not t then break end
+    count = count + 1
+    for _, sym in ipairs(syms) do
+      local c, i = self.data[sym], cur[sym]
+      if i < c.n and c.t[i] == t then cur[sym] = i + 1 end
     end
   end
-  table.sort(times)
-  for _, t in ipairs(times) do table.sort(at[t], function(a, b) return a[1] < b[1] end) end
-  return times, at
+  return count, syms
+end
+
+-- The earliest candle time at the cursors (nil at the end).
+function Run:next_time(syms, cur)
+  local t
+  for _, sym in ipairs(syms) do
+    local c, i = self.data[sym], cur[sym]
+    if i < c.n and (not t or c.t[i] < t) then t = c.t[i] end
+  end
+  return t
 end
 
 local function funding_schedule(rc, symbol, first, last)
@@ -90,8 +109,8 @@ end
 
 --- Replay everything; returns a summary {candles, cycles, accounts = {name = {cycles, …}}}.
 function Run:run()
-  local times, at = self:timeline()
-  if #times == 0 then return nil, "replay: no candles" end
+  local total, syms = self:time_span()
+  if total == 0 then return nil, "replay: no candles" end
   local ag, iv = self.agent, self.interval_ms
   local by_symbol, every, markets = {}, {}, {}
   for _, acc in ipairs(self.accounts) do
@@ -108,66 +127,87 @@ function Run:run()
     end
   end
   self.markets = markets
+  local cur = {}
+  for _, sym in ipairs(syms) do cur[sym] = 0 end
+  local first = self:next_time(syms, cur)
+  local last_t = -math.huge
+  for _, c in pairs(self.data) do if c.n > 0 and c.t[c.n - 1] > last_t then last_t = c.t[c.n - 1] end end
   local funding, next_f = {}, {}
   for _, s in ipairs(self.symbols) do
-    funding[s] = funding_schedule(self.rc, s, times[1], times[#times] + iv)
+    funding[s] = funding_schedule(self.rc, s, first, last_t + iv)
     next_f[s] = 1
   end
   local warmup, speed = self.rc.warmup or 100, self.rc.speed or "max"
-  local started, first = task.now(), times[1]
-  alog:info("replay started", { candles = #times, symbols = table.concat(self.symbols, ","), interval = self.interval,
+  local started = task.now()
+  alog:info("replay started", { candles = total, symbols = table.concat(self.symbols, ","), interval = self.interval,
                                 accounts = #self.accounts, speed = tostring(speed) })
-  for n, t in ipairs(times) do
+  local bar, scale = {}, columns.SCALE -- one bar table, refilled: the market data copies what it needs
+  local n = 0
+  while true do
+    local t = self:next_time(syms, cur)
+    if not t then break end
+    n = n + 1
     if speed ~= "max" then
       local due = started + (t + iv - first) / speed
       if due > task.now() then task.sleep(due - task.now()) end
     end
-    for _, item in ipairs(at[t]) do
-      local sym, k = item[1], item[2]
-      self:settle_funding(sym, funding[sym], next_f, t, by_symbol[sym])
-      -- the mark follows the mark candles' closes when they were stored
-      -- (data download --mark), else the traded closes: protective orders,
-      -- which trigger on the mark, fire at the first close beyond them
-      local marks = self.rc.mark_closes and self.rc.mark_closes[sym]
-      local mark = marks and marks[t] or k.close
-      for _, a in ipairs(by_symbol[sym]) do
-        a.sim:candle(sym, k, iv)
-        a.sim:mark(sym, mark, t + iv - 1)
+    for _, sym in ipairs(syms) do
+      local c, j = self.data[sym], cur[sym]
+      if j < c.n and c.t[j] == t then
+        cur[sym] = j + 1
+        self:candle(sym, c, j, t, iv, funding, next_f, by_symbol[sym], markets[sym], bar, scale)
       end
-      local bar = { open_time = k.open_time, open = tonumber(k.open), high = tonumber(k.high), low = tonumber(k.low),
-                    close = tonumber(k.close), volume = tonumber(k.volume) or 0 }
-      for _, m in ipairs(markets[sym]) do
-        local ok, perr = m:push(sym, bar)
-        if not ok then self:bad_candle(sym, k, perr) end
-      end
-      self.candles = self.candles + 1
     end
     if n > warmup then
       self:decide_at(t + iv, every)
       if self.stop_when and self.stop_when() then return nil, self.stop_when() end
     end
     if n % 500 == 0 then
-      if self.on_progress then self.on_progress(self, n, #times, self:equity()) end
+      if self.on_progress then self.on_progress(self, n, total, self:equity()) end
       task.yield()
     end
   end
-  if self.on_progress then self.on_progress(self, #times, #times, self:equity()) end
+  if self.on_progress then self.on_progress(self, total, total, self:equity()) end
   for _, acc in ipairs(self.accounts) do
     local a = ag.accounts[acc.name]
     if ag.repos and a.sim then ag.repos.ledger:paper_save(acc.name, a.sim:snapshot()) end
   end
   self:leaderboard()
-  return { candles = self.candles, cycles = self.cycles, from_ms = times[1], to_ms = times[#times] + iv,
+  return { candles = self.candles, cycles = self.cycles, from_ms = first, to_ms = last_t + iv,
            bad_candles = self.bad_candles }
+end
+
+-- One candle j of a symbol's columns: funding due by then, every account's
+-- simulated venue (the candle, then the mark), the market data.
+function Run:candle(sym, c, j, t, iv, funding, next_f, accounts, markets, bar, scale)
+  self:settle_funding(sym, funding[sym], next_f, t, accounts)
+  -- the mark follows the mark candles' closes when they were stored
+  -- (data download --mark), else the traded closes: protective orders,
+  -- which trigger on the mark, fire at the first close beyond them
+  local marks = self.rc.mark_closes and self.rc.mark_closes[sym]
+  local mark = marks and marks[t]
+  mark = mark and sim_units(mark, "mark") or c.c[j]
+  for _, a in ipairs(accounts) do
+    local i = a.sim.index[sym]
+    a.sim:candle_units_v(i, t, c.o[j], c.h[j], c.l[j], c.c[j], c.v[j], iv)
+    a.sim:mark_units(i, mark, t + iv - 1)
+  end
+  bar.open_time, bar.open, bar.high = t, tonumber(c.o[j]) / scale, tonumber(c.h[j]) / scale
+  bar.low, bar.close, bar.volume = tonumber(c.l[j]) / scale, tonumber(c.c[j]) / scale, tonumber(c.v[j]) / scale
+  for _, m in ipairs(markets) do
+    local ok, perr = m:push(sym, bar)
+    if not ok then self:bad_candle(sym, t, perr) end
+  end
+  self.candles = self.candles + 1
 end
 
 -- A candle the market data refused (inconsistent prices, out of order):
 -- counted, and the first few said, so a backtest on broken data is not
 -- silently a backtest on other data.
-function Run:bad_candle(sym, k, err)
+function Run:bad_candle(sym, t, err)
   self.bad_candles = (self.bad_candles or 0) + 1
   if self.bad_candles <= 3 then
-    alog:warn("candle refused by the market data: " .. tostring(err), { symbol = sym, open_time = k.open_time,
+    alog:warn("candle refused by the market data: " .. tostring(err), { symbol = sym, open_time = t,
       hint = "fix the data file or the candles table; the simulated venue still trades on it" })
   end
 end

@@ -108,25 +108,35 @@ local function parse_date(s, what)
   return ms
 end
 
--- Candles of the symbols from the database: exact decimals, oldest first.
+-- Candles of the symbols from the database as compact columns (read a
+-- page at a time: a year of candles never exists as row tables at once).
+local PAGE = 20000
 local function from_database(pool, symbols, iv, from_ms, to_ms)
   local candles = require("vibex.db.repo.candles")
+  local columns = require "vibex.data.columns"
   local repo = setmetatable({ pool = pool }, candles)
+  local step = time.INTERVAL_MS[iv]
   local data = {}
   for _, sym in ipairs(symbols) do
-    local rows, err = repo:range(sym, iv, from_ms or 0, (to_ms or 4102444800000) - 1, { exact = true })
-    if not rows then return nil, err end
-    if #rows == 0 then
+    local cols = columns.new(4096)
+    local cursor, stop = from_ms or 0, (to_ms or 4102444800000) - 1
+    while cursor <= stop do
+      local rows, err = repo:range(sym, iv, cursor, stop, { exact = true, limit = PAGE })
+      if not rows then return nil, err end
+      for _, r in ipairs(rows) do cols:push(tonumber(r.open_time), r.open, r.high, r.low, r.close, r.volume) end
+      if #rows < PAGE then break end
+      cursor = tonumber(rows[#rows].open_time) + step
+    end
+    if cols.n == 0 then
       return nil, errors.new("not_found", ("no %s candles of %s stored%s"):format(iv, sym,
         from_ms and (" from " .. time.iso(from_ms)) or ""), { fix = ("vibex data download --symbols %s --interval %s --from DATE, or vibex data import FILE"):format(sym, iv) })
     end
-    for _, r in ipairs(rows) do r.open_time = tonumber(r.open_time) end
-    data[sym] = rows
+    data[sym] = cols
   end
   -- funding settlements and mark candles stored with them (data download --funding --mark)
   local extra = { funding = {}, marks = {} }
   for _, sym in ipairs(symbols) do
-    local first, last = data[sym][1].open_time, data[sym][#data[sym]].open_time + time.INTERVAL_MS[iv]
+    local first, last = data[sym].t[0], data[sym].t[data[sym].n - 1] + time.INTERVAL_MS[iv]
     local f, ferr = repo:funding_range(sym, first, last)
     if not f then return nil, ferr end
     if #f > 0 then
@@ -141,22 +151,22 @@ local function from_database(pool, symbols, iv, from_ms, to_ms)
   return data, extra
 end
 
--- Keep [from - warmup candles, to) of each symbol; the number of candle
--- times before from (the replay's warm-up then).
+-- Keep [from - warmup candles, to) of each symbol's columns; the number of
+-- candle times before from (the replay's warm-up then).
 local function cut(data, iv_ms, from_ms, to_ms, warmup)
   local first = from_ms and (from_ms - warmup * iv_ms) or -math.huge
   local last = to_ms or math.huge
   local before = {}
-  for sym, rows in pairs(data) do
-    local keep = {}
-    for _, k in ipairs(rows) do
-      local t = k.open_time
-      if t >= first and t < last then
-        keep[#keep + 1] = k
-        if from_ms and t + iv_ms <= from_ms then before[t] = true end
-      end
+  for sym, c in pairs(data) do
+    local i, j = 0, c.n
+    while i < c.n and c.t[i] < first do i = i + 1 end
+    while j > i and c.t[j - 1] >= last do j = j - 1 end
+    if i > 0 or j < c.n then data[sym] = c:slice(i, j) end
+    local k = data[sym]
+    for x = 0, k.n - 1 do
+      local t = k.t[x]
+      if from_ms and t + iv_ms <= from_ms then before[t] = true end
     end
-    data[sym] = keep
   end
   local n = 0
   for _ in pairs(before) do n = n + 1 end
@@ -323,7 +333,7 @@ local function load_inputs(path, o)
   if not data then return done(nil, derr) end
   local before = cut(data, iv_ms, from_ms, to_ms, warmup)
   local total = 0
-  for _, rows in pairs(data) do total = math.max(total, #rows) end
+  for _, c in pairs(data) do total = math.max(total, c.n) end
   if total == 0 then return done(nil, errors.new("not_found", "no candles in the range")) end
   return { snap = snap, cfg = cfg, rc = rc, iv = iv, iv_ms = iv_ms, from_ms = from_ms, to_ms = to_ms, accounts = accounts,
            symbols = symbols, data = data, before = before, warmup = warmup, h = h, done = done, extra = extra }
@@ -335,8 +345,8 @@ function M.data_span(path, o)
   local x, err = load_inputs(path, o)
   if not x then return nil, err end
   local first, last = math.huge, -math.huge
-  for _, rows in pairs(x.data) do
-    if #rows > 0 then first, last = math.min(first, rows[1].open_time), math.max(last, rows[#rows].open_time + x.iv_ms) end
+  for _, c in pairs(x.data) do
+    if c.n > 0 then first, last = math.min(first, c.t[0]), math.max(last, c.t[c.n - 1] + x.iv_ms) end
   end
   x.done()
   return { from_ms = first, to_ms = last, interval_ms = x.iv_ms, warmup = x.warmup }
@@ -451,11 +461,13 @@ function M.run(path, o)
     seed = rc.source ~= "database" and rc.seed or nil, accounts = starting, scripts = scripts_used,
     code_version = runtime.versions().vibex, llm_replay = cfg.llm.replay, bad_candles = summary.bad_candles, fed = fed,
     source = rc.source })
+  -- the price charts: at most 1500 closes per symbol (every k-th, and the last)
   local prices = {}
-  for sym, rows in pairs(data) do
-    local t, c = {}, {}
-    for i, k in ipairs(rows) do t[i], c[i] = k.open_time + iv_ms, tonumber(k.close) end
-    prices[sym] = { t = t, c = c }
+  for sym, c in pairs(data) do
+    local t, cl, step = {}, {}, math.max(1, math.ceil(c.n / 1500))
+    for i = 0, c.n - 1, step do t[#t + 1], cl[#cl + 1] = c.t[i] + iv_ms, c:close(i) end
+    if c.n > 0 and (c.n - 1) % step ~= 0 then t[#t + 1], cl[#cl + 1] = c.t[c.n - 1] + iv_ms, c:close(c.n - 1) end
+    prices[sym] = { t = t, c = cl }
   end
   local wok, werr = report.write(rep, col, out, { prices = prices })
   rep.wall_ms_with_report = runtime.wall_ms() - t0

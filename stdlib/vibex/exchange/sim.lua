@@ -219,6 +219,24 @@ function Sim:candle_units(i, open_time, o, h, l, c, interval_ms)
   if nsz[0] ~= 0 then self:_drain() end
 end
 
+--- The same with the candle's volume (units): market orders pay the
+-- impact slippage against it.
+function Sim:candle_units_v(i, open_time, o, h, l, c, v, interval_ms)
+  C.vx_sim_candle_v(self.engine, i, open_time, o, h, l, c, v, interval_ms)
+  local t = open_time + interval_ms - 1
+  if t > self.now_ms then self.now_ms = t end
+  C.vx_sim_events(self.engine, nsz)
+  if nsz[0] ~= 0 then self:_drain() end
+end
+
+--- The mark price in units (int64 of 1e-8) for symbol index i.
+function Sim:mark_units(i, mark, time_ms)
+  if time_ms > self.now_ms then self.now_ms = time_ms end
+  C.vx_sim_mark(self.engine, i, mark, self.now_ms)
+  C.vx_sim_events(self.engine, nsz)
+  if nsz[0] ~= 0 then self:_drain() end
+end
+
 --- Replay stored candles through this venue (vibex.exchange.sim_replay):
 --- data = {SYMBOL = {rows}}; o.interval, o.speed, o.on_candle, o.funding.
 --- Returns the number of candles replayed.

@@ -33,7 +33,8 @@ function R:copy(symbol, interval, rows, o)
 end
 
 --- Candles of [from_ms, to_ms], oldest first, prices as doubles (for
--- indicators); o.exact = true keeps them as exact decimal strings.
+-- indicators); o.exact = true keeps them as exact decimal strings; o.limit
+-- caps how many (the first ones).
 function R:range(symbol, interval, from_ms, to_ms, o)
   local cast = (o and o.exact) and "" or "::float8"
   return self.pool:query(([[SELECT (extract(epoch FROM open_time) * 1000)::bigint AS open_time,
@@ -41,7 +42,8 @@ function R:range(symbol, interval, from_ms, to_ms, o)
       trades, (extract(epoch FROM close_time) * 1000)::bigint AS close_time
     FROM candles WHERE symbol = $1 AND interval = $2
       AND open_time >= to_timestamp($3::float8 / 1000) AND open_time <= to_timestamp($4::float8 / 1000)
-    ORDER BY open_time]]):format(cast, cast, cast, cast, cast, cast), symbol, interval, from_ms, to_ms)
+    ORDER BY open_time LIMIT $5]]):format(cast, cast, cast, cast, cast, cast), symbol, interval, from_ms, to_ms,
+    o and o.limit or nil)
 end
 
 --- Open times missing between from_ms and to_ms (for a backfill).
