@@ -142,7 +142,7 @@ function Run:run()
   alog:info("replay started", { candles = total, symbols = table.concat(self.symbols, ","), interval = self.interval,
                                 accounts = #self.accounts, speed = tostring(speed) })
   local bar, scale = {}, columns.SCALE -- one bar table, refilled: the market data copies what it needs
-  local n = 0
+  local n, last_yield = 0, task.hrtime()
   while true do
     local t = self:next_time(syms, cur)
     if not t then break end
@@ -162,10 +162,13 @@ function Run:run()
       self:decide_at(t + iv, every)
       if self.stop_when and self.stop_when() then return nil, self.stop_when() end
     end
-    if n % 500 == 0 then
-      if self.on_progress then self.on_progress(self, n, total, self:equity()) end
+    -- the loop gets a turn every 20 ms of replay work (timers, signals, the
+    -- watchdog), and the progress line every 500 candle times
+    if n % 16 == 0 and task.hrtime() - last_yield > 20e6 then
       task.yield()
+      last_yield = task.hrtime()
     end
+    if n % 500 == 0 and self.on_progress then self.on_progress(self, n, total, self:equity()) end
   end
   if self.on_progress then self.on_progress(self, total, total, self:equity()) end
   for _, acc in ipairs(self.accounts) do

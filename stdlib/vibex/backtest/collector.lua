@@ -6,16 +6,18 @@
 --   agent.new{…, sink = col}                 -- the agent calls col:recorder(name), col:event(…), col:cycle(…)
 --   col:close()                              -- the spool files are complete
 --
--- Orders, fills and trades are few and kept in memory (with their final
--- states); the equity curve is two number arrays per account; the rows
--- that grow with every cycle (decisions, diary entries) are streamed to
--- spool files in COPY text format with a header line (decisions.tsv,
--- diary.tsv), which vibex.backtest.store loads in bulk at the end. A
--- digest over the order stream (every order as sent, every fill, the
--- final equity) tells two runs apart at a glance.
+-- What grows with the run is streamed to files in the output directory,
+-- which vibex.backtest.store loads in bulk at the end: decisions and diary
+-- entries (COPY text with a header: decisions.tsv, diary.tsv), orders once
+-- they are final and every fill (CSV: orders.csv, fills.csv). In memory:
+-- the open orders, the closed trades (for the report) and the equity curve
+-- (number arrays). A digest chained over the order stream (every order as
+-- sent, every fill, every liquidation, the final equities) tells two runs
+-- apart at a glance.
 local diary = require "vibex.agent.diary"
 local json = require "vibex.json"
 local crypto = require "vibex.crypto"
+local time = require "vibex.time"
 
 local M = {}
 
@@ -41,21 +43,42 @@ M.DECISION_COLUMNS = { "account", "cycle_key", "started_ms", "strategy", "source
                        "cost", "experiment", "variant", "config_hash", "step_ms", "error", "equity" }
 M.DIARY_COLUMNS = { "account", "cycle_key", "body", "tags" }
 
+local function csv_text(v)
+  if v == nil then return "" end
+  local t = type(v)
+  if t == "boolean" then return v and "true" or "false" end
+  if t == "number" then
+    if v ~= v then return "" end
+    return fmt("%.17g", v)
+  end
+  v = tostring(v)
+  if v:find('[,"\n\r]') then v = '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+M.csv_text = csv_text
+
+M.ORDER_COLUMNS = { "account", "client_order_id", "symbol", "side", "type", "kind", "quantity", "price", "stop_price",
+                    "position_side", "time_in_force", "reduce_only", "close_position", "working_type", "cycle_key", "leg",
+                    "status", "parent_client_order_id", "executed_quantity", "average_price", "venue_order_id",
+                    "updated_ms", "reject_reason" }
+M.FILL_COLUMNS = { "account", "time", "symbol", "side", "price", "quantity", "fee", "fee_asset", "realized_pnl", "maker",
+                   "kind", "type", "client_order_id", "trade_id", "time_ms" }
+
 local Spool = {}
 Spool.__index = Spool
 
-local function spool(path, columns)
+local function spool(path, columns, csv)
   local f, err = io.open(path, "wb")
   if not f then return nil, err end
   f:setvbuf("full", 65536)
-  f:write(concat(columns, "\t"), "\n")
-  return setmetatable({ f = f, path = path, rows = 0 }, Spool)
+  f:write(concat(columns, csv and "," or "\t"), "\n")
+  return setmetatable({ f = f, path = path, rows = 0, sep = csv and "," or "\t", text = csv and csv_text or copy_text }, Spool)
 end
 
 function Spool:row(values, n)
-  local parts = {}
-  for i = 1, n do parts[i] = copy_text(values[i]) end
-  self.f:write(concat(parts, "\t", 1, n), "\n")
+  local parts, text = {}, self.text
+  for i = 1, n do parts[i] = text(values[i]) end
+  self.f:write(concat(parts, self.sep, 1, n), "\n")
   self.rows = self.rows + 1
 end
 
@@ -65,15 +88,17 @@ end
 
 -- ---- an account's order recorder (the interface of vibex.agent.recorder) -------------------------
 
+local FINAL = { filled = true, canceled = true, expired = true, rejected = true }
+
 local Rec = {}
 Rec.__index = Rec
 
 --- An order before it is sent: kept with what was sent.
 function Rec:insert(row)
   local acc = self.acc
-  local o = { row = row, status = row.status or "pending", executed = "0", avg = nil, seq = #acc.order_list + 1 }
+  acc.order_count = acc.order_count + 1
+  local o = { row = row, status = row.status or "pending", executed = "0", avg = nil }
   acc.orders[row.client_order_id] = o
-  acc.order_list[#acc.order_list + 1] = row.client_order_id
   self.col:digest_line(fmt("O|%s|%s|%s|%s|%s|%s|%s", acc.name, row.symbol, row.side, row.type, tostring(row.quantity),
     tostring(row.price), tostring(row.stop_price)))
   return true
@@ -88,6 +113,12 @@ function Rec:update(cid, fields)
   if fields.reject_reason then o.reject_reason = fields.reject_reason end
   if fields.venue_order_id then o.venue_order_id = tostring(fields.venue_order_id) end
   if fields.venue_time_ms then o.updated_ms = fields.venue_time_ms end
+  if FINAL[o.status] then o.final = true end
+  -- an answer that ended it (rejected, or filled at once) and no event to come: out of memory now,
+  -- unless a fill event is still on its way (it carries the order's kind)
+  if o.final and (o.status == "rejected" or o.status == "expired" or o.status == "canceled") then
+    self.col:retire(self.acc, cid)
+  end
   return true
 end
 
@@ -112,8 +143,8 @@ Col.__index = Col
 
 --- o: dir (where the spool files go), diary (false: no diary entries).
 function M.new(o)
-  local self = setmetatable({ dir = o.dir, accounts = {}, names = {}, digest_parts = {}, with_diary = o.diary ~= false,
-                              cycles = 0, step_ms = {} }, Col)
+  local self = setmetatable({ dir = o.dir, accounts = {}, names = {}, chain = "", with_diary = o.diary ~= false,
+                              cycles = 0, step_ms = {}, fill_row = {} }, Col)
   local err
   self.decisions, err = spool(o.dir .. "/decisions.tsv", M.DECISION_COLUMNS)
   if not self.decisions then return nil, err end
@@ -121,19 +152,45 @@ function M.new(o)
     self.diary, err = spool(o.dir .. "/diary.tsv", M.DIARY_COLUMNS)
     if not self.diary then return nil, err end
   end
+  self.orders_out, err = spool(o.dir .. "/orders.csv", M.ORDER_COLUMNS, true)
+  if not self.orders_out then return nil, err end
+  self.fills_out, err = spool(o.dir .. "/fills.csv", M.FILL_COLUMNS, true)
+  if not self.fills_out then return nil, err end
   return self
 end
 
+local orow = {}
+
+-- An order's row into orders.csv (when it is final, or at the end).
+function Col:write_order(a, cid, o)
+  local r = o.row
+  orow[1], orow[2], orow[3], orow[4], orow[5], orow[6] = a.name, cid, r.symbol, r.side, r.type, r.kind
+  orow[7], orow[8], orow[9], orow[10], orow[11] = r.quantity, r.price, r.stop_price, r.position_side, r.time_in_force
+  orow[12], orow[13], orow[14], orow[15], orow[16] = r.reduce_only, r.close_position, r.working_type, r.cycle_key, r.leg
+  orow[17], orow[18], orow[19], orow[20], orow[21] = o.status, r.parent_client_order_id, o.executed, o.avg, o.venue_order_id
+  orow[22], orow[23] = o.updated_ms, o.reject_reason
+  self.orders_out:row(orow, #M.ORDER_COLUMNS)
+end
+
+-- Orders that reached a final state leave memory for orders.csv.
+function Col:retire(a, cid)
+  local o = a.orders[cid]
+  if o and o.final then
+    self:write_order(a, cid, o)
+    a.orders[cid] = nil
+  end
+end
+
+-- The digest is a chain: each line of the order stream is hashed with the
+-- digest so far (nothing of the stream is kept).
 function Col:digest_line(s)
-  local d = self.digest_parts
-  d[#d + 1] = s
+  self.chain = crypto.sha256(self.chain .. "\n" .. s)
 end
 
 --- The sha256 of the order stream so far (every order as sent, every
--- fill, every liquidation, each account's final equity).
+-- fill, every liquidation) and each account's final equity.
 function Col:digest()
-  local parts = {}
-  for i, s in ipairs(self.digest_parts) do parts[i] = s end
+  local parts = { self.chain }
   for _, name in ipairs(self.names) do
     local a = self.accounts[name]
     parts[#parts + 1] = fmt("E|%s|%.8f", name, a.equity[#a.equity] or 0)
@@ -145,7 +202,7 @@ end
 function Col:account(name)
   local a = self.accounts[name]
   if a then return a end
-  a = { name = name, orders = {}, order_list = {}, fills = {}, trades = {}, open = {}, pos = {}, t = {}, equity = {},
+  a = { name = name, orders = {}, order_count = 0, fill_count = 0, trades = {}, open = {}, pos = {}, t = {}, equity = {},
         wallet_at = {},
         exposed = 0, cycles = 0, by_source = {}, taken = 0, held = 0, rejected = 0, refused = 0, refusal_rules = {},
         rejection_reasons = {}, invalid = 0, errors = 0, llm_calls = 0, tokens_in = 0, tokens_out = 0, cost = 0,
@@ -190,7 +247,13 @@ function Col:on_fill(a, f, order)
   local sym, qty, price = f.symbol, tonumber(f.quantity) or 0, tonumber(f.price) or 0
   local fee, rp, t = tonumber(f.fee) or 0, tonumber(f.realized_pnl) or 0, f.time_ms
   local signed = f.side == "buy" and qty or -qty
-  a.fills[#a.fills + 1] = f
+  a.fill_count = a.fill_count + 1
+  local fr = self.fill_row
+  fr[1], fr[2], fr[3], fr[4], fr[5], fr[6] = a.name, time.iso(t), sym, f.side, f.price, f.quantity
+  fr[7], fr[8], fr[9], fr[10] = f.fee or "0", f.fee_asset, f.realized_pnl or "0", f.maker or false
+  fr[11], fr[12], fr[13], fr[14], fr[15] = order and order.row.kind, order and order.row.type, f.client_order_id,
+    tostring(f.trade_id), t
+  self.fills_out:row(fr, #M.FILL_COLUMNS)
   a.fees = a.fees + fee
   self:digest_line(fmt("F|%s|%s|%s|%s|%s|%s|%s|%s", a.name, tostring(t), sym, f.side, f.price, f.quantity,
     tostring(f.fee), tostring(f.realized_pnl)))
@@ -229,6 +292,7 @@ function Col:event(_, name, ev)
     local cur = a.orders[o.client_order_id]
     if cur then self:recorder(name):state(o.client_order_id, o, nil, ev.time_ms) end
     if ev.fill then self:on_fill(a, ev.fill, cur) end
+    if cur then self:retire(a, o.client_order_id) end
   elseif ev.kind == "account" then
     local b = ev.balances and ev.balances[1]
     local wallet = b and tonumber(b.wallet)
@@ -320,8 +384,18 @@ end
 
 --- Close the spool files; positions still open stay open in the report.
 function Col:close()
+  for _, name in ipairs(self.names) do
+    local a = self.accounts[name]
+    local cids = {}
+    for cid in pairs(a.orders) do cids[#cids + 1] = cid end
+    table.sort(cids)
+    for _, cid in ipairs(cids) do self:write_order(a, cid, a.orders[cid]) end
+    a.orders = {}
+  end
   self.decisions:close()
   if self.diary then self.diary:close() end
+  self.orders_out:close()
+  self.fills_out:close()
 end
 
 return M

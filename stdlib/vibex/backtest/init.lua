@@ -414,6 +414,7 @@ function M.run(path, o)
     local ok, trerr = md:track(acc.symbols, strat.intervals or { "5m", "1h" }, o.capacity or 400)
     if not ok then return done(nil, errors.new("config", tostring(trerr))) end
     local sim = require("vibex.exchange.paper").venue(acc)
+    sim.history = 1000 -- what the venue keeps queryable (get_order, userTrades): the run needs only recent ones
     local added, adderr = pcall(ag.add_account, ag, acc, { sim = sim, venue = venues.new(sim, { account = acc.name }),
                                                            market = md, run_id = run_id })
     if not added then return done(nil, errors.new("config", tostring(adderr))) end
@@ -429,8 +430,13 @@ function M.run(path, o)
     blog:info("backtest started", { run = run_id, accounts = table.concat(names, ","), symbols = table.concat(symbols, ","),
                                     interval = iv, candles = run.n_candles, out = out })
   end
+  -- the collector starts a cycle when the heap has grown by as much as was
+  -- live after the last one (not twice as much): a backtest makes garbage
+  -- fast, and its peak memory is what a long run is judged by
+  local pause = collectgarbage("setpause", 100)
   local t0 = runtime.wall_ms()
   local ok, summary, serr = pcall(run.run, run)
+  collectgarbage("setpause", pause)
   local wall = runtime.wall_ms() - t0
   col:close()
   ag:close()

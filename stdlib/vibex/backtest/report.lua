@@ -113,7 +113,7 @@ local function account_report(a, o)
                   invalid_answers = a.invalid, errors = a.errors, first_error = a.first_error, by_source = a.by_source,
                   refused_by_rule = sorted_counts(a.refusal_rules), rejected_by_reason = sorted_counts(a.rejection_reasons) },
     model = { calls = a.llm_calls, tokens_in = a.tokens_in, tokens_out = a.tokens_out, cost = a.cost },
-    orders = #a.order_list, fills = #a.fills,
+    orders = a.order_count, fills = a.fill_count,
   }
   local ts = trade_stats(a.trades)
   for k, v in pairs(ts) do r[k] = v end
@@ -277,40 +277,29 @@ function M.trades(col)
   return rows
 end
 
-local function fills(col)
-  local rows = {}
+-- equity.csv, a line at a time (a year of cycles is never a table of rows)
+local function write_equity(path, col)
+  local f, err = io.open(path, "wb")
+  if not f then return nil, err end
+  f:setvbuf("full", 65536)
+  f:write("account,time,equity\n")
   for _, name in ipairs(col.names) do
     local a = col.accounts[name]
-    for _, f in ipairs(a.fills) do
-      local o = a.orders[f.client_order_id]
-      rows[#rows + 1] = { account = name, time = iso(f.time_ms), symbol = f.symbol, side = f.side, price = f.price,
-                          quantity = f.quantity, fee = f.fee, realized_pnl = f.realized_pnl, kind = o and o.row.kind,
-                          type = o and o.row.type, client_order_id = f.client_order_id, trade_id = f.trade_id }
-    end
+    local t, eq = a.t, a.equity
+    for i = 1, #t do f:write(name, ",", iso(t[i]), ",", fmt("%.8f", eq[i]), "\n") end
   end
-  return rows
+  local ok, werr = f:close()
+  if not ok then return nil, werr end
+  return true
 end
 
-local function equity_rows(col)
-  local rows = {}
-  for _, name in ipairs(col.names) do
-    local a = col.accounts[name]
-    for i = 1, #a.t do rows[#rows + 1] = { account = name, time = iso(a.t[i]), equity = a.equity[i] } end
-  end
-  return rows
-end
-
---- Write report.json, trades.csv, fills.csv, equity.csv and report.html
--- into dir. o.prices: {symbol = {t = {}, c = {}}} for the price charts.
+--- Write report.json, trades.csv, equity.csv and report.html into dir
+-- (fills.csv and orders.csv are written by the collector as the run goes). o.prices: {symbol = {t = {}, c = {}}} for the price charts.
 function M.write(r, col, dir, o)
   o = o or {}
   local ok, err = write_file(dir .. "/report.json", json.encode(r))
   if ok then ok, err = write_file(dir .. "/trades.csv", csv(M.trades(col), M.TRADE_COLUMNS)) end
-  if ok then
-    ok, err = write_file(dir .. "/fills.csv", csv(fills(col), { "account", "time", "symbol", "side", "price", "quantity",
-      "fee", "realized_pnl", "kind", "type", "client_order_id", "trade_id" }))
-  end
-  if ok then ok, err = write_file(dir .. "/equity.csv", csv(equity_rows(col), { "account", "time", "equity" })) end
+  if ok then ok, err = write_equity(dir .. "/equity.csv", col) end
   if ok then ok, err = write_file(dir .. "/report.html", require("vibex.backtest.html").render(r, col, o.prices or {}, M.trades(col))) end
   return ok, err
 end

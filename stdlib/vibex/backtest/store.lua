@@ -64,12 +64,6 @@ local function copy_rows(c, tbl, rows, columns)
   return c:copy(("COPY %s (%s) FROM STDIN"):format(tbl, table.concat(columns, ", ")), rows_text(rows, columns))
 end
 
-local ORDER_COLUMNS = { "account", "client_order_id", "symbol", "side", "type", "quantity", "price", "stop_price",
-                        "position_side", "time_in_force", "reduce_only", "close_position", "working_type", "cycle_key",
-                        "leg", "status", "kind", "parent_client_order_id", "executed_quantity", "average_price",
-                        "venue_order_id", "updated_ms", "reject_reason" }
-local FILL_COLUMNS = { "account", "client_order_id", "trade_id", "symbol", "side", "price", "quantity", "fee", "fee_asset",
-                       "realized_pnl", "maker", "time_ms" }
 local SNAP_COLUMNS = { "account", "time_ms", "equity", "wallet" }
 local TRADE_COLUMNS = { "account", "symbol", "side", "opened_ms", "closed_ms", "quantity", "entry_price", "exit_price",
                         "pnl", "fees", "funding", "net", "reason" }
@@ -80,12 +74,13 @@ CREATE TEMP TABLE bt_decisions (account text, cycle_key text, started_ms float8,
   tokens_in integer, tokens_out integer, latency_ms numeric, cost numeric, experiment text, variant text,
   config_hash text, step_ms jsonb, error text, equity numeric) ON COMMIT DROP;
 CREATE TEMP TABLE bt_diary (account text, cycle_key text, body text, tags text[]) ON COMMIT DROP;
-CREATE TEMP TABLE bt_orders (account text, client_order_id text, symbol text, side text, type text, quantity numeric,
-  price numeric, stop_price numeric, position_side text, time_in_force text, reduce_only boolean, close_position boolean,
-  working_type text, cycle_key text, leg integer, status text, kind text, parent_client_order_id text,
+CREATE TEMP TABLE bt_orders (account text, client_order_id text, symbol text, side text, type text, kind text,
+  quantity numeric, price numeric, stop_price numeric, position_side text, time_in_force text, reduce_only boolean,
+  close_position boolean, working_type text, cycle_key text, leg integer, status text, parent_client_order_id text,
   executed_quantity numeric, average_price numeric, venue_order_id text, updated_ms float8, reject_reason text) ON COMMIT DROP;
-CREATE TEMP TABLE bt_fills (account text, client_order_id text, trade_id text, symbol text, side text, price numeric,
-  quantity numeric, fee numeric, fee_asset text, realized_pnl numeric, maker boolean, time_ms float8) ON COMMIT DROP;
+CREATE TEMP TABLE bt_fills (account text, time text, symbol text, side text, price numeric, quantity numeric, fee numeric,
+  fee_asset text, realized_pnl numeric, maker boolean, kind text, type text, client_order_id text, trade_id text,
+  time_ms float8) ON COMMIT DROP;
 CREATE TEMP TABLE bt_snapshots (account text, time_ms float8, equity numeric, wallet numeric) ON COMMIT DROP;
 CREATE TEMP TABLE bt_trades (account text, symbol text, side text, opened_ms float8, closed_ms float8, quantity numeric,
   entry_price numeric, exit_price numeric, pnl numeric, fees numeric, funding numeric, net numeric, reason text) ON COMMIT DROP;
@@ -130,35 +125,6 @@ INSERT INTO backtest_trades (run_id, account, symbol, side, opened_at, closed_at
          exit_price, pnl, fees, funding, net, reason FROM bt_trades;
 ]]
 
-local function order_rows(col)
-  local rows = {}
-  for _, name in ipairs(col.names) do
-    local a = col.accounts[name]
-    for _, cid in ipairs(a.order_list) do
-      local o = a.orders[cid]
-      local r = {}
-      for k, v in pairs(o.row) do r[k] = v end
-      r.account, r.status, r.executed_quantity, r.average_price = name, o.status, o.executed, o.avg
-      r.venue_order_id, r.updated_ms, r.reject_reason = o.venue_order_id, o.updated_ms, o.reject_reason
-      rows[#rows + 1] = r
-    end
-  end
-  return rows
-end
-
-local function fill_rows(col)
-  local rows = {}
-  for _, name in ipairs(col.names) do
-    for _, f in ipairs(col.accounts[name].fills) do
-      local r = {}
-      for k, v in pairs(f) do r[k] = v end
-      r.account = name
-      rows[#rows + 1] = r
-    end
-  end
-  return rows
-end
-
 local function snapshot_rows(col)
   local rows = {}
   for _, name in ipairs(col.names) do
@@ -185,8 +151,14 @@ function M.save(pool, run_id, col, report, o)
         if not col.diary then return true end
         return c:copy("COPY bt_diary FROM STDIN (FORMAT text, HEADER true)", file_chunks(col.dir .. "/diary.tsv"))
       end,
-      function() return copy_rows(c, "bt_orders", order_rows(col), ORDER_COLUMNS) end,
-      function() return copy_rows(c, "bt_fills", fill_rows(col), FILL_COLUMNS) end,
+      function()
+        return c:copy(("COPY bt_orders (%s) FROM STDIN (FORMAT csv, HEADER true)"):format(table.concat(collector.ORDER_COLUMNS, ", ")),
+          file_chunks(col.dir .. "/orders.csv"))
+      end,
+      function()
+        return c:copy(("COPY bt_fills (%s) FROM STDIN (FORMAT csv, HEADER true)"):format(table.concat(collector.FILL_COLUMNS, ", ")),
+          file_chunks(col.dir .. "/fills.csv"))
+      end,
       function() return copy_rows(c, "bt_snapshots", snapshot_rows(col), SNAP_COLUMNS) end,
       function() return copy_rows(c, "bt_trades", trades, TRADE_COLUMNS) end,
     }
