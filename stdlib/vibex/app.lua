@@ -175,21 +175,7 @@ local function explain(step, err, acc)
 end
 
 -- The scripts a strategy names must exist (in its own dir or scripts/).
-function App:check_scripts(acc)
-  local strat = self.agent:strategy(acc)
-  for _, role in ipairs { "context", "prompt", "policy", "rules" } do
-    local name = strat[role]
-    if name then
-      local found = (strat.dir and runtime.exists(strat.dir .. "/" .. name .. ".lua"))
-        or runtime.exists(runtime.home() .. "/scripts/" .. name .. ".lua")
-      if not found then
-        return nil, errors.new("script", ("the %s script %q does not exist (looked in %sscripts/)")
-          :format(role, name, strat.dir and (strat.dir .. "/ and ") or ""))
-      end
-    end
-  end
-  return true
-end
+function App:check_scripts(acc) return self.agent:check_scripts(acc) end
 
 -- The shared market-data service of a venue (public data: no keys).
 function App:market_for(acc)

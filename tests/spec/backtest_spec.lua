@@ -284,6 +284,24 @@ describe("vibex backtest", function()
     assert.matches("mean sharpe", text, 1, true)
   end)
 
+  it("refuses bad input with what, where and how to fix it, and exit 2", function()
+    local dir = setup()
+    local cases = {
+      { { "backtest", dir .. "/missing.lua" }, "cannot read config" },
+      { { "backtest", dir .. "/cfg.lua", "--set", "nonsense" }, "is not KEY=VALUE" },
+      { { "backtest", dir .. "/cfg.lua", "--set", "risk.max_leverage=0" }, "max_leverage" },
+      { { "backtest", dir .. "/cfg.lua", "--accounts", "nobody" }, "no account \"nobody\"" },
+      { { "backtest", dir .. "/cfg.lua", "--set", "rules=absent" }, "strategies.scripted.rules: no script \"absent\"" },
+      { { "backtest", dir .. "/cfg.lua", "--no-db", "--from", "someday" }, "--from \"someday\" is not a date" },
+      { { "backtest", "show" }, "missing argument" },
+    }
+    for _, c in ipairs(cases) do
+      local _, err, code = h.vibex(c[1])
+      assert.equal(2, code, table.concat(c[1], " ") .. ": " .. err)
+      assert.matches(c[2], err, 1, true)
+    end
+  end)
+
   it("writes a report.html that renders in headless Chromium with its charts and no console errors", function()
     local chromium = process.which("chromium")
     assert(chromium, "chromium is not installed (make deps installs it)")

@@ -232,6 +232,24 @@ function Agent:note_disabled(a, acc, strat, role)
   return off
 end
 
+--- The scripts an account's strategy names must exist (in its own dir or
+-- scripts/): true | nil, err (kind script) naming the first missing one.
+function Agent:check_scripts(acc)
+  local strat = self:strategy(acc)
+  for _, role in ipairs { "context", "prompt", "policy", "rules" } do
+    local name = strat[role]
+    if name then
+      local found = (strat.dir and runtime.exists(strat.dir .. "/" .. name .. ".lua"))
+        or runtime.exists(runtime.home() .. "/scripts/" .. name .. ".lua")
+      if not found then
+        return nil, require("vibex.errors").new("script", ("the %s script %q does not exist (looked in %sscripts/)")
+          :format(role, name, strat.dir and (strat.dir .. "/ and ") or ""))
+      end
+    end
+  end
+  return true
+end
+
 --- Why the script in `role` is disabled (nil when it runs).
 function Agent:script_disabled(strat, role)
   local reg, name = self:script(strat, role)

@@ -143,10 +143,16 @@ end
 -- domain order; extra: more fields, see db.orders:update; time_ms: the
 -- venue's time of this state, else the order's own).
 function R:state(client_order_id, o, extra, time_ms)
+  return self:update(client_order_id, M.state_fields(o, extra, time_ms))
+end
+
+--- The update fields of a domain order's state (extra: more fields;
+-- time_ms: the venue's time of this state, else the order's own).
+function M.state_fields(o, extra, time_ms)
   local fields = extra or {}
   fields.status, fields.executed_quantity, fields.average_price = o.status, o.executed_quantity, o.average_price
   fields.venue_order_id, fields.venue_time_ms = o.venue_order_id, time_ms or o.updated_ms
-  return self:update(client_order_id, fields)
+  return fields
 end
 
 --- Record a fill the venue reported (f: a domain fill), the same way.

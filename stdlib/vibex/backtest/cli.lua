@@ -14,7 +14,10 @@ M.ACTIONS = { run = true, list = true, show = true, compare = true, delete = tru
 local function say_error(h, prefix, err)
   io.stderr:write("vibex: ", prefix, errors.message(err), "\n")
   if type(err) == "table" and err.fix then io.stderr:write("  fix: ", tostring(err.fix), "\n") end
-  return (type(err) == "table" and err.code) or 1
+  if type(err) ~= "table" then return 1 end
+  -- what the user can fix in the command or the config is a usage error (2); the rest is a failure (1)
+  local usage = err.kind == "invalid" or err.kind == "config" or err.kind == "script"
+  return err.code or (usage and 2) or 1
 end
 
 local function split(s)

@@ -15,6 +15,7 @@
 -- sent, every fill, every liquidation, the final equities) tells two runs
 -- apart at a glance.
 local diary = require "vibex.agent.diary"
+local state_fields = require("vibex.agent.recorder").state_fields
 local json = require "vibex.json"
 local crypto = require "vibex.crypto"
 local time = require "vibex.time"
@@ -123,10 +124,7 @@ function Rec:update(cid, fields)
 end
 
 function Rec:state(cid, order, extra, time_ms)
-  local fields = extra or {}
-  fields.status, fields.executed_quantity, fields.average_price = order.status, order.executed_quantity, order.average_price
-  fields.venue_order_id, fields.venue_time_ms = order.venue_order_id, time_ms or order.updated_ms
-  return self:update(cid, fields)
+  return self:update(cid, state_fields(order, extra, time_ms))
 end
 
 function Rec:fill() return true end    -- fills come with the venue's events (Collector:event)

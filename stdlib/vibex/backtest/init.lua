@@ -212,20 +212,6 @@ local function script_registry(cfg)
   return reg
 end
 
-local function check_scripts(ag, acc)
-  local strat = ag:strategy(acc)
-  for _, role in ipairs { "context", "prompt", "policy", "rules" } do
-    local name = strat[role]
-    if name then
-      local found = (strat.dir and runtime.exists(strat.dir .. "/" .. name .. ".lua"))
-        or runtime.exists(runtime.home() .. "/scripts/" .. name .. ".lua")
-      if not found then
-        return nil, errors.new("script", ("account %s: the %s script %q does not exist"):format(acc.name, role, name))
-      end
-    end
-  end
-  return true
-end
 
 -- The accounts to run: --accounts, else every enabled one; each on the sim.
 local function select_accounts(cfg, names)
@@ -376,8 +362,12 @@ function M.run(path, o)
   local names, scripts_used = {}, {}
   for i, acc in ipairs(accounts) do
     names[i] = acc.name
-    local ok, serr = check_scripts(ag, acc)
-    if not ok then serr.code = 2; return done(nil, serr) end
+    local ok, serr = ag:check_scripts(acc)
+    if not ok then
+      serr = errors.new("script", ("account %s: %s"):format(acc.name, errors.message(serr)))
+      serr.code = 2
+      return done(nil, serr)
+    end
     scripts_used[acc.name] = ag:script_hashes(ag:strategy(acc))
   end
   local run = assert(replay.new { agent = ag, config = rc2, accounts = accounts, data = data })
