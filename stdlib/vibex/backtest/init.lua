@@ -180,7 +180,10 @@ local function tty() return require("vibex.cdef").C.isatty(2) == 1 end
 local function progress_printer(o)
   local started, last_line = runtime.wall_ms(), 0
   local on_tty = o.progress ~= false and tty()
+  local finished = false
   return function(run, n, total_times, equity)
+    if finished then return end
+    finished = n >= total_times
     local now = runtime.wall_ms()
     local el = (now - started) / 1000
     local frac = n / math.max(1, total_times)
@@ -370,6 +373,13 @@ function M.run(path, o)
     end
     scripts_used[acc.name] = ag:script_hashes(ag:strategy(acc))
   end
+  -- the config's logs (files under log_dir); on the console only warnings
+  -- and errors: a cycle's info line a thousand times a second is noise
+  -- beside the progress bar, and stays in the trading log file
+  local lok, lerr = pcall(log.configure, { dir = cfg.runtime.log_dir, level = cfg.runtime.log_level,
+                                           console_level = "warn",
+                                           console = cfg.runtime.log_format == "json" and "json" or "auto" })
+  if not lok then blog:warn("log configuration failed", { err = tostring(lerr) }) end
   local run = assert(replay.new { agent = ag, config = rc2, accounts = accounts, data = data })
   if h then
     local details = { interval = iv, symbols = symbols, seed = rc.source ~= "database" and rc.seed or nil,
