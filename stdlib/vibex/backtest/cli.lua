@@ -86,12 +86,20 @@ local function run(a, h)
   return 0
 end
 
-local function list(a, h)
-  local db, code = h.open_migrated_db(a.config, "backtest list: ")
-  if not db then return code end
-  local rows, err = require("vibex.backtest.store").list(db.pool, { limit = tonumber(a.limit) or 50 })
+-- Open the config's database, call the store's fname(pool, ...), close it:
+-- the result | nil, the exit code (the error said).
+local function from_store(a, h, what, fname, ...)
+  local db, code = h.open_migrated_db(a.config, "backtest " .. what .. ": ")
+  if not db then return nil, code end
+  local res, err = require("vibex.backtest.store")[fname](db.pool, ...)
   db.close()
-  if not rows then return say_error(h, "backtest list: ", err) end
+  if not res then return nil, say_error(h, "backtest " .. what .. ": ", err) end
+  return res
+end
+
+local function list(a, h)
+  local rows, code = from_store(a, h, "list", "list", { limit = tonumber(a.limit) or 50 })
+  if not rows then return code end
   if a.json then
     local out = {}
     for i, r in ipairs(rows) do
@@ -119,11 +127,8 @@ local function list(a, h)
 end
 
 local function show(a, h)
-  local db, code = h.open_migrated_db(a.config, "backtest show: ")
-  if not db then return code end
-  local r, err = require("vibex.backtest.store").get(db.pool, tonumber(a.run_id))
-  db.close()
-  if not r then return say_error(h, "backtest show: ", err) end
+  local r, code = from_store(a, h, "show", "get", tonumber(a.run_id))
+  if not r then return code end
   local rep = r.details.report
   if a.json then
     io.stdout:write(json.encode({ run_id = tonumber(r.run_id), outcome = r.outcome, report = rep, trades = r.trades,
@@ -155,14 +160,10 @@ local COMPARE = {
 }
 
 local function compare(a, h)
-  local db, code = h.open_migrated_db(a.config, "backtest compare: ")
-  if not db then return code end
-  local store = require "vibex.backtest.store"
-  local x, xerr = store.get(db.pool, tonumber(a.runs[1]))
-  local y, yerr = store.get(db.pool, tonumber(a.runs[2]))
-  db.close()
-  if not x then return say_error(h, "backtest compare: ", xerr) end
-  if not y then return say_error(h, "backtest compare: ", yerr) end
+  local x, xcode = from_store(a, h, "compare", "get", tonumber(a.runs[1]))
+  if not x then return xcode end
+  local y, ycode = from_store(a, h, "compare", "get", tonumber(a.runs[2]))
+  if not y then return ycode end
   local rx, ry = x.details.report, y.details.report
   if not rx or not ry then return say_error(h, "backtest compare: ", errors.new("not_found", "both runs must have completed")) end
   if a.json then
@@ -188,11 +189,8 @@ local function compare(a, h)
 end
 
 local function delete(a, h)
-  local db, code = h.open_migrated_db(a.config, "backtest delete: ")
-  if not db then return code end
-  local ok, err = require("vibex.backtest.store").delete(db.pool, tonumber(a.run_id))
-  db.close()
-  if not ok then return say_error(h, "backtest delete: ", err) end
+  local ok, code = from_store(a, h, "delete", "delete", tonumber(a.run_id))
+  if not ok then return code end
   io.stdout:write(("backtest run %s deleted\n"):format(a.run_id))
   return 0
 end
