@@ -498,7 +498,7 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   bt:require_command(true)
   bt:command_target("action")
   local brun = command(bt, state, "run", "Run a backtest; `vibex backtest CONFIG` is the same. Prints the report and writes "
-    .. "report.json, trades.csv, fills.csv, equity.csv and report.html.",
+    .. "report.json, trades.csv, fills.csv, orders.csv, equity.csv and report.html.",
     "vibex backtest examples/backtest.lua --sweep params.fast=8,12 --sweep params.slow=26,34 --jobs 2")
   brun:argument("config", "The config file (its accounts run on the simulated venue; data from its replay section).")
   brun:option("--from", "Decisions from this date (YYYY-MM-DD[ HH:MM], UTC); candles before it warm up."):argname("DATE")

@@ -80,7 +80,7 @@ local function run(a, h)
     io.stdout:write(json.encode(res.report), "\n")
   else
     io.stdout:write(report.text(res.report))
-    io.stdout:write(("\nreport: %s/report.html  (report.json, trades.csv, fills.csv, equity.csv)\n"):format(res.out))
+    io.stdout:write(("\nreport: %s/report.html  (report.json, trades.csv, fills.csv, orders.csv, equity.csv)\n"):format(res.out))
     if res.run_id then io.stdout:write(("run %d recorded: vibex backtest show %d\n"):format(res.run_id, res.run_id)) end
   end
   return 0
