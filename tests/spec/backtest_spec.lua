@@ -10,6 +10,7 @@ local json = require "vibex.json"
 local runtime = require "vibex.runtime"
 local process = require "vibex.process"
 local vtime = require "vibex.time"
+local task = require "vibex.task"
 
 local START = vtime.date_ms("2026-02-01")
 local IV = 300000
@@ -257,6 +258,32 @@ describe("vibex backtest", function()
       assert.matches("no recorded model answer for account known, cycle " .. vtime.iso(START + 61 * IV), last, 1, true)
       local failed = sql(dir, "SELECT outcome FROM runs WHERE run_id = 4")
       assert.equal("failed", failed[1].outcome)
+    end)
+    fake.stop()
+    assert(ok, e)
+  end)
+
+  it("keeps the model answers it paid for when it is killed half way", function()
+    local fake = h.fake_llm { key = "sk-bt", models = { ["m-slow"] = { mode = "slow", delay_ms = 150 } } }
+    local ok, e = pcall(function()
+      local dir = setup(([[llm = { default = "fake", providers = { { name = "fake", kind = "openai", base_url = %q,
+        model = "m-slow", api_key = env "FAKE_KEY", max_retries = 0 } } },]]):format(fake.base .. "/v1"))
+      h.write(dir .. "/.env", "FAKE_KEY=sk-bt\n")
+      local cfg = read(dir .. "/cfg.lua"):gsub('rules = "scripted",', 'rules = "scripted", prompt = "prompt",')
+      h.write(dir .. "/cfg.lua", cfg)
+      h.migrate(dir .. "/cfg.lua")
+      local p = assert(process.spawn { file = h.bin, stdout = "ignore", stderr = "ignore",
+        args = { "backtest", dir .. "/cfg.lua", "--set", "llm.replay=record", "--out", dir .. "/o" } })
+      local function stored() return tonumber(sql(dir, "SELECT count(*) AS n FROM llm_answers")[1].n) end
+      assert.is_true(h.wait_until(function() return #fake.log() >= 5 end, 60000, 100), "the model was not asked")
+      p:kill("KILL")
+      task.timeout(10000, function() return p:wait() end)
+      local asked = #fake.log()
+      -- every answer the model gave before the kill is in the record (the last may have been in flight)
+      assert.is_true(stored() >= asked - 1, ("%d answers stored, %d asked"):format(stored(), asked))
+      local run = sql(dir, "SELECT outcome FROM runs WHERE kind = 'backtest'")
+      assert.equal(1, #run)
+      assert.is_nil(run[1].outcome) -- left running by a dead process; nothing else of it was written
     end)
     fake.stop()
     assert(ok, e)

@@ -402,8 +402,11 @@ function M.run(path, o)
   do
     local lr = require "vibex.llm.replay"
     local serr
+    -- a new answer is paid for: it goes into the database as it comes (a
+    -- crashed run keeps what it paid for), not with the rest at the end
     store, serr = lr.store { pool = h and h.pool, file = not h and (out .. "/answers.jsonl") or nil,
-                             run_id = type(cfg.llm.replay) == "number" and cfg.llm.replay or nil }
+                             run_id = type(cfg.llm.replay) == "number" and cfg.llm.replay or nil,
+                             write_through = true, recording_run = run_id }
     if not store then return done(nil, serr) end
     ag.wrap_client = function(c) return lr.wrap(c, store, cfg.llm.replay) end
   end

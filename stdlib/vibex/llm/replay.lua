@@ -4,7 +4,7 @@
 --
 --   local store = replay.store{pool = pool}            -- or {file = "out/answers.jsonl"}
 --   local c = replay.wrap(client, store, "record")     -- a client with the same :chat
---   store:save(run_id)                                 -- what was new, and which answers the run used
+--   store:save(run_id)                                 -- what is still unwritten, and which answers the run used
 --
 -- Modes: nil (ask the model; keep every answer), "record" (answer from the
 -- record; on a miss ask and keep), "strict" (answer from the record; a miss
@@ -35,10 +35,12 @@ local Store = {}
 Store.__index = Store
 
 --- o: pool (the database: llm_answers), file (a JSON-lines file instead),
--- run_id (only this run's answers: loaded at once).
+-- run_id (only this run's answers: loaded at once), write_through (new
+-- answers into the database as they come), recording_run (the run new
+-- answers are first recorded by).
 function M.store(o)
   local self = setmetatable({ pool = o.pool, file = o.file, cache = {}, new = {}, used = {}, used_list = {},
-                              only_run = o.run_id }, Store)
+                              only_run = o.run_id, write_through = o.write_through, run_id = o.recording_run }, Store)
   if self.only_run then
     if not self.pool then return nil, errors.new("config", "llm.replay = a run id needs the database") end
     local rows, err = self.pool:query([[SELECT a.answer_key, a.answer, a.tokens_in, a.tokens_out, a.cost, a.model
@@ -81,11 +83,29 @@ function Store:get(key)
   return hit or nil
 end
 
---- Keep a new answer (written by save, or at once to the file).
+local INSERT = [[INSERT INTO llm_answers (answer_key, provider, model, request, answer, tokens_in, tokens_out,
+    cost, latency_ms, first_run_id)
+  VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10) ON CONFLICT (answer_key) DO NOTHING]]
+
+local function insert(db, e, run_id)
+  return db:query(INSERT, e.answer_key, e.provider, e.model, json.encode(e.request), e.answer, e.tokens_in, e.tokens_out,
+    e.cost, e.latency_ms, run_id)
+end
+
+--- Keep a new answer at once — in the database (o.write_through with a
+-- pool: a paid answer survives a crash of the run) or the file — else at
+-- save.
 function Store:put(key, request, provider, a)
   local e = { answer_key = key, provider = provider, model = a.model, request = request, answer = a.text,
               tokens_in = a.tokens_in, tokens_out = a.tokens_out, cost = a.cost, latency_ms = a.latency_ms }
   self.cache[key] = M.entry(e)
+  if self.pool and self.write_through then
+    local ok, err = insert(self.pool, e, self.run_id)
+    if ok then return end
+    -- kept for the end of the run instead: the answer is not lost with the database away
+    self.write_errors = (self.write_errors or 0) + 1
+    self.last_write_error = err
+  end
   self.new[#self.new + 1] = e
   if self.file then
     local f = io.open(self.file, "ab")
@@ -105,11 +125,7 @@ function Store:save(run_id, conn)
   local db = conn or self.pool
   if not db then return #self.new end
   for _, e in ipairs(self.new) do
-    local _, err = db:query([[INSERT INTO llm_answers (answer_key, provider, model, request, answer, tokens_in, tokens_out,
-        cost, latency_ms, first_run_id)
-      VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10) ON CONFLICT (answer_key) DO NOTHING]],
-      e.answer_key, e.provider, e.model, json.encode(e.request), e.answer, e.tokens_in, e.tokens_out, e.cost, e.latency_ms,
-      run_id)
+    local _, err = insert(db, e, run_id)
     if err then return nil, err end
   end
   if run_id then
