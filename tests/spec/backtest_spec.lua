@@ -284,6 +284,12 @@ describe("vibex backtest", function()
       local run = sql(dir, "SELECT outcome FROM runs WHERE kind = 'backtest'")
       assert.equal(1, #run)
       assert.is_nil(run[1].outcome) -- left running by a dead process; nothing else of it was written
+      -- the list finds its process gone and says so
+      local out, err, code = h.vibex { "backtest", "list", dir .. "/cfg.lua", "--json" }
+      assert.equal(0, code, err)
+      local listed = json.decode(out)
+      assert.equal("crashed", listed[1].outcome)
+      assert.matches("killed or crashed", listed[1].error, 1, true)
     end)
     fake.stop()
     assert(ok, e)

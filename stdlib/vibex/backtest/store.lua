@@ -16,10 +16,31 @@ local M = {}
 
 local copy_text = collector.copy_text
 
+--- Backtests left unfinished by a process that is gone (killed, crashed):
+-- recorded as crashed. Returns the run ids marked | nil, err.
+function M.mark_dead(pool)
+  local rows, err = pool:query("SELECT run_id, pid FROM runs WHERE kind = 'backtest' AND outcome IS NULL")
+  if not rows then return nil, err end
+  local marked = {}
+  for _, r in ipairs(rows) do
+    local pid = tonumber(r.pid)
+    if not (pid and (pid == runtime.pid() or runtime.pid_alive(pid))) then
+      local _, uerr = pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at,
+          details = details || '{"error": "the process ended without finishing the run (killed or crashed)"}'::jsonb
+        WHERE run_id = $1 AND outcome IS NULL]], r.run_id)
+      if uerr then return nil, uerr end
+      marked[#marked + 1] = tonumber(r.run_id)
+    end
+  end
+  return marked
+end
+
 --- The run row of a new backtest (never a resumed one: two backtests of
 -- the same config are two runs). o: accounts, config_hash, script_versions,
 -- from_ms, to_ms, details. Returns the row | nil, err.
 function M.begin(pool, o)
+  local _, merr = M.mark_dead(pool)
+  if merr then return nil, merr end
   local identity = require("vibex.crypto").sha256(("backtest|%s|%d|%d"):format(o.config_hash or "", runtime.pid(),
     runtime.wall_ms()))
   local rows, err = pool:query([[INSERT INTO runs (kind, identity, accounts, config_hash, script_versions, data_from,
@@ -195,6 +216,8 @@ end
 --- The newest backtests: {run_id, started_at, outcome, accounts, from, to, report summary fields}.
 function M.list(pool, o)
   o = o or {}
+  local _, merr = M.mark_dead(pool)
+  if merr then return nil, merr end
   return pool:query([[SELECT run_id, outcome, array_to_string(accounts, ',') AS accounts, config_hash,
       to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started,
       to_char(data_from AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS data_from,
