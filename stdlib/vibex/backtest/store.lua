@@ -17,22 +17,11 @@ local M = {}
 local copy_text = collector.copy_text
 
 --- Backtests left unfinished by a process that is gone (killed, crashed):
--- recorded as crashed. Returns the run ids marked | nil, err.
+-- recorded as crashed (vibex.db.repo.runs). Returns the run ids marked | nil, err.
 function M.mark_dead(pool)
-  local rows, err = pool:query("SELECT run_id, pid FROM runs WHERE kind = 'backtest' AND outcome IS NULL")
-  if not rows then return nil, err end
-  local marked = {}
-  for _, r in ipairs(rows) do
-    local pid = tonumber(r.pid)
-    if not (pid and (pid == runtime.pid() or runtime.pid_alive(pid))) then
-      local _, uerr = pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at,
-          details = details || '{"error": "the process ended without finishing the run (killed or crashed)"}'::jsonb
-        WHERE run_id = $1 AND outcome IS NULL]], r.run_id)
-      if uerr then return nil, uerr end
-      marked[#marked + 1] = tonumber(r.run_id)
-    end
-  end
-  return marked
+  local runs = setmetatable({ pool = pool }, require "vibex.db.repo.runs")
+  return runs:mark_crashed { kind = "backtest", keep_own = true,
+                             reason = "the process ended without finishing the run (killed or crashed)" }
 end
 
 --- The run row of a new backtest (never a resumed one: two backtests of

@@ -17,17 +17,24 @@ local runtime = require "vibex.runtime"
 local R = {}
 R.__index = R
 
--- Unfinished runs of this identity whose process is gone: crashed.
+-- Unfinished runs whose process is gone: crashed. Which runs: those of an
+-- identity (a string), or o = {identity, kind}; o.keep_own leaves this
+-- process's own runs alone (else they count as gone: a new start of the
+-- same identity means the old one is over); o.reason goes into details.error.
 -- Returns the list of run ids marked | nil, err.
-function R:mark_crashed(identity)
-  local rows, err = self.pool:query([[SELECT run_id, pid FROM runs WHERE identity = $1 AND outcome IS NULL]], identity)
+function R:mark_crashed(o)
+  if type(o) ~= "table" then o = { identity = o } end
+  local rows, err = self.pool:query([[SELECT run_id, pid FROM runs WHERE outcome IS NULL
+    AND ($1::text IS NULL OR identity = $1) AND ($2::text IS NULL OR kind = $2)]], o.identity, o.kind)
   if not rows then return nil, err end
   local marked = {}
   for _, r in ipairs(rows) do
     local pid = tonumber(r.pid)
-    if not (pid and pid ~= runtime.pid() and runtime.pid_alive(pid)) then
-      local _, uerr = self.pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at
-        WHERE run_id = $1 AND outcome IS NULL]], r.run_id)
+    local own = pid == runtime.pid()
+    if not ((own and o.keep_own) or (pid and not own and runtime.pid_alive(pid))) then
+      local _, uerr = self.pool:query([[UPDATE runs SET outcome = 'crashed', ended_at = updated_at,
+          details = CASE WHEN $2::text IS NULL THEN details ELSE details || jsonb_build_object('error', $2::text) END
+        WHERE run_id = $1 AND outcome IS NULL]], r.run_id, o.reason)
       if uerr then return nil, uerr end
       marked[#marked + 1] = tonumber(r.run_id)
     end
