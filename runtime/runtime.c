@@ -28,6 +28,7 @@
 
 #include "http.h"
 #include "ws.h"
+#include "server.h"
 #include "log.h"
 #include "metrics.h"
 #include "task.h"
@@ -263,6 +264,7 @@ static int setup_lua(vx_runtime *rt) {
     preload(L, "vibex.core.task", vx_open_task);
     preload(L, "vibex.core.http", vx_open_http);
     preload(L, "vibex.core.ws", vx_open_ws);
+    preload(L, "vibex.core.server", vx_open_server);
     preload(L, "vibex.core.mdsink", vx_open_mdsink);
     preload(L, "vibex.core.fdwait", vx_open_fdwait);
     preload(L, "vibex.core.log", vx_open_log);
@@ -347,6 +349,7 @@ void vx_runtime_free(vx_runtime *rt) {
     if (rt->L) lua_close(rt->L); /* __gc of handles closes their libuv side */
     rt->L = NULL;
     vx_budget_uninstall(&rt->budget);
+    vx_server_reap_all(rt);
     if (rt->ws) { /* lws closes its handles through the loop: let it turn in between */
         vx_ws_free_begin(rt->ws);
         for (int i = 0; i < 8; i++) uv_run(&rt->loop, UV_RUN_NOWAIT);

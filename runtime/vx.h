@@ -27,6 +27,7 @@ typedef struct vx_metrics vx_metrics;
 typedef struct vx_sched vx_sched;
 typedef struct vx_http vx_http;
 typedef struct vx_ws vx_ws;
+typedef struct vx_server vx_server;
 
 
 typedef struct vx_runtime {
@@ -37,6 +38,7 @@ typedef struct vx_runtime {
     vx_sched *sched;
     vx_http *http;          /* created on first request */
     vx_ws *ws;              /* WebSocket context, created on first connect */
+    vx_server *servers;     /* HTTP servers (vibex.core.server), closed at exit */
     char *home;             /* VIBEX_HOME: where stdlib/ and scripts/ live */
     int exit_code;
     int shutting_down;      /* 1 after the first SIGINT/SIGTERM */

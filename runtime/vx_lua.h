@@ -44,6 +44,7 @@ int vx_open_repl(lua_State *L);
 int vx_open_crypto(lua_State *L);
 int vx_open_eth(lua_State *L);
 int vx_open_ws(lua_State *L);
+int vx_open_server(lua_State *L);
 int vx_open_fdwait(lua_State *L);
 int vx_open_mdsink(lua_State *L);
 int vx_open_budget(lua_State *L);
