@@ -14,10 +14,27 @@ local core = require "vibex.core.log"
 local write = core.write
 local M = {}
 
+-- Listeners of every line (the API's log stream): called after the line is
+-- written, never from inside another listener, and never allowed to fail it.
+local taps, in_tap = {}, false
+
 local function emit(level, channel, msg, fields)
   if type(msg) ~= "string" then msg = tostring(msg) end
   if fields ~= nil and type(fields) ~= "table" then fields = { value = tostring(fields) } end
   write(level, channel, msg, fields)
+  if next(taps) and not in_tap and core.enabled(level) then
+    in_tap = true
+    for fn in pairs(taps) do pcall(fn, level, channel, msg, fields) end
+    in_tap = false
+  end
+end
+
+--- Call fn(level, channel, msg, fields) for every line logged from Lua at an
+--- enabled level (fields unredacted: mask them before they leave). Returns
+--- a function that removes it.
+function M.tap(fn)
+  taps[fn] = true
+  return function() taps[fn] = nil end
 end
 
 for _, level in ipairs { "debug", "info", "warn", "error" } do

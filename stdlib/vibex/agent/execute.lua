@@ -340,6 +340,7 @@ end
 
 function run(agent, a, acc, intents, decisions, view, rec, step, t0)
   local legs, bad = M.legs(a, intents, decisions, view)
+  if rec.manual_by then for _, l in ipairs(legs) do l.origin = "manual" end end
   local prepared, pbad = M.prepare(a, acc, legs, view, rec.cycle_key)
   for _, b in ipairs(pbad) do bad[#bad + 1] = b end
   for _, b in ipairs(bad) do rec.validation.refusals[#rec.validation.refusals + 1] = b end

@@ -56,7 +56,8 @@ Agent.__index = Agent
 
 -- The agent's methods live in files that each do one thing; this file is
 -- the cycle and the account registry.
-for _, part in ipairs { "vibex.agent.view", "vibex.agent.conversation", "vibex.agent.record", "vibex.agent.rewards" } do
+for _, part in ipairs { "vibex.agent.view", "vibex.agent.conversation", "vibex.agent.record", "vibex.agent.rewards",
+                        "vibex.agent.manual" } do
   for name, fn in pairs(require(part)) do
     assert(Agent[name] == nil, "two definitions of Agent:" .. name)
     Agent[name] = fn
@@ -82,7 +83,7 @@ function M.new(o)
     repos = o.repos, writer = o.writer, scripts = o.scripts, registries = {}, make_venue = o.venue,
     clock = o.clock, getenv = o.getenv or os.getenv, make_client = o.llm_client or llm.client,
     clients = {}, accounts = {}, env_provider = false, lab = o.lab, data_dir = o.data_dir, make_market = o.market,
-    sink = o.sink, wrap_client = o.wrap_client,
+    sink = o.sink, wrap_client = o.wrap_client, observer = o.observe,
   }, Agent)
   self.env_provider = llm.provider_from_env(self.getenv) or false
   return self
@@ -431,6 +432,7 @@ function Agent:cycle(name, o)
     alog:warn("cycle skipped: the previous one is still running", { account = name })
     return nil, "busy"
   end
+  if a.paused then return nil, "paused" end
   a.busy = true
   local ok, rec, why = xpcall(self.run_cycle, debug.traceback, self, a, o or {})
   a.busy = false

@@ -14,12 +14,56 @@ local tlog = log.channel("trading")
 
 local cycles_total = metrics.counter("vibex_agent_cycles_total", "Decision cycles by source", { "account", "source" })
 local cycle_seconds = metrics.histogram("vibex_agent_cycle_seconds", "Decision cycle time, model excluded", { "account" })
+local step_seconds = metrics.histogram("vibex_agent_step_seconds", "Decision cycle time by step (market, account, context, prompt, model, validate, policy, risk, execute, record)",
+  { "account", "step" })
 
 local Agent = {}
+
+--- Tell the observer (the API's stream, the notifications) what happened:
+-- kind "decision" | "order" | "fill" | "position" | "equity" | "diary" |
+-- "account". Never fails the caller.
+function Agent:observe(kind, data)
+  local fn = self.observer
+  if not fn then return end
+  local ok, err = pcall(fn, kind, data)
+  if not ok then alog:warn("observer failed", { kind = kind, error = tostring(err) }) end
+end
+
+--- What the API shows of an account between cycles: the last view's money
+--- and positions.
+function Agent:keep_snapshot(a, view, time_ms)
+  a.snapshot = { equity = view.equity, wallet = view.wallet, available = view.available, unrealized = view.unrealized,
+                 positions = view.list, open_orders = view.open_orders or 0, time_ms = time_ms }
+end
+
+local function f8(x) return x and ("%.8f"):format(x) or nil end
+
+--- What a client sees of a cycle: its outcome, not the whole prompt.
+function Agent:decision_event(rec)
+  local ds = {}
+  for i, d in ipairs(rec.decisions or {}) do
+    ds[i] = { symbol = d.symbol, action = d.action, confidence = d.confidence, rationale = d.rationale or d.reasoning }
+  end
+  local refusals = {}
+  for i, r in ipairs(rec.validation and rec.validation.refusals or {}) do
+    refusals[i] = { rule = r.rule, symbol = r.symbol, message = r.message }
+  end
+  local orders = {}
+  for i, o in ipairs(rec.orders or {}) do
+    orders[i] = { kind = o.kind, symbol = o.symbol, side = o.side, quantity = o.quantity, status = o.status,
+                  client_order_id = o.client_order_id, error = o.error }
+  end
+  return { account = rec.account, cycle_key = rec.cycle_key, cycle = rec.cycle, source = rec.source,
+           strategy = rec.strategy, model = rec.model, time_ms = rec.started_ms, equity = f8(rec.equity or rec.equity_start),
+           decisions = ds, orders = orders, refusals = refusals, error = rec.error, by = rec.manual_by,
+           fallback = rec.validation and rec.validation.fallback and rec.validation.fallback.reason or nil,
+           overhead_ms = rec.overhead_ms }
+end
 
 -- One venue event into the database, in the account's record queue (after
 -- the row of the order it is about).
 function Agent:record_event(a, name, ev)
+  if self.observer then self:observe_event(name, ev) end
   if self.sink then return self.sink:event(a, name, ev) end
   if not self.repos then return end
   local R = self.repos
@@ -57,6 +101,30 @@ function Agent:record_event(a, name, ev)
     end)
   elseif ev.kind == "margin_call" then
     tlog:error("ALERT: margin call from the venue", { account = name, alert = true, positions = #(ev.positions or {}) })
+  end
+end
+
+function Agent:observe_event(name, ev)
+  if ev.kind == "order" and not ev.stale then
+    local o = ev.order
+    self:observe("order", { account = name, client_order_id = o.client_order_id, symbol = o.symbol, side = o.side,
+                            type = o.type, status = o.status, quantity = o.quantity, price = o.price,
+                            executed_quantity = o.executed_quantity, average_price = o.average_price,
+                            reduce_only = o.reduce_only, time_ms = ev.time_ms })
+    local f = ev.fill
+    if f then
+      self:observe("fill", { account = name, client_order_id = o.client_order_id, symbol = f.symbol or o.symbol,
+                             side = f.side or o.side, trade_id = f.trade_id, price = f.price, quantity = f.quantity,
+                             fee = f.fee, realized_pnl = f.realized_pnl, time_ms = ev.time_ms })
+    end
+  elseif ev.kind == "account" then
+    for _, p in ipairs(ev.positions or {}) do
+      self:observe("position", { account = name, symbol = p.symbol, position_side = p.position_side, quantity = p.quantity,
+                                 entry_price = p.entry_price, unrealized_pnl = p.unrealized_pnl, time_ms = ev.time_ms,
+                                 reason = ev.reason })
+    end
+  elseif ev.kind == "margin_call" then
+    self:observe("margin_call", { account = name, time_ms = ev.time_ms })
   end
 end
 
@@ -154,6 +222,8 @@ function Agent:finish(a, acc, rec, view, t_start)
     if a.persist_paper and a.sim then R.ledger:paper_save(acc.name, a.sim:snapshot()) end
     local body, tags = diary.entry(a, acc, rec, view)
     R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key, run_id = run }
+    self:observe("diary", { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key,
+                            time_ms = rec.started_ms })
     if R.commit then
       local ok, err = R.commit()
       if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
@@ -167,9 +237,20 @@ function Agent:finish(a, acc, rec, view, t_start)
   cycles_total:labels(acc.name, rec.source):inc()
   cycle_seconds:labels(acc.name):observe(rec.overhead_ms / 1000)
   a.last = rec
+  if view then self:keep_snapshot(a, view, rec.started_ms) end
+  if self.observer then
+    self:observe("decision", self:decision_event(rec))
+    if view then
+      self:observe("equity", { account = acc.name, equity = f8(view.equity), wallet = f8(view.wallet),
+                               unrealized_pnl = f8(view.unrealized), time_ms = rec.started_ms, cycle_key = rec.cycle_key })
+    end
+  end
   local steps = {}
   for _, k in ipairs { "market", "account", "context", "prompt", "model", "validate", "policy", "risk", "execute", "record" } do
-    if rec.step_ms[k] then steps[#steps + 1] = ("%s=%.2f"):format(k, rec.step_ms[k]) end
+    if rec.step_ms[k] then
+      steps[#steps + 1] = ("%s=%.2f"):format(k, rec.step_ms[k])
+      step_seconds:labels(acc.name, k):observe(rec.step_ms[k] / 1000)
+    end
   end
   tlog:info("decision cycle", { account = acc.name, cycle = rec.cycle, source = rec.source, steps_ms = table.concat(steps, " "),
                                 decisions = rec.decisions and #rec.decisions or 0,

@@ -52,6 +52,7 @@ function Agent:view(a, acc)
   for _, sym in ipairs(acc.symbols) do
     local list, oerr = v:open_orders(sym)
     if not list then return nil, "open orders: " .. tostring(oerr) end
+    view.open_orders = (view.open_orders or 0) + #list
     for _, o in ipairs(list) do
       local entry = (o.type == "market" or o.type == "limit") and not o.reduce_only and not o.close_position
       if entry and view.symbols[o.symbol] then
