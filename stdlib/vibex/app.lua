@@ -42,12 +42,23 @@ App.__index = App
 local decisions_total = metrics.counter("vibex_decisions_total", "Decision cycles run", { "account" })
 local accounts_gauge = metrics.gauge("vibex_accounts_running", "Account runners running")
 local config_version_gauge = metrics.gauge("vibex_config_version", "Version number of the applied config")
+local equity_gauge = metrics.gauge("vibex_account_equity", "Account equity (USDT) at its last decision", { "account" })
+local positions_gauge = metrics.gauge("vibex_account_positions", "Open positions at the account's last decision", { "account" })
+local open_orders_gauge = metrics.gauge("vibex_account_open_orders", "Open orders at the account's last decision", { "account" })
+local paused_gauge = metrics.gauge("vibex_account_paused", "1 while the account's decisions are paused", { "account" })
+local running_gauge = metrics.gauge("vibex_account_running", "1 while the account runs, 0 when it failed or stopped", { "account" })
+local last_decision_gauge = metrics.gauge("vibex_account_last_decision_timestamp_seconds", "When the account last decided (Unix time)", { "account" })
+local daily_pnl_gauge = metrics.gauge("vibex_account_daily_pnl", "Equity change since the start of the UTC day (USDT)", { "account" })
+local daily_limit_gauge = metrics.gauge("vibex_account_max_daily_loss", "The account's daily loss limit (USDT; 0 = none)", { "account" })
+local interval_gauge = metrics.gauge("vibex_account_decision_interval_seconds", "The account's decision interval", { "account" })
+local breaker_gauge = metrics.gauge("vibex_breaker_state", "Circuit breakers: 0 closed, 1 half-open, 2 open", { "breaker" })
+local journal_gauge = metrics.gauge("vibex_db_journal_pending", "Database writes waiting in the local journal (an outage)")
 
 --- One decision: a cycle of the agent for the runner's account.
 function M.decide(app, r, acc)
   if not app.agent or not app.agent.accounts[r.name] then return nil end
   local rec, err = app.agent:cycle(r.name, { account = acc })
-  if not rec and err ~= "busy" and err ~= "already ran" then error(err, 0) end
+  if not rec and err ~= "busy" and err ~= "already ran" and err ~= "paused" then error(err, 0) end
   return rec
 end
 
@@ -75,6 +86,7 @@ function App:write_state()
     pid = runtime.pid(), environment = snap.environment, config_path = self.path,
     config = { version = snap.version, hash = snap.hash, applied_at = snap.applied_at },
     versions = self.store:list_versions(), accounts = {}, updated_at = runtime.wall_ms(), leaderboard = self.leaderboard,
+    api = self.api and { url = self.api.url, port = self.api.port } or nil,
   }
   for name, r in pairs(self.runners) do
     local a = self.agent and self.agent.accounts[name]
@@ -146,6 +158,38 @@ M.until_next = until_next
 
 function App:in_replay(acc)
   return self.store:get("replay") ~= nil and acc.exchange.venue == "sim"
+end
+
+--- What the agent did, to the API's stream and the notifications.
+function App:observed(kind, data)
+  if self.api then self.api:observe(kind, data) end
+  if self.notifier then self.notifier:event(kind, data) end
+end
+
+--- Refresh the gauges /metrics shows that are read, not counted.
+function App:update_gauges()
+  local BREAKER = { closed = 0, half_open = 1, ["half-open"] = 1, open = 2 }
+  for name, r in pairs(self.runners) do
+    local a = self.agent and self.agent.accounts[name]
+    local s = a and a.snapshot
+    if s then
+      equity_gauge:labels(name):set(s.equity)
+      positions_gauge:labels(name):set(#s.positions)
+      open_orders_gauge:labels(name):set(s.open_orders or 0)
+    end
+    paused_gauge:labels(name):set(a and a.paused and 1 or 0)
+    running_gauge:labels(name):set(r.status == "running" and 1 or 0)
+    if r.last_decision_at then last_decision_gauge:labels(name):set(r.last_decision_at / 1000) end
+    local acc = self.store:get("accounts." .. name)
+    if acc then
+      interval_gauge:labels(name):set(acc.decision_interval_s)
+      daily_limit_gauge:labels(name):set(acc.risk and acc.risk.max_daily_loss or 0)
+    end
+    if a and a.gate and s and a.gate.day_start_equity then daily_pnl_gauge:labels(name):set(s.equity - a.gate.day_start_equity) end
+  end
+  for name in pairs(self.stopped) do running_gauge:labels(name):set(0) end
+  for _, b in ipairs(require("vibex.breaker").all()) do breaker_gauge:labels(b.name):set(BREAKER[b.state] or 0) end
+  if self.writer and self.writer.pending then journal_gauge:set(self.writer:pending()) end
 end
 
 -- ---- starting an account ----------------------------------------------------------------------
@@ -535,6 +579,18 @@ function M.start(path, opts)
                                                       on_outage = cfg.database.on_outage }
   self.repos = db.repos { pool = h.pool, writer = self.writer }
   self.store:apply(snap)
+  if cfg.api.enabled then
+    local api, aerr = require("vibex.api").start(self, cfg.api)
+    if not api then
+      self.writer:close()
+      h.close()
+      return nil, { { path = "api", message = aerr } }
+    end
+    self.api = api
+  end
+  if #cfg.notifications > 0 then
+    self.notifier = require("vibex.notify").new { config = function() return self.store:get("notifications") end }
+  end
   runtime.set_grace_ms(cfg.runtime.shutdown_grace_ms)
   log.info("vibex starting", { config = path, environment = snap.environment, version = snap.version,
                                hash = snap.hash:sub(1, 12), accounts = #cfg.accounts })
@@ -549,6 +605,7 @@ function M.start(path, opts)
   end
   local current = function() return self.store:get() end
   self.agent = require("vibex.agent").new { config = current, repos = self.repos, writer = self.writer, scripts = self.scripts,
+                                             observe = function(kind, data) self:observed(kind, data) end,
                                              lab = require("vibex.ab").new { pool = h.pool, config = current },
                                              data_dir = cfg.runtime.data_dir }
   self:reconcile(snap, nil)
@@ -684,6 +741,7 @@ function App:stop()
       end)
     end
   end
+  if self.api then step("api", self.api.close, self.api) end
   if self.watcher then step("config watcher", self.watcher.close) end
   if self.scripts then step("scripts", self.scripts.close, self.scripts) end
   local names = {}
@@ -691,6 +749,7 @@ function App:stop()
   for _, name in ipairs(names) do step("account " .. name, self.stop_account, self, name, "shutdown") end
   for _, md in pairs(self.markets) do step("market data", md.close, md) end
   if self.agent then step("agent", self.agent.close, self.agent) end -- the strategies' own script watchers
+  if self.notifier then step("notifications", self.notifier.close, self.notifier) end
   step("state", self.write_state, self)
   -- the local server is stopped and waited for (an I/O wait, which a
   -- shutdown lets finish), unless another vibex still uses it
@@ -720,11 +779,16 @@ function M.run(path)
   while not done do
     local ok, err = pcall(task.timeout, app.replay_task and 50 or 1000, task.park, true)
     if not ok and not task.is_timeout(err) then break end
-    -- a replay that ended with nothing else running ends the run
+    -- a replay that ended with nothing else running ends the run (the
+    -- API, when it runs, keeps serving its results until a signal)
     if app.replay_done then
-      local others = false
+      local others = app.api ~= nil
       for _, r in pairs(app.runners) do if not r.replay then others = true end end
       if not others then break end
+      if app.api and not app.said_serving then
+        app.said_serving = true
+        log.info(("replay finished; the API keeps serving at %s until Ctrl-C"):format(app.api.url))
+      end
     end
   end
   app:stop()

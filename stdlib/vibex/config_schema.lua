@@ -94,19 +94,70 @@ local database = S.record({
 }, { default = {} })
 
 -- api ------------------------------------------------------------------------
+local eth_address = S.string { pattern = "^0x%x+$", min_len = 42, max_len = 42, doc = "an Ethereum address, 0x and 40 hex digits" }
 local api = S.record({
   enabled = S.boolean { default = false },
   bind = S.string { pattern = "^[%w%.:%-]+$", default = "127.0.0.1", doc = "an address like 127.0.0.1" },
   port = S.integer { min = 0, max = 65535, default = 8080 },
+  -- the operator's token: full rights (scope trade); more tokens per user with `vibex token create`
   token = secret_field { example = "VIBEX_API_TOKEN" },
+  tls_cert = S.string { min_len = 1, doc = "a PEM certificate file: the API speaks HTTPS" },
+  tls_key = S.string { min_len = 1, doc = "the certificate's PEM private key file" },
+  -- listening beyond this machine without TLS: only when this says so (a warning at every start)
+  insecure = S.boolean { default = false },
+  -- wallets that may sign in (EIP-191 personal_sign), with the scope they get
+  wallets = S.list(S.record({
+    address = eth_address,
+    scope = S.enum { "read", "trade", default = "read" },
+    name = S.string { min_len = 1 },
+  }), { default = {} }),
+  session_ttl_s = S.integer { min = 60, max = 7 * 86400, default = 3600 },
+  nonce_ttl_s = S.integer { min = 1, max = 3600, default = 300 }, -- how long a sign-in nonce is good
+  max_body_bytes = S.integer { min = 1024, max = 16777216, default = 1048576 },
+  timeout_s = S.integer { min = 1, max = 300, default = 10 },
+  max_connections = S.integer { min = 8, max = 65536, default = 1024 },
+  public_metrics = S.boolean { default = false }, -- /metrics without a token (for a local Prometheus)
+  dashboard = S.boolean { default = true },       -- the web dashboard at /
+  stream_buffer = S.integer { min = 100, max = 1000000, default = 10000 }, -- events kept for clients that reconnect
 }, {
   default = {},
   check = function(v, path, ctx)
-    if v.enabled and not is_loopback_host(v.bind) and not v.token and not ctx:has_error(S.join(path, "token")) then
+    if not v.enabled or is_loopback_host(v.bind) then return end
+    if not v.token and #v.wallets == 0 and not ctx:has_error(S.join(path, "token")) then
       ctx:error(S.join(path, "token"), ("required when the API listens on %s (not loopback): set token = env \"VIBEX_API_TOKEN\""):format(v.bind))
+    end
+    if not (v.tls_cert and v.tls_key) and not v.insecure then
+      ctx:error(S.join(path, "tls_cert"), ("the API listens on %s (not loopback) without TLS: set tls_cert and tls_key, or insecure = true to accept it"):format(v.bind))
+    end
+    if (v.tls_cert == nil) ~= (v.tls_key == nil) then
+      ctx:error(S.join(path, "tls_key"), "tls_cert and tls_key go together")
     end
   end,
 })
+
+-- notifications -----------------------------------------------------------------
+local NOTIFY_EVENTS = { "fill", "entry", "exit", "fallback", "breaker", "daily_loss", "reconciliation", "error" }
+local notifier = S.record({
+  name = name_type(true),
+  kind = S.enum { "telegram", "discord", "slack", "webhook", required = true },
+  url = S.url { doc = "the webhook URL (discord, slack, webhook), or the Bot API base for telegram (default https://api.telegram.org)" },
+  bot_token = secret_field { example = "TELEGRAM_BOT_TOKEN" },
+  chat_id = S.string { min_len = 1 },
+  events = S.list(S.enum(NOTIFY_EVENTS), { default = NOTIFY_EVENTS }),
+  accounts = S.list(S.string { min_len = 1 }), -- nil: every account
+  group_s = S.number { min = 0, max = 3600, default = 10 },    -- events within this window become one message
+  max_per_minute = S.integer { min = 1, max = 600, default = 20 },
+  timeout_ms = S.integer { min = 100, max = 60000, default = 5000 },
+}, {
+  check = function(v, path, ctx)
+    if v.kind == "telegram" and not (v.bot_token and v.chat_id) then
+      ctx:error(path, "telegram needs bot_token = env \"TELEGRAM_BOT_TOKEN\" and chat_id")
+    elseif v.kind ~= "telegram" and not v.url then
+      ctx:error(S.join(path, "url"), ("required for kind %q: the webhook URL"):format(v.kind))
+    end
+  end,
+})
+M.NOTIFY_EVENTS = NOTIFY_EVENTS
 
 -- llm ------------------------------------------------------------------------
 local provider = S.record({
@@ -405,6 +456,7 @@ M.config = S.record({
   runtime = runtime,
   database = database,
   api = api,
+  notifications = S.list(notifier, { unique_by = "name", default = {} }),
   llm = llm,
   accounts = S.list(account, { unique_by = "name", default = {} }),
   strategies = S.map(strategy, { default = {} }),
