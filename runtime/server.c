@@ -6,10 +6,15 @@
  */
 #include "server.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -70,6 +75,7 @@ struct vx_srv_req {
     vx_buf body;
     size_t expect;           /* Content-Length */
     int dispatched, answered, headers_sent;
+    int close_after;         /* lws would read the next request as this one's body */
     int status;
     char *content_type;
     char **out_headers;
@@ -239,8 +245,16 @@ static int on_http(vx_server *s, struct lws *wsi) {
         snprintf(msg, sizeof msg, "request body larger than %zu bytes", s->max_body);
         return respond_now(r, 413, msg) ? -1 : 0;
     }
-    if (r->expect == 0) dispatch(r);
-    else lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)s->timeout_s);
+    int chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int has_length = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    if (r->expect > 0 || chunked) {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)s->timeout_s);
+        return 0;
+    }
+    /* a POST, PUT or PATCH without Content-Length has no body (RFC 9112),
+     * but lws reads until the connection ends: answer, then close */
+    if (!has_length && (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH"))) r->close_after = 1;
+    dispatch(r);
     return 0;
 }
 
@@ -253,6 +267,10 @@ static int on_body(vx_srv_req *r, const void *in, size_t len) {
 static int write_headers(vx_srv_req *r, struct lws *wsi) {
     unsigned char buf[LWS_PRE + 4096], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(wsi, (unsigned)r->status, r->content_type, r->out_len, &p, end)) return -1;
+    static const char conn_close[] = "close";
+    if (r->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)conn_close,
+                                                       (int)sizeof conn_close - 1, &p, end))
+        return -1;
     for (char **h = r->out_headers; h && h[0] && h[1]; h += 2)
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)h[0], (const unsigned char *)h[1],
                                         (int)strlen(h[1]), &p, end))
@@ -280,8 +298,10 @@ static int on_http_writeable(vx_srv_req *r, struct lws *wsi) {
         lws_callback_on_writable(wsi);
         return 0;
     }
-done:
+done:;
+    int close_after = r->close_after;
     req_detach(wsi, r);
+    if (close_after) return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -500,8 +520,31 @@ static void server_free(vx_server *s) {
     free(s);
 }
 
+/* Can we listen there? Asked before lws is: a failed lws_create_context on
+ * a foreign loop (4.1) leaves handles in the loop that crash it later. */
+static int check_listen(const char *bind_addr, int port, char *err, size_t errlen) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1)
+        return snprintf(err, errlen, "cannot listen on %s: not an IPv4 address (use 127.0.0.1 or 0.0.0.0)", bind_addr), -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return snprintf(err, errlen, "cannot make a socket: %s", strerror(errno)), -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    int e = errno;
+    close(fd);
+    if (rc == 0) return 0;
+    if (e == EADDRINUSE)
+        return snprintf(err, errlen, "cannot listen on %s:%d: the port is in use (another vibex? set api.port)", bind_addr, port), -1;
+    return snprintf(err, errlen, "cannot listen on %s:%d: %s", bind_addr, port, strerror(e)), -1;
+}
+
 vx_server *vx_server_new(vx_runtime *rt, const vx_server_opts *o, const vx_server_events *ev, void *ud,
                          char *err, size_t errlen) {
+    if (check_listen(o->bind ? o->bind : "127.0.0.1", o->port, err, errlen)) return NULL;
     vx_server *s = calloc(1, sizeof *s);
     if (!s) return snprintf(err, errlen, "out of memory"), NULL;
     s->rt = rt;

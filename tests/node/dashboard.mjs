@@ -49,12 +49,12 @@ try {
   out.live_update = { reloaded: navs.length > 0 };
   step("a new decision appeared");
   // click a decision: its prompt and answer
-  await page.click("#feed-short li");
+  await page.evaluate(() => document.querySelector("#feed-short li").click()); // the feed re-renders as decisions come
   await page.waitForSelector("#detail[open] #detail-answer", { timeout: 10000 });
   out.detail = await page.evaluate(() => ({ answer: document.querySelector("#detail-answer").textContent.length,
                                             prompt: document.querySelector("#detail-prompt").textContent.length }));
   await page.screenshot({ path: artifacts + "/dashboard-decision.png" });
-  await page.click("#detail .close");
+  await page.evaluate(() => document.querySelector("#detail .close").click());
   // every other page loads
   for (const tab of ["decisions", "diary", "health", "research"]) {
     await page.evaluate((t) => { location.hash = "#" + t; }, tab);
@@ -67,7 +67,7 @@ try {
   await page.evaluate(() => { location.hash = "#overview"; });
   await page.waitForFunction(() => document.body.dataset.loaded === "overview", { timeout: 15000 });
   const target = process.env.PAUSE_ACCOUNT || "trend";
-  await page.click(`button[data-action=pause][data-account=${target}]`);
+  await page.evaluate((t) => document.querySelector(`button[data-action=pause][data-account=${t}]`).click(), target);
   await page.waitForSelector(`.card[data-account=${target}] .pill.warn`, { timeout: 15000 });
   step("paused " + target);
   await page.screenshot({ path: artifacts + "/dashboard-paused.png", fullPage: true });

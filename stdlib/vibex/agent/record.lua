@@ -34,6 +34,23 @@ end
 function Agent:keep_snapshot(a, view, time_ms)
   a.snapshot = { equity = view.equity, wallet = view.wallet, available = view.available, unrealized = view.unrealized,
                  positions = view.list, open_orders = view.open_orders or 0, time_ms = time_ms }
+  if not a.positions_live then
+    a.positions_live = {}
+    for _, p in ipairs(view.list) do
+      a.positions_live[p.symbol] = { symbol = p.symbol, quantity = (p.side == "short" and "-" or "") .. p.quantity_text,
+                                     entry_price = p.entry_price, leverage = p.leverage, liquidation_price = p.liquidation_price }
+    end
+  end
+end
+
+--- The account's positions as the venue's account events tell them
+--- (between cycles: a stop that fired shows at once).
+function Agent:track_positions(a, list)
+  a.positions_live = a.positions_live or {}
+  for _, p in ipairs(list) do
+    if (tonumber(p.quantity) or 0) == 0 then a.positions_live[p.symbol] = nil
+    else a.positions_live[p.symbol] = p end
+  end
 end
 
 local function f8(x) return x and ("%.8f"):format(x) or nil end
@@ -63,6 +80,7 @@ end
 -- One venue event into the database, in the account's record queue (after
 -- the row of the order it is about).
 function Agent:record_event(a, name, ev)
+  if ev.kind == "account" and ev.positions then self:track_positions(a, ev.positions) end
   if self.observer then self:observe_event(name, ev) end
   if self.sink then return self.sink:event(a, name, ev) end
   if not self.repos then return end

@@ -147,8 +147,10 @@ function Run:run()
     local t = self:next_time(syms, cur)
     if not t then break end
     n = n + 1
-    if speed ~= "max" then
-      local due = started + (t + iv - first) / speed
+    -- the warm-up candles go at once; the pace starts with the first decision
+    if speed ~= "max" and n > warmup then
+      if not self.paced_from then self.paced_from, started = t, task.now() end
+      local due = started + (t - self.paced_from) / speed
       if due > task.now() then task.sleep(due - task.now()) end
     end
     for _, sym in ipairs(syms) do

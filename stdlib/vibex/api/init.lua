@@ -93,7 +93,7 @@ function M.start(app, cfg)
       else self.hub:close(c) end
     end,
   }
-  if not srv then return nil, ("the API cannot listen on %s:%d: %s"):format(cfg.bind, cfg.port, tostring(err)) end
+  if not srv then return nil, tostring(err) end
   self.server = srv
   self.port = srv:port()
   local scheme = cfg.tls_cert and "https" or "http"
@@ -107,9 +107,15 @@ function M.start(app, cfg)
 end
 
 --- What the agent observed goes to the stream (and from there to clients).
+-- Lists in the agent's events that must stay JSON arrays when empty.
+local LISTS = { decisions = true, orders = true, refusals = true, tags = true }
+
 function Api:observe(kind, data)
   local topic = TOPIC[kind]
-  if topic then self.hub:publish(topic, data) end
+  if not topic then return end
+  local out = {}
+  for k, v in pairs(data) do out[k] = (LISTS[k] and type(v) == "table") and types.list(v) or v end
+  self.hub:publish(topic, out)
 end
 
 function Api:close()

@@ -167,12 +167,14 @@ async function loadEquity() {
   box.replaceChildren(svg);
 }
 
+const list = (x) => (Array.isArray(x) ? x : []);
+
 function feedItem(d) {
-  const acts = (d.decisions || []).filter((x) => x.action && x.action !== "hold")
+  const acts = list(d.decisions).filter((x) => x.action && x.action !== "hold")
     .map((x) => `${x.action} ${x.symbol}`).join(", ") || "hold";
-  const why = d.rationale || ((d.decisions || []).find((x) => x.rationale) || {}).rationale || d.error || "";
+  const why = d.rationale || (list(d.decisions).find((x) => x.rationale) || {}).rationale || d.error || "";
   const li = el("li", { "data-cycle": d.cycle_key, "data-account": d.account, onclick: () => showDecision(d) },
-    el("div", { class: "meta" }, `${d.account} · ${when(d.started_at || d.time)} · ${d.source || ""}${d.model ? " · " + d.model : ""}`),
+    el("div", { class: "meta" }, `${d.account} · ${when(d.started_at || (d.time_ms && new Date(d.time_ms).toISOString()))} · ${d.source || ""}${d.model ? " · " + d.model : ""}`),
     el("div", {}, el("strong", {}, acts), why ? " — " + why : ""));
   return li;
 }

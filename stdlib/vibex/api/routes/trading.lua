@@ -46,16 +46,22 @@ end
 
 local function positions_of(app, name)
   local a = app.agent and app.agent.accounts[name]
-  local s = a and a.snapshot
   local out = {}
-  if not s then return out end
-  for _, p in ipairs(s.positions) do
-    local mark = a.mview and a.mview:mark(p.symbol) or p.mark_price
-    local upnl = p.unrealized_pnl
-    if mark and p.entry_price then upnl = (mark - p.entry_price) * p.qty * (p.side == "long" and 1 or -1) end
-    out[#out + 1] = { account = name, symbol = p.symbol, side = p.side, quantity = p.quantity_text, entry_price = C.f8(p.entry_price),
-                      mark_price = C.f8(mark), unrealized_pnl = C.f8(upnl), leverage = p.leverage, liquidation_price = C.f8(p.liquidation_price),
-                      notional = C.f8(mark and p.qty * mark or p.notional), exit_plan = a.exit_plans[p.symbol] }
+  if not (a and a.positions_live) then return out end
+  local syms = {}
+  for sym in pairs(a.positions_live) do syms[#syms + 1] = sym end
+  table.sort(syms)
+  for _, sym in ipairs(syms) do
+    local p = a.positions_live[sym]
+    local q = tonumber(p.quantity) or 0
+    local qty, entry = math.abs(q), tonumber(p.entry_price)
+    local mark = a.market and tonumber(a.market:mark(sym)) or (a.mview and a.mview:mark(sym))
+    local upnl = tonumber(p.unrealized_pnl)
+    if mark and entry then upnl = (mark - entry) * q end
+    out[#out + 1] = { account = name, symbol = sym, side = q > 0 and "long" or "short", quantity = C.dec(tostring(p.quantity):gsub("^%-", "")),
+                      entry_price = C.f8(entry), mark_price = C.f8(mark), unrealized_pnl = C.f8(upnl),
+                      leverage = tonumber(p.leverage), liquidation_price = C.f8(tonumber(p.liquidation_price)),
+                      notional = C.f8(mark and qty * mark or nil), exit_plan = a.exit_plans[sym] }
   end
   return out
 end
