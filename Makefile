@@ -30,7 +30,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 
 	libluajit2-5.1-dev libuv1-dev libcurl4-openssl-dev libedit-dev \
 	lua-cjson lua-busted lua-argparse libssl-dev libsecp256k1-dev nettle-dev \
 	libwebsockets-dev libwebsockets-evlib-uv libpq-dev postgresql \
-	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine chromium
+	libcmocka-dev libhttp-parser-dev nghttp2-server valgrind hyperfine chromium nodejs wrk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -40,9 +40,14 @@ FFI_OK := $(BUILD)/ffi-layout.ok
 
 all: $(BIN) $(FFI_OK)
 
+# Test tools from npm (tests/node: OpenAPI and JSON Schema validators,
+# ethers, puppeteer-core for Debian's chromium), at the lockfile's versions.
+# Debian's nodejs needs its npm package; NodeSource's nodejs carries npm.
 deps:
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	command -v npm >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
+	cd tests/node && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 
 $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(BUILD)/runtime
 	$(CC) $(CFLAGS_ALL) -c $< -o $@

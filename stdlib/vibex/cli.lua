@@ -376,6 +376,53 @@ function M.commands.data(a)
   return data_list(a)
 end
 
+--- vibex token create NAME [--scope read|trade] [--expires DAYS] [CONFIG] | list [CONFIG] | revoke ID [CONFIG]
+function M.commands.token(a)
+  local h, code = open_migrated_db(a.config, "token: ")
+  if not h then return code end
+  local auth = require "vibex.api.auth"
+  local rc = 0
+  if a.action == "create" then
+    local days = a.expires and tonumber(a.expires)
+    if a.expires and not (days and days > 0) then
+      h.close()
+      return fail(("token create: --expires %s: a number of days, e.g. --expires 30"):format(a.expires))
+    end
+    local token, row = auth.create_token(h.pool, { name = a.name, scope = a.scope, created_by = "cli",
+                                                   expires_ms = days and (require("vibex.runtime").wall_ms() + days * 86400000) or nil })
+    if not token then
+      rc = failed("token create: " .. tostring(row))
+    else
+      io.stdout:write(token, "\n")
+      io.stderr:write(("token %d for %s, scope %s%s: shown once, keep it (vibex stores only its hash)\n")
+        :format(tonumber(row.api_token_id), row.name, row.scope,
+                row.expires_at and (", expires " .. require("vibex.api.types").iso(row.expires_at)) or ", no expiry"))
+    end
+  elseif a.action == "revoke" then
+    local id = tonumber(a.id)
+    local ok, err = id and auth.revoke_token(h.pool, id)
+    if not id then rc = fail("token revoke: ID is a number (vibex token list)")
+    elseif ok == nil then rc = failed("token revoke: " .. tostring(err))
+    elseif not ok then rc = fail(("token revoke: no active token %d (vibex token list)"):format(id))
+    else io.stdout:write(("token %d revoked\n"):format(id)) end
+  else
+    local rows, err = auth.list_tokens(h.pool)
+    if not rows then
+      rc = failed("token list: " .. tostring(err))
+    else
+      local iso = require("vibex.api.types").iso
+      io.stdout:write(("%-4s %-20s %-6s %-12s %-20s %-20s %s\n"):format("ID", "NAME", "SCOPE", "PREFIX", "EXPIRES", "LAST USED", "STATE"))
+      for _, r in ipairs(rows) do
+        io.stdout:write(("%-4d %-20s %-6s %-12s %-20s %-20s %s\n"):format(tonumber(r.api_token_id), r.name, r.scope, r.prefix .. "…",
+          r.expires_at and iso(r.expires_at):sub(1, 19) or "never", r.last_used_at and iso(r.last_used_at):sub(1, 19) or "never",
+          r.revoked_at and "revoked" or "active"))
+      end
+    end
+  end
+  h.close()
+  return rc
+end
+
 -- ---- the parser ----------------------------------------------------------------------------
 
 local HELP = {} -- raised by a --help flag: the parse ends, the text is printed, exit 0
@@ -491,6 +538,23 @@ Environment: VIBEX_HOME (where stdlib/, scripts/ and migrations/ live), VIBEX_EN
   ddown:flag("--mark", "Also the mark price klines (a backtest on the database moves the mark with them).")
   ddown:option("--out", "Also write freqtrade-layout JSON files into DIR (BTC_USDT_USDT-5m-futures.json, …)."):argname("DIR")
   ddown:flag("--no-db", "Only the files (with --out).")
+
+  local tok = command(p, state, "token", "API tokens for the control plane (vibex run with api.enabled): per user, scoped, expiring.",
+    "vibex token create grafana --scope read --expires 90 examples/paper.lua")
+  tok:require_command(true)
+  tok:command_target("action")
+  local tcreate = command(tok, state, "create", "Make a token; it is printed once (only its hash is stored).",
+    "vibex token create alice --scope trade --expires 30")
+  tcreate:argument("name", "Who the token is for (shown in the audit log).")
+  tcreate:argument("config", "The config whose database to use."):args("?")
+  tcreate:option("--scope", "read (GET routes, the stream, /metrics) or trade (also orders, pause, flatten, notes)."):argname("SCOPE")
+    :choices { "read", "trade" }:default("read")
+  tcreate:option("--expires", "Days until it stops working (default: never)."):argname("DAYS")
+  local tlist = command(tok, state, "list", "Tokens: who, scope, expiry, last use (never the tokens).", "vibex token list")
+  tlist:argument("config", "The config whose database to use."):args("?")
+  local trevoke = command(tok, state, "revoke", "Stop a token from working, at once.", "vibex token revoke 3")
+  trevoke:argument("id", "The token's ID (vibex token list).")
+  trevoke:argument("config", "The config whose database to use."):args("?")
 
   local bt = command(p, state, "backtest",
     "Backtests: a config's accounts on stored history (the default action), and the runs recorded.",

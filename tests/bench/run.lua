@@ -1,6 +1,6 @@
 --- make bench — runtime core figures, each beside a baseline measured in
 --- the same run (plain Lua loop, plain coroutines, curl --parallel).
---- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|exchange|db|sim|agent|sandbox|backtest]
+--- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|exchange|db|sim|agent|sandbox|backtest|api]
 local task = require "vibex.task"
 local http = require "vibex.http"
 local metrics = require "vibex.metrics"
@@ -192,6 +192,7 @@ local sections = {
   {"agent", function() dofile("tests/bench/agent.lua").run(row, fmt, best, quick) end},
   {"sandbox", function() dofile("tests/bench/sandbox.lua").run(row, fmt, best, quick) end},
   {"backtest", function() dofile("tests/bench/backtest.lua").run(row, fmt, best, quick) end},
+  {"api", function() dofile("tests/bench/api.lua").run(row, fmt, best, quick) end},
 }
 for _, s in ipairs(sections) do
   if not only or only == s[1] then s[2]() end

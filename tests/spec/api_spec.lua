@@ -249,6 +249,16 @@ describe("the control plane (vibex run with api.enabled)", function()
       assert.truthy(mres.body:find(name, 1, true), "/metrics lacks " .. name)
     end
     assert.is_nil(mres.body:find(TOKEN, 1, true))
+    -- the shipped Grafana dashboard and alert rules ask only for metrics vibex has
+    for _, f in ipairs { "examples/monitoring/grafana-dashboard.json", "examples/monitoring/prometheus-alerts.yml" } do
+      local text = assert(runtime.read_file(f))
+      for name in text:gmatch("vibex_[%w_]+") do
+        local base = name:gsub("_bucket$", "")
+        local here = mres.body:find("# HELP " .. base .. " ", 1, true)
+          or base == "vibex_stream_reconnects_total" -- registered by the live venues' streams (none in a paper run)
+        assert.truthy(here, f .. " uses " .. name .. ", which /metrics does not have")
+      end
+    end
     assert.equal(401, (call(w, "GET", "/metrics", { token = false })))
     -- the audit log: every mutation, with who
     local _, audit = call(w, "GET", "/api/v1/audit?action=API&limit=100")
