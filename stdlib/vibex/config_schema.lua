@@ -122,15 +122,15 @@ local api = S.record({
 }, {
   default = {},
   check = function(v, path, ctx)
+    if (v.tls_cert == nil) ~= (v.tls_key == nil) then
+      ctx:error(S.join(path, "tls_key"), "tls_cert and tls_key go together")
+    end
     if not v.enabled or is_loopback_host(v.bind) then return end
     if not v.token and #v.wallets == 0 and not ctx:has_error(S.join(path, "token")) then
       ctx:error(S.join(path, "token"), ("required when the API listens on %s (not loopback): set token = env \"VIBEX_API_TOKEN\""):format(v.bind))
     end
-    if not (v.tls_cert and v.tls_key) and not v.insecure then
+    if not v.tls_cert and not v.tls_key and not v.insecure then
       ctx:error(S.join(path, "tls_cert"), ("the API listens on %s (not loopback) without TLS: set tls_cert and tls_key, or insecure = true to accept it"):format(v.bind))
-    end
-    if (v.tls_cert == nil) ~= (v.tls_key == nil) then
-      ctx:error(S.join(path, "tls_key"), "tls_cert and tls_key go together")
     end
   end,
 })

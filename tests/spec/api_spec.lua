@@ -56,8 +56,8 @@ return {
       risk = { max_leverage = 2, max_position_notional = 500, max_total_notional = 1000, max_open_positions = 2,
                max_orders_per_minute = 60 } },
   },
-  api = { enabled = true, port = 0, token = env "VIBEX_API_TOKEN", nonce_ttl_s = 2,
-          wallets = { { address = %q, scope = "trade", name = "alice" } } },
+  api = { enabled = true, port = 0, token = env "VIBEX_API_TOKEN", nonce_ttl_s = 2, timeout_s = 3,
+          wallets = { { address = %q, scope = "trade", name = "alice" } }%s },
   %s
 }]]
 
@@ -67,10 +67,10 @@ local function world(o)
   local w = { dir = h.tmpdir(), pg = h.postgres() }
   w.url = ("postgresql:///vibex?host=%s&user=vibex"):format(w.pg.conninfo:match("host=(%S+)"))
   w.config = w.dir .. "/vibex.lua"
-  h.write(w.config, CONFIG:format(w.dir .. "/logs", w.dir .. "/data", o.speed or 300, address_of(WALLET_KEY), o.extra or ""))
+  h.write(w.config, CONFIG:format(w.dir .. "/logs", w.dir .. "/data", o.speed or 300, address_of(WALLET_KEY), o.api or "", o.extra or ""))
   h.write(w.dir .. "/.env", "VIBEX_API_TOKEN=" .. TOKEN .. "\n" .. (o.env or ""))
   process.run("chmod", { "600", w.dir .. "/.env" })
-  w.env = { VIBEX_ENV = "testing", DATABASE_URL = w.url }
+  w.env = { VIBEX_ENV = o.environment or "testing", DATABASE_URL = w.url }
   local out, err, code = h.vibex({ "migrate", "up", w.config }, { env = w.env })
   assert(code == 0, "vibex migrate up failed: " .. tostring(err) .. tostring(out))
   return w
@@ -422,6 +422,18 @@ describe("the control plane (vibex run with api.enabled)", function()
     end
     c3:close()
     assert.truthy(sub)
+    -- logs at a chosen level: warnings and errors, no info lines
+    local c4 = assert(ws.connect { url = url, headers = { "Authorization: Bearer " .. TOKEN } })
+    assert.truthy(c4:recv())
+    c4:send(json.encode { op = "subscribe", topics = { "logs" }, log_level = "warn" })
+    assert.equal("subscribed", json.decode(assert(c4:recv())).type)
+    assert.equal(200, (call(w, "POST", "/api/v1/accounts/careful/pause"))) -- a warning on the trading channel
+    assert.equal(200, (call(w, "POST", "/api/v1/accounts/careful/resume")))
+    local e = next_event(c4)
+    assert.equal("logs", e.topic)
+    assert.equal("warn", e.data.level)
+    assert.matches("account paused", e.data.message, 1, true)
+    c4:close()
   end)
 
   it("works in headless chromium: pages load clean, show the demo, update live, and pause an account", function()
@@ -461,6 +473,27 @@ describe("the control plane (vibex run with api.enabled)", function()
     for _, f in ipairs { "dashboard-overview.png", "dashboard-decision.png", "dashboard-paused.png", "dashboard-phone.png" } do
       assert.truthy(runtime.exists(art .. "/" .. f), f)
     end
+  end)
+
+  it("drops slow clients, and keeps answering and deciding under a flood of idle connections", function()
+    local port = assert(tonumber(w.base:match(":(%d+)$")))
+    local p = assert(process.spawn { file = "python3", args = { "tests/support/slow_clients.py", "127.0.0.1", tostring(port), "300", "30" } })
+    local opened = json.decode(assert(task.timeout(30000, function() return p:read_line() end)))
+    assert.equal(300, opened.opened)
+    -- 300 connections hang in their headers: the API still answers at once, and careful still decides
+    local t = runtime.wall_ms()
+    assert.equal(200, (call(w, "GET", "/api/v1/health", { token = false })))
+    assert.is_true(runtime.wall_ms() - t < 1000, "health took " .. (runtime.wall_ms() - t) .. " ms")
+    local _, a0 = call(w, "GET", "/api/v1/accounts/careful")
+    assert(h.wait_until(function()
+      local _, a = call(w, "GET", "/api/v1/accounts/careful")
+      return a.decisions > a0.decisions
+    end, 30000, 100), "no decision while the idle connections hung")
+    -- and every slow client was dropped after api.timeout_s (3 s here)
+    local res = json.decode(assert(task.timeout(40000, function() return p:read_line() end)))
+    p:wait()
+    assert.equal(300, res.closed, json.encode(res))
+    assert.is_true(res.slowest_s < 3 + 8, "the slowest was dropped after " .. res.slowest_s .. " s")
   end)
 
   it("limits failed logins per address: 429 with Retry-After, and logged", function()
@@ -594,5 +627,48 @@ describe("notifications", function()
     end, 30000, 100), "trend stopped deciding")
     local metrics = select(3, call(w, "GET", "/metrics")).body
     assert.truthy(metrics:find('vibex_notifications_total{notifier="phone",outcome="sent"}', 1, true))
+  end)
+end)
+
+describe("the API beyond this machine", function()
+  it("needs a token and TLS (or insecure = true) to bind elsewhere, serves HTTPS, and warns at every insecure start", function()
+    local dir = h.tmpdir()
+    local function check(api)
+      h.write(dir .. "/c.lua", ([[return { api = { enabled = true, bind = "0.0.0.0", port = 0, %s },
+        accounts = { { name = "a", exchange = { venue = "sim" }, symbols = { "BTCUSDT" } } } }]]):format(api))
+      h.write(dir .. "/.env", "VIBEX_API_TOKEN=x\n")
+      return h.vibex({ "check", "-q", dir .. "/c.lua" }, { env = { VIBEX_ENV = "development" } })
+    end
+    local _, err, code = check("")
+    assert.equal(2, code)
+    assert.matches("api.token: required when the API listens on 0.0.0.0", err, 1, true)
+    _, err, code = check('token = env "VIBEX_API_TOKEN"')
+    assert.equal(2, code)
+    assert.matches("api.tls_cert: the API listens on 0.0.0.0 (not loopback) without TLS", err, 1, true)
+    _, err, code = check('token = env "VIBEX_API_TOKEN", insecure = true')
+    assert.equal(0, code, err)
+    -- HTTPS with a certificate made here
+    local ok = process.run("sh", { "-c", ('openssl req -x509 -newkey rsa:2048 -nodes -keyout "%s/key.pem" -out "%s/cert.pem" '
+      .. '-days 1 -subj /CN=127.0.0.1 2>/dev/null'):format(dir, dir) })
+    assert.truthy(ok)
+    local w = world { api = (", tls_cert = %q, tls_key = %q"):format(dir .. "/cert.pem", dir .. "/key.pem") }
+    start(w)
+    assert.matches("^https://", w.base)
+    local res = assert(http.request { url = w.base .. "/api/v1/accounts", insecure = true, headers = { Authorization = "Bearer " .. TOKEN } })
+    assert.equal(200, res.status)
+    local plain = http.request { url = (w.base:gsub("^https", "http")) .. "/api/v1/health", timeout_ms = 5000 }
+    assert.is_true(plain == nil or plain.status ~= 200, "plain HTTP answered on the TLS port")
+    stop(w)
+    -- every insecure start says so
+    h.write(w.config, (runtime.read_file(w.config):gsub('timeout_s = 3,', 'timeout_s = 3, bind = "0.0.0.0", insecure = true,')
+      :gsub(', tls_cert = "[^"]*", tls_key = "[^"]*"', "")))
+    w.env.VIBEX_ENV = "development"
+    start(w)
+    assert.matches("^http://0%.0%.0%.0:", w.base)
+    w.base = w.base:gsub("0%.0%.0%.0", "127.0.0.1")
+    assert.equal(200, (call(w, "GET", "/api/v1/health", { token = false })))
+    local log = runtime.read_file(w.dir .. "/logs/app.log") or ""
+    assert.truthy(log:find("without TLS (api.insecure = true)", 1, true), "no warning about the insecure API")
+    close(w)
   end)
 end)
