@@ -19,6 +19,7 @@
 #include <libwebsockets.h>
 
 #include "buf.h"
+#include "lwsctx.h"
 
 #define KIND_REQ 1
 #define KIND_WS 2
@@ -487,32 +488,6 @@ static int build_mounts(vx_server *s, const vx_server_opts *o) {
     return 0;
 }
 
-typedef struct handle_set {
-    uv_handle_t **h;
-    size_t n, cap;
-} handle_set;
-
-static void collect_handle(uv_handle_t *h, void *arg) {
-    handle_set *set = arg;
-    if (set->n == set->cap) {
-        size_t cap = set->cap ? 2 * set->cap : 64;
-        uv_handle_t **p = realloc(set->h, cap * sizeof *p);
-        if (!p) return;
-        set->h = p;
-        set->cap = cap;
-    }
-    set->h[set->n++] = h;
-}
-
-/* lws's own timers and idles must not keep the loop alive (the listening
- * socket must not either: the app decides when the run ends) */
-static void unref_new_handle(uv_handle_t *h, void *arg) {
-    handle_set *before = arg;
-    for (size_t i = 0; i < before->n; i++)
-        if (before->h[i] == h) return;
-    uv_unref(h);
-}
-
 static void server_free(vx_server *s) {
     free_strings(s);
     free(s->mounts);
@@ -560,17 +535,14 @@ vx_server *vx_server_new(vx_runtime *rt, const vx_server_opts *o, const vx_serve
     lws_set_log_level(LLL_ERR, NULL); /* process-wide in lws; errors only, on stderr */
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    void *loops[1] = {&rt->loop};
     info.port = o->port;
     info.iface = o->bind ? o->bind : "127.0.0.1";
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
-                   LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_VALIDATE_UTF8;
     if (o->tls_cert && o->tls_key) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = o->tls_cert;
         info.ssl_private_key_filepath = o->tls_key;
     }
-    info.foreign_loops = loops;
     info.protocols = protocols;
     info.mounts = s->mounts;
     info.user = s;
@@ -580,11 +552,7 @@ vx_server *vx_server_new(vx_runtime *rt, const vx_server_opts *o, const vx_serve
     info.pt_serv_buf_size = 65536;
     info.vhost_name = "vibex";
     info.server_string = "vibex";
-    handle_set before = {0};
-    uv_walk(&rt->loop, collect_handle, &before);
-    s->ctx = lws_create_context(&info);
-    if (s->ctx) uv_walk(&rt->loop, unref_new_handle, &before);
-    free(before.h);
+    s->ctx = vx_lws_context_new(rt, &info);
     if (!s->ctx || !(s->vh = lws_get_vhost_by_name(s->ctx, "vibex")) || lws_get_vhost_listen_port(s->vh) <= 0) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not an address of this machine?)", info.iface, o->port);
         if (s->ctx) {

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "lwsctx.h"
 
 #define MAX_MESSAGE_DEFAULT (16u << 20)
 
@@ -192,34 +193,6 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* lws's context-level handles (its timer and idle) would keep the loop alive
- * forever. Unreference every handle created by lws_create_context; the poll
- * handles of live connections stay referenced, so an open connection still
- * keeps the runtime running, and an idle context does not. */
-typedef struct handle_set {
-    uv_handle_t **h;
-    size_t n, cap;
-} handle_set;
-
-static void collect_handle(uv_handle_t *h, void *arg) {
-    handle_set *s = arg;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        uv_handle_t **p = realloc(s->h, cap * sizeof *p);
-        if (!p) return;
-        s->h = p;
-        s->cap = cap;
-    }
-    s->h[s->n++] = h;
-}
-
-static void unref_new_handle(uv_handle_t *h, void *arg) {
-    handle_set *before = arg;
-    for (size_t i = 0; i < before->n; i++)
-        if (before->h[i] == h) return;
-    uv_unref(h);
-}
-
 vx_ws *vx_ws_new(vx_runtime *rt, char *err, size_t errlen) {
     vx_ws *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -231,19 +204,13 @@ vx_ws *vx_ws_new(vx_runtime *rt, char *err, size_t errlen) {
     lws_set_log_level(LLL_ERR, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    void *loops[1] = {&rt->loop};
     info.port = CONTEXT_PORT_NO_LISTEN;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.foreign_loops = loops;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.protocols = protocols;
     info.timeout_secs = 15;
     info.connect_timeout_secs = 10;
     info.pt_serv_buf_size = 65536;
-    handle_set before = {0};
-    uv_walk(&rt->loop, collect_handle, &before);
-    ws->ctx = lws_create_context(&info);
-    if (ws->ctx) uv_walk(&rt->loop, unref_new_handle, &before);
-    free(before.h);
+    ws->ctx = vx_lws_context_new(rt, &info);
     if (!ws->ctx) {
         snprintf(err, errlen, "could not create the WebSocket context (is libwebsockets-evlib-uv installed?)");
         free(ws);

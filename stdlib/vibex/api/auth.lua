@@ -29,7 +29,7 @@ Auth.__index = Auth
 --- (named in the sign-in message).
 function M.new(o)
   return setmetatable({ cfg = o.config, pool = o.pool, host = o.host or "vibex", nonces = {}, n_nonces = 0,
-                        sessions = {}, failures = {}, cache = {} }, Auth)
+                        sessions = {}, failures = {}, cache = {}, counts = {} }, Auth)
 end
 
 local function now() return runtime.wall_ms() end
@@ -45,10 +45,30 @@ function Auth:limited(peer)
   if f.n >= FAIL_MAX then return math.ceil((f.since + FAIL_WINDOW_MS - now()) / 1000) end
 end
 
+-- Tables keyed by what callers send (addresses, token hashes) must not
+-- grow without end under a flood: past `max` entries, old ones go.
+-- self.counts[name] counts the entries of self[name] (one is about to be added).
+function Auth:bounded(name, max, stale)
+  local t = self[name]
+  self.counts[name] = (self.counts[name] or 0) + 1
+  if self.counts[name] <= max then return end
+  local n = 0
+  for k, v in pairs(t) do
+    if stale(v) then t[k] = nil else n = n + 1 end
+  end
+  if n >= max then -- everything is fresh: start over rather than grow
+    self[name], n = {}, 0
+  end
+  self.counts[name] = n + 1
+end
+
 function Auth:failed(peer, what, fields)
   local f = self.failures[peer]
   if not f or now() - f.since > FAIL_WINDOW_MS then
     f = { n = 0, since = now() }
+    if not self.failures[peer] then
+      self:bounded("failures", 10000, function(v) return now() - v.since > FAIL_WINDOW_MS end)
+    end
     self.failures[peer] = f
   end
   f.n = f.n + 1
@@ -71,6 +91,7 @@ function Auth:user_token(hash)
     WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
     RETURNING api_token_id, name, scope, expires_at]], hash)
   local row = rows and rows[1] or false
+  if not c then self:bounded("cache", 1000, function(v) return now() - v.at >= CACHE_MS end) end
   self.cache[hash] = { at = now(), row = row }
   return row
 end
@@ -118,7 +139,13 @@ function M.revoke_token(pool, id)
   return rows[1] ~= nil
 end
 
-function Auth:forget_cached() self.cache = {} end
+function Auth:forget_cached() self.cache, self.counts.cache = {}, 0 end
+
+--- How many entries each table holds (tests, /metrics).
+function Auth:sizes()
+  local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
+  return { failures = count(self.failures), cache = count(self.cache), sessions = count(self.sessions), nonces = self.n_nonces }
+end
 
 -- ---- wallet sign-in ------------------------------------------------------------------------------
 
@@ -197,6 +224,7 @@ function Auth:sign_in(address, nonce, signature, peer)
   end
   local token = new_secret("vxs_")
   local ttl = (self.cfg.session_ttl_s or 3600) * 1000
+  self:bounded("sessions", 10000, function(v) return v.expires_ms < now() end)
   self.sessions[crypto.sha256(token)] = { address = eth.checksum(address) or address, scope = w.scope or "read",
                                           expires_ms = now() + ttl }
   alog:info("API wallet sign-in", { address = address, scope = w.scope, peer = peer })

@@ -88,6 +88,16 @@ local function manual_answer(rec, err)
   return 200, { cycle_key = rec.cycle_key, orders = T.list(orders), refusals = T.list(refusals) }
 end
 
+local function pause_handler(paused)
+  return function(c)
+    local _, st, e = running(c)
+    if st then return st, e end
+    c.app.agent:set_paused(c.params.name, paused, c.who.name)
+    c.app:write_state()
+    return 200, account_row(c.app, c.params.name)
+  end
+end
+
 local ManualResult = obj({ cycle_key = str(), orders = arr(obj({ kind = str(), symbol = str(), side = str(), quantity = str(),
   client_order_id = str(), status = str(), error = str() })), refusals = arr(obj({ rule = str(), symbol = str(), message = str() })) },
   { "cycle_key", "orders", "refusals" })
@@ -118,23 +128,9 @@ return {
     end },
   { method = "POST", path = "/api/v1/accounts/{name}/pause", id = "pauseAccount", tag = "accounts", scope = "trade",
     summary = "Pause the account's decisions (positions, stops and targets stay)",
-    responses = { [200] = { schema = ref "Account" } },
-    handler = function(c)
-      local _, st, e = running(c)
-      if st then return st, e end
-      c.app.agent:set_paused(c.params.name, true, c.who.name)
-      c.app:write_state()
-      return 200, account_row(c.app, c.params.name)
-    end },
+    responses = { [200] = { schema = ref "Account" } }, handler = pause_handler(true) },
   { method = "POST", path = "/api/v1/accounts/{name}/resume", id = "resumeAccount", tag = "accounts", scope = "trade",
-    summary = "Resume the account's decisions", responses = { [200] = { schema = ref "Account" } },
-    handler = function(c)
-      local _, st, e = running(c)
-      if st then return st, e end
-      c.app.agent:set_paused(c.params.name, false, c.who.name)
-      c.app:write_state()
-      return 200, account_row(c.app, c.params.name)
-    end },
+    summary = "Resume the account's decisions", responses = { [200] = { schema = ref "Account" } }, handler = pause_handler(false) },
   { method = "POST", path = "/api/v1/accounts/{name}/flatten", id = "flattenAccount", tag = "accounts", scope = "trade",
     summary = "Close every position and cancel every open order of the account (through the risk gate)",
     responses = { [200] = { schema = ManualResult } },

@@ -1,0 +1,43 @@
+/*
+ * lwsctx.c — see lwsctx.h.
+ */
+#include "lwsctx.h"
+
+#include <stdlib.h>
+
+typedef struct handle_set {
+    uv_handle_t **h;
+    size_t n, cap;
+} handle_set;
+
+static void collect_handle(uv_handle_t *h, void *arg) {
+    handle_set *s = arg;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        uv_handle_t **p = realloc(s->h, cap * sizeof *p);
+        if (!p) return;
+        s->h = p;
+        s->cap = cap;
+    }
+    s->h[s->n++] = h;
+}
+
+static void unref_new_handle(uv_handle_t *h, void *arg) {
+    handle_set *before = arg;
+    for (size_t i = 0; i < before->n; i++)
+        if (before->h[i] == h) return;
+    uv_unref(h);
+}
+
+struct lws_context *vx_lws_context_new(vx_runtime *rt, struct lws_context_creation_info *info) {
+    void *loops[1] = {&rt->loop};
+    info->options |= LWS_SERVER_OPTION_LIBUV;
+    info->foreign_loops = loops; /* read during creation only */
+    handle_set before = {0};
+    uv_walk(&rt->loop, collect_handle, &before);
+    struct lws_context *ctx = lws_create_context(info);
+    if (ctx) uv_walk(&rt->loop, unref_new_handle, &before);
+    free(before.h);
+    info->foreign_loops = NULL;
+    return ctx;
+}
