@@ -587,6 +587,8 @@ function M.start(path, opts)
       return nil, { { path = "api", message = aerr } }
     end
     self.api = api
+    io.stdout:write(("vibex: the API and the dashboard are at %s/\n"):format(api.url))
+    io.stdout:flush()
   end
   if #cfg.notifications > 0 then
     self.notifier = require("vibex.notify").new { config = function() return self.store:get("notifications") end }
