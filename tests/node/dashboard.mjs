@@ -60,7 +60,9 @@ try {
     await page.evaluate((t) => { location.hash = "#" + t; }, tab);
     await page.waitForFunction((t) => document.body.dataset.loaded === t, { timeout: 15000 }, tab);
     out.pages[tab] = await page.evaluate(() => ({
-      rows: document.querySelectorAll("section:not([hidden]) li, section:not([hidden]) tbody tr").length }));
+      rows: document.querySelectorAll("section:not([hidden]) li, section:not([hidden]) tbody tr").length,
+      experiments: [...document.querySelectorAll("table.leaderboard")].map((t) => t.dataset.experiment),
+      variants: document.querySelectorAll("table.leaderboard tbody tr").length }));
     await page.screenshot({ path: `${artifacts}/dashboard-${tab}.png`, fullPage: true });
   }
   // pause from the page

@@ -56,6 +56,8 @@ return {
       risk = { max_leverage = 2, max_position_notional = 500, max_total_notional = 1000, max_open_positions = 2,
                max_orders_per_minute = 60 } },
   },
+  experiments = { { name = "ema-speed", accounts = { "trend" },
+                    variants = { { name = "fast", params = { fast = 5 } }, { name = "slow", params = { fast = 8 } } } } },
   api = { enabled = true, port = 0, token = env "VIBEX_API_TOKEN", nonce_ttl_s = 2, timeout_s = 3,
           wallets = { { address = %q, scope = "trade", name = "alice" } }%s },
   %s
@@ -166,6 +168,9 @@ describe("the control plane (vibex run with api.enabled)", function()
     local _, dec = call(w, "GET", "/api/v1/decisions?account=trend&limit=1")
     record("GET", "/api/v1/decisions/{id}", "/api/v1/decisions/" .. dec.items[1].decision_id)
     record("GET", "/api/v1/accounts/{name}", "/api/v1/accounts/trend")
+    local es, exp = record("GET", "/api/v1/experiments/{name}", "/api/v1/experiments/ema-speed")
+    assert.equal(200, es)
+    assert.equal(2, #exp.variants)
     record("GET", "/api/v1/accounts/{name}", "/api/v1/accounts/nobody")
     -- a manual order over the position limit: refused with the rule, nothing sent
     s = record("POST", "/api/v1/orders", "/api/v1/orders",
@@ -455,6 +460,8 @@ describe("the control plane (vibex run with api.enabled)", function()
     assert.is_false(r.live_update.reloaded)
     assert.is_true(r.detail.answer > 0)
     assert.is_true(r.pages.decisions.rows > 0)
+    assert.same({ "ema-speed" }, r.pages.research.experiments)
+    assert.equal(2, r.pages.research.variants)
     assert.is_true(r.phone.width <= 400, "the page is wider than a phone: " .. r.phone.width)
     -- the pause from the page paused the account
     local _, acc = call(w, "GET", "/api/v1/accounts/trend")

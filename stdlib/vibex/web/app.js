@@ -229,7 +229,10 @@ async function loadHealth() {
 
 async function loadResearch() {
   const [ex, bt] = await Promise.all([api("GET", "/experiments"), api("GET", "/backtests?limit=20")]);
-  rows($("#experiments tbody"), ex.items, (x) => el("tr", {}, el("td", {}, x.name || "?"), el("td", {}, JSON.stringify(x))), "no experiments");
+  const boards = await Promise.all(ex.items.map((x) => api("GET", "/experiments/" + encodeURIComponent(x.name)).catch(() => null)));
+  const box = $("#experiments");
+  if (!ex.items.length) box.replaceChildren(el("p", { class: "hint" }, "no experiments"));
+  else box.replaceChildren(...boards.filter(Boolean).map(leaderboard));
   rows($("#backtests tbody"), bt.items, (b) => {
     const r = b.report || {};
     const acc = r.accounts ? Object.values(r.accounts)[0] || {} : {};
@@ -237,6 +240,20 @@ async function loadResearch() {
       el("td", {}, `${b.data_from || ""} → ${b.data_to || ""}`), el("td", {}, acc.return_pct !== undefined ? money(acc.return_pct) + "%" : "–"),
       el("td", {}, acc.trades ?? "–"));
   }, "no backtests");
+}
+
+// One experiment: its variants ranked, with the verdict.
+function leaderboard(r) {
+  const pct = (x) => (x === undefined || x === null ? "–" : (x * 100).toFixed(3) + "%");
+  const variants = list(r.variants);
+  const table = el("table", { class: "leaderboard", "data-experiment": r.experiment },
+    el("thead", {}, el("tr", {}, ...["#", "Variant", "Cycles", "Mean return", "Sharpe", "PnL", "Win rate", "Valid", "Cost"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...variants.map((v, i) => el("tr", {},
+      el("td", {}, i + 1), el("td", {}, v.name), el("td", {}, v.cycles ?? 0), el("td", {}, pct(v.mean_return)),
+      el("td", {}, v.sharpe === undefined ? "–" : Number(v.sharpe).toFixed(2)), el("td", {}, signed(v.pnl ?? 0)),
+      el("td", {}, pct(v.win_rate)), el("td", {}, pct(v.validity)), el("td", {}, money(v.cost ?? 0, 4))))));
+  return el("div", {}, el("h3", {}, `${r.experiment} v${r.version}`), el("p", { class: "hint" }, r.statement || ""),
+    el("div", { class: "scroll" }, table));
 }
 
 const loaders = { overview: [loadAccounts, loadEquity, loadPositions, loadOrders, loadDecisions], decisions: [loadDecisions],
