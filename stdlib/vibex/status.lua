@@ -25,6 +25,7 @@ function M.render(st, file)
   local function line(s) out[#out + 1] = s end
   line(("%s — pid %s, config version %s, updated %s"):format(file, tostring(st.pid or "?"),
     tostring(st.config and st.config.version or "?"), st.updated_at and os.date("!%Y-%m-%d %H:%M:%SZ", math.floor(st.updated_at / 1000)) or "?"))
+  if st.api and st.api.url then line(("API and dashboard: %s/"):format(st.api.url)) end
   line("")
   line(("%-16s %-9s %-6s %-8s %9s  %-12s %-12s %s"):format("account", "status", "mode", "venue", "decisions", "last", "reconciled", "unknown orders"))
   local failed = {}

@@ -245,7 +245,10 @@ async function loadResearch() {
 // One experiment: its variants ranked, with the verdict.
 function leaderboard(r) {
   const pct = (x) => (x === undefined || x === null ? "–" : (x * 100).toFixed(3) + "%");
-  const variants = list(r.variants);
+  // best first: the report's ranking when it gives one, else by mean return
+  const rank = list(r.ranking).map((x) => (typeof x === "string" ? x : x && x.name));
+  const pos = (v) => (rank.indexOf(v.name) >= 0 ? rank.indexOf(v.name) : Infinity);
+  const variants = list(r.variants).slice().sort((a, b) => pos(a) - pos(b) || (b.mean_return ?? -Infinity) - (a.mean_return ?? -Infinity));
   const table = el("table", { class: "leaderboard", "data-experiment": r.experiment },
     el("thead", {}, el("tr", {}, ...["#", "Variant", "Cycles", "Mean return", "Sharpe", "PnL", "Win rate", "Valid", "Cost"].map((h) => el("th", {}, h)))),
     el("tbody", {}, ...variants.map((v, i) => el("tr", {},
