@@ -51,11 +51,10 @@ struct vx_server {
     char **strings;          /* what the mounts point at */
     vx_server_stats st;
     unsigned long next_ws_id;
+    struct lws **wsis;       /* every live connection: closed at once by vx_server_close */
+    size_t n_wsis, cap_wsis;
     size_t n_strings;
-    int reap_turns;
     int closed;              /* vx_server_close ran: no more events */
-    int destroyed;           /* the second lws_context_destroy ran */
-    uv_timer_t reap;
     vx_server *next;         /* the runtime's list of servers */
 };
 
@@ -380,6 +379,30 @@ static void on_ws_closed(vx_srv_ws *c, struct lws *wsi) {
     ws_unref(c);
 }
 
+/* ---- every connection, to close them all --------------------------------------------------------- */
+
+static void track_wsi(vx_server *s, struct lws *wsi) {
+    for (size_t i = 0; i < s->n_wsis; i++)
+        if (s->wsis[i] == wsi) return;
+    if (s->n_wsis == s->cap_wsis) {
+        size_t cap = s->cap_wsis ? 2 * s->cap_wsis : 64;
+        struct lws **p = realloc(s->wsis, cap * sizeof *p);
+        if (!p) return; /* untracked: it ends by its own timeout */
+        s->wsis = p;
+        s->cap_wsis = cap;
+    }
+    s->wsis[s->n_wsis++] = wsi;
+}
+
+static void untrack_wsi(vx_server *s, struct lws *wsi) {
+    for (size_t i = 0; i < s->n_wsis; i++) {
+        if (s->wsis[i] == wsi) {
+            s->wsis[i] = s->wsis[--s->n_wsis];
+            return;
+        }
+    }
+}
+
 /* ---- the protocol callback ------------------------------------------------------------------------ */
 
 static int ws_path_ok(vx_server *s, struct lws *wsi) {
@@ -395,6 +418,10 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     conn_head *h = lws_get_opaque_user_data(wsi);
     if (!s) return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch (reason) {
+    case LWS_CALLBACK_HTTP_BIND_PROTOCOL:
+        if (s->closed) return -1;
+        track_wsi(s, wsi);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_HTTP:
         if (s->closed) return -1;
         if (h && h->kind == KIND_REQ) req_detach(wsi, (vx_srv_req *)h); /* keep-alive: the last one is over */
@@ -412,24 +439,35 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s->closed) return -1;
         if (h && h->kind == KIND_REQ) return on_http_writeable((vx_srv_req *)h, wsi);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_CLOSED_HTTP:
+        untrack_wsi(s, wsi);
+        if (h && h->kind == KIND_REQ) req_detach(wsi, (vx_srv_req *)h);
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (h && h->kind == KIND_REQ) req_detach(wsi, (vx_srv_req *)h);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return s->closed || !ws_path_ok(s, wsi);
     case LWS_CALLBACK_ESTABLISHED:
+        track_wsi(s, wsi);
         return on_ws_established(s, wsi);
     case LWS_CALLBACK_RECEIVE:
         return h && h->kind == KIND_WS ? on_ws_receive((vx_srv_ws *)h, wsi, in, len) : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (s->closed) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
+            return -1;
+        }
         return h && h->kind == KIND_WS ? on_ws_writeable((vx_srv_ws *)h, wsi) : 0;
     case LWS_CALLBACK_CLOSED:
+        untrack_wsi(s, wsi);
         if (h && h->kind == KIND_WS) on_ws_closed((vx_srv_ws *)h, wsi);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        untrack_wsi(s, wsi);
         if (h && h->kind == KIND_REQ) req_detach(wsi, (vx_srv_req *)h);
         else if (h && h->kind == KIND_WS) on_ws_closed((vx_srv_ws *)h, wsi);
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -489,6 +527,7 @@ static int build_mounts(vx_server *s, const vx_server_opts *o) {
 }
 
 static void server_free(vx_server *s) {
+    free(s->wsis);
     free_strings(s);
     free(s->mounts);
     free(s->ws_path);
@@ -572,44 +611,33 @@ int vx_server_port(const vx_server *s) { return s->vh ? lws_get_vhost_listen_por
 
 void vx_server_get_stats(const vx_server *s, vx_server_stats *st) { *st = s->st; }
 
-static void unlink_server(vx_server *s) {
-    for (vx_server **p = &s->rt->servers; *p; p = &(*p)->next) {
-        if (*p == s) {
-            *p = s->next;
-            return;
-        }
-    }
-}
-
-static void reap_closed(uv_handle_t *h) { server_free(h->data); }
-
-static void reap_cb(uv_timer_t *t) {
-    vx_server *s = t->data;
-    if (++s->reap_turns < 3) { /* let the loop close what the first destroy closed */
-        uv_timer_start(t, reap_cb, 0, 0);
-        return;
-    }
-    if (!s->destroyed) {
-        s->destroyed = 1;
-        lws_context_destroy(s->ctx);
-    }
-    unlink_server(s);
-    uv_close((uv_handle_t *)t, reap_closed);
-}
-
+/* lws on a foreign loop closes its handles through the loop: the first
+ * destroy starts that, the second (once the loop turned) frees the context.
+ * Both run at the runtime's exit (vx_server_reap_all), outside uv_run, as
+ * for the WebSocket client: a destroy from a callback inside the loop made
+ * libuv abort in its closing phase with lws 4.1.6 (seen). Until then a
+ * closed server answers nothing and its connections are ended. */
 void vx_server_close(vx_server *s) {
     if (!s || s->closed) return;
     s->closed = 1;
-    lws_context_destroy(s->ctx);
-    /* the second destroy after the loop turned: lws closes through it */
-    uv_timer_init(&s->rt->loop, &s->reap);
-    s->reap.data = s;
-    uv_timer_start(&s->reap, reap_cb, 0, 0);
+    /* every connection ends at its next writeable callback, so none keeps
+     * the loop, and the run, alive */
+    for (size_t i = 0; i < s->n_wsis; i++) {
+        lws_callback_on_writable(s->wsis[i]); /* busy ones close there */
+        lws_set_timeout(s->wsis[i], PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, 1); /* idle keep-alive ones by their timeout */
+    }
 }
 
 void vx_server_reap_all(vx_runtime *rt) {
-    for (vx_server *s = rt->servers; s; s = s->next) vx_server_close(s);
-    for (int i = 0; i < 16 && rt->servers; i++) uv_run(&rt->loop, UV_RUN_NOWAIT);
+    if (!rt->servers) return;
+    for (vx_server *s = rt->servers; s; s = s->next) lws_context_destroy(s->ctx);
+    for (int i = 0; i < 8; i++) uv_run(&rt->loop, UV_RUN_NOWAIT);
+    while (rt->servers) {
+        vx_server *s = rt->servers;
+        rt->servers = s->next;
+        lws_context_destroy(s->ctx);
+        server_free(s);
+    }
 }
 
 /* ---- the owner's side ----------------------------------------------------------------------------- */

@@ -58,7 +58,7 @@ vx_server *vx_server_new(vx_runtime *rt, const vx_server_opts *o, const vx_serve
 int vx_server_port(const vx_server *s);
 void vx_server_get_stats(const vx_server *s, vx_server_stats *st);
 /* Stop listening and drop every connection; no event is delivered after
- * this. The memory goes once the loop turned (lws closes through it). */
+ * this. The memory goes at the runtime's exit (vx_server_reap_all). */
 void vx_server_close(vx_server *s);
 /* At runtime exit: finish what vx_server_close started, for every server. */
 void vx_server_reap_all(vx_runtime *rt);

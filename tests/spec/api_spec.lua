@@ -101,9 +101,12 @@ local function stop(w)
   end
 end
 
+-- The run must end cleanly on SIGTERM: exit 0 (under `make asan`, a leak
+-- or a memory error in the server would show here as another code).
 local function close(w)
-  stop(w)
+  local code = stop(w)
   w.pg:stop()
+  assert.equal(0, code, "vibex run did not exit cleanly on SIGTERM")
 end
 
 -- A request; the body decoded.
@@ -665,7 +668,7 @@ describe("the API beyond this machine", function()
     assert.equal(200, res.status)
     local plain = http.request { url = (w.base:gsub("^https", "http")) .. "/api/v1/health", timeout_ms = 5000 }
     assert.is_true(plain == nil or plain.status ~= 200, "plain HTTP answered on the TLS port")
-    stop(w)
+    assert.equal(0, stop(w))
     -- every insecure start says so
     h.write(w.config, (runtime.read_file(w.config):gsub('timeout_s = 3,', 'timeout_s = 3, bind = "0.0.0.0", insecure = true,')
       :gsub(', tls_cert = "[^"]*", tls_key = "[^"]*"', "")))
