@@ -4,6 +4,7 @@
 #include "lwsctx.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct handle_set {
     uv_handle_t **h;
@@ -40,4 +41,39 @@ struct lws_context *vx_lws_context_new(vx_runtime *rt, struct lws_context_creati
     free(before.h);
     info->foreign_loops = NULL;
     return ctx;
+}
+
+int vx_lws_queue_push(vx_lws_queue *q, const void *p, size_t n, int binary) {
+    vx_lws_msg *m = malloc(sizeof *m + LWS_PRE + n);
+    if (!m) return -1;
+    m->next = NULL;
+    m->len = n;
+    m->binary = binary;
+    memcpy(m->buf + LWS_PRE, p, n);
+    if (q->tail) q->tail->next = m;
+    else q->head = m;
+    q->tail = m;
+    q->bytes += n;
+    return 0;
+}
+
+int vx_lws_queue_write(vx_lws_queue *q, struct lws *wsi) {
+    vx_lws_msg *m = q->head;
+    if (!m) return 0;
+    int n = lws_write(wsi, m->buf + LWS_PRE, m->len, m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    if (n < (int)m->len) return -1;
+    q->head = m->next;
+    if (!q->head) q->tail = NULL;
+    q->bytes -= m->len;
+    free(m);
+    return q->head ? 1 : 0;
+}
+
+void vx_lws_queue_clear(vx_lws_queue *q) {
+    for (vx_lws_msg *m = q->head, *next; m; m = next) {
+        next = m->next;
+        free(m);
+    }
+    q->head = q->tail = NULL;
+    q->bytes = 0;
 }

@@ -76,6 +76,7 @@ struct vx_srv_req {
     size_t expect;           /* Content-Length */
     int dispatched, answered, headers_sent;
     int close_after;         /* lws would read the next request as this one's body */
+    int pending;             /* counted in st.pending: handed to the owner, not answered yet */
     int status;
     char *content_type;
     char **out_headers;
@@ -83,19 +84,12 @@ struct vx_srv_req {
     size_t out_len, out_pos;
 };
 
-typedef struct ws_msg {
-    struct ws_msg *next;
-    size_t len;
-    unsigned char buf[];     /* LWS_PRE, then the payload */
-} ws_msg;
-
 struct vx_srv_ws {
     conn_head h;
     unsigned long id;
     char *query;
     vx_buf rx;
-    ws_msg *head, *tail;
-    size_t queued;
+    vx_lws_queue out;        /* messages to send */
     int close_code;          /* set: close at the next writeable */
     int opened;              /* the owner was told */
 };
@@ -215,6 +209,7 @@ static int respond_now(vx_srv_req *r, int status, const char *msg) {
 static void dispatch(vx_srv_req *r) {
     vx_server *s = r->h.srv;
     r->dispatched = 1;
+    r->pending = 1;
     s->st.requests++;
     s->st.pending++;
     if (s->ev->request) s->ev->request(r, s->ud);
@@ -307,21 +302,12 @@ done:;
 
 /* ---- WebSocket clients --------------------------------------------------------------------------- */
 
-static void ws_free_queue(vx_srv_ws *c) {
-    for (ws_msg *m = c->head, *n; m; m = n) {
-        n = m->next;
-        free(m);
-    }
-    c->head = c->tail = NULL;
-    c->queued = 0;
-}
-
 static void ws_unref(vx_srv_ws *c) {
     if (--c->h.refs) return;
     head_free(&c->h);
     free(c->query);
     vx_buf_free(&c->rx);
-    ws_free_queue(c);
+    vx_lws_queue_clear(&c->out);
     free(c);
 }
 
@@ -359,14 +345,9 @@ static int on_ws_writeable(vx_srv_ws *c, struct lws *wsi) {
         lws_close_reason(wsi, (enum lws_close_status)c->close_code, NULL, 0);
         return -1;
     }
-    ws_msg *m = c->head;
-    if (!m) return 0;
-    if (lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT) < (int)m->len) return -1;
-    c->head = m->next;
-    if (!c->head) c->tail = NULL;
-    c->queued -= m->len;
-    free(m);
-    if (c->head) lws_callback_on_writable(wsi);
+    int more = vx_lws_queue_write(&c->out, wsi);
+    if (more < 0) return -1;
+    if (more) lws_callback_on_writable(wsi);
     return 0;
 }
 
@@ -680,7 +661,10 @@ int vx_srv_respond(vx_srv_req *r, int status, const char *content_type, const ch
     r->out_len = len;
     r->status = status;
     r->answered = 1;
-    if (r->h.srv->st.pending) r->h.srv->st.pending--;
+    if (r->pending) {
+        r->pending = 0;
+        r->h.srv->st.pending--;
+    }
     lws_callback_on_writable(r->h.wsi);
     return 0;
 }
@@ -698,21 +682,13 @@ unsigned long vx_srv_ws_id(const vx_srv_ws *c) { return c->id; }
 
 int vx_srv_ws_send(vx_srv_ws *c, const char *p, size_t n) {
     if (!c->h.wsi || c->close_code) return -1;
-    if (c->queued + n > c->h.srv->max_ws_queue) { /* it does not read: it goes, memory stays bounded */
+    if (c->out.bytes + n > c->h.srv->max_ws_queue) { /* it does not read: it goes, memory stays bounded */
         c->h.srv->st.ws_dropped_slow++;
-        ws_free_queue(c);
+        vx_lws_queue_clear(&c->out);
         vx_srv_ws_close(c, 1008);
         return -1;
     }
-    ws_msg *m = malloc(sizeof *m + LWS_PRE + n);
-    if (!m) return -1;
-    m->next = NULL;
-    m->len = n;
-    memcpy(m->buf + LWS_PRE, p, n);
-    if (c->tail) c->tail->next = m;
-    else c->head = m;
-    c->tail = m;
-    c->queued += n;
+    if (vx_lws_queue_push(&c->out, p, n, 0)) return -1;
     lws_callback_on_writable(c->h.wsi);
     return 0;
 }

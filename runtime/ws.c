@@ -23,13 +23,6 @@ struct vx_ws {
     int destroying;
 };
 
-typedef struct out_msg {
-    struct out_msg *next;
-    size_t len;
-    int binary;
-    unsigned char buf[]; /* LWS_PRE bytes of headroom, then the payload */
-} out_msg;
-
 struct vx_ws_conn {
     vx_ws *ws;
     struct lws *wsi;
@@ -41,8 +34,7 @@ struct vx_ws_conn {
     char **headers;           /* "Name:" and value pairs, NULL-terminated */
     size_t max_message;
     vx_buf rx;                /* fragments of the message being received */
-    out_msg *out_head, *out_tail;
-    size_t out_bytes;
+    vx_lws_queue out;         /* messages to send */
     int established;
     int in_connect;           /* inside lws_client_connect_via_info */
     int failed_early;         /* a terminal callback ran inside connect */
@@ -52,20 +44,9 @@ struct vx_ws_conn {
     char error[256];
 };
 
-static void free_out(vx_ws_conn *c) {
-    out_msg *m = c->out_head;
-    while (m) {
-        out_msg *next = m->next;
-        free(m);
-        m = next;
-    }
-    c->out_head = c->out_tail = NULL;
-    c->out_bytes = 0;
-}
-
 static void conn_free(vx_ws_conn *c) {
     if (!c) return;
-    free_out(c);
+    vx_lws_queue_clear(&c->out);
     vx_buf_free(&c->rx);
     if (c->headers)
         for (char **h = c->headers; *h; h++) free(*h);
@@ -116,18 +97,12 @@ static int on_writable(vx_ws_conn *c, struct lws *wsi) {
         lws_close_reason(wsi, (enum lws_close_status)c->close_code, NULL, 0);
         return -1;
     }
-    out_msg *m = c->out_head;
-    if (!m) return 0;
-    int n = lws_write(wsi, m->buf + LWS_PRE, m->len, m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-    if (n < (int)m->len) {
+    int more = vx_lws_queue_write(&c->out, wsi);
+    if (more < 0) {
         snprintf(c->error, sizeof c->error, "write failed");
         return -1;
     }
-    c->out_head = m->next;
-    if (!c->out_head) c->out_tail = NULL;
-    c->out_bytes -= m->len;
-    free(m);
-    if (c->out_head) lws_callback_on_writable(wsi);
+    if (more) lws_callback_on_writable(wsi);
     return 0;
 }
 
@@ -159,7 +134,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         c->established = 1;
         if (c->ev && c->ev->open) c->ev->open(c, c->ud);
-        if (c->out_head || !c->ev) lws_callback_on_writable(wsi);
+        if (c->out.head || !c->ev) lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         return on_receive(c, wsi, in, len);
@@ -317,16 +292,7 @@ vx_ws_conn *vx_ws_connect(vx_ws *ws, const vx_ws_opts *o, const vx_ws_events *ev
 
 int vx_ws_send(vx_ws_conn *c, const char *p, size_t n, int binary) {
     if (!c->wsi || !c->ev) return -1;
-    out_msg *m = malloc(sizeof *m + LWS_PRE + n);
-    if (!m) return -1;
-    m->next = NULL;
-    m->len = n;
-    m->binary = binary;
-    memcpy(m->buf + LWS_PRE, p, n);
-    if (c->out_tail) c->out_tail->next = m;
-    else c->out_head = m;
-    c->out_tail = m;
-    c->out_bytes += n;
+    if (vx_lws_queue_push(&c->out, p, n, binary)) return -1;
     if (c->established) lws_callback_on_writable(c->wsi);
     return 0;
 }
@@ -347,6 +313,6 @@ void vx_ws_read_enable(vx_ws_conn *c, int enable) {
                                     LWS_RXFLOW_REASON_USER_BOOL | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
 }
 
-size_t vx_ws_pending(const vx_ws_conn *c) { return c->out_bytes; }
+size_t vx_ws_pending(const vx_ws_conn *c) { return c->out.bytes; }
 
 size_t vx_ws_open_count(const vx_ws *ws) { return ws ? ws->open : 0; }
