@@ -202,7 +202,7 @@ async function showDecision(d) {
     const body = $("#detail-body");
     body.replaceChildren(
       el("h3", {}, `${x.account} · ${x.cycle_key}`),
-      el("p", { class: "hint" }, `${x.source || ""} ${x.provider || ""} ${x.model || ""} · valid ${x.valid} · ${x.tokens_in ?? 0}/${x.tokens_out ?? 0} tokens`),
+      el("p", { class: "hint" }, `${x.source || ""} ${x.provider || ""} ${x.model || ""} · ${x.valid === undefined ? "no model answer to validate" : (x.valid ? "valid answer" : "invalid answer")} · ${x.tokens_in ?? 0}/${x.tokens_out ?? 0} tokens`),
       el("h4", {}, "Prompt"), el("pre", { id: "detail-prompt" }, x.prompt ? JSON.stringify(x.prompt, null, 2) : "(no model was asked)"),
       el("h4", {}, "Answer"), el("pre", { id: "detail-answer" }, x.raw_answer || JSON.stringify(x.parsed, null, 2)),
       el("h4", {}, "Validation"), el("pre", {}, JSON.stringify(x.validation, null, 2)),
