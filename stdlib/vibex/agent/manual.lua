@@ -84,8 +84,6 @@ function Agent:run_manual(a, intents, who)
                               symbol = r.symbol, message = r.message, intent = r }
     end
   end
-  local after = self:view(a, acc)
-  if after then self:keep_snapshot(a, after, now_ms) end
   tlog:info("manual order", { account = acc.name, by = who, orders = #rec.orders, refused = #rec.validation.refusals })
   self:observe("decision", self:decision_event(rec))
   return rec

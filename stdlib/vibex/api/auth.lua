@@ -141,11 +141,6 @@ end
 
 function Auth:forget_cached() self.cache, self.counts.cache = {}, 0 end
 
---- How many entries each table holds (tests, /metrics).
-function Auth:sizes()
-  local function count(t) local n = 0 for _ in pairs(t) do n = n + 1 end return n end
-  return { failures = count(self.failures), cache = count(self.cache), sessions = count(self.sessions), nonces = self.n_nonces }
-end
 
 -- ---- wallet sign-in ------------------------------------------------------------------------------
 
@@ -232,5 +227,4 @@ function Auth:sign_in(address, nonce, signature, peer)
            expires_at = types.iso(now() + ttl) }
 end
 
-M.personal_digest = personal_digest
 return M

@@ -225,7 +225,7 @@ function Api:audit(route, who, req, params, body, status)
   if not ok then alog:warn("API mutation not written to the audit log", { route = route.key, error = tostring(err) }) end
 end
 
-function Api:dispatch(req, t0)
+function Api:dispatch(req)
   local method, path = req:method(), req:path()
   if path == "/metrics" then return self:metrics(req), "/metrics" end
   if method == "HEAD" then method = "GET" end
@@ -268,7 +268,7 @@ end
 
 function Api:handle(req)
   local t0 = task.hrtime()
-  local ok, status, key = pcall(self.dispatch, self, req, t0)
+  local ok, status, key = pcall(self.dispatch, self, req)
   if not ok then
     if task.is_cancelled(status) then return end
     alog:error("API request failed", { path = req:path(), error = tostring(status) })
@@ -289,5 +289,4 @@ function Api:metrics(req)
   return self:reply(req, 200, metrics.render(), nil, "text/plain; version=0.0.4; charset=utf-8")
 end
 
-M.parse_query = parse_query
 return M

@@ -31,7 +31,7 @@ local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 local Hub = {}
 Hub.__index = Hub
 
---- o: capacity (events kept), auth (vibex.api.auth), on_drop(n).
+--- o: capacity (events kept), auth (vibex.api.auth).
 function M.new(o)
   return setmetatable({ seq = 0, cap = o.capacity or 10000, ring = {}, clients = {}, n_clients = 0, auth = o.auth,
                         log_listeners = 0 }, Hub)

@@ -41,7 +41,6 @@ function M.nullable(s)
   if c.type then c.type = { c.type, "null" } else return { anyOf = { s, { type = "null" } } } end
   return c
 end
-M.any = function(o) return o or {} end
 
 --- An object: props {name = schema}, required names; no other keys unless open.
 function M.obj(props, required, o)

@@ -22,7 +22,11 @@ local function account_row(app, name)
   if s then
     out.equity, out.wallet, out.available, out.unrealized_pnl = C.f8(s.equity), C.f8(s.wallet), C.f8(s.available), C.f8(s.unrealized)
     out.balances = { { asset = "USDT", wallet = C.f8(s.wallet), available = C.f8(s.available), unrealized_pnl = C.f8(s.unrealized) } }
-    out.open_positions = #s.positions
+  end
+  if a and a.positions_live then
+    local n = 0
+    for _ in pairs(a.positions_live) do n = n + 1 end
+    out.open_positions = n
   end
   return out
 end
