@@ -23,7 +23,11 @@ try {
   page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith("ws") && !r.url().startsWith("data:")) external.push(r.url()); });
   page.on("dialog", (d) => { step("dialog: " + d.message()); d.accept(); });
   await page.setViewport({ width: 1280, height: 900 });
-  await page.goto(base + "/", { waitUntil: "networkidle0" });
+  const first = await page.goto(base + "/", { waitUntil: "networkidle0" });
+  out.first_load = { status: first && first.status(), type: first && first.headers()["content-type"] };
+  await page.waitForSelector("#token", { timeout: 10000 }).catch(async () => {
+    out.first_load.body = (await page.content()).slice(0, 300);
+  });
   await page.type("#token", token);
   await page.click("#token-form button");
   await page.waitForFunction(() => document.body.dataset.loaded === "overview", { timeout: 20000 });

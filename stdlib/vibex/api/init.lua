@@ -82,7 +82,9 @@ function M.start(app, cfg)
   self.hub = stream.new { capacity = cfg.stream_buffer, auth = self.auth }
   local web = runtime.home() .. "/stdlib/vibex/web"
   local srv, err = server.listen {
-    bind = cfg.bind == "localhost" and "127.0.0.1" or cfg.bind, port = cfg.port, -- the server takes addresses static_dir = cfg.dashboard and runtime.exists(web) and web or nil,
+    -- the server takes addresses, not names
+    bind = cfg.bind == "localhost" and "127.0.0.1" or cfg.bind, port = cfg.port,
+    static_dir = cfg.dashboard and runtime.exists(web) and web or nil,
     prefixes = { "/api", "/metrics" }, ws_path = "/api/v1/stream",
     max_body = cfg.max_body_bytes, timeout_s = cfg.timeout_s, max_conns = cfg.max_connections,
     tls_cert = cfg.tls_cert, tls_key = cfg.tls_key,
