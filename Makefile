@@ -56,7 +56,7 @@ $(BUILD)/runtime/%.o: runtime/%.c runtime/*.h | $(BUILD)/runtime
 # on fully; sqrt without errno and selects around a divide vectorise only
 # with these two flags (results are unchanged: no
 # fast-math, so nothing is reassociated).
-$(BUILD)/runtime/ta.o: CFLAGS_ALL += -O3 -fno-math-errno -fno-trapping-math
+$(BUILD)/runtime/ta_kernels.o: CFLAGS_ALL += -O3 -fno-math-errno -fno-trapping-math
 
 $(BUILD)/runtime:
 	mkdir -p $@
