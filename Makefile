@@ -6,6 +6,7 @@
 #   make asan    the whole suite under AddressSanitizer + UBSan
 #   make run     the paper-trading demo (no network, no keys)
 #   make bench   benchmarks, with baselines measured in the same run
+#   make bench-deps  fetch TA-Lib's C source (npm package talib) for make bench
 
 CC      ?= cc
 PKGS    := luajit libuv libcurl libedit libcrypto nettle libsecp256k1 libwebsockets libpq
@@ -34,7 +35,7 @@ DEB_PACKAGES := build-essential pkg-config ca-certificates openssl curl python3 
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test asan run bench clean check-deps
+.PHONY: all deps test asan run bench bench-deps talib clean check-deps
 
 FFI_OK := $(BUILD)/ffi-layout.ok
 
@@ -100,8 +101,31 @@ run: $(BIN) $(FFI_OK)
 	./$(BIN) migrate up examples/paper.lua
 	./$(BIN) run examples/paper.lua
 
-bench: $(BIN) $(SUPPORT_BIN)
-	@VIBEX_BIN=./$(BIN) BUILD=$(BUILD) ./$(BIN) tests/bench/run.lua
+# TA-Lib, the bench's reference for the indicators: its published C source
+# as the npm package `talib` carries it, fetched by `make bench-deps` (never
+# by deps or the build) into build/talib-src, built by `make bench` with
+# -O3 (its release flags) into a shared library the bench loads.
+TALIB_VERSION := 2.0.5
+TALIB_SRC := build/talib-src/package/src/lib
+TALIB_LIB := $(BUILD)/bench/libta_lib.so
+
+bench-deps:
+	rm -rf build/talib-src && mkdir -p build/talib-src
+	cd build/talib-src && npm pack --silent talib@$(TALIB_VERSION) >/dev/null && tar xzf talib-$(TALIB_VERSION).tgz
+	@test -f $(TALIB_SRC)/src/ta_func/ta_SMA.c && echo "TA-Lib $(TALIB_VERSION) source in build/talib-src"
+
+$(TALIB_LIB):
+	@mkdir -p $(dir $@)
+	$(CC) -O3 -DNDEBUG -fPIC -shared -w -I$(TALIB_SRC)/include -I$(TALIB_SRC)/src/ta_common \
+	  -I$(TALIB_SRC)/src/ta_func $(TALIB_SRC)/src/ta_func/*.c $(TALIB_SRC)/src/ta_common/*.c -o $@ -lm
+
+talib:
+	@if [ -f $(TALIB_SRC)/src/ta_func/ta_SMA.c ]; then $(MAKE) --no-print-directory $(TALIB_LIB); \
+	else echo "bench: TA-Lib's source is not here; run 'make bench-deps' for the TA-Lib comparison"; fi
+
+bench: $(BIN) $(SUPPORT_BIN) talib
+	@VIBEX_BIN=./$(BIN) BUILD=$(BUILD) VIBEX_TALIB=$$([ -f $(TALIB_LIB) ] && echo $(TALIB_LIB)) \
+	  ./$(BIN) tests/bench/run.lua
 
 clean:
 	rm -rf build $(BIN)

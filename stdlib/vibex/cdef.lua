@@ -87,7 +87,7 @@ int vx_candles_link(vx_candles *fine, vx_candles *coarse);
 int vx_candles_find(const vx_candles *c, double t);
 int vx_candles_copy(vx_candles *dst, const vx_candles *src);
 
-typedef struct vx_lua_series { double *p; int64_t n; } vx_lua_series;
+typedef struct vx_lua_series { double *p; int64_t n; int64_t cap; } vx_lua_series;
 ]] },
   { name = "kline_msg", headers = "kline_msg.h", text = [[
 typedef struct vx_kline_msg {
