@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +296,29 @@ static int l_wall_ms(lua_State *L) {
     return 1;
 }
 
+static int push_errno(lua_State *L, const char *what, const char *path);
+
+/* The process's resident memory now and at its peak, in bytes: current from
+ * /proc/self/statm (resident pages), peak from getrusage (ru_maxrss, KiB).
+ * nil, err when /proc is not there. */
+static int l_memory(lua_State *L) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return push_errno(L, "open", "/proc/self/statm");
+    unsigned long size = 0, resident = 0;
+    int n = fscanf(f, "%lu %lu", &size, &resident);
+    fclose(f);
+    if (n != 2) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "/proc/self/statm: unexpected contents");
+        return 2;
+    }
+    struct rusage ru;
+    double peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 : 0;
+    lua_pushnumber(L, (double)resident * (double)sysconf(_SC_PAGESIZE));
+    lua_pushnumber(L, peak);
+    return 2;
+}
+
 static int l_pid(lua_State *L) {
     lua_pushinteger(L, getpid());
     return 1;
@@ -385,6 +410,7 @@ int vx_open_runtime(lua_State *L) {
                                    {"ptr", l_ptr},
                                    {"wall_ms", l_wall_ms},
                                    {"pid", l_pid},
+                                   {"memory", l_memory},
                                    {"uid", l_uid},
                                    {"append_sync", l_append_sync},
                                    {"write_file", l_write_file},

@@ -19,8 +19,12 @@ local STYLE = {
 }
 
 local function list(t)
+  -- a list of numbers (the usual case) in one call: table.concat writes
+  -- numbers as tostring does, without a string per number
+  local ok, s = pcall(table.concat, t or {}, ", ")
+  if ok then return "[" .. s .. "]" end
   local out = {}
-  for i, v in ipairs(t or {}) do out[i] = tostring(v) end
+  for i, v in ipairs(t) do out[i] = tostring(v) end
   return "[" .. table.concat(out, ", ") .. "]"
 end
 

@@ -26,6 +26,11 @@ end
 ---@return string|nil err
 M.write_file = core.write_file
 
+--- The process's resident memory (RSS) now and its peak, in bytes.
+---@return number|nil rss
+---@return number|string peak, or the error
+function M.memory() return core.memory() end
+
 --- True when path exists (any kind of file).
 ---@param path string
 ---@return boolean

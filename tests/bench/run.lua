@@ -1,6 +1,6 @@
 --- make bench — runtime core figures, each beside a baseline measured in
 --- the same run (plain Lua loop, plain coroutines, curl --parallel).
---- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|talib|exchange|db|sim|agent|sandbox|backtest|api]
+--- Usage: vibex tests/bench/run.lua [--quick] [--only=core|ta|talib|memory|exchange|db|sim|agent|sandbox|backtest|api]
 local task = require "vibex.task"
 local http = require "vibex.http"
 local metrics = require "vibex.metrics"
@@ -187,6 +187,7 @@ local sections = {
   {"core", function() bench_tasks(); bench_timers(); bench_http(); bench_calls(); bench_reload() end},
   {"ta", function() dofile("tests/bench/ta.lua").run(row, fmt, best, quick) end},
   {"talib", function() dofile("tests/bench/talib.lua").run(row, fmt, best, quick) end},
+  {"memory", function() dofile("tests/bench/memory.lua").run(row, fmt, best, quick) end},
   {"exchange", function() dofile("tests/bench/exchange.lua").run(row, fmt, best, quick) end},
   {"db", function() dofile("tests/bench/db.lua").run(row, fmt, best, quick) end},
   {"sim", function() dofile("tests/bench/sim.lua").run(row, fmt, best, quick) end},

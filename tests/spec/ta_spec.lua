@@ -604,6 +604,96 @@ describe("vibex.ta", function()
     assert.equal("vibex.ta", require("vibex.prelude").modules.ta)
   end)
 
+  describe("outputs", function()
+    -- the pool hands out buffers without zeroing them: every kernel must
+    -- write every element of every output, warm-up NaNs included
+    it("write every element: an out series full of old values keeps none of them", function()
+      local b = bars(5000, 3)
+      for _, case in ipairs(CASES) do
+        local name, p = case[1], case[2]
+        local names = ta.indicators()[name].outputs
+        local lb = ta.lookback(name, unpack(p))
+        for _, n in ipairs { lb + 1, lb + 2, 257, 1000, 4097 } do
+          local sub = {}
+          for k, col in pairs(b) do sub[k] = {unpack(col, 1, n)} end
+          local fresh = assert(ta[name](sub, unpack(p)))
+          local out
+          if #names == 1 then
+            out = ta.series(n)
+            for i = 1, n do out[i] = 12345.678 end
+          else
+            out = {}
+            for _, o in ipairs(names) do
+              out[o] = ta.series(n)
+              for i = 1, n do out[o][i] = 12345.678 end
+            end
+          end
+          local args = {unpack(p)}
+          args[#args + 1] = {out = out}
+          local got = assert(ta[name](sub, unpack(args)))
+          assert.equal(out, got, name .. ": out= returns the series it was given")
+          local pairs_ = #names == 1 and {{fresh, got}} or {}
+          for _, o in ipairs(#names == 1 and {} or names) do pairs_[#pairs_ + 1] = {fresh[o], got[o]} end
+          for _, fg in ipairs(pairs_) do
+            assert.equal(n, #fg[2])
+            for i = 1, n do
+              local f, g = fg[1][i], fg[2][i]
+              assert(g ~= 12345.678, ("%s n=%d: element %d was not written"):format(name, n, i))
+              assert(f == g or (isnan(f) and isnan(g)), ("%s n=%d: element %d differs from a fresh output"):format(name, n, i))
+            end
+          end
+        end
+      end
+    end)
+
+    it("out= grows a series that is too short, refuses a view that is, and reuses a table of outputs", function()
+      local x = ta.series(bars(3000, 5).close)
+      local s = ta.series(10)
+      local r = assert(ta.ema(x, 20, {out = s}))
+      assert.equal(s, r); assert.equal(3000, #s)
+      local want = ta.ema(x, 20)
+      for i = 1, 3000 do assert(want[i] == s[i] or (isnan(want[i]) and isnan(s[i]))) end
+      local view = ta.series(100):sub(1, 50)
+      local ok, err = pcall(ta.ema, x, 20, {out = view})
+      assert.is_false(ok); assert.matches("out is a view of 50 values", err)
+      local m = assert(ta.macd(x))
+      local macd = m.macd
+      assert.equal(m, assert(ta.macd(x, {out = m})))
+      assert.equal(macd, m.macd)
+      assert.matches("out must be a series", select(2, pcall(ta.sma, x, 5, {out = {}})))
+    end)
+
+    it("fresh outputs come back to the pool: memory stays bounded over many calls", function()
+      local x = ta.series(bars(4000, 7).close)
+      local before = ta.pool_stats()
+      for _ = 1, 3000 do ta.sma(x, 30) end
+      local after = ta.pool_stats()
+      assert.is_true(after.hits - before.hits > 2000, "most outputs were reused buffers")
+      assert.is_true(after.collects > before.collects)
+      assert.is_true(after.outstanding < 80 * 1024 * 1024, "outputs handed out and not yet found garbage stay bounded")
+    end)
+
+    it("candle methods reuse their outputs between calls", function()
+      local b = bars(600)
+      local c = assert(ta.candles{interval = "1m", capacity = 500})
+      for i = 1, 400 do
+        assert(c:update({t = b.time[i], o = b.open[i], h = b.high[i], l = b.low[i], c = b.close[i], v = b.volume[i]}, true))
+      end
+      local r1 = assert(c:rsi(14))
+      local a1 = assert(c:adx(14))
+      for i = 401, 600 do
+        assert(c:update({t = b.time[i], o = b.open[i], h = b.high[i], l = b.low[i], c = b.close[i], v = b.volume[i]}, true))
+      end
+      local r2 = assert(c:rsi(14))
+      assert.equal(r1, r2)                     -- the same series, rewritten
+      assert.equal(a1, assert(c:adx(14)))
+      assert.equal(500, #r2)
+      local want = ta.rsi(c:column("c"), 14)
+      for i = 1, 500 do assert(want[i] == r2[i] or (isnan(want[i]) and isnan(r2[i]))) end
+      assert.are_not.equal(r2, assert(c:rsi(7)))   -- other parameters, another output
+    end)
+  end)
+
   describe("series", function()
     it("is 1-based, has a length, views share memory, last() is oldest first", function()
       local s = ta.series({1, 2, 3, 4, 5})

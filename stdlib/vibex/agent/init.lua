@@ -31,6 +31,7 @@ local log = require "vibex.log"
 local task = require "vibex.task"
 local runtime = require "vibex.runtime"
 local metrics = require "vibex.metrics"
+local recent = require "vibex.recent"
 local llm = require "vibex.llm"
 local decision = require "vibex.agent.decision"
 local risk = require "vibex.agent.risk"
@@ -306,7 +307,7 @@ function Agent:add_account(acc, o)
     market = md, mview = md:view(acc.symbols, intervals), intervals = intervals,
     gate = risk.gate { account = acc.name }, perf = perf.new(), exit_plans = {}, events = {},
     cycles = 0, invalid_streak = 0, fallback_until = nil, fallback_reason = nil, leverage = {}, busy = false,
-    pending_notes = {}, known = {},
+    pending_notes = {}, known = recent.map(2000),   -- client ids placed lately (older: the database)
     rq = self.sink and self.sink:recorder(acc.name)
       or recorder.new { repos = self.repos, path = data_dir .. "/orders/" .. acc.name .. ".log", account = acc.name },
   }

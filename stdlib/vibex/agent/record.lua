@@ -16,6 +16,8 @@ local cycles_total = metrics.counter("vibex_agent_cycles_total", "Decision cycle
 local cycle_seconds = metrics.histogram("vibex_agent_cycle_seconds", "Decision cycle time, model excluded", { "account" })
 local step_seconds = metrics.histogram("vibex_agent_step_seconds", "Decision cycle time by step (market, account, context, prompt, model, validate, policy, risk, execute, record)",
   { "account", "step" })
+local record_seconds = metrics.histogram("vibex_agent_record_seconds",
+  "Writing a decision cycle's record to the database (behind the cycle, in order)", { "account" })
 
 local Agent = {}
 
@@ -216,8 +218,11 @@ function Agent:finish(a, acc, rec, view, t_start)
     rec.performance = a.perf:summary()
   end
   if self.repos then
-    a.rq:flush() -- the orders of the cycle first (written behind the wire)
-    -- everything about the cycle in one transaction (one journal entry in an outage)
+    -- everything about the cycle in one transaction (one journal entry in an
+    -- outage), built now and written behind the cycle: the commit takes its
+    -- place in the account's record queue after the cycle's orders (which
+    -- were journaled to the local order log before they were sent), so the
+    -- cycle does not wait for the database and the writes keep their order
     local R = self.repos.batch and self.repos.batch() or self.repos
     -- a cycle a resumed run recorded in full before: its record stands (the
     -- batch is built, so the in-memory bookkeeping runs as it did, and dropped)
@@ -243,8 +248,14 @@ function Agent:finish(a, acc, rec, view, t_start)
     self:observe("diary", { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key,
                             time_ms = rec.started_ms })
     if R.commit then
-      local ok, err = R.commit()
-      if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
+      local name, key = acc.name, rec.cycle_key
+      a.rq:enqueue(function()
+        local t1 = task.hrtime()
+        local ok, err = R.commit()
+        record_seconds:labels(name):observe(tonumber(task.hrtime() - t1) / 1e9)
+        if not ok then alog:error("cycle not recorded in the database", { account = name, cycle = key, error = tostring(err) }) end
+        return true
+      end)
     end
   elseif self.sink then
     self.sink:cycle(a, acc, rec, view)

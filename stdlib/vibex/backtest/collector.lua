@@ -14,13 +14,16 @@
 -- (number arrays). A digest chained over the order stream (every order as
 -- sent, every fill, every liquidation, the final equities) tells two runs
 -- apart at a glance.
+local ffi = require "ffi"
 local diary = require "vibex.agent.diary"
 local state_fields = require("vibex.agent.recorder").state_fields
 local json = require "vibex.json"
 local crypto = require "vibex.crypto"
 local time = require "vibex.time"
+local runtime = require "vibex.runtime"
 
 local M = {}
+local trade_book   -- below: the compact closed-trade book
 
 local concat, fmt, tostring, type = table.concat, string.format, tostring, type
 
@@ -142,7 +145,7 @@ Col.__index = Col
 --- o: dir (where the spool files go), diary (false: no diary entries).
 function M.new(o)
   local self = setmetatable({ dir = o.dir, accounts = {}, names = {}, chain = "", with_diary = o.diary ~= false,
-                              cycles = 0, step_ms = {}, fill_row = {} }, Col)
+                              cycles = 0, step_ms = {}, fill_row = {}, memory = { samples = {} } }, Col)
   local err
   self.decisions, err = spool(o.dir .. "/decisions.tsv", M.DECISION_COLUMNS)
   if not self.decisions then return nil, err end
@@ -200,7 +203,7 @@ end
 function Col:account(name)
   local a = self.accounts[name]
   if a then return a end
-  a = { name = name, orders = {}, order_count = 0, fill_count = 0, trades = {}, open = {}, pos = {}, t = {}, equity = {},
+  a = { name = name, orders = {}, order_count = 0, fill_count = 0, trades = trade_book(), open = {}, pos = {}, t = {}, equity = {},
         wallet_at = {},
         exposed = 0, cycles = 0, by_source = {}, taken = 0, held = 0, rejected = 0, refused = 0, refusal_rules = {},
         rejection_reasons = {}, invalid = 0, errors = 0, llm_calls = 0, tokens_in = 0, tokens_out = 0, cost = 0,
@@ -220,6 +223,63 @@ end
 
 -- ---- trades: round trips built from fills --------------------------------------------------------
 
+-- The closed trades, compactly: TRADE_STRIDE doubles a trade in one C
+-- array grown by doubling (a year of trades is not thousands of tables);
+-- :list() makes the tables the report wants, once, at the end.
+local TRADE_FIELDS = { "opened_ms", "closed_ms", "entry_qty", "entry_price", "exit_price", "pnl", "fees", "funding", "net",
+                       "qty", "max_qty", "fills", "symbol", "side", "reason" }
+local TRADE_STRIDE = #TRADE_FIELDS
+local SIDES, REASONS = { "long", "short" }, { "signal", "stop", "target", "liquidation" }
+local Book = {}
+Book.__index = Book
+
+local function index_of(list, v)
+  for i, x in ipairs(list) do if x == v then return i end end
+  list[#list + 1] = v
+  return #list
+end
+
+trade_book = function()
+  return setmetatable({ n = 0, cap = 0, data = nil, symbols = {}, sides = { unpack(SIDES) },
+                        reasons = { unpack(REASONS) } }, Book)
+end
+
+function Book:add(tr)
+  if self.n == self.cap then
+    local cap = math.max(64, self.cap * 2)
+    local data = ffi.new("double[?]", cap * TRADE_STRIDE)
+    if self.data then ffi.copy(data, self.data, self.n * TRADE_STRIDE * 8) end
+    self.data, self.cap = data, cap
+  end
+  local d, base = self.data, self.n * TRADE_STRIDE
+  for k = 1, 12 do
+    local v = tr[TRADE_FIELDS[k]]
+    d[base + k - 1] = v == nil and 0 / 0 or v
+  end
+  d[base + 12] = index_of(self.symbols, tr.symbol)
+  d[base + 13] = index_of(self.sides, tr.side)
+  d[base + 14] = index_of(self.reasons, tr.reason)
+  self.n = self.n + 1
+end
+
+function Book:count() return self.n end
+
+--- The trades as tables, oldest first.
+function Book:list()
+  local out, d = {}, self.data
+  for i = 0, self.n - 1 do
+    local base, tr = i * TRADE_STRIDE, {}
+    for k = 1, 12 do
+      local v = d[base + k - 1]
+      if v == v then tr[TRADE_FIELDS[k]] = v end
+    end
+    tr.symbol, tr.side = self.symbols[d[base + 12]], self.sides[d[base + 13]]
+    tr.reason = self.reasons[d[base + 14]]
+    out[i + 1] = tr
+  end
+  return out
+end
+
 local REASON = { exit = "signal", stop = "stop", take_profit = "target", entry = "signal" }
 
 local function open_trade(a, sym, side, f, qty, price, fee_share, t)
@@ -238,7 +298,7 @@ local function close_trade(a, sym, t, reason)
   tr.exit_price = tr.exit_qty > 0 and tr.exit_value / tr.exit_qty or nil
   tr.net = tr.pnl - tr.fees + tr.funding
   tr.entry_cost = nil
-  a.trades[#a.trades + 1] = tr
+  a.trades:add(tr)
 end
 
 function Col:on_fill(a, f, order)
@@ -323,11 +383,26 @@ end
 
 local drow = {}
 
+-- the cycle counts at which the process's memory is sampled (and the end):
+-- what a long run keeps shows as growth between them
+local MEMORY_AT = { [1000] = true, [10000] = true }
+
+--- The resident memory now, kept as a sample at this cycle count.
+function Col:sample_memory()
+  collectgarbage()   -- what is kept, not the garbage of the last cycles
+  local rss, peak = runtime.memory()
+  if not rss then return end
+  local m = self.memory
+  m.samples[#m.samples + 1] = { cycles = self.cycles, rss = rss }
+  m.rss, m.peak = rss, math.max(peak, rss)   -- ru_maxrss can lag the current RSS
+end
+
 --- The end of a cycle (vibex.agent finish): the counters, the equity
 -- point, the decision row and the diary entry.
 function Col:cycle(agent_acc, acc, rec, view)
   local a = self:account(acc.name)
   self.cycles = self.cycles + 1
+  if MEMORY_AT[self.cycles] then self:sample_memory() end
   a.cycles = a.cycles + 1
   a.by_source[rec.source] = (a.by_source[rec.source] or 0) + 1
   local st = self.step_ms
@@ -382,6 +457,7 @@ end
 
 --- Close the spool files; positions still open stay open in the report.
 function Col:close()
+  self:sample_memory()   -- the end of the run, before the report's own tables
   for _, name in ipairs(self.names) do
     local a = self.accounts[name]
     local cids = {}

@@ -417,7 +417,7 @@ function M.run(path, o)
     local ok, trerr = md:track(acc.symbols, strat.intervals or { "5m", "1h" }, o.capacity or 400)
     if not ok then return done(nil, errors.new("config", tostring(trerr))) end
     local sim = require("vibex.exchange.paper").venue(acc)
-    sim.history = 1000 -- what the venue keeps queryable (get_order, userTrades): the run needs only recent ones
+    sim.history = 200 -- what the venue keeps queryable (get_order, userTrades): the run needs only recent ones
     local added, adderr = pcall(ag.add_account, ag, acc, { sim = sim, venue = venues.new(sim, { account = acc.name }),
                                                            market = md, run_id = run_id })
     if not added then return done(nil, errors.new("config", tostring(adderr))) end

@@ -115,10 +115,11 @@ local function account_report(a, o)
     model = { calls = a.llm_calls, tokens_in = a.tokens_in, tokens_out = a.tokens_out, cost = a.cost },
     orders = a.order_count, fills = a.fill_count,
   }
-  local ts = trade_stats(a.trades)
+  local trades = a.trades:list()
+  local ts = trade_stats(trades)
   for k, v in pairs(ts) do r[k] = v end
   local by = {}
-  for _, tr in ipairs(a.trades) do
+  for _, tr in ipairs(trades) do
     by[tr.symbol] = by[tr.symbol] or {}
     table.insert(by[tr.symbol], tr)
   end
@@ -148,6 +149,18 @@ function M.build(col, o)
               scripts = o.scripts, llm_replay = o.llm_replay, bad_candles = o.bad_candles, fed = o.fed,
               source = o.source }
   if o.wall_ms and o.wall_ms > 0 then r.cycles_per_s = col.cycles / (o.wall_ms / 1000) end
+  -- the process's memory: samples at 1,000 and 10,000 cycles and at the end
+  local mem = col.memory
+  if mem and mem.rss then
+    r.memory = { samples = mem.samples, rss_mb = mem.rss / 1048576, peak_mb = mem.peak / 1048576 }
+    -- growth after the warm-up: from the sample at 10,000 cycles (1,000 in a shorter run) to the end
+    local from = mem.samples[2] and mem.samples[2].cycles < col.cycles and mem.samples[2] or
+                 (mem.samples[1] and mem.samples[1].cycles < col.cycles and mem.samples[1])
+    if from then
+      r.memory.growth_mb = (mem.rss - from.rss) / 1048576
+      r.memory.growth_from_cycles = from.cycles
+    end
+  end
   -- where a cycle's time goes (mean ms per step, the model excluded)
   r.step_ms = {}
   for k, v in pairs(col.step_ms) do r.step_ms[k] = col.cycles > 0 and v / col.cycles or 0 end
@@ -186,6 +199,10 @@ function M.text(r)
   w("  %d candles, %d cycles%s%s", r.candles or 0, r.cycles or 0,
     r.wall_ms and fmt(" in %.2fs", r.wall_ms / 1000) or "", r.cycles_per_s and fmt(" (%.0f cycles/s)", r.cycles_per_s) or "")
   w("  digest %s", r.digest:sub(1, 16))
+  if r.memory then
+    w("  memory: RSS %.1f MB at the end, peak %.1f MB%s", r.memory.rss_mb, r.memory.peak_mb,
+      r.memory.growth_mb and fmt(", %+.2f MB since cycle %d", r.memory.growth_mb, r.memory.growth_from_cycles) or "")
+  end
   local steps = {}
   for _, k in ipairs { "market", "account", "context", "prompt", "validate", "policy", "risk", "execute", "record" } do
     if r.step_ms and r.step_ms[k] then steps[#steps + 1] = ("%s %.3f"):format(k, r.step_ms[k]) end
@@ -266,7 +283,7 @@ M.TRADE_COLUMNS = { "account", "symbol", "side", "opened_at", "closed_at", "dura
 function M.trades(col)
   local rows = {}
   for _, name in ipairs(col.names) do
-    for _, tr in ipairs(col.accounts[name].trades) do
+    for _, tr in ipairs(col.accounts[name].trades:list()) do
       rows[#rows + 1] = { account = name, symbol = tr.symbol, side = tr.side, opened_at = iso(tr.opened_ms),
                           closed_at = iso(tr.closed_ms), duration_s = (tr.closed_ms - tr.opened_ms) / 1000,
                           quantity = tr.entry_qty, entry_price = tr.entry_price, exit_price = tr.exit_price, pnl = tr.pnl,

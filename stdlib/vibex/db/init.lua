@@ -396,9 +396,11 @@ function M.repos(o)
   function out.batch()
     local stmts = {}
     local b = {}
+    -- parameters are masked at commit, not here: a cycle's record is built
+    -- on the decision's critical path and committed behind it
     local function collect(sql, ...)
       local n = select("#", ...)
-      stmts[#stmts + 1] = { sql = sql, params = masked(n, ...), n = n }
+      stmts[#stmts + 1] = { sql = sql, params = { ... }, n = n }
       return { batched = true }
     end
     for _, name in ipairs(REPOS) do
@@ -408,6 +410,12 @@ function M.repos(o)
       if #stmts == 0 then return true end
       local list = stmts
       stmts = {}
+      for _, st in ipairs(list) do
+        local params = st.params
+        for i = 1, st.n do
+          if type(params[i]) == "string" then params[i] = mask(params[i]) end
+        end
+      end
       if o.writer then return o.writer:write_batch(list) end
       return pool:pipeline(list)
     end

@@ -14,6 +14,7 @@
 -- orders as /order answers, user events as ORDER_TRADE_UPDATE and
 -- ACCOUNT_UPDATE. The engine's clock is the market data's: an order placed
 -- between prices executes at the next one.
+local recent = require "vibex.recent"
 local ffi = require "ffi"
 local time = require "vibex.time"
 local dec = require "vibex.decimal"
@@ -99,7 +100,7 @@ function M.new(o)
   if engine == nil then error("sim: out of memory") end
   local s = setmetatable({ venue = "sim", account = o.account or "paper", engine = ffi.gc(engine, C.vx_sim_free),
                            index = {}, names = {}, specs = {}, rules = {}, handlers = {}, orders = {}, now_ms = 0,
-                           by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 10000, trades = {},
+                           by_client = {}, open = {}, requests = {}, qty_units = {}, finished = {}, history = o.history or 1000, trades = {},
                            tick_units = {} }, Sim)
   local names = {}
   for name in pairs(o.symbols or M.DEFAULT_SYMBOLS) do names[#names + 1] = name end
@@ -514,14 +515,19 @@ end
 
 --- Subscribe to the user-data events (the live shapes). Several may be open.
 function Sim:user_stream(h)
-  local us = { orders = {}, handlers = h or {} }
-  function us.close() us.closed = true end
+  local us = { orders = recent.map(1000), handlers = h or {} }
+  function us.close() us.closed = true; self.handlers_closed = true end
   function us.connected() return not us.closed end
   self.handlers[#self.handlers + 1] = us
   return us
 end
 
 function Sim:_emit(route, ev)
+  if self.handlers_closed then -- closed streams leave the list between events, never during one
+    local open = {}
+    for _, us in ipairs(self.handlers) do if not us.closed then open[#open + 1] = us end end
+    self.handlers, self.handlers_closed = open, false
+  end
   for _, us in ipairs(self.handlers) do
     if not us.closed then
       if route == "on_order" then
@@ -559,7 +565,7 @@ function Sim:user_trades(symbol, o)
 end
 
 --- A finished order stays queryable (get_order) among the last
--- `history` (10000) finished ones; older ones are forgotten, so a long
+-- `history` (1000) finished ones; older ones are forgotten, so a long
 -- paper run does not grow without bound.
 function Sim:_retire(id)
   self.requests[id], self.qty_units[id] = nil, nil

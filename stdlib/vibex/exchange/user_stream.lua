@@ -5,6 +5,7 @@
 --     on_other = fn(ev), on_resync = fn{open_orders, positions, balances},
 --   }
 --   us.orders[client_order_id] -> {status, executed, avg_price, order_id, symbol, E}
+--     (the last few thousand orders: vibex.recent)
 --   us:close()
 --
 -- Creates the listen key, keeps it alive (PUT every 30 min), replaces it on
@@ -18,6 +19,7 @@ local json = require "vibex.json"
 local task = require "vibex.task"
 local ws = require "vibex.ws"
 local util = require "vibex.exchange.stream_util"
+local recent = require "vibex.recent"
 
 local ulog = util.ulog
 local now = task.now
@@ -31,6 +33,15 @@ User.__index = User
 
 local USER_ROUTES = { ORDER_TRADE_UPDATE = "on_order", ACCOUNT_UPDATE = "on_account", MARGIN_CALL = "on_margin_call" }
 
+local OPEN = { NEW = true, PARTIALLY_FILLED = true }
+
+--- An order's latest state; the open ones are also listed (orders keeps
+--- only the recent ones, and cannot be iterated).
+function User:_set_order(id, st)
+  self.orders[id] = st
+  self.open_ids[id] = OPEN[st.status] and true or nil
+end
+
 --- Track the order's latest state; never move it backwards in event time.
 function User:_apply_order(ev)
   local o = ev.o
@@ -40,8 +51,8 @@ function User:_apply_order(ev)
   if cur and cur.E > ev.E then
     ev.stale = true
   else
-    self.orders[id] = { status = o.X, executed = o.z, avg_price = o.ap, order_id = o.i, symbol = o.s, E = ev.E,
-                        side = o.S, type = o.o }
+    self:_set_order(id, { status = o.X, executed = o.z, avg_price = o.ap, order_id = o.i, symbol = o.s, E = ev.E,
+                          side = o.S, type = o.o })
   end
   if o.x == "TRADE" and o.t then
     local key = tostring(o.s) .. ":" .. tostring(o.t)
@@ -84,7 +95,6 @@ function User:_hold(ev)
   table.insert(p, i + 1, item)
 end
 
-local OPEN = { NEW = true, PARTIALLY_FILLED = true }
 
 --- Take an order as REST reports it, unless the stream already has newer.
 function User:_note_rest_order(o)
@@ -92,8 +102,8 @@ function User:_note_rest_order(o)
   local E = tonumber(o.updateTime) or 0
   local cur = self.orders[id]
   if cur and cur.E > E then return end
-  self.orders[id] = { status = o.status, executed = o.executedQty, avg_price = o.avgPrice, order_id = o.orderId,
-                      symbol = o.symbol, E = E, side = o.side, type = o.type }
+  self:_set_order(id, { status = o.status, executed = o.executedQty, avg_price = o.avgPrice, order_id = o.orderId,
+                        symbol = o.symbol, E = E, side = o.side, type = o.type })
 end
 
 --- After every (re)connect: events sent while we were away are gone, so
@@ -108,8 +118,11 @@ function User:_resync()
       open[o.clientOrderId] = true
       self:_note_rest_order(o)
     end
-    for id, st in pairs(self.orders) do
-      if OPEN[st.status] and not open[id] then
+    local was_open = {}
+    for id in pairs(self.open_ids) do was_open[#was_open + 1] = id end
+    for _, id in ipairs(was_open) do
+      local st = self.orders[id]
+      if st and not open[id] then
         local got = c:get_order(st.symbol, { client_id = id })
         if got then self:_note_rest_order(got) end
       end
@@ -247,7 +260,7 @@ function M.new(o)
     reorder_ms = o.reorder_ms or 100, keepalive_ms = o.keepalive_ms or 30 * 60e3,
     min_backoff_ms = o.min_backoff_ms or 250, max_backoff_ms = o.max_backoff_ms or 30000,
     ping_s = o.ping_s, hangup_s = o.hangup_s, insecure = o.insecure,
-    pending = {}, seq = 0, orders = {}, fills = {},
+    pending = {}, seq = 0, orders = recent.map(2000), open_ids = {}, fills = recent.map(5000),
     stats = { events = 0, late = 0, malformed = 0, reconnects = 0, expired = 0, keepalives = 0 },
   }, User)
   u.task = task.spawn("user-stream", function() u:_run() end)
