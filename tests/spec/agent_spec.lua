@@ -169,7 +169,8 @@ describe("agent", function()
     advance("paper1", 1)
     cycle("paper1") -- settles the close's fills
 
-    -- from the database
+    -- from the database, once the records written behind the cycles are in
+    ag:flush_records()
     local rows = assert(pool:query([[SELECT d.* FROM decisions d JOIN accounts a USING (account_id)
       WHERE a.name = 'paper1' ORDER BY d.started_at, d.decision_id]]))
     assert.equal(8, #rows)
