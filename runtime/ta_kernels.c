@@ -795,19 +795,65 @@ static inline __m128d obv_sv2(const double *x, const double *vol, __m128d *bad) 
 
 enum { AHEAD = 256 };   /* bars a one-pass kernel prefetches ahead (2 KB per array) */
 
+/* OBV's chains four bars at a time in one AVX2 quad: for bars i..i+3 (i a
+ * multiple of 4) with P = sv[i..i+3], A = P + (P shifted by one) holds
+ * sv[k] + sv[k-1], and each lane adds A[k] + A[k-2] -- the step's
+ * (sv + s1) + (s2 + s3), the same adds in the same order. lane[0..3], s1..s3
+ * (sv of the three bars before i) are read and left as the SSE2 pairs
+ * leave them. Returns the bar it stopped at; bad gets any non-finite input
+ * or negative volume. */
+static TA_AVX2 size_t obv_quads_avx2(const double *x, const double *vol, size_t i, size_t b1, size_t n,
+                                     double *o, double *lane, double *s1, double *s2, double *s3,
+                                     __m128d *bad) {
+    __m256d L = _mm256_loadu_pd(lane), zero = _mm256_setzero_pd();
+    __m256d Pprev = _mm256_set_pd(*s1, *s2, *s3, 0.0);            /* sv[i-4..i-1]: [_, s3, s2, s1] */
+    __m256d Aprev = _mm256_set_pd(*s1 + *s2, *s2 + *s3, 0.0, 0.0);  /* hi: A[i-2], A[i-1] */
+    __m256d B = _mm256_setzero_pd();
+    for (; i + 4 <= b1; i += 4) {
+        if (i + AHEAD < n) {
+            __builtin_prefetch(x + i + AHEAD);
+            __builtin_prefetch(vol + i + AHEAD);
+        }
+        __m256d xc = _mm256_loadu_pd(x + i), xp = _mm256_loadu_pd(x + i - 1), v = _mm256_loadu_pd(vol + i);
+        __m256d fx = _mm256_sub_pd(xc, xc), fv = _mm256_sub_pd(v, v);   /* 0, or NaN if not finite */
+        B = _mm256_or_pd(B, _mm256_or_pd(_mm256_cmp_pd(fx, fv, _CMP_UNORD_Q), _mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
+        __m256d P = _mm256_sub_pd(_mm256_and_pd(_mm256_cmp_pd(xc, xp, _CMP_GT_OQ), v),
+                                  _mm256_and_pd(_mm256_cmp_pd(xc, xp, _CMP_LT_OQ), v));
+        __m256d T = _mm256_permute2f128_pd(Pprev, P, 0x21);   /* sv[i-2], sv[i-1], sv[i], sv[i+1] */
+        __m256d Q = _mm256_shuffle_pd(T, P, 0x5);             /* sv[i-1], sv[i], sv[i+1], sv[i+2] */
+        __m256d A = _mm256_add_pd(P, Q);
+        __m256d A2 = _mm256_permute2f128_pd(Aprev, A, 0x21); /* A[k-2] */
+        L = _mm256_add_pd(L, _mm256_add_pd(A, A2));
+        _mm256_storeu_pd(o + i, L);
+        Pprev = P, Aprev = A;
+    }
+    _mm256_storeu_pd(lane, L);
+    double t[4];
+    _mm256_storeu_pd(t, Pprev);
+    *s1 = t[3], *s2 = t[2], *s3 = t[1];
+    *bad = _mm_or_pd(*bad, _mm_or_pd(_mm256_castpd256_pd128(B), _mm256_extractf128_pd(B, 1)));
+    return i;
+}
+
 static TA_KERNEL int k_obv(KERNEL_ARGS) {
     (void)p;
     WARM(K_OBV, 1);
     const double *x = in[C], *vol = in[V];
     obv_s *s = &u->obv;
     double *o = out[0], *lane = s->lane, s1 = s->s1, s2 = s->s2, s3 = s->s3;
+    /* the AVX2 quads take the whole series in one call (a bad input is
+     * still found, and named by the exact check, before anything returns) */
+    int avx2 = vx_ta_avx2();
+    size_t block = avx2 ? n : BLOCK;
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
-        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        b1 = n - b0 < block ? n : b0 + block;
         __m128d bad = _mm_setzero_pd();
         size_t i = b0;
         for (; i < b1 && (i & 3); i++)   /* scalar to a bar that is 0 mod 4 */
             obv_bar(x, vol, i, o, lane, &s1, &s2, &s3, &bad);
-        if (i + 4 <= b1) {
+        if (i + 4 <= b1 && avx2) {
+            i = obv_quads_avx2(x, vol, i, b1, n, o, lane, &s1, &s2, &s3, &bad);
+        } else if (i + 4 <= b1) {
             __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2);
             /* (sv[i-2], sv[i-1]) and (sv[i-4], sv[i-3]); only the upper half of the latter is read */
             __m128d Pm2 = _mm_set_pd(s1, s2), Pm4 = _mm_set_pd(s3, 0.0);

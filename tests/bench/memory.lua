@@ -28,8 +28,10 @@ end
 
 -- Run a vibex command to its end, polling its peak RSS (VmHWM only grows:
 -- the last reading before the exit is the peak within a poll interval).
+local BIN = require("vibex.core.runtime").realpath(h.bin) or h.bin   -- commands below run in other directories
+
 local function peak_of(args, opts)
-  local p = assert(process.spawn { file = h.bin, args = args, env = opts.env, cwd = opts.cwd, stdout = "pipe",
+  local p = assert(process.spawn { file = BIN, args = args, env = opts.env, cwd = opts.cwd, stdout = "pipe",
                                    stderr = "ignore" })
   local peak, done = 0, false
   local poller = task.spawn(function()
