@@ -1195,17 +1195,64 @@ static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_
  * zeros included). */
 enum { DIRECT_MAX = 8 };   /* the longest window done this way (at 14, vHGW is 2x faster) */
 
+/* One window's extremes the slow way: the bars before the series' start
+ * are not there (g = the window's end as a series index). */
+static inline void direct_one(const double *xh, const double *xl, size_t i, size_t g, size_t P,
+                              double *hh, double *ll) {
+    double h = xh[i], l = xl[i];
+    for (size_t d = 1; d < P && d <= g; d++) {
+        double a = xh[(ptrdiff_t)i - (ptrdiff_t)d], b = xl[(ptrdiff_t)i - (ptrdiff_t)d];
+        h = a > h ? a : h;
+        l = b < l ? b : l;
+    }
+    hh[i] = h;
+    ll[i] = l;
+}
+
+/* With P a constant the inner loop unrolls and the outer one vectorises:
+ * one pass, the window's bars compared newest first as in the stream. */
+#define DIRECT_P(PP)                                                               \
+    case PP:                                                                       \
+        for (size_t i = lo; i < m; i++) {                                          \
+            double h = xh[i], l = xl[i];                                           \
+            for (size_t d = 1; d < (PP); d++) {                                    \
+                double a = xh[(ptrdiff_t)i - (ptrdiff_t)d];                        \
+                double b = xl[(ptrdiff_t)i - (ptrdiff_t)d];                        \
+                h = a > h ? a : h;                                                 \
+                l = b < l ? b : l;                                                 \
+            }                                                                      \
+            hh[i] = h;                                                             \
+            ll[i] = l;                                                             \
+        }                                                                          \
+        break;
+
 static TA_KERNEL void direct_extremes(const double *xh, const double *xl, size_t g0, size_t m,
                                       size_t P, double *hh, double *ll) {
-    memcpy(hh, xh, m * sizeof *hh);
-    memcpy(ll, xl, m * sizeof *ll);
-    for (size_t d = 1; d < P; d++) {
-        ptrdiff_t back = (ptrdiff_t)d;
-        for (size_t i = d > g0 ? d - g0 : 0; i < m; i++) {
-            double a = xh[(ptrdiff_t)i - back], b = xl[(ptrdiff_t)i - back];
-            hh[i] = a > hh[i] ? a : hh[i];
-            ll[i] = b < ll[i] ? b : ll[i];
-        }
+    size_t lo = g0 >= P - 1 ? 0 : P - 1 - g0;   /* from here every window is whole */
+    if (lo > m) lo = m;
+    for (size_t i = 0; i < lo; i++) direct_one(xh, xl, i, g0 + i, P, hh, ll);
+    switch (P) {
+    DIRECT_P(1) DIRECT_P(2) DIRECT_P(3) DIRECT_P(4) DIRECT_P(5) DIRECT_P(6) DIRECT_P(7) DIRECT_P(8)
+    default:
+        for (size_t i = lo; i < m; i++) direct_one(xh, xl, i, g0 + i, P, hh, ll);
+        break;
+    }
+}
+
+/* An SMA over a series that arrives a piece at a time (the Stochastic's two
+ * smoothings, run a chunk behind the raw %K while it is still in cache):
+ * y[done..upto) is pushed in the same BLOCK pieces from 0 as sma_run's, so
+ * the sums are sma_run's to the bit. */
+typedef struct {
+    run_sum r;
+    size_t done;
+} sma_pass;
+
+static void sma_advance(sma_pass *s, const double *y, size_t upto, int p, double *o) {
+    while (s->done < upto) {
+        size_t j0 = s->done, j1 = upto - j0 < BLOCK ? upto : j0 + BLOCK;
+        run_sums(&s->r, y + j0, j0, j1 - j0, p, (sum_out){1.0 / p, 0, NULL}, o + j0);
+        s->done = j1;
     }
 }
 
@@ -1266,6 +1313,13 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
         return -1;
     }
     const double *c = in[C];
+    /* Stochastic: raw %K in out[1] -> slow %K in out[0] -> %D in out[1],
+     * each smoothing a chunk behind the one before (see sma_advance); %D
+     * overwrites a raw %K only once the slow %K has read it for the last
+     * time (sk pushes later) */
+    size_t W = (size_t)w, sk = (size_t)p[1], sd = (size_t)p[2];
+    size_t k0 = W - 1, d0 = k0 + sk - 1;
+    sma_pass slow = {0}, dpass = {0};
     for (size_t c0 = 0; c0 < n; c0 += e.chunk) {
         size_t m = n - c0 < e.chunk ? n - c0 : e.chunk;
         if (check_block(kind, mask, in, c0, c0 + m, n, err, errlen)) {
@@ -1284,15 +1338,19 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
             for (size_t j = 0; j < m; j++) out[0][c0 + j] = willr_of(c[c0 + j], hh[j], ll[j]);
         } else {
             for (size_t j = 0; j < m; j++) out[1][c0 + j] = stoch_k(c[c0 + j], hh[j], ll[j]);
+            size_t have = c0 + m;   /* raw %K is there below this series index */
+            if (have > k0)
+                sma_advance(&slow, out[1] + k0, (have - k0) / BLOCK * BLOCK, (int)sk, out[0] + k0);
+            size_t free_below = k0 + slow.done > sk ? k0 + slow.done - sk : 0;   /* raw %K no longer read */
+            if (free_below > d0)
+                sma_advance(&dpass, out[0] + d0, (free_below - d0) / BLOCK * BLOCK, (int)sd, out[1] + d0);
         }
     }
     free(e.hh);
-    size_t W = (size_t)w;
-    if (kind == K_STOCH) {   /* raw %K in out[1] -> slow %K in out[0] -> %D in out[1] */
-        size_t sk = (size_t)p[1], k0 = W - 1, d0 = k0 + sk - 1;
-        sma_run(out[1] + k0, n - k0, (int)sk, out[0] + k0);
-        sma_run(out[0] + d0, n - d0, (int)p[2], out[1] + d0);
-        nan_prefix(out, 2, d0 + (size_t)p[2] - 1, n);
+    if (kind == K_STOCH) {   /* the rest of both smoothings */
+        sma_advance(&slow, out[1] + k0, n - k0, (int)sk, out[0] + k0);
+        sma_advance(&dpass, out[0] + d0, n - d0, (int)sd, out[1] + d0);
+        nan_prefix(out, 2, d0 + sd - 1, n);
     } else {
         nan_prefix(out, VX_TA_KINDS[kind].noutputs, W - 1, n);
     }

@@ -181,8 +181,8 @@ function M.run(row, fmt, best, quick)
   local missed = {}
   local sets = {
     {label = "4k", n = 4000, cols = real(4000) or walk(4000), check = walk(4000), reps = quick and 20 or 100,
-     rounds = quick and 5 or 15},
-    {label = "1M", n = 1000000, cols = walk(1000000), reps = 1, rounds = quick and 3 or 9},
+     rounds = quick and 5 or 25},
+    {label = "1M", n = 1000000, cols = walk(1000000), reps = quick and 1 or 2, rounds = quick and 3 or 20},
   }
   sets[2].check = sets[2].cols
   for _, set in ipairs(sets) do
