@@ -1,7 +1,7 @@
 --- What vibex processes keep, measured from outside (/proc/PID/status), for
 --- `make bench`:
----   * a backtest of 100,000 decision cycles (one paper account, 3 symbols,
----     5m and 1h, the EMA-cross rules trading all along): its RSS after the
+---   * a backtest of 100,000 decision cycles (examples/backtest.lua's EMA-cross
+---     account: 3 symbols, 5m and 1h, trading all along): its RSS after the
 ---     10,000th cycle and at the end (target: < 5 MB of growth);
 ---   * `vibex run` with one live account on 3 symbols and 2 intervals against
 ---     the fake Aster venue, deciding 5 times a second: peak RSS (target <= 30 MB);
@@ -48,24 +48,6 @@ local function peak_of(args, opts)
   return peak, code, out
 end
 
-local BACKTEST = [[
-return {
-  runtime = { log_level = "warn", log_dir = %q, data_dir = %q },
-  replay = { interval = "5m", source = "generated", candles = %d, seed = 11, warmup = 150 },
-  strategies = {
-    ["ema-cross"] = { description = "rules", rules = "ema_cross",
-                      params = { fast = 12, slow = 26, size_usd = 400, leverage = 2, stop_atr = 2, target_atr = 3 } },
-  },
-  accounts = {
-    { name = "ema", exchange = { venue = "sim" }, symbols = { "BTCUSDT", "ETHUSDT", "XRPUSDT" }, decision_interval_s = 300,
-      strategy = "ema-cross", fallback = { policy = "rules" },
-      risk = { max_leverage = 3, max_position_notional = 1500, max_total_notional = 4000, max_open_positions = 3,
-               max_orders_per_minute = 100 },
-      paper = { starting_balance = 10000, fee_rate = 0.0004 } },
-  },
-}
-]]
-
 function M.run(row, _, _, quick)
   local dir = h.tmpdir()
   -- baseline: an idle process
@@ -78,9 +60,8 @@ function M.run(row, _, _, quick)
 
   -- 1. a long backtest
   local cycles = quick and 20000 or 100000
-  local cfg = dir .. "/long.lua"
-  h.write(cfg, BACKTEST:format(dir .. "/logs", dir .. "/data", cycles + 150))
-  local peak, code, out = peak_of({ "backtest", cfg, "--no-db", "--json", "--out", dir .. "/out" }, {})
+  local peak, code, out = peak_of({ "backtest", runtime.home() .. "/examples/backtest.lua", "--accounts", "ema", "--no-db",
+    "--json", "--out", dir .. "/out", "--set", "replay.candles=" .. (cycles + 150) }, { cwd = dir })
   local rep = code == 0 and json.decode(out) or nil
   if rep and rep.memory and rep.memory.growth_mb then
     local m = rep.memory
