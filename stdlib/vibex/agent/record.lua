@@ -21,6 +21,50 @@ local record_seconds = metrics.histogram("vibex_agent_record_seconds",
 
 local Agent = {}
 
+-- The cycles' records of an account, committed in order by one task behind
+-- the cycles: a cycle ends when its record is built, not when the database
+-- has it. A queue of its own, beside the order recorder's: a commit that
+-- waits (an outage, a journal that cannot be written) holds up the next
+-- cycles' records, never the orders' and fills' rows.
+local function queue_record(a, name, fn)
+  local q = a.record_queue
+  if not q then
+    q = { items = {}, head = 1, tail = 0, waiters = {} }
+    a.record_queue = q
+  end
+  q.tail = q.tail + 1
+  q.items[q.tail] = fn
+  if q.worker then return end
+  q.worker = task.spawn("cycle-records:" .. name, function()
+    while q.head <= q.tail do
+      local item = q.items[q.head]
+      q.items[q.head] = nil
+      q.head = q.head + 1
+      local ok, err = pcall(item)
+      if not ok then
+        if task.is_cancelled(err) then error(err, 0) end
+        alog:error("cycle record failed", { account = name, error = tostring(err) })
+      end
+    end
+    q.head, q.tail, q.worker = 1, 0, nil
+    local w = q.waiters
+    q.waiters = {}
+    for _, t in ipairs(w) do task.unpark(t) end
+  end)
+end
+
+--- Wait until an account's queued cycle records have been committed (or
+-- journaled, or failed and logged).
+function Agent:flush_cycle_records(a)
+  local q = a.record_queue
+  if not (q and q.worker) then return true end
+  local me = task.current()
+  if not me or me == q.worker then return true end
+  q.waiters[#q.waiters + 1] = me
+  task.park(true)
+  return true
+end
+
 --- Tell the observer (the API's stream, the notifications) what happened:
 -- kind "decision" | "order" | "fill" | "position" | "equity" | "diary" |
 -- "account". Never fails the caller.
@@ -249,12 +293,12 @@ function Agent:finish(a, acc, rec, view, t_start)
                             time_ms = rec.started_ms })
     if R.commit then
       local name, key = acc.name, rec.cycle_key
-      a.rq:enqueue(function()
+      queue_record(a, name, function()
+        a.rq:flush() -- the orders of the cycle first (written behind the wire)
         local t1 = task.hrtime()
         local ok, err = R.commit()
         record_seconds:labels(name):observe(tonumber(task.hrtime() - t1) / 1e9)
         if not ok then alog:error("cycle not recorded in the database", { account = name, cycle = key, error = tostring(err) }) end
-        return true
       end)
     end
   elseif self.sink then
