@@ -271,10 +271,7 @@ end
 
 --- Wait until every account's queued records have been tried.
 function Agent:flush_records()
-  for _, a in pairs(self.accounts) do
-    self:flush_cycle_records(a)
-    a.rq:flush()
-  end
+  for _, a in pairs(self.accounts) do a.rq:flush() end
 end
 
 function Agent:script_version(strat, role)
@@ -404,7 +401,6 @@ function Agent:remove_account(name)
   -- not leave the others undone
   if a.stream and a.stream.close then pcall(a.stream.close, a.stream) end
   if a.reconcile_task then a.reconcile_task:cancel() end
-  pcall(self.flush_cycle_records, self, a)
   pcall(a.rq.close, a.rq)
   self.accounts[name] = nil
 end

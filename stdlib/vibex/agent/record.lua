@@ -17,53 +17,9 @@ local cycle_seconds = metrics.histogram("vibex_agent_cycle_seconds", "Decision c
 local step_seconds = metrics.histogram("vibex_agent_step_seconds", "Decision cycle time by step (market, account, context, prompt, model, validate, policy, risk, execute, record)",
   { "account", "step" })
 local record_seconds = metrics.histogram("vibex_agent_record_seconds",
-  "Writing a decision cycle's record to the database (behind the cycle, in order)", { "account" })
+  "Committing a decision cycle's record to the database (or its outage journal)", { "account" })
 
 local Agent = {}
-
--- The cycles' records of an account, committed in order by one task behind
--- the cycles: a cycle ends when its record is built, not when the database
--- has it. A queue of its own, beside the order recorder's: a commit that
--- waits (an outage, a journal that cannot be written) holds up the next
--- cycles' records, never the orders' and fills' rows.
-local function queue_record(a, name, fn)
-  local q = a.record_queue
-  if not q then
-    q = { items = {}, head = 1, tail = 0, waiters = {} }
-    a.record_queue = q
-  end
-  q.tail = q.tail + 1
-  q.items[q.tail] = fn
-  if q.worker then return end
-  q.worker = task.spawn("cycle-records:" .. name, function()
-    while q.head <= q.tail do
-      local item = q.items[q.head]
-      q.items[q.head] = nil
-      q.head = q.head + 1
-      local ok, err = pcall(item)
-      if not ok then
-        if task.is_cancelled(err) then error(err, 0) end
-        alog:error("cycle record failed", { account = name, error = tostring(err) })
-      end
-    end
-    q.head, q.tail, q.worker = 1, 0, nil
-    local w = q.waiters
-    q.waiters = {}
-    for _, t in ipairs(w) do task.unpark(t) end
-  end)
-end
-
---- Wait until an account's queued cycle records have been committed (or
--- journaled, or failed and logged).
-function Agent:flush_cycle_records(a)
-  local q = a.record_queue
-  if not (q and q.worker) then return true end
-  local me = task.current()
-  if not me or me == q.worker then return true end
-  q.waiters[#q.waiters + 1] = me
-  task.park(true)
-  return true
-end
 
 --- Tell the observer (the API's stream, the notifications) what happened:
 -- kind "decision" | "order" | "fill" | "position" | "equity" | "diary" |
@@ -262,11 +218,8 @@ function Agent:finish(a, acc, rec, view, t_start)
     rec.performance = a.perf:summary()
   end
   if self.repos then
-    -- everything about the cycle in one transaction (one journal entry in an
-    -- outage), built now and written behind the cycle: the commit takes its
-    -- place in the account's record queue after the cycle's orders (which
-    -- were journaled to the local order log before they were sent), so the
-    -- cycle does not wait for the database and the writes keep their order
+    a.rq:flush() -- the orders of the cycle first (written behind the wire)
+    -- everything about the cycle in one transaction (one journal entry in an outage)
     local R = self.repos.batch and self.repos.batch() or self.repos
     -- a cycle a resumed run recorded in full before: its record stands (the
     -- batch is built, so the in-memory bookkeeping runs as it did, and dropped)
@@ -292,14 +245,10 @@ function Agent:finish(a, acc, rec, view, t_start)
     self:observe("diary", { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key,
                             time_ms = rec.started_ms })
     if R.commit then
-      local name, key = acc.name, rec.cycle_key
-      queue_record(a, name, function()
-        a.rq:flush() -- the orders of the cycle first (written behind the wire)
-        local t1 = task.hrtime()
-        local ok, err = R.commit()
-        record_seconds:labels(name):observe(tonumber(task.hrtime() - t1) / 1e9)
-        if not ok then alog:error("cycle not recorded in the database", { account = name, cycle = key, error = tostring(err) }) end
-      end)
+      local t1 = task.hrtime()
+      local ok, err = R.commit()
+      record_seconds:labels(acc.name):observe(tonumber(task.hrtime() - t1) / 1e9)
+      if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
     end
   elseif self.sink then
     self.sink:cycle(a, acc, rec, view)
