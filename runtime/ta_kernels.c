@@ -1259,11 +1259,8 @@ static void sma_advance(sma_pass *s, const double *y, size_t upto, int p, double
 /* An SMA (sum / p, with sma_step's exact sums) of y[0..m) into o[0..m);
  * o[j] means something from j = p - 1 on. y and o must not overlap. */
 static void sma_run(const double *y, size_t m, int p, double *o) {
-    run_sum r = {0};
-    for (size_t j0 = 0, j1; j0 < m; j0 = j1) {
-        j1 = m - j0 < BLOCK ? m : j0 + BLOCK;
-        run_sums(&r, y + j0, j0, j1 - j0, p, (sum_out){1.0 / p, 0, NULL}, o + j0);
-    }
+    sma_pass s = {0};
+    sma_advance(&s, y, m, p, o);
 }
 
 /* Windows' extremes for Donchian, Williams %R, Stochastic and Stochastic RSI:
