@@ -190,9 +190,10 @@ end
 -- references, views). Raw access only: no metamethod runs. Cycles,
 -- depth over opts.max_depth (64), more than opts.max_items (1e6) values,
 -- strings over opts.max_string bytes (16 MB), and anything else are errors
--- naming the path. Returns copy | nil, path, message.
+-- naming the path. opts.copy = false checks the same and returns v itself
+-- (no table is allocated). Returns copy | nil, path, message.
 ---@param v any
----@param opts table|nil max_depth, max_items, max_string
+---@param opts table|nil max_depth, max_items, max_string, keep, root, copy
 ---@return any|nil copy
 ---@return string|nil path
 ---@return string|nil message
@@ -200,47 +201,44 @@ function M.plain(v, opts)
   opts = opts or {}
   local max_depth, max_items = opts.max_depth or 64, opts.max_items or 1000000
   local max_string, keep, root = opts.max_string or 16 * 1048576, opts.keep, opts.root or ""
-  local items, memo, stack = 0, {}, {} -- stack: the tables being copied, outermost first (for cycles)
-  -- where a value is: a chain of {parent, key} nodes, one per table entered,
-  -- turned into text only when there is an error to name (no string work
-  -- per value on the way)
-  local function path_of(node, k)
-    local keys = { k }
-    while node do
-      if node.key ~= nil then table.insert(keys, 1, node.key) end
-      node = node.parent
-    end
+  local copying = opts.copy ~= false
+  -- stack: the tables being walked, outermost first (for cycles); keys:
+  -- the key each was reached by, turned into a path only when there is an
+  -- error to name (no allocation per table on the way)
+  local items, memo, stack, keys = 0, {}, {}, {}
+  local function path_of(depth, k)
     local path = root
-    for _, key in ipairs(keys) do path = join(path, key) end
+    for i = 2, depth do path = join(path, keys[i]) end
+    if k ~= nil then path = join(path, k) end
     return path
   end
   local getmt = debug.getmetatable
-  local function copy(x, node, key, depth)
+  -- x is reached by `key` from the table at depth - 1
+  local function copy(x, key, depth)
     local t = type(x)
     if t == "string" then
-      if #x > max_string then return nil, path_of(node, key), ("a string of %d bytes (at most %d)"):format(#x, max_string) end
+      if #x > max_string then return nil, path_of(depth - 1, key), ("a string of %d bytes (at most %d)"):format(#x, max_string) end
       return x
     elseif t == "number" or t == "boolean" or t == "nil" then
       return x
     elseif (t ~= "table" or getmt(x) ~= nil) and keep and keep(x) then
       return x
     elseif t ~= "table" then
-      return nil, path_of(node, key), ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
+      return nil, path_of(depth - 1, key), ("a %s; only plain data (tables, strings, numbers, booleans) can be used here"):format(t)
     end
     local done = memo[x]
     if done then
       for i = 1, depth - 1 do
-        if stack[i] == x then return nil, path_of(node, key), "a cycle: this table contains itself" end
+        if stack[i] == x then return nil, path_of(depth - 1, key), "a cycle: this table contains itself" end
       end
       return done
     end
-    if depth > max_depth then return nil, path_of(node, key), ("nested deeper than %d levels"):format(max_depth) end
+    if depth > max_depth then return nil, path_of(depth - 1, key), ("nested deeper than %d levels"):format(max_depth) end
     if getmt(x) ~= nil then
-      return nil, path_of(node, key), "a table with a metatable; only plain tables can be used here"
+      return nil, path_of(depth - 1, key), "a table with a metatable; only plain tables can be used here"
     end
-    stack[depth] = x
-    local here = { parent = node, key = key }
-    local out = {}
+    stack[depth], keys[depth] = x, key
+    local out = copying and {} or x
     memo[x] = out
     -- the list part in a numeric loop (compiled; `next` is not, in this
     -- LuaJIT), then whatever else the table holds
@@ -249,46 +247,46 @@ function M.plain(v, opts)
       local val = rawget(x, i)
       local tv = type(val)
       if tv == "number" or tv == "boolean" then
-        out[i] = val
+        if copying then out[i] = val end
       else
-        local c, p, m = copy(val, here, i, depth + 1)
+        local c, p, m = copy(val, i, depth + 1)
         if p then stack[depth] = nil; return nil, p, m end
-        out[i] = c
+        if copying then out[i] = c end
       end
     end
     items = items + n
-    if items > max_items then stack[depth] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
+    if items > max_items then stack[depth] = nil; return nil, path_of(depth - 1, key), ("more than %d values"):format(max_items) end
     local k, val = next(x, n > 0 and n or nil)
     while k ~= nil do
       items = items + 1
-      if items > max_items then stack[depth] = nil; return nil, path_of(node, key), ("more than %d values"):format(max_items) end
+      if items > max_items then stack[depth] = nil; return nil, path_of(depth - 1, key), ("more than %d values"):format(max_items) end
       local kt = type(k)
       if kt == "number" then
         if k ~= k or k < 1 or k % 1 ~= 0 or k > 2 ^ 31 then
           stack[depth] = nil
-          return nil, path_of(here, k), "a number key that is not a list index (1, 2, 3, …)"
+          return nil, path_of(depth, k), "a number key that is not a list index (1, 2, 3, …)"
         end
       elseif kt ~= "string" then
         stack[depth] = nil
-        return nil, path_of(node, key), ("a %s used as a key; keys are names or list indexes"):format(kt)
+        return nil, path_of(depth - 1, key), ("a %s used as a key; keys are names or list indexes"):format(kt)
       elseif #k > 1000 then
         stack[depth] = nil
-        return nil, path_of(node, key), ("a key of %d bytes"):format(#k)
+        return nil, path_of(depth - 1, key), ("a key of %d bytes"):format(#k)
       end
       local tv = type(val)
       if tv == "number" or tv == "boolean" then
-        out[k] = val
+        if copying then out[k] = val end
       else
-        local c, p, m = copy(val, here, k, depth + 1)
+        local c, p, m = copy(val, k, depth + 1)
         if p then stack[depth] = nil; return nil, p, m end
-        out[k] = c
+        if copying then out[k] = c end
       end
       k, val = next(x, k)
     end
     stack[depth] = nil
     return out
   end
-  local c, p, m = copy(v, nil, nil, 1)
+  local c, p, m = copy(v, nil, 1)
   if p then return nil, p == "" and "(the value)" or p, m end
   return c
 end

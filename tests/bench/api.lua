@@ -123,12 +123,20 @@ function M.run(row, fmt, _, quick)
     row("decision to orders sent, during the API load", ("%.2f"):format(d1), "ms",
         ("p95 %.2f ms; median ratio %.2fx of no load"):format(pct(loaded_d, 0.95), d0 > 0 and d1 / d0 or 0))
     local m0, m1 = pct(quiet, 0.5), pct(loaded, 0.5)
-    row("whole cycle incl. its database record, no load", ("%.2f"):format(m0), "ms", ("p95 %.2f ms"):format(pct(quiet, 0.95)))
-    row("whole cycle incl. its database record, loaded", ("%.2f"):format(m1), "ms",
-        ("p95 %.2f ms; median ratio %.2fx (the record waits on PostgreSQL, which shares the 2 cores with wrk)")
-          :format(pct(loaded, 0.95), m0 > 0 and m1 / m0 or 0))
+    row("whole cycle, no load (median)", ("%.2f"):format(m0), "ms",
+        ("p95 %.2f ms; its record built in the cycle, committed behind it; target < 1 ms: %s")
+          :format(pct(quiet, 0.95), m0 < 1 and "ok" or "MISSED"))
+    row("whole cycle, loaded (median)", ("%.2f"):format(m1), "ms",
+        ("p95 %.2f ms; median ratio %.2fx of no load"):format(pct(loaded, 0.95), m0 > 0 and m1 / m0 or 0))
     local res = http.request { method = "GET", url = base .. "/metrics", headers = { Authorization = "Bearer " .. TOKEN } }
     row("  /metrics still answers after the load", res and tostring(res.status) or "no", "", "")
+    local body = res and res.body or ""
+    local sum = tonumber(body:match('vibex_agent_record_seconds_sum{account="bench"} ([%d%.e%-+]+)'))
+    local count = tonumber(body:match('vibex_agent_record_seconds_count{account="bench"} ([%d%.e%-+]+)'))
+    if sum and count and count > 0 then
+      row("  the record's commit behind the cycle (mean)", ("%.2f"):format(sum / count * 1000), "ms",
+          ("%d commits (vibex_agent_record_seconds), off the cycle's path"):format(count))
+    end
   end
   run:kill("TERM")
   task.timeout(30000, function() return run:wait() end)

@@ -167,14 +167,22 @@ describe("plain data", function()
       { { s = ("x"):rep(100) }, "s", "string of 100 bytes" },
     }
     for _, c in ipairs(cases) do
-      local copy, path, msg = sandbox.plain(c[1], { max_string = 50 })
-      assert.is_nil(copy)
-      assert.truthy(path:find(c[2], 1, true), path)
-      assert.truthy(msg:find(c[3], 1, true), msg)
+      for _, copying in ipairs { true, false } do
+        local copy, path, msg = sandbox.plain(c[1], { max_string = 50, copy = copying })
+        assert.is_nil(copy)
+        assert.truthy(path:find(c[2], 1, true), path)
+        assert.truthy(msg:find(c[3], 1, true), msg)
+      end
     end
+    -- a path several levels down, through lists and names
+    local _, path = sandbox.plain({ symbols = { { short = { close = { 1, 2, print } } } } }, { root = "result", copy = false })
+    assert.equal("result.symbols[1].short.close[3]", path)
     local shared = { 1 }
     local copy = assert(sandbox.plain { a = shared, b = shared, n = 0 / 0, list = { 1, 2, 3 } })
     assert.equal(copy.a, copy.b)
     assert.same({ 1, 2, 3 }, copy.list)
+    -- checked, not copied: the value itself comes back
+    local v = { a = shared, list = { 1, 2, { x = "y" } } }
+    assert.equal(v, sandbox.plain(v, { copy = false }))
   end)
 end)

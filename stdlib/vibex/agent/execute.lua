@@ -331,9 +331,10 @@ function M.run(agent, a, acc, intents, decisions, view, rec, step)
   -- step runs either: held until the task first waits (the order is on the
   -- wire) or, with a venue that never waits (the simulator), until the end
   local t0 = tonumber(task.hrtime())
+  local outer = a.gc_held -- the cycle holds it already, to its end
   task.hold_gc()
   local ok, res = pcall(run, agent, a, acc, intents, decisions, view, rec, step, t0)
-  task.release_gc()
+  if not outer then task.release_gc() end
   if not ok then error(res, 0) end
   return res
 end

@@ -269,9 +269,13 @@ function Agent:script_hashes(strat)
   return out
 end
 
---- Wait until every account's queued records have been tried.
+--- Wait until every account's queued records have been tried (the last
+--- cycle's record, and the orders' and fills' rows).
 function Agent:flush_records()
-  for _, a in pairs(self.accounts) do a.rq:flush() end
+  for _, a in pairs(self.accounts) do
+    self:wait_record(a)
+    a.rq:flush()
+  end
 end
 
 function Agent:script_version(strat, role)
@@ -401,6 +405,7 @@ function Agent:remove_account(name)
   -- not leave the others undone
   if a.stream and a.stream.close then pcall(a.stream.close, a.stream) end
   if a.reconcile_task then a.reconcile_task:cancel() end
+  pcall(self.wait_record, self, a)
   pcall(a.rq.close, a.rq)
   self.accounts[name] = nil
 end
@@ -435,7 +440,26 @@ function Agent:cycle(name, o)
   end
   if a.paused then return nil, "paused" end
   a.busy = true
+  -- the previous cycle's record first (it is written behind that cycle):
+  -- this cycle starts from the database as that one left it
+  local wok, werr = pcall(self.wait_record, self, a)
+  if not wok then
+    a.busy = false
+    error(werr, 0)
+  end
+  -- No collector step inside the cycle (but while it waits for the model):
+  -- the collector's work for what the cycle allocated is done behind it,
+  -- with its record. Not without a record task: a backtest never waits,
+  -- and its collector must keep pace inside its cycles.
+  a.gc_held = self.repos ~= nil and task.hold_gc() or nil
+  local kb0 = a.gc_held and collectgarbage("count")
   local ok, rec, why = xpcall(self.run_cycle, debug.traceback, self, a, o or {})
+  if a.gc_held then
+    a.gc_held = nil
+    task.release_gc()
+    local job = a.record_job
+    if job and job.state == "queued" then job.gc_kb = math.max(0, collectgarbage("count") - kb0) end
+  end
   a.busy = false
   if not ok then
     if task.is_cancelled(rec) then error(rec, 0) end
@@ -473,10 +497,12 @@ function Agent:run_cycle(a, o)
                 experiment_version = ab and ab.version,
                 started_ms = now_ms, step_ms = {}, validation = { rejected = {}, refusals = {}, notes = {} },
                 script_versions = {}, orders = {}, model_ms = 0, cycle = a.cycles + 1 }
+  local held = a.gc_held
   local function step(name)
     local t = clock()
     rec.step_ms[name] = (rec.step_ms[name] or 0) + (t - t_step) / 1e6
     t_step = t
+    if held then task.hold_gc() end -- again after a wait (the model's) ended the hold
   end
   a.cycles = a.cycles + 1
   -- 1. market data: a copy of the buffers, taken now; frames that arrive

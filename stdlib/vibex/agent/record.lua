@@ -208,6 +208,81 @@ function Agent:record_decision(rec, R, completed)
   return R.decisions:record(self:decision_row(rec, completed))
 end
 
+-- ---- the record behind the cycle ---------------------------------------------------------------
+--
+-- A cycle ends when its record is built; the database gets it behind the
+-- cycle, from a task of its own, after the order recorder has the cycle's
+-- orders (their rows and the decision row were logged ahead of the wire).
+-- One record per account is in flight: the next cycle of the account
+-- waits for it before it starts, so every cycle sees the database as the
+-- cycle before left it; so do a resume, a stop and a shutdown
+-- (Agent:wait_record). A record is a job anyone may run: the task spawned
+-- for it, or whoever waits for it first when that task has not started (a
+-- task cancelled before it ran never runs its function).
+
+local function run_record(a, job)
+  job.state = "running"
+  local ok, err = pcall(function()
+    a.rq:flush() -- the orders of the cycle first (written behind the wire)
+    local t1 = task.hrtime()
+    local cok, cerr = job.commit()
+    record_seconds:labels(job.account):observe(tonumber(task.hrtime() - t1) / 1e9)
+    if not cok then
+      alog:error("cycle not recorded in the database", { account = job.account, cycle = job.cycle_key, error = tostring(cerr) })
+    end
+  end)
+  -- the collector's share of the cycle (it held the collector): done here,
+  -- behind the cycle, as if the cycle's allocations came now
+  if job.gc_kb and job.gc_kb > 0 then collectgarbage("step", math.ceil(job.gc_kb)) end
+  job.state = "done"
+  if a.record_job == job then a.record_job = nil end
+  for _, t in ipairs(job.waiters) do task.unpark(t) end
+  job.waiters = {}
+  -- what the observers hear of the cycle comes once the database has it
+  if job.after then
+    local aok, aerr = pcall(job.after)
+    if not aok then alog:warn("observer failed", { account = job.account, error = tostring(aerr) }) end
+  end
+  if not ok then
+    if task.is_cancelled(err) then error(err, 0) end
+    alog:error("cycle record failed", { account = job.account, cycle = job.cycle_key, error = tostring(err) })
+  end
+end
+
+function Agent:record_behind(a, rec, commit, after)
+  local job = { account = a.name, cycle_key = rec.cycle_key, commit = commit, after = after, state = "queued", waiters = {} }
+  a.record_job = job
+  task.spawn("cycle-record:" .. a.name, function()
+    if job.state == "queued" then run_record(a, job) end
+  end)
+end
+
+--- Wait until an account's last cycle record is in the database (or its
+-- outage journal, or failed and logged); at most `ms` (60 s). True, or
+-- false when the wait ran out (the record is still being written).
+function Agent:wait_record(a, ms)
+  local job = a.record_job
+  if not job then return true end
+  if job.state == "queued" then
+    run_record(a, job)
+    return true
+  end
+  local me = task.current()
+  if not me then return false end
+  job.waiters[#job.waiters + 1] = me
+  local ok, err = pcall(task.timeout, ms or 60000, task.park, true)
+  for i = #job.waiters, 1, -1 do
+    if job.waiters[i] == me then table.remove(job.waiters, i) end
+  end
+  if not ok and task.is_cancelled(err) then error(err, 0) end
+  if job.state ~= "done" then
+    alog:warn("a cycle record is still being written after the wait", { account = a.name, cycle = job.cycle_key,
+                                                                       wait_ms = ms or 60000 })
+    return false
+  end
+  return true
+end
+
 -- The end of every cycle: performance, positions, the decision row, the
 -- LLM calls, refusals, and the diary entry.
 function Agent:finish(a, acc, rec, view, t_start)
@@ -217,8 +292,9 @@ function Agent:finish(a, acc, rec, view, t_start)
     rec.equity = view.equity
     rec.performance = a.perf:summary()
   end
+  local diary_event
+  local committed = false
   if self.repos then
-    a.rq:flush() -- the orders of the cycle first (written behind the wire)
     -- everything about the cycle in one transaction (one journal entry in an outage)
     local R = self.repos.batch and self.repos.batch() or self.repos
     -- a cycle a resumed run recorded in full before: its record stands (the
@@ -242,13 +318,11 @@ function Agent:finish(a, acc, rec, view, t_start)
     if a.persist_paper and a.sim then R.ledger:paper_save(acc.name, a.sim:snapshot()) end
     local body, tags = diary.entry(a, acc, rec, view)
     R.diary:add { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key, run_id = run }
-    self:observe("diary", { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key,
-                            time_ms = rec.started_ms })
+    diary_event = { account = acc.name, author = "agent", body = body, tags = tags, cycle_key = rec.cycle_key,
+                    time_ms = rec.started_ms }
     if R.commit then
-      local t1 = task.hrtime()
-      local ok, err = R.commit()
-      record_seconds:labels(acc.name):observe(tonumber(task.hrtime() - t1) / 1e9)
-      if not ok then alog:error("cycle not recorded in the database", { account = acc.name, cycle = rec.cycle_key, error = tostring(err) }) end
+      committed = true
+      self:record_behind(a, rec, R.commit, self.observer and function() self:observe_cycle(acc, rec, view, diary_event) end)
     end
   elseif self.sink then
     self.sink:cycle(a, acc, rec, view)
@@ -260,13 +334,7 @@ function Agent:finish(a, acc, rec, view, t_start)
   cycle_seconds:labels(acc.name):observe(rec.overhead_ms / 1000)
   a.last = rec
   if view then self:keep_snapshot(a, view, rec.started_ms) end
-  if self.observer then
-    self:observe("decision", self:decision_event(rec))
-    if view then
-      self:observe("equity", { account = acc.name, equity = f8(view.equity), wallet = f8(view.wallet),
-                               unrealized_pnl = f8(view.unrealized), time_ms = rec.started_ms, cycle_key = rec.cycle_key })
-    end
-  end
+  if self.observer and not committed then self:observe_cycle(acc, rec, view, diary_event) end
   local steps = {}
   for _, k in ipairs { "market", "account", "context", "prompt", "model", "validate", "policy", "risk", "execute", "record" } do
     if rec.step_ms[k] then
@@ -279,6 +347,16 @@ function Agent:finish(a, acc, rec, view, t_start)
                                 orders = #rec.orders, refused = #rec.validation.refusals, rejected = #rec.validation.rejected,
                                 overhead_ms = ("%.2f"):format(rec.overhead_ms), model_ms = math.floor(rec.model_ms), error = rec.error })
   return rec
+end
+
+-- What the observers (the API's stream, the notifications) hear of a cycle.
+function Agent:observe_cycle(acc, rec, view, diary_event)
+  if diary_event then self:observe("diary", diary_event) end
+  self:observe("decision", self:decision_event(rec))
+  if view then
+    self:observe("equity", { account = acc.name, equity = f8(view.equity), wallet = f8(view.wallet),
+                             unrealized_pnl = f8(view.unrealized), time_ms = rec.started_ms, cycle_key = rec.cycle_key })
+  end
 end
 
 -- Snapshot, positions (with their exit plans) and performance rows.
