@@ -360,6 +360,7 @@ function run(agent, a, acc, intents, decisions, view, rec, step, t0)
   if sends > 0 then
     agent:record_decision_async(a, rec)
     local verdict = { gate = "approved", checked_ms = view.now_ms, limits = acc.risk }
+    local recorded = {}
     for _, leg in ipairs(approved) do
       if leg.kind ~= "cancel" then
         local ok, err = a.rq:insert(M.row(acc, leg, rec.cycle_key, verdict, a.run_id))
@@ -367,8 +368,14 @@ function run(agent, a, acc, intents, decisions, view, rec, step, t0)
           tlog:error("ALERT: order not recorded, so not sent", { account = acc.name, symbol = leg.symbol, error = tostring(err),
                                                                alert = true })
           rec.error = "order record: " .. tostring(err)
+          -- none of the cycle's legs goes out: those recorded before this
+          -- one end as never sent, not as pending forever
+          for _, id in ipairs(recorded) do
+            a.rq:update(id, { status = "rejected", reject_reason = "not sent: another leg of its cycle could not be recorded" })
+          end
           return {}
         end
+        recorded[#recorded + 1] = leg.client_order_id
         a.known[leg.client_order_id] = true
       end
     end
