@@ -236,6 +236,17 @@ function Run:settle_funding(sym, list, next_f, t, accounts)
   end
 end
 
+-- One cycle of an account, and its record: a replay feeds the next candle
+-- only once the database has the cycle (the record is written behind a
+-- live cycle), so its writes come in the same order in every run of it and
+-- a resumed run's record equals an uninterrupted one's.
+function Run:cycle(name, key, recorded)
+  local rec, why = self.agent:cycle(name, { cycle_key = key, recorded = recorded })
+  local a = self.agent.accounts[name]
+  if a then self.agent:wait_record(a) end
+  return rec, why
+end
+
 -- Run every account whose interval ends at close_ms, concurrently, and
 -- wait for all of them.
 function Run:decide_at(close_ms, every)
@@ -249,7 +260,7 @@ function Run:decide_at(close_ms, every)
     local key = agent_mod().cycle_key(close_ms, every[acc.name] / 1000)
     local recorded = self.recorded[acc.name] and self.recorded[acc.name][key]
     if recorded and recorded.completed then self.caught_up = self.caught_up + 1 end
-    self.agent:cycle(acc.name, { cycle_key = key, recorded = recorded })
+    self:cycle(acc.name, key, recorded)
     self.cycles = self.cycles + 1
     self.rounds = (self.rounds or 0) + 1
     if self.rounds % (self.leaderboard_every or 50) == 0 then self:leaderboard() end
@@ -261,9 +272,7 @@ function Run:decide_at(close_ms, every)
     -- a resumed run: what this cycle decided before comes from the record
     local recorded = self.recorded[acc.name] and self.recorded[acc.name][key]
     if recorded and recorded.completed then self.caught_up = self.caught_up + 1 end
-    tasks[#tasks + 1] = task.spawn("cycle:" .. acc.name, function()
-      return self.agent:cycle(acc.name, { cycle_key = key, recorded = recorded })
-    end)
+    tasks[#tasks + 1] = task.spawn("cycle:" .. acc.name, function() return self:cycle(acc.name, key, recorded) end)
   end
   task.join_all(tasks)
   self.cycles = self.cycles + #due
