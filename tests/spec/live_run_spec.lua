@@ -9,6 +9,7 @@
 local live = require "live"
 local h = require "helpers"
 local task = require "vibex.task"
+local json = require "vibex.json"
 
 local ACCOUNTS = {
   { name = "v1", keys = "v1", symbols = { "BTCUSDT", "ETHUSDT" } },
@@ -82,23 +83,33 @@ describe("vibex run trades live accounts", function()
     local v3 = w:venue(true).accounts.v3
     local entry_pos = next(v3.positions)
     assert.truthy(entry_pos, "the entry before the held stop did not open a position")
-    local held = w:query([[SELECT o.client_order_id, o.symbol FROM orders o JOIN accounts a USING (account_id)
-      WHERE a.name = 'v3' AND o.kind = 'stop' ORDER BY o.order_id DESC LIMIT 1]])
-    -- the row may only be in the order log yet: the restart replays it; read it after
     restart_and_check(w, "killed between an entry and its stop")
+    -- the stop the kill held back, sent by the restart's reconciliation (found
+    -- by its log line: cycles after the restart place stops of their own)
+    local recovered
+    for line in w:log_text("trading"):gmatch("[^\n]+") do
+      if line:find("protective order sent after a restart", 1, true) then
+        local e = json.decode(line)
+        if e and e.account == "v3" and e.kind == "stop" then recovered = e end
+      end
+    end
+    assert.truthy(recovered, "the stop of the filled entry was not sent after the restart (logs in " .. w.dir .. "/logs)")
+    local protected -- the venue's positions are keyed "SYMBOL:SIDE"
+    for key in pairs(v3.positions) do
+      if key:match("^[^:]+") == recovered.symbol then protected = key end
+    end
+    assert.truthy(protected, "the recovered stop protects no position of the kill's moment")
     local stop = w:query([[SELECT o.client_order_id, o.symbol, o.status, o.parent_client_order_id FROM orders o
-      JOIN accounts a USING (account_id) WHERE a.name = 'v3' AND o.kind = 'stop' ORDER BY o.order_id DESC LIMIT 1]])[1]
+      WHERE o.client_order_id = $1]], recovered.client_order_id)[1]
     assert.truthy(stop)
     local on_venue
     for _, o in ipairs(w:venue(true).accounts.v3.all_orders) do
       if o.clientOrderId == stop.client_order_id then on_venue = o end
     end
-    assert.truthy(on_venue, "the stop of the filled entry was not sent after the restart")
+    assert.truthy(on_venue, "the recovered stop is not on the venue: " .. json.encode(stop))
     assert.equal("STOP_MARKET", on_venue.type)
-    assert.equal("new", stop.status)
-    assert.truthy(w:log_text("trading"):find("protective order sent after a restart", 1, true))
+    assert.truthy(stop.status == "new" or stop.status == "filled" or stop.status == "canceled", stop.status)
     assert.is_true(#before.all_orders < #w:venue(true).accounts.v3.all_orders)
-    local _ = held
     w:wait_decisions(16)
 
     -- 3. while the venue answers 503 (it processed the orders; lookups fail too)
