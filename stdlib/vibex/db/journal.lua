@@ -281,7 +281,9 @@ function W:flush()
     end
     if not ok then break end
   end
-  if ok and self.degraded then
+  -- writes held in memory meanwhile (the disk broke again during the
+  -- replay) go before anything new: the outage lasts until they are stored
+  if ok and self.degraded and #self.held == 0 then
     self.degraded = false
     dlog:info("database back: journal replayed; writes go straight to the database again",
       { journal = self.path, replayed = self.stats.replayed, skipped = self.stats.skipped })
