@@ -270,27 +270,34 @@ static inline double wilder_step(wilder_t *w, double x, int commit) { return ew_
 
 /* Wilder running sum (ADX): the sum of n-1 values, then TA-Lib's s - s/n + x,
  * written s*((n-1)/n) + x (as the Wilder average is) so that no divide sits
- * on the chain from one bar to the next; the two differ in the last bit. */
-typedef struct {
-    int64_t cnt;
-    double val, a;
-    int n;
-} wsum_t;
+ * on the chain from one bar to the next; the two differ in the last bit.
+ * From the third value after the first whole sum on it runs as ew_t's four
+ * chains (k = 1: v[i] = a^4 v[i-4] + ((x[i] + a x[i-1]) + (a^2 x[i-2] +
+ * a^3 x[i-3]))), which batch runs side by side with ew_run: the three sums
+ * were ADX's serial chains, a multiply and an add a bar each, bound by
+ * their latency. A few ulps from the serial sum. */
+typedef ew_t wsum_t;
 
 static inline void wsum_init(wsum_t *w, int n) {
-    w->n = n;
-    w->a = (n - 1.0) / n;
+    ew_init(w, n, (n - 1.0) / n, 1.0, 1);
+    w->from = n + 2;   /* v[i-4] .. v[i-1] all past the plain sum */
 }
 
 static inline double wsum_step(wsum_t *w, double x, int commit) {
+    int64_t i = w->cnt;
     double v;
-    if (w->cnt >= w->n - 1) v = w->val * w->a + x;
+    if (i >= w->from) v = ew_chained(w, w->last[i & 3], x, w->x1, w->x2, w->x3);
+    else if (i >= w->n - 1) v = w->val * w->a + x;
     else v = w->val + x;
     if (commit) {
         w->val = v;
+        w->last[i & 3] = v;
+        w->x3 = w->x2;
+        w->x2 = w->x1;
+        w->x1 = x;
         w->cnt++;
     }
-    return w->cnt + !commit >= w->n ? v : NAN;
+    return i + 1 >= w->n ? v : NAN;
 }
 
 /* Sliding max over the last n values: a monotonic deque in a ring. For the
@@ -604,6 +611,18 @@ static inline void step_natr(ta_state *u, const double *v, double *o, int commit
     o[0] = isnan(a) ? NAN : v[C] != 0.0 ? (a / v[C]) * 100.0 : 0.0;
 }
 
+/* +DI, -DI and DX from the smoothed +DM (p), -DM (mm) and true range (t):
+ * one divide for both DIs (100 / t), and DX from the sums themselves (t
+ * cancels out of |-DI - +DI| / (+DI + -DI)) -- two divides a bar instead
+ * of three, the most of ADX's batch time after its chains. Within an ulp
+ * or two of TA-Lib's way. */
+static inline void adx_dis(double p, double mm, double t, double *pdi, double *mdi, double *dx) {
+    double r = 100.0 / t;
+    *pdi = t != 0.0 ? p * r : 0.0;
+    *mdi = t != 0.0 ? mm * r : 0.0;
+    *dx = pct(fabs(mm - p), p + mm);
+}
+
 static inline void step_adx(ta_state *u, const double *v, double *o, int commit) {
     adx_s *s = &u->adx;
     double h = v[H], l = v[L];
@@ -617,7 +636,8 @@ static inline void step_adx(ta_state *u, const double *v, double *o, int commit)
         double sm = wsum_step(&s->dmm, mdm, commit);
         double st = wsum_step(&s->tr, tr, commit);
         if (!isnan(st)) {
-            double pdi = pct(sp, st), mdi = pct(sm, st), dx = pct(fabs(mdi - pdi), pdi + mdi);
+            double pdi, mdi, dx;
+            adx_dis(sp, sm, st, &pdi, &mdi, &dx);
             o[0] = wilder_step(&s->adx, dx, commit);
             o[1] = pdi;
             o[2] = mdi;
@@ -677,20 +697,16 @@ static inline void step_stochrsi(ta_state *u, const double *v, double *o, int co
     if (commit) s->kcnt++;
 }
 
-/* Sum of |x - m| over a run, four accumulators to break the add chain. */
-static inline double absdev(const double *x, int n, double m) {
-    double a = 0, b = 0, c = 0, d = 0;
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        a += fabs(x[i] - m);
-        b += fabs(x[i + 1] - m);
-        c += fabs(x[i + 2] - m);
-        d += fabs(x[i + 3] - m);
-    }
-    for (; i < n; i++) a += fabs(x[i] - m);
-    return (a + b) + (c + d);
+/* CCI from the window's mean and mean deviation's sum (dev, of |x - avg|). */
+static inline double cci_of(double tp, double avg, double dev, int n) {
+    double dist = tp - avg;
+    return dist != 0.0 && dev != 0.0 ? dist / (0.015 * (dev / n)) : 0.0;
 }
 
+/* The mean deviation's sum adds |x - avg| oldest first into four
+ * accumulators, the window's j-th value (from 0) into a[j & 3], then
+ * (a[0] + a[1]) + (a[2] + a[3]): the order the batch kernel runs four bars
+ * at a time in, one bar a lane, so stream and batch agree bit for bit. */
 static inline void step_cci(ta_state *u, const double *v, double *o, int commit) {
     cci_s *s = &u->cci;
     double tp = (v[H] + v[L] + v[C]) / 3.0;
@@ -698,13 +714,17 @@ static inline void step_cci(ta_state *u, const double *v, double *o, int commit)
     double sum = rsum_peek(&s->sum, tp, &nz);
     o[0] = NAN;
     if (s->cnt >= s->n - 1) {
-        double avg = sum / s->n;
-        /* the window: every committed slot but the one tp replaces, plus tp */
+        double avg = sum / s->n, a[4] = {0.0, 0.0, 0.0, 0.0};
+        /* the window: the n - 1 newest commits (from the slot after the
+         * next one written, which tp replaces), then tp */
         const ring_t *r = &s->sum.r;
-        double dev = absdev(r->buf, r->pos, avg) + fabs(tp - avg);
-        if (r->full) dev += absdev(r->buf + r->pos + 1, s->n - r->pos - 1, avg);
-        double dist = tp - avg;
-        o[0] = dist != 0.0 && dev != 0.0 ? dist / (0.015 * (dev / s->n)) : 0.0;
+        int at = r->pos + 1 == s->n ? 0 : r->pos + 1;
+        for (int j = 0; j < s->n - 1; j++) {
+            a[j & 3] += fabs(r->buf[at] - avg);
+            at = at + 1 == s->n ? 0 : at + 1;
+        }
+        a[(s->n - 1) & 3] += fabs(tp - avg);
+        o[0] = cci_of(tp, avg, (a[0] + a[1]) + (a[2] + a[3]), s->n);
     }
     if (commit) {
         rsum_commit(&s->sum, tp, sum, nz);

@@ -27,6 +27,12 @@ static inline int all_in_range(const double *x, size_t n, double lo, int inclusi
     return !bad;
 }
 
+/* Whether x is NaN or an infinity, as a 64-bit 0/1 for ORs that vectorise
+ * (the predicate all_in_range and check_block apply to prices). */
+static inline long long not_finite(double x) {
+    return !(x > -HUGE_VAL) | !(x < HUGE_VAL);
+}
+
 /* Ask for the next block now: the compute passes over this one run from L1
  * and would otherwise leave the memory bus idle on long series. */
 static inline void prefetch_next(const double *const *in, unsigned mask, size_t b0, size_t b1,
@@ -124,7 +130,9 @@ static int run_batch(int kind, ta_state *u0, size_t i0, size_t i1, const double 
  * different order to run fast (the EMAs and Wilder averages but MACD's, OBV
  * and the window sums run four interleaved chains), the step uses that order
  * too. Every kernel checks its inputs a block at a time, before computing
- * that block, or in the pass that reads them (SMA, MFI, OBV). */
+ * that block, or in the pass that reads them (SMA, MFI, OBV, CCI, ADX, and
+ * the window extremes of Stochastic, Williams %R and Donchian); there a bad
+ * block goes to check_block afterwards, to name the bar. */
 
 #define KERNEL_ARGS ta_state *u, const double *p, size_t n, const double *const *in, \
                     double *const *out, char *err, size_t errlen
@@ -177,9 +185,9 @@ static TA_AVX2 size_t ew_quads_avx2(ew_t *e, const double *x, size_t k, size_t m
     return k;
 }
 
-static void ew_run(ew_t *e, int64_t i0, const double *x, size_t m, double *out) {
-    size_t k = 0;
-    for (; k < m && ((i0 + (int64_t)k) & 3); k++) out[k] = ew_lane(e, i0 + (int64_t)k, x + k);
+/* ew_run from input k on, the inputs before it done: i0 + k is 0 mod 4
+ * (or k is m). */
+static void ew_run_from(ew_t *e, int64_t i0, const double *x, size_t k, size_t m, double *out) {
     if (k + 4 <= m && vx_ta_avx2()) k = ew_quads_avx2(e, x, k, m, out);
     if (k + 4 <= m) {
         const __m128d K = _mm_set1_pd(e->k), C1 = _mm_set1_pd(e->c1), C2 = _mm_set1_pd(e->c2),
@@ -207,6 +215,12 @@ static void ew_run(ew_t *e, int64_t i0, const double *x, size_t m, double *out) 
         e->val = out[m - 1];
         e->cnt = i0 + (int64_t)m;
     }
+}
+
+static void ew_run(ew_t *e, int64_t i0, const double *x, size_t m, double *out) {
+    size_t k = 0;
+    for (; k < m && ((i0 + (int64_t)k) & 3); k++) out[k] = ew_lane(e, i0 + (int64_t)k, x + k);
+    ew_run_from(e, i0, x, k, m, out);
 }
 
 /* A chain's next inputs go to buf + 3; buf[0..2] are its last three inputs. */
@@ -384,34 +398,68 @@ static TA_KERNEL int k_keltner(KERNEL_ARGS) {
     return 0;
 }
 
-/* ADX: the three Wilder sums in one pass, +DI/-DI/DX in a pass that
+/* ADX's three Wilder sums over the same bars: ew_run for each, but in the
+ * AVX2 quads side by side in one loop (their constants are the same), so
+ * that the three chains' latencies overlap instead of adding up. */
+static TA_AVX2 size_t ew3_quads_avx2(ew_t *const e[3], const double *const x[3], size_t k,
+                                     size_t m, double *const out[3]) {
+    const ew_t *f = e[0];
+    const __m256d K = _mm256_set1_pd(f->k), C1 = _mm256_set1_pd(f->c1), C2 = _mm256_set1_pd(f->c2),
+                  C3 = _mm256_set1_pd(f->c3), A = _mm256_set1_pd(f->A);
+    __m256d L[3];
+    for (int q = 0; q < 3; q++) L[q] = _mm256_loadu_pd(e[q]->last);
+    for (; k + 4 <= m; k += 4) {
+        for (int q = 0; q < 3; q++) {
+            const double *y = x[q] + k;
+            __m256d t = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(K, _mm256_loadu_pd(y)),
+                                                    _mm256_mul_pd(C1, _mm256_loadu_pd(y - 1))),
+                                      _mm256_add_pd(_mm256_mul_pd(C2, _mm256_loadu_pd(y - 2)),
+                                                    _mm256_mul_pd(C3, _mm256_loadu_pd(y - 3))));
+            L[q] = _mm256_add_pd(_mm256_mul_pd(A, L[q]), t);
+            _mm256_storeu_pd(out[q] + k, L[q]);
+        }
+    }
+    for (int q = 0; q < 3; q++) _mm256_storeu_pd(e[q]->last, L[q]);
+    return k;
+}
+
+static void ew3_run(ew_t *const e[3], int64_t i0, const double *const x[3], size_t m,
+                    double *const out[3]) {
+    size_t k = 0;
+    for (; k < m && ((i0 + (int64_t)k) & 3); k++)
+        for (int q = 0; q < 3; q++) out[q][k] = ew_lane(e[q], i0 + (int64_t)k, x[q] + k);
+    if (k + 4 <= m && vx_ta_avx2()) k = ew3_quads_avx2(e, x, k, m, out);
+    for (int q = 0; q < 3; q++)   /* the rest, and the state as the step leaves it */
+        ew_run_from(e[q], i0, x[q], k, m, out[q]);
+}
+
+/* ADX: the moves, true ranges and the check in a pass that vectorises, the
+ * three Wilder sums side by side (ew3_run), +DI/-DI/DX in a pass that
  * vectorises, then the Wilder average of DX. */
 static TA_KERNEL int k_adx(KERNEL_ARGS) {
     size_t per = (size_t)p[0];
-    WARM(K_ADX, 2 * per + 3);   /* the ADX chain's index is the bar's - per */
+    WARM(K_ADX, 2 * per + 3);   /* the ADX chain's index is the bar's - per, the sums' the bar's - 1 */
     adx_s *s = &u->adx;
-    const double ws = s->tr.a, *h = in[H], *l = in[L], *c = in[C];
-    double sp = s->dmp.val, sm = s->dmm.val, st = s->tr.val;
-    double P[BLOCK], M[BLOCK], T[BLOCK], db[BLOCK + 3];
+    const double *h = in[H], *l = in[L], *c = in[C];
+    double pb[BLOCK + 3], mb[BLOCK + 3], tb[BLOCK + 3], db[BLOCK + 3];
+    double P[BLOCK], M[BLOCK], T[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_ADX, HLC, in, b0, b1, n, err, errlen)) return -1;
         size_t m = b1 - b0;
-        for (size_t j = 0; j < m; j++) {
+        int64_t i0 = (int64_t)b0 - 1;
+        double *xp = ew_inputs(&s->dmp, pb), *xm = ew_inputs(&s->dmm, mb), *xt = ew_inputs(&s->tr, tb);
+        long long bad = 0;   /* 64-bit: see all_in_range */
+        for (size_t j = 0; j < m; j++) {   /* the moves, true ranges and the check: vectorises */
             size_t i = b0 + j;
-            double pdm, mdm;
-            directional_moves(h[i] - h[i - 1], l[i - 1] - l[i], &pdm, &mdm);
-            P[j] = sp = sp * ws + pdm;
-            M[j] = sm = sm * ws + mdm;
-            T[j] = st = st * ws + true_range(h[i], l[i], c[i - 1]);
+            directional_moves(h[i] - h[i - 1], l[i - 1] - l[i], xp + j, xm + j);
+            xt[j] = true_range(h[i], l[i], c[i - 1]);
+            bad |= not_finite(h[i]) | not_finite(l[i]) | not_finite(c[i]);
         }
+        if (bad && check_block(K_ADX, HLC, in, b0, b1, n, err, errlen)) return -1;
+        ew3_run((ew_t *const[3]){&s->dmp, &s->dmm, &s->tr}, i0, (const double *const[3]){xp, xm, xt},
+                m, (double *const[3]){P, M, T});
         double *dx = ew_inputs(&s->adx, db);
-        for (size_t j = 0; j < m; j++) {
-            double pdi = pct(P[j], T[j]), mdi = pct(M[j], T[j]);
-            out[1][b0 + j] = pdi;
-            out[2][b0 + j] = mdi;
-            dx[j] = pct(fabs(mdi - pdi), pdi + mdi);
-        }
+        for (size_t j = 0; j < m; j++) adx_dis(P[j], M[j], T[j], out[1] + b0 + j, out[2] + b0 + j, dx + j);
         ew_run(&s->adx, (int64_t)b0 - (int64_t)per, dx, m, out[0] + b0);
     }
     return 0;
@@ -770,7 +818,10 @@ static int run_sums(run_sum *r, const double *x, size_t j0, size_t m, int p, sum
  * registers. One pass matters here: OBV reads two arrays and writes one, and
  * with separate passes the compute and the memory traffic of a long series
  * took turns instead of overlapping. A block that fails the checks goes to
- * check_block, which names the bar. */
+ * check_block, which names the bar. No software prefetch: with long series
+ * on huge pages (vx_ta_alloc) the hardware's streams keep up, and asking
+ * 2 KB ahead made a million bars 15-25% slower (it helped on 4 KB pages,
+ * where the hardware prefetchers stop at each page's end). */
 static inline double obv_sv(double xc, double xp, double v) {
     return (xc > xp ? v : 0.0) - (xc < xp ? v : 0.0);
 }
@@ -793,8 +844,6 @@ static inline __m128d obv_sv2(const double *x, const double *vol, __m128d *bad) 
     return _mm_sub_pd(_mm_and_pd(_mm_cmpgt_pd(xc, xp), v), _mm_and_pd(_mm_cmplt_pd(xc, xp), v));
 }
 
-enum { AHEAD = 256 };   /* bars a one-pass kernel prefetches ahead (2 KB per array) */
-
 /* OBV's chains four bars at a time in one AVX2 quad: for bars i..i+3 (i a
  * multiple of 4) with P = sv[i..i+3], A = P + (P shifted by one) holds
  * sv[k] + sv[k-1], and each lane adds A[k] + A[k-2] -- the step's
@@ -802,7 +851,7 @@ enum { AHEAD = 256 };   /* bars a one-pass kernel prefetches ahead (2 KB per arr
  * (sv of the three bars before i) are read and left as the SSE2 pairs
  * leave them. Returns the bar it stopped at; bad gets any non-finite input
  * or negative volume. */
-static TA_AVX2 size_t obv_quads_avx2(const double *x, const double *vol, size_t i, size_t b1, size_t n,
+static TA_AVX2 size_t obv_quads_avx2(const double *x, const double *vol, size_t i, size_t b1,
                                      double *o, double *lane, double *s1, double *s2, double *s3,
                                      __m128d *bad) {
     __m256d L = _mm256_loadu_pd(lane), zero = _mm256_setzero_pd();
@@ -810,10 +859,6 @@ static TA_AVX2 size_t obv_quads_avx2(const double *x, const double *vol, size_t 
     __m256d Aprev = _mm256_set_pd(*s1 + *s2, *s2 + *s3, 0.0, 0.0);  /* hi: A[i-2], A[i-1] */
     __m256d B = _mm256_setzero_pd();
     for (; i + 4 <= b1; i += 4) {
-        if (i + AHEAD < n) {
-            __builtin_prefetch(x + i + AHEAD);
-            __builtin_prefetch(vol + i + AHEAD);
-        }
         __m256d xc = _mm256_loadu_pd(x + i), xp = _mm256_loadu_pd(x + i - 1), v = _mm256_loadu_pd(vol + i);
         __m256d fx = _mm256_sub_pd(xc, xc), fv = _mm256_sub_pd(v, v);   /* 0, or NaN if not finite */
         B = _mm256_or_pd(B, _mm256_or_pd(_mm256_cmp_pd(fx, fv, _CMP_UNORD_Q), _mm256_cmp_pd(v, zero, _CMP_LT_OQ)));
@@ -852,16 +897,12 @@ static TA_KERNEL int k_obv(KERNEL_ARGS) {
         for (; i < b1 && (i & 3); i++)   /* scalar to a bar that is 0 mod 4 */
             obv_bar(x, vol, i, o, lane, &s1, &s2, &s3, &bad);
         if (i + 4 <= b1 && avx2) {
-            i = obv_quads_avx2(x, vol, i, b1, n, o, lane, &s1, &s2, &s3, &bad);
+            i = obv_quads_avx2(x, vol, i, b1, o, lane, &s1, &s2, &s3, &bad);
         } else if (i + 4 <= b1) {
             __m128d L01 = _mm_loadu_pd(lane), L23 = _mm_loadu_pd(lane + 2);
             /* (sv[i-2], sv[i-1]) and (sv[i-4], sv[i-3]); only the upper half of the latter is read */
             __m128d Pm2 = _mm_set_pd(s1, s2), Pm4 = _mm_set_pd(s3, 0.0);
             for (; i + 4 <= b1; i += 4) {
-                if (i + AHEAD < n) {   /* one pass has no check_block to ask for the next block */
-                    __builtin_prefetch(x + i + AHEAD);
-                    __builtin_prefetch(vol + i + AHEAD);
-                }
                 __m128d P0 = obv_sv2(x + i, vol + i, &bad), P2 = obv_sv2(x + i + 2, vol + i + 2, &bad);
                 __m128d S1 = _mm_shuffle_pd(Pm2, P0, 1), S3 = _mm_shuffle_pd(Pm4, Pm2, 1);
                 __m128d S5 = _mm_shuffle_pd(P0, P2, 1);
@@ -1050,11 +1091,16 @@ static int hist_open(hist_sum *h, size_t p) {
 
 static double *hist_next(hist_sum *h) { return h->buf + h->have; }
 
-static void hist_sums(hist_sum *h, size_t j0, size_t m, sum_out f, double *sums) {
-    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, f, sums);
+/* The block's m values join the history (its last p values are kept). */
+static void hist_shift(hist_sum *h, size_t m) {
     size_t keep = h->have + m < h->p ? h->have + m : h->p;
     memmove(h->buf, h->buf + h->have + m - keep, keep * sizeof(double));
     h->have = keep;
+}
+
+static void hist_sums(hist_sum *h, size_t j0, size_t m, sum_out f, double *sums) {
+    run_sums(&h->r, h->buf + h->have, j0, m, (int)h->p, f, sums);
+    hist_shift(h, m);
 }
 
 /* MFI: positive and negative money flow per bar in a pass that vectorises
@@ -1092,6 +1138,93 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     free(hp.buf);
     free(hn.buf);
     if (!rc) nan_prefix(out, 1, P, n);
+    return rc;
+}
+
+/* CCI of bars k in [k0, m) of a block: t[k] is bar k's typical price,
+ * t[k + 1 - P .. k] its window, s[k] the window's sum. One bar as
+ * step_cci does it (see there for the order of the deviation's adds). */
+static inline double cci_bar(const double *t, const double *s, size_t k, size_t P) {
+    double avg = s[k] / (double)P, a[4] = {0.0, 0.0, 0.0, 0.0};
+    const double *w = t + k + 1 - P;
+    for (size_t j = 0; j < P; j++) a[j & 3] += fabs(w[j] - avg);
+    return cci_of(t[k], avg, (a[0] + a[1]) + (a[2] + a[3]), (int)P);
+}
+
+/* Four bars at a time, one a lane: each lane makes cci_bar's operations in
+ * cci_bar's order (|x| as the sign bit cleared, which is fabs). Returns the
+ * bar it stopped at. */
+static TA_AVX2 size_t cci_quads_avx2(const double *t, const double *s, size_t k, size_t m,
+                                     size_t P, double *o) {
+    const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+    const __m256d vp = _mm256_set1_pd((double)P), c015 = _mm256_set1_pd(0.015);
+    for (; k + 4 <= m; k += 4) {
+        __m256d avg = _mm256_div_pd(_mm256_loadu_pd(s + k), vp), a[4] = {zero, zero, zero, zero};
+        const double *w = t + k + 1 - P;
+        for (size_t j = 0; j < P; j++)
+            a[j & 3] = _mm256_add_pd(a[j & 3], _mm256_andnot_pd(sign, _mm256_sub_pd(_mm256_loadu_pd(w + j), avg)));
+        __m256d dev = _mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3]));
+        __m256d dist = _mm256_sub_pd(_mm256_loadu_pd(t + k), avg);
+        __m256d q = _mm256_div_pd(dist, _mm256_mul_pd(c015, _mm256_div_pd(dev, vp)));
+        __m256d ok = _mm256_and_pd(_mm256_cmp_pd(dist, zero, _CMP_NEQ_UQ), _mm256_cmp_pd(dev, zero, _CMP_NEQ_UQ));
+        _mm256_storeu_pd(o + k, _mm256_and_pd(ok, q));
+    }
+    return k;
+}
+
+/* cci_quads_avx2 in SSE2 pairs. */
+static size_t cci_pairs(const double *t, const double *s, size_t k, size_t m, size_t P, double *o) {
+    const __m128d sign = _mm_set1_pd(-0.0), zero = _mm_setzero_pd();
+    const __m128d vp = _mm_set1_pd((double)P), c015 = _mm_set1_pd(0.015);
+    for (; k + 2 <= m; k += 2) {
+        __m128d avg = _mm_div_pd(_mm_loadu_pd(s + k), vp), a[4] = {zero, zero, zero, zero};
+        const double *w = t + k + 1 - P;
+        for (size_t j = 0; j < P; j++)
+            a[j & 3] = _mm_add_pd(a[j & 3], _mm_andnot_pd(sign, _mm_sub_pd(_mm_loadu_pd(w + j), avg)));
+        __m128d dev = _mm_add_pd(_mm_add_pd(a[0], a[1]), _mm_add_pd(a[2], a[3]));
+        __m128d dist = _mm_sub_pd(_mm_loadu_pd(t + k), avg);
+        __m128d q = _mm_div_pd(dist, _mm_mul_pd(c015, _mm_div_pd(dev, vp)));
+        __m128d ok = _mm_and_pd(_mm_cmpneq_pd(dist, zero), _mm_cmpneq_pd(dev, zero));
+        _mm_storeu_pd(o + k, _mm_and_pd(ok, q));
+    }
+    return k;
+}
+
+/* CCI: the block's typical prices (and the check) in one pass, their
+ * running sums, then the mean deviation of every window, four (AVX2) or
+ * two (SSE2) bars at a time -- the deviation is O(period) a bar, and was
+ * nine tenths of the time through the step. */
+static TA_KERNEL int k_cci(KERNEL_ARGS) {
+    (void)u;
+    size_t P = (size_t)p[0];
+    const double *h = in[H], *l = in[L], *c = in[C];
+    hist_sum hs;
+    double sums[BLOCK];
+    int rc = hist_open(&hs, P), avx2 = vx_ta_avx2();
+    if (rc) snprintf(err, errlen, "cci: out of memory");
+    for (size_t b0 = 0, b1; b0 < n && !rc; b0 = b1) {
+        b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
+        prefetch_next(in, HLC, b0, b1, n);
+        size_t m = b1 - b0;
+        double *t = hist_next(&hs);
+        long long bad = 0;   /* 64-bit: see all_in_range */
+        for (size_t k = 0; k < m; k++) {
+            size_t i = b0 + k;
+            t[k] = (h[i] + l[i] + c[i]) / 3.0;   /* see step_cci */
+            bad |= !(t[k] - t[k] == 0.0);   /* not finite, or an overflow (check_block tells) */
+        }
+        if (bad && (rc = check_block(K_CCI, HLC, in, b0, b1, n, err, errlen))) break;
+        run_sums(&hs.r, t, b0, m, (int)P, (sum_out){1.0, 0, NULL}, sums);
+        size_t k = b0 + 1 >= P ? 0 : P - 1 - b0;   /* the first bar with a whole window */
+        if (k < m) {
+            double *o = out[0] + b0;
+            k = avx2 ? cci_quads_avx2(t, sums, k, m, P, o) : cci_pairs(t, sums, k, m, P, o);
+            for (; k < m; k++) o[k] = cci_bar(t, sums, k, P);
+        }
+        hist_shift(&hs, m);
+    }
+    free(hs.buf);
+    if (!rc) nan_prefix(out, 1, P - 1, n);
     return rc;
 }
 
@@ -1157,10 +1290,11 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
  * Called chunk by chunk (chunks are whole blocks); hprev/lprev (p+1 doubles,
  * -inf/+inf before the series starts; the last stays so) carry the suffix
  * extremes across calls; hcur/lcur are p doubles of scratch. */
-static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_t n, int p,
-                                        double *hh, double *ll, double *hprev, double *lprev,
-                                        double *hcur, double *lcur) {
+static TA_KERNEL int sliding_extremes(const double *xh, const double *xl, size_t n, int p,
+                                       double *hh, double *ll, double *hprev, double *lprev,
+                                       double *hcur, double *lcur) {
     size_t P = (size_t)p;
+    long long bad = 0;   /* 64-bit: see all_in_range */
     for (size_t s = 0; s < n; s += P) {
         size_t m = n - s < P ? n - s : P;
         const double *ah = xh + s, *al = xl + s;
@@ -1170,6 +1304,7 @@ static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_
             gl = al[k] <= gl ? al[k] : gl;
             hcur[k] = gh;
             lcur[k] = gl;
+            bad |= not_finite(ah[k]) | not_finite(al[k]);
         }
         for (size_t k = 0; k < m; k++) {
             double qh = hprev[k + 1], ql = lprev[k + 1];
@@ -1184,6 +1319,7 @@ static TA_KERNEL void sliding_extremes(const double *xh, const double *xl, size_
             lprev[k] = gl;
         }
     }
+    return bad != 0;
 }
 
 /* Sliding maximum of xh and minimum of xl over windows of P ending at
@@ -1197,8 +1333,8 @@ enum { DIRECT_MAX = 8 };   /* the longest window done this way (at 14, vHGW is 2
 
 /* One window's extremes the slow way: the bars before the series' start
  * are not there (g = the window's end as a series index). */
-static inline void direct_one(const double *xh, const double *xl, size_t i, size_t g, size_t P,
-                              double *hh, double *ll) {
+static inline long long direct_one(const double *xh, const double *xl, size_t i, size_t g, size_t P,
+                                   double *hh, double *ll) {
     double h = xh[i], l = xl[i];
     for (size_t d = 1; d < P && d <= g; d++) {
         double a = xh[(ptrdiff_t)i - (ptrdiff_t)d], b = xl[(ptrdiff_t)i - (ptrdiff_t)d];
@@ -1207,14 +1343,17 @@ static inline void direct_one(const double *xh, const double *xl, size_t i, size
     }
     hh[i] = h;
     ll[i] = l;
+    return not_finite(xh[i]) | not_finite(xl[i]);
 }
 
 /* With P a constant the inner loop unrolls and the outer one vectorises:
- * one pass, the window's bars compared newest first as in the stream. */
+ * one pass, the window's bars compared newest first as in the stream, and
+ * the check of each bar's high and low. */
 #define DIRECT_P(PP)                                                               \
     case PP:                                                                       \
         for (size_t i = lo; i < m; i++) {                                          \
             double h = xh[i], l = xl[i];                                           \
+            bad |= not_finite(h) | not_finite(l);                                  \
             for (size_t d = 1; d < (PP); d++) {                                    \
                 double a = xh[(ptrdiff_t)i - (ptrdiff_t)d];                        \
                 double b = xl[(ptrdiff_t)i - (ptrdiff_t)d];                        \
@@ -1226,17 +1365,19 @@ static inline void direct_one(const double *xh, const double *xl, size_t i, size
         }                                                                          \
         break;
 
-static TA_KERNEL void direct_extremes(const double *xh, const double *xl, size_t g0, size_t m,
-                                      size_t P, double *hh, double *ll) {
+static TA_KERNEL int direct_extremes(const double *xh, const double *xl, size_t g0, size_t m,
+                                     size_t P, double *hh, double *ll) {
     size_t lo = g0 >= P - 1 ? 0 : P - 1 - g0;   /* from here every window is whole */
     if (lo > m) lo = m;
-    for (size_t i = 0; i < lo; i++) direct_one(xh, xl, i, g0 + i, P, hh, ll);
+    long long bad = 0;   /* 64-bit: see all_in_range */
+    for (size_t i = 0; i < lo; i++) bad |= direct_one(xh, xl, i, g0 + i, P, hh, ll);
     switch (P) {
     DIRECT_P(1) DIRECT_P(2) DIRECT_P(3) DIRECT_P(4) DIRECT_P(5) DIRECT_P(6) DIRECT_P(7) DIRECT_P(8)
     default:
-        for (size_t i = lo; i < m; i++) direct_one(xh, xl, i, g0 + i, P, hh, ll);
+        for (size_t i = lo; i < m; i++) bad |= direct_one(xh, xl, i, g0 + i, P, hh, ll);
         break;
     }
+    return bad != 0;
 }
 
 /* An SMA over a series that arrives a piece at a time (the Stochastic's two
@@ -1290,13 +1431,32 @@ static int extremes_open(extremes_t *e, int w) {
 
 /* The extremes of the chunk at series index c0 (xh, xl point at it; m
  * values) into e->hh, e->ll: direct compares for windows of DIRECT_MAX or
- * less, vHGW (whose carry in e is then kept) for longer ones. */
-static void window_extremes(extremes_t *e, const double *xh, const double *xl, size_t c0,
-                            size_t m, int w) {
-    if (w <= DIRECT_MAX)
-        direct_extremes(xh, xl, c0, m, (size_t)w, e->hh, e->ll);
-    else
-        sliding_extremes(xh, xl, m, w, e->hh, e->ll, e->hprev, e->lprev, e->hcur, e->lcur);
+ * less, vHGW (whose carry in e is then kept) for longer ones. Returns
+ * whether a high or a low of the chunk is not finite (checked in the pass
+ * that reads them: a separate check pass was where a long series' memory
+ * stalls landed, a fifth of the Stochastic's time on a million bars). */
+static int window_extremes(extremes_t *e, const double *xh, const double *xl, size_t c0, size_t m,
+                           int w) {
+    if (w <= DIRECT_MAX) return direct_extremes(xh, xl, c0, m, (size_t)w, e->hh, e->ll);
+    return sliding_extremes(xh, xl, m, w, e->hh, e->ll, e->hprev, e->lprev, e->hcur, e->lcur);
+}
+
+/* Ask for bars [at, at + PF_SPAN) of the arrays in `in` (mask) and of the
+ * nout outputs, for writing, where they exist (below n). Spread over the
+ * output loop of one chunk, one span per PF_SPAN bars it makes, the next
+ * chunk arrives while this one computes (asked for all at once, the
+ * requests queued behind each other and the compute waited anyway). */
+enum { PF_SPAN = 64 };
+
+static inline void prefetch_span(const double *const *in, unsigned mask, double *const *out,
+                                 int nout, size_t at, size_t n) {
+    if (at >= n) return;
+    size_t end = n - at < PF_SPAN ? n : at + PF_SPAN;
+    for (size_t i = at; i < end; i += 8) {
+        for (int j = 0; j < VX_TA_NSLOTS; j++)
+            if ((mask >> j) & 1u) __builtin_prefetch(in[j] + i);
+        for (int k = 0; k < nout; k++) __builtin_prefetch(out[k] + i, 1);
+    }
 }
 
 /* Donchian, Williams %R and Stochastic over arrays. */
@@ -1317,24 +1477,37 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
     size_t W = (size_t)w, sk = (size_t)p[1], sd = (size_t)p[2];
     size_t k0 = W - 1, d0 = k0 + sk - 1;
     sma_pass slow = {0}, dpass = {0};
+    int nout = VX_TA_KINDS[kind].noutputs;
     for (size_t c0 = 0; c0 < n; c0 += e.chunk) {
         size_t m = n - c0 < e.chunk ? n - c0 : e.chunk;
-        if (check_block(kind, mask, in, c0, c0 + m, n, err, errlen)) {
+        long long bad = window_extremes(&e, in[H] + c0, in[L] + c0, c0, m, w);
+        const double *hh = e.hh, *ll = e.ll;
+        for (size_t s0 = 0; s0 < m; s0 += PF_SPAN) {   /* the outputs, a span at a time */
+            size_t s1 = m - s0 < PF_SPAN ? m : s0 + PF_SPAN;
+            prefetch_span(in, mask, out, nout, c0 + m + s0, n);
+            if (kind == K_DONCHIAN) {
+                for (size_t j = s0; j < s1; j++) {
+                    out[0][c0 + j] = hh[j];
+                    out[1][c0 + j] = (hh[j] + ll[j]) / 2.0;
+                    out[2][c0 + j] = ll[j];
+                }
+            } else if (kind == K_WILLR) {
+                for (size_t j = s0; j < s1; j++) {
+                    out[0][c0 + j] = willr_of(c[c0 + j], hh[j], ll[j]);
+                    bad |= not_finite(c[c0 + j]);
+                }
+            } else {
+                for (size_t j = s0; j < s1; j++) {
+                    out[1][c0 + j] = stoch_k(c[c0 + j], hh[j], ll[j]);
+                    bad |= not_finite(c[c0 + j]);
+                }
+            }
+        }
+        if (bad && check_block(kind, mask, in, c0, c0 + m, n, err, errlen)) {
             free(e.hh);
             return -1;
         }
-        window_extremes(&e, in[H] + c0, in[L] + c0, c0, m, w);
-        const double *hh = e.hh, *ll = e.ll;
-        if (kind == K_DONCHIAN) {
-            for (size_t j = 0; j < m; j++) {
-                out[0][c0 + j] = hh[j];
-                out[1][c0 + j] = (hh[j] + ll[j]) / 2.0;
-                out[2][c0 + j] = ll[j];
-            }
-        } else if (kind == K_WILLR) {
-            for (size_t j = 0; j < m; j++) out[0][c0 + j] = willr_of(c[c0 + j], hh[j], ll[j]);
-        } else {
-            for (size_t j = 0; j < m; j++) out[1][c0 + j] = stoch_k(c[c0 + j], hh[j], ll[j]);
+        if (kind == K_STOCH) {
             size_t have = c0 + m;   /* raw %K is there below this series index */
             if (have > k0)
                 sma_advance(&slow, out[1] + k0, (have - k0) / BLOCK * BLOCK, (int)sk, out[0] + k0);
@@ -1371,7 +1544,7 @@ static TA_KERNEL int k_stochrsi(KERNEL_ARGS) {
     size_t m = n - rp;
     for (size_t c0 = 0; c0 < m; c0 += e.chunk) {
         size_t cm = m - c0 < e.chunk ? m - c0 : e.chunk;
-        window_extremes(&e, r + c0, r + c0, c0, cm, (int)fk);
+        (void)window_extremes(&e, r + c0, r + c0, c0, cm, (int)fk);   /* the RSI: finite, checked above */
         for (size_t j = 0; j < cm; j++) out[0][rp + c0 + j] = stoch_k(r[c0 + j], e.hh[j], e.ll[j]);
     }
     free(e.hh);
@@ -1388,7 +1561,7 @@ static const kernel_fn KERNELS[K_COUNT] = {
     [K_DEMA] = k_dema, [K_TEMA] = k_tema, [K_MACD] = k_macd, [K_KELTNER] = k_keltner,
     [K_SMA] = k_sma, [K_WMA] = k_wma, [K_ROC] = k_roc, [K_BBANDS] = k_bbands,
     [K_STDDEV] = k_stddev, [K_VWAP] = k_vwap, [K_ADX] = k_adx, [K_STOCHRSI] = k_stochrsi,
-    [K_MFI] = k_mfi, [K_RVOL] = k_rvol, [K_SUPERTREND] = k_supertrend,
+    [K_MFI] = k_mfi, [K_RVOL] = k_rvol, [K_SUPERTREND] = k_supertrend, [K_CCI] = k_cci,
 };
 
 /* The shape checks of a batch call; 0, or -1 with err naming the call. */

@@ -501,6 +501,31 @@ describe("vibex.ta", function()
       end
     end)
 
+    it("names the bad bar for short windows too (extremes compared directly, checked in that pass)", function()
+      local n = 9000   -- more than two of the extremes' chunks
+      local b = bars(n, 4)
+      for _, case in ipairs({{"stoch", {5, 3, 3}}, {"stoch", {1, 1, 1}}, {"willr", {8}},
+                             {"donchian", {3}}}) do
+        local name, p = case[1], case[2]
+        for _, field in ipairs(ta.indicators()[name].inputs) do
+          for _, at in ipairs({1, 2, 4100, 4101, 8999, n}) do
+            for _, x in ipairs({0 / 0, 1 / 0, -1 / 0}) do
+              local cols = {}
+              for k, v in pairs(b) do cols[k] = v end
+              local bad = {}
+              for i = 1, n do bad[i] = b[field][i] end
+              bad[at] = x
+              cols[field] = bad
+              local ok, err = ta[name](cols, unpack(p))
+              assert(ok == nil, ("%s%s accepted %s as %s at bar %d"):format(name, table.concat(p, ","),
+                tostring(x), field, at))
+              assert(err:find("bar " .. at .. "%f[^%d]"), name .. ": " .. tostring(err))
+            end
+          end
+        end
+      end
+    end)
+
     it("accepts finite values whose sums overflow (kernels that check in passing)", function()
       local big, vol = {}, {}
       for i = 1, 600 do big[i] = 1e308 * (1 + (i % 3) / 10); vol[i] = 1e10 end
@@ -557,6 +582,25 @@ describe("vibex.ta", function()
           for k = i - p + 1, i do if k < 1 or x[k] ~= 0 then all_zero = false end end
           if all_zero then assert(batch[i] == 0, ("sma(%d) at %d is %.17g, not 0"):format(p, i, batch[i])) end
         end
+      end
+    end)
+
+    it("CCI's mean deviation: batch (bars a lane) equals stream for short, block-sized and long windows", function()
+      local n, b = 3000, bars(3000, 13)
+      for i = 1, n do   -- flat stretches: a distance and a deviation of exactly 0
+        if i % 50 < 6 then b.high[i], b.low[i], b.close[i] = 100, 100, 100 end
+      end
+      for _, p in ipairs({1, 2, 3, 4, 5, 7, 255, 256, 257, 1000}) do
+        local batch = ta.cci(b, p)
+        local s = ta.stream.cci(p)
+        local zeros = 0
+        for i = 1, n do
+          local v = s:push(b.high[i], b.low[i], b.close[i])
+          assert(v == batch[i] or (v ~= v and batch[i] ~= batch[i]),
+            ("cci(%d) at %d: stream %.17g, batch %.17g"):format(p, i, v, batch[i]))
+          if v == 0 then zeros = zeros + 1 end
+        end
+        if p <= 6 then assert(zeros > 0, ("cci(%d): no bar hit the zero case"):format(p)) end
       end
     end)
 
