@@ -22,7 +22,10 @@
  */
 #include "ta_impl.h"
 
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
 
 
 /* Whether the hand-written AVX2 paths run: the CPU has AVX2, and
@@ -41,6 +44,43 @@ int vx_ta_avx2(void) {
 }
 
 const char *vx_ta_isa(void) { return vx_ta_avx2() ? "avx2" : "sse2"; }
+
+/* vx_ta_alloc's layout: a 4 KB page holding the mapping's start and length
+ * just below the 2 MB boundary the doubles start on; the rest of what was
+ * mapped to find that boundary is given back at once. */
+enum { HUGE_PAGE = 2u << 20, HEAD_PAGE = 4096 };
+
+typedef struct {
+    void *base;
+    size_t len;
+} map_head;
+
+double *vx_ta_alloc(size_t n) {
+    if (n > (SIZE_MAX - 2 * (size_t)HUGE_PAGE) / sizeof(double)) return NULL;
+    size_t bytes = (n * sizeof(double) + HEAD_PAGE - 1) / HEAD_PAGE * HEAD_PAGE;
+    size_t len = HEAD_PAGE + bytes + HUGE_PAGE;
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    uintptr_t at = ((uintptr_t)map + HEAD_PAGE + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    char *start = (char *)at - HEAD_PAGE, *end = (char *)at + bytes;
+    /* unmapping parts of a fresh private mapping cannot fail but for bad
+     * arguments, which these are not; a failure would only keep them mapped */
+    if (start > map && munmap(map, (size_t)(start - map)) != 0) start = map;
+    if (map + len > end && munmap(end, (size_t)(map + len - end)) != 0) end = map + len;
+    /* advice: without transparent huge pages it fails (EINVAL), and small pages serve */
+    (void)madvise((void *)at, bytes, MADV_HUGEPAGE);
+    map_head *head = (map_head *)((char *)at - sizeof(map_head));
+    head->base = start;
+    head->len = (size_t)(end - start);
+    return (double *)at;
+}
+
+void vx_ta_free(double *p) {
+    if (!p) return;
+    const map_head *head = (const map_head *)((char *)p - sizeof(map_head));
+    if (munmap(head->base, head->len) != 0)
+        fprintf(stderr, "vx_ta_free: munmap of a series' memory failed: %s\n", strerror(errno));
+}
 
 const vx_ta_info VX_TA_KINDS[K_COUNT] = {
     [K_SMA] = {"sma", "Simple moving average", BIT(C), 1, 1, {"period"}, {30}, 1, {"sma"}},

@@ -61,6 +61,8 @@ typedef struct vx_ta_stream {
 } vx_ta_stream;
 const vx_ta_info *vx_ta_kinds(int *count);
 const char *vx_ta_isa(void);
+double *vx_ta_alloc(size_t n);
+void vx_ta_free(double *p);
 int vx_ta_lookback(int kind, const double *params, char *err, size_t errlen);
 int vx_ta_batch(int kind, const double *params, size_t n, const double *const *in,
                 double *const *out, char *err, size_t errlen);

@@ -75,13 +75,28 @@ local SMALL_BYTES = 256 * 1024
 local pool = {bytes = 0, outstanding = 0, step = STEP_MIN, hits = 0, misses = 0, collects = 0,
               epoch = 0}
 pool.gc_at = pool.step
-local free_lists = {}   -- class -> stack of double[class]
+local free_lists = {}   -- class -> stack of buffers (double[class + PAD], or a mapping)
 local last_taken = {}   -- class -> the epoch (forced collection count) it was last taken in
-local owned = {}        -- buffer address -> buffer, while a series may own it
-local holder = setmetatable({}, {__mode = "v"})   -- buffer address -> its series, weakly
+local owned = {}        -- series address (s.p) -> its buffer, while a series may own it
+local cap_of = {}       -- series address -> its buffer's class (owned's buffers)
+local holder = setmetatable({}, {__mode = "v"})   -- series address -> its series, weakly
 local addr_t = ffi.typeof("uintptr_t")
 
 local function address(p) return tonumber(cast(addr_t, p)) end
+
+-- A buffer is PAD doubles longer than its class and its series starts at
+-- the first 64-byte boundary in it: a kernel's vector loads and stores then
+-- never straddle two cache lines (LuaJIT's large arrays start 8 bytes past
+-- a 16-byte boundary, so half the 32-byte accesses did), and the same bars
+-- sit at the same place in every line for every series.
+local PAD = 8
+-- From this size up a buffer is a mapping of its own on huge pages
+-- (vx_ta_alloc), already aligned; below it, a LuaJIT array.
+local HUGE_BYTES = 2 * 1024 * 1024
+local function aligned(buf)
+  local a = address(buf)
+  return cast(dptr_t, buf) + ((64 - a % 64) % 64) / 8
+end
 
 -- a buffer of class cap back to the pool (or to the collector when the
 -- pool is full)
@@ -100,7 +115,8 @@ local function reclaim()
   for a, buf in pairs(owned) do
     if holder[a] == nil then
       owned[a] = nil
-      give_back(buf, ffi.sizeof(buf) / 8)
+      give_back(buf, cap_of[a])
+      cap_of[a] = nil
     end
   end
 end
@@ -155,19 +171,23 @@ local function take_buffer(cap)
     return buf
   end
   pool.misses = pool.misses + 1
-  return dbl(cap)
+  if 8 * cap < HUGE_BYTES then return dbl(cap + PAD) end
+  local p = C.vx_ta_alloc(cap)
+  if p == nil then error(("ta: out of memory for a series of %d values"):format(cap), 3) end
+  return ffi.gc(p, C.vx_ta_free)
 end
 
+-- buffers are found by their series' address (s.p, inside buf)
 local function own(buf, s)
-  local a = address(buf)
-  owned[a], holder[a] = buf, s
+  local a = address(s.p)
+  owned[a], holder[a], cap_of[a] = buf, s, tonumber(s.cap)
   return s
 end
 
 local function alloc_series(n)
   local cap = class_of(n)
   local buf = take_buffer(cap)
-  return own(buf, series_t(buf, n, cap))
+  return own(buf, series_t(aligned(buf), n, cap))
 end
 
 -- s as an output of n values: grown (a new pooled buffer; the old one goes
@@ -183,9 +203,9 @@ local function fit(s, n, who)
   local old = address(s.p)
   if owned[old] then
     give_back(owned[old], tonumber(s.cap))
-    owned[old], holder[old] = nil, nil
+    owned[old], holder[old], cap_of[old] = nil, nil, nil
   end
-  s.p, s.n, s.cap = buf, n, cap
+  s.p, s.n, s.cap = aligned(buf), n, cap
   own(buf, s)
   return s
 end
