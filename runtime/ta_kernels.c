@@ -10,10 +10,12 @@
 
 /* Batch runs go block by block: the block's inputs are checked with a
  * branch-free scan (the per-bar check runs only to name a bad bar), then the
- * block is computed while it is still in L1. 256 bars: the next block's
- * prefetch (check_block) is then few enough lines to stay in flight while
- * this one computes. With 1024 a 10M-bar run alternated between a memory
- * phase and a compute phase (SMA took 2.0x the copy time, now about 1.4x). */
+ * block is computed while it is still in L1. 256 bars: short enough that
+ * the hardware's prefetch streams run ahead across blocks. With 1024 a
+ * 10M-bar run alternated between a memory phase and a compute phase (SMA
+ * took 2.0x the copy time). The block's next one used to be prefetched by
+ * software too; on huge-page series that only got in the way (see
+ * check_block). */
 enum { BLOCK = 256 };
 
 /* Whether every x is below +inf and above lo (or at it, when `inclusive`):
@@ -33,20 +35,14 @@ static inline long long not_finite(double x) {
     return !(x > -HUGE_VAL) | !(x < HUGE_VAL);
 }
 
-/* Ask for the next block now: the compute passes over this one run from L1
- * and would otherwise leave the memory bus idle on long series. */
-static inline void prefetch_next(const double *const *in, unsigned mask, size_t b0, size_t b1,
-                                 size_t n) {
-    size_t ahead = b1 + (b1 - b0) < n ? b1 + (b1 - b0) : n;
-    for (int j = 0; j < VX_TA_NSLOTS; j++)
-        if ((mask >> j) & 1u)
-            for (size_t i = b1; i < ahead; i += 8) __builtin_prefetch(in[j] + i);
-}
-
+/* Whether bars [b0, b1) of the inputs in mask are what the indicator takes;
+ * if not, err names the first bad bar. (No prefetch of the next block here:
+ * series are on huge pages from 2 MB up (vx_ta_alloc), where the hardware's
+ * streams keep up; asking for a block at once made long series 10-40%
+ * slower on this project's build machine, ATR, MFI and VWAP the most.) */
 static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *in, size_t b0,
-                                 size_t b1, size_t n, char *err, size_t errlen) {
+                                 size_t b1, char *err, size_t errlen) {
     int bad = 0;
-    prefetch_next(in, mask, b0, b1, n);
     for (int j = 0; j < VX_TA_NSLOTS; j++) {   /* finite; volume >= 0; rvol's prices > 0 */
         if (!((mask >> j) & 1u)) continue;
         if (j == V) bad |= !all_in_range(in[j] + b0, b1 - b0, 0.0, 1);
@@ -74,7 +70,7 @@ static TA_KERNEL int check_block(int kind, unsigned mask, const double *const *i
         ta_state local = *u0, *u = &local;                                        \
         for (size_t b0 = i0; b0 < i1 && !rc; b0 += BLOCK) {                        \
             size_t b1 = i1 - b0 < BLOCK ? i1 : b0 + BLOCK;                         \
-            rc = check_block(KIND, MASK, in, b0, b1, i1, err, errlen);             \
+            rc = check_block(KIND, MASK, in, b0, b1, err, errlen);                \
             for (size_t i = b0; i < b1 && !rc; i++) {                              \
                 double v[VX_TA_NSLOTS] = {0}, o[VX_TA_MAXOUT];                     \
                 for (int j = 0; j < VX_TA_NSLOTS; j++)                             \
@@ -141,7 +137,7 @@ static int run_batch(int kind, ta_state *u0, size_t i0, size_t i1, const double 
 #define STEADY(KIND, MASK, FROM)                                                   \
     for (size_t b0 = (FROM), b1; b0 < n; b0 = b1)                                  \
         if ((b1 = n - b0 < BLOCK ? n : b0 + BLOCK),                                \
-            check_block(KIND, MASK, in, b0, b1, n, err, errlen))                   \
+            check_block(KIND, MASK, in, b0, b1, err, errlen))                      \
             return -1;                                                             \
         else                                                                       \
             for (size_t i = b0; i < b1; i++)
@@ -234,7 +230,7 @@ static TA_KERNEL int k_ema(KERNEL_ARGS) {
     ema_t *e = &u->ema.e;
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_EMA, BIT(C), in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(K_EMA, BIT(C), in, b0, b1, err, errlen)) return -1;
         ew_run(e, (int64_t)b0, in[C] + b0, b1 - b0, out[0] + b0);
     }
     return 0;
@@ -248,7 +244,7 @@ static TA_KERNEL int k_rsi(KERNEL_ARGS) {
     double *o = out[0], gb[BLOCK + 3], lb[BLOCK + 3], lt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_RSI, BIT(C), in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(K_RSI, BIT(C), in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         double *gain = ew_inputs(g, gb), *loss = ew_inputs(l, lb);
         for (size_t j = 0; j < m; j++) {
@@ -271,7 +267,7 @@ static TA_KERNEL int atr_like(int kind, KERNEL_ARGS) {
     double *o = out[0], buf[BLOCK + 3];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(kind, HLC, in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(kind, HLC, in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         double *tr = ew_inputs(wl, buf);
         for (size_t j = 0; j < m; j++) tr[j] = true_range(h[b0 + j], l[b0 + j], c[b0 + j - 1]);
@@ -299,7 +295,7 @@ static TA_KERNEL int k_supertrend(KERNEL_ARGS) {
     double buf[BLOCK + 3], BU[BLOCK], BL[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_SUPERTREND, HLC, in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(K_SUPERTREND, HLC, in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         double *tr = ew_inputs(&s->a.w, buf);
         for (size_t j = 0; j < m; j++) tr[j] = true_range(h[b0 + j], l[b0 + j], c[b0 + j - 1]);
@@ -332,7 +328,7 @@ static int xema_run(int kind, KERNEL_ARGS) {
     double b1[BLOCK + 3], b2[BLOCK + 3], E3[BLOCK], *o = out[0];
     for (size_t b0 = w, bend; b0 < n; b0 = bend) {
         bend = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(kind, BIT(C), in, b0, bend, n, err, errlen)) return -1;
+        if (check_block(kind, BIT(C), in, b0, bend, err, errlen)) return -1;
         size_t m = bend - b0;
         double *E1 = ew_inputs(&s->e2, b1), *E2 = ew_inputs(&s->e3, b2);
         ew_run(&s->e1, (int64_t)b0, in[C] + b0, m, E1);
@@ -382,7 +378,7 @@ static TA_KERNEL int k_keltner(KERNEL_ARGS) {
     double buf[BLOCK + 3];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_KELTNER, HLC, in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(K_KELTNER, HLC, in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         double *up = out[0] + b0, *mid = out[1] + b0, *dn = out[2] + b0;
         ew_run(&s->e, (int64_t)b0, c + b0, m, mid);
@@ -455,7 +451,7 @@ static TA_KERNEL int k_adx(KERNEL_ARGS) {
             xt[j] = true_range(h[i], l[i], c[i - 1]);
             bad |= not_finite(h[i]) | not_finite(l[i]) | not_finite(c[i]);
         }
-        if (bad && check_block(K_ADX, HLC, in, b0, b1, n, err, errlen)) return -1;
+        if (bad && check_block(K_ADX, HLC, in, b0, b1, err, errlen)) return -1;
         ew3_run((ew_t *const[3]){&s->dmp, &s->dmm, &s->tr}, i0, (const double *const[3]){xp, xm, xt},
                 m, (double *const[3]){P, M, T});
         double *dx = ew_inputs(&s->adx, db);
@@ -919,7 +915,7 @@ static TA_KERNEL int k_obv(KERNEL_ARGS) {
         }
         for (; i < b1; i++) obv_bar(x, vol, i, o, lane, &s1, &s2, &s3, &bad);   /* the tail */
         if (_mm_movemask_pd(_mm_cmpunord_pd(bad, bad)) &&   /* all-ones masks are NaNs too */
-            check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, n, err, errlen))
+            check_block(K_OBV, BIT(C) | BIT(V), in, b0, b1, err, errlen))
             return -1;
     }
     s->s1 = s1, s->s2 = s2, s->s3 = s3;
@@ -933,9 +929,8 @@ static TA_KERNEL int k_sma(KERNEL_ARGS) {
     double *o = out[0];
     for (size_t b0 = 0, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        prefetch_next(in, BIT(C), b0, b1, n);
         if (run_sums(&r, in[C] + b0, b0, b1 - b0, per, (sum_out){1.0 / per, 0, NULL}, o + b0) &&
-            check_block(K_SMA, BIT(C), in, b0, b1, n, err, errlen))
+            check_block(K_SMA, BIT(C), in, b0, b1, err, errlen))
             return -1;
     }
     for (size_t i = 0; i + 1 < (size_t)per && i < n; i++) o[i] = NAN;
@@ -983,7 +978,7 @@ static TA_KERNEL int var_like(int kind, KERNEL_ARGS) {
     double dq[BLOCK], mt[BLOCK], vt[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(kind, BIT(C), in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(kind, BIT(C), in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         const double *xb = x + b0, *ob = x + b0 - per;
         for (size_t j = 0; j < m; j++) dq[j] = (xb[j] - ob[j]) * inv;
@@ -1040,7 +1035,7 @@ static TA_KERNEL int k_vwap(KERNEL_ARGS) {
     double hlc[BLOCK], pv[BLOCK], vv[BLOCK];
     for (size_t b0 = w, b1; b0 < n; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, n, err, errlen)) return -1;
+        if (check_block(K_VWAP, HLC | BIT(V) | BIT(T), in, b0, b1, err, errlen)) return -1;
         size_t m = b1 - b0;
         for (size_t j = 0; j < m; j++) hlc[j] = h[b0 + j] + l[b0 + j] + c[b0 + j];
         for (size_t j = 0; j < m; j++) {
@@ -1115,8 +1110,7 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "mfi: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        if (b0 == 1 && (rc = check_block(K_MFI, HLC | BIT(V), in, 0, 1, n, err, errlen))) break;
-        prefetch_next(in, HLC | BIT(V), b0, b1, n);
+        if (b0 == 1 && (rc = check_block(K_MFI, HLC | BIT(V), in, 0, 1, err, errlen))) break;
         size_t m = b1 - b0;
         double *up = hist_next(&hp), *dn = hist_next(&hn), *o = out[0] + b0;
         long long bad = 0;   /* 64-bit: see all_in_range */
@@ -1131,7 +1125,7 @@ static TA_KERNEL int k_mfi(KERNEL_ARGS) {
             up[k] = tp > prev ? mf : 0.0;
             dn[k] = tp < prev ? mf : 0.0;
         }
-        if (bad && (rc = check_block(K_MFI, HLC | BIT(V), in, b0, b1, n, err, errlen))) break;
+        if (bad && (rc = check_block(K_MFI, HLC | BIT(V), in, b0, b1, err, errlen))) break;
         hist_sums(&hp, b0 - 1, m, (sum_out){1.0, 0, NULL}, o);
         hist_sums(&hn, b0 - 1, m, (sum_out){1.0, 0, o}, o);   /* pct(up, up + down) */
     }
@@ -1204,7 +1198,6 @@ static TA_KERNEL int k_cci(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "cci: out of memory");
     for (size_t b0 = 0, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        prefetch_next(in, HLC, b0, b1, n);
         size_t m = b1 - b0;
         double *t = hist_next(&hs);
         long long bad = 0;   /* 64-bit: see all_in_range */
@@ -1213,7 +1206,7 @@ static TA_KERNEL int k_cci(KERNEL_ARGS) {
             t[k] = (h[i] + l[i] + c[i]) / 3.0;   /* see step_cci */
             bad |= !(t[k] - t[k] == 0.0);   /* not finite, or an overflow (check_block tells) */
         }
-        if (bad && (rc = check_block(K_CCI, HLC, in, b0, b1, n, err, errlen))) break;
+        if (bad && (rc = check_block(K_CCI, HLC, in, b0, b1, err, errlen))) break;
         run_sums(&hs.r, t, b0, m, (int)P, (sum_out){1.0, 0, NULL}, sums);
         size_t k = b0 + 1 >= P ? 0 : P - 1 - b0;   /* the first bar with a whole window */
         if (k < m) {
@@ -1267,7 +1260,7 @@ static TA_KERNEL int k_rvol(KERNEL_ARGS) {
     if (rc) snprintf(err, errlen, "rvol: out of memory");
     for (size_t b0 = 1, b1; b0 < n && !rc; b0 = b1) {
         b1 = n - b0 < BLOCK ? n : b0 + BLOCK;
-        rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, n, err, errlen);
+        rc = check_block(K_RVOL, BIT(C), in, b0 == 1 ? 0 : b0, b1, err, errlen);
         if (rc) break;
         size_t m = b1 - b0;
         double *o = out[0] + b0;
@@ -1503,7 +1496,7 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
                 }
             }
         }
-        if (bad && check_block(kind, mask, in, c0, c0 + m, n, err, errlen)) {
+        if (bad && check_block(kind, mask, in, c0, c0 + m, err, errlen)) {
             free(e.hh);
             return -1;
         }
@@ -1531,7 +1524,7 @@ static TA_KERNEL int extremes_batch(int kind, const double *p, size_t n, const d
  * (an SMA of %K) into out[1] once the RSI is no longer needed. */
 static TA_KERNEL int k_stochrsi(KERNEL_ARGS) {
     /* checked here too, so that a bad bar is reported as stochrsi's, not rsi's */
-    if (check_block(K_STOCHRSI, BIT(C), in, 0, n, n, err, errlen)) return -1;
+    if (check_block(K_STOCHRSI, BIT(C), in, 0, n, err, errlen)) return -1;
     size_t rp = (size_t)p[0], fk = (size_t)p[1];
     double *rout[1] = {out[1]};
     if (k_rsi(u, p, n, in, rout, err, errlen)) return -1;
