@@ -717,6 +717,30 @@ describe("vibex.ta", function()
       assert.is_true(after.outstanding < 80 * 1024 * 1024, "outputs handed out and not yet found garbage stay bounded")
     end)
 
+    it("series start on 64-byte boundaries; from 2 MB up on a 2 MB boundary, usable to the end and reclaimed", function()
+      local ffi = require "ffi"
+      local function addr(s) return tonumber(ffi.cast("uintptr_t", s.p)) end
+      for _, n in ipairs({1, 63, 1000, 4001, 100000}) do
+        assert.equal(0, addr(ta.series(n)) % 64, ("a series of %d"):format(n))
+      end
+      local n = 300000   -- 2.4 MB: a mapping of its own
+      local x = ta.series(n)
+      assert.equal(0, addr(x) % (2 * 1024 * 1024))
+      for i = 1, n do x[i] = 100 + (i % 7) end   -- every element writable, zeroed before
+      local want = ta.sma(x, 5)
+      assert.equal(0, addr(want) % (2 * 1024 * 1024))
+      assert.equal((102 + 103 + 104 + 105 + 106) / 5, want[6])   -- x[2..6]
+      assert.equal(ta.sma(x, 5)[n], want[n])
+      -- big fresh outputs go back to the pool (at its collections, every
+      -- 8-64 MB handed out) and are handed out again; what is out stays bounded
+      local before = ta.pool_stats()
+      for _ = 1, 60 do ta.sma(x, 5) end
+      local after = ta.pool_stats()
+      assert.is_true(after.collects > before.collects)
+      assert.is_true(after.hits - before.hits >= 10, "big outputs were reused mappings")
+      assert.is_true(after.outstanding < 160 * 1024 * 1024)
+    end)
+
     it("candle methods reuse their outputs between calls", function()
       local b = bars(600)
       local c = assert(ta.candles{interval = "1m", capacity = 500})
